@@ -1,0 +1,36 @@
+# Two commands on a fresh machine (Python 3.11+): `make run` and `make test`.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+PORT   ?= 8080
+
+.PHONY: run test lint install bench clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+
+$(VENV)/.installed-run: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install -q -e .
+	touch $@
+
+$(VENV)/.installed-test: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install -q -e '.[test,bench]'
+	touch $@ $(VENV)/.installed-run
+
+install: $(VENV)/.installed-run
+
+## Set up and start the service on the embedded defaults (SQLite under ./var, port 8080).
+run: $(VENV)/.installed-run
+	CDS_ENV=$${CDS_ENV:-development} $(BIN)/diazepam-cds serve --port $(PORT)
+
+## Set up and run the whole test suite (lint included).
+test: $(VENV)/.installed-test
+	$(BIN)/ruff check .
+	$(BIN)/python -m pytest -n 2 -q
+
+lint: $(VENV)/.installed-test
+	$(BIN)/ruff check .
+
+clean:
+	rm -rf $(VENV) var .pytest_cache

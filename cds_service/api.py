@@ -1,0 +1,118 @@
+"""HTTP routes: discovery, the two hook services, feedback, health. Thin by design."""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+from flask import Blueprint, Response, current_app, g, jsonify, request
+
+from cds_service import __version__
+from cds_service.discovery import SERVICES, ServiceDefinition, discovery_document
+from cds_service.errors import ApiError
+from cds_service.hook_request import build_hook_request, parse_json_body, validate
+from cds_service.pipeline import run_hook
+
+log = logging.getLogger("cds_service.request")
+bp = Blueprint("cds", __name__)
+
+
+def _service(service_id: str) -> ServiceDefinition:
+    service = SERVICES.get(service_id)
+    if service is None:
+        known = ", ".join(sorted(SERVICES))
+        raise ApiError(404, f"Unknown CDS service '{service_id[:100]}'. Known services: {known}.")
+    g.cds_service_id = service.id
+    return service
+
+
+def _json_body() -> Any:
+    mimetype = request.mimetype or ""
+    if mimetype != "application/json" and not mimetype.endswith("+json"):
+        shown = mimetype or "none"
+        raise ApiError(415, f"Unsupported media type '{shown}': send Content-Type: application/json.")
+    return parse_json_body(request.get_data(cache=True))
+
+
+@bp.get("/cds-services")
+def discovery() -> Response:
+    return jsonify(discovery_document())
+
+
+@bp.post("/cds-services/<service_id>")
+def call_service(service_id: str) -> Response:
+    service = _service(service_id)
+    body = _json_body()
+    if isinstance(body, dict) and isinstance(body.get("hook"), str) and body["hook"] != service.hook:
+        raise ApiError(
+            400,
+            f"Service '{service.id}' handles hook '{service.hook}', but the request says "
+            f"'{body['hook'][:64]}'.",
+        )
+    validate(service.hook, body)
+    hook_request = build_hook_request(body)
+    g.cds_hook_instance = hook_request.hook_instance
+    settings = current_app.config["CDS_SETTINGS"]
+    timings: dict[str, float] = g.setdefault("cds_timings", {})
+    advisor = current_app.extensions["cds.advisor"]
+    profile = g.get("cds_client_profile") or settings.ehr_profile or getattr(
+        advisor, "default_profile", "standard"
+    )
+    result = run_hook(
+        hook_request, advisor=advisor, settings=settings, profile=profile, timings=timings
+    )
+    g.cds_cards = result["cards"]
+    for hook in current_app.extensions.get("cds.after_hook", []):
+        hook(service, hook_request, result)
+    return jsonify(result)
+
+
+@bp.post("/cds-services/<service_id>/feedback")
+def feedback(service_id: str) -> Response:
+    service = _service(service_id)
+    body = _json_body()
+    validate("feedback", body)
+    handler = current_app.extensions.get("cds.feedback_handler")
+    result: dict[str, Any] = handler(service, body) if handler else {}
+    return jsonify(result)
+
+
+@bp.get("/health")
+def health() -> Response:
+    checks: dict[str, str] = {}
+    for name, check in current_app.extensions.get("cds.health_checks", {}).items():
+        try:
+            check()
+            checks[name] = "ok"
+        except Exception as exc:  # a failing dependency is reported, not raised
+            log.warning("health check failed", extra={"check": name, "error": type(exc).__name__})
+            checks[name] = "failing"
+    ok = all(v == "ok" for v in checks.values())
+    body = {"status": "ok" if ok else "degraded", "version": __version__}
+    if checks:
+        body["checks"] = checks
+    response = jsonify(body)
+    response.status_code = 200 if ok else 503
+    return response
+
+
+def log_request(response: Response) -> Response:
+    """One structured line per request: route, status, timings; never bodies or patient data."""
+    started = g.get("cds_started")
+    fields: dict[str, Any] = {
+        "method": request.method,
+        "path": request.path[:200],
+        "status": response.status_code,
+    }
+    if started is not None:
+        fields["duration_ms"] = round((time.perf_counter() - started) * 1000, 2)
+    for key in ("cds_service_id", "cds_hook_instance", "cds_client_iss"):
+        if g.get(key):
+            fields[key.removeprefix("cds_")] = g.get(key)
+    if g.get("cds_timings"):
+        fields["timings_ms"] = {k: round(v, 2) for k, v in g.cds_timings.items()}
+    if g.get("cds_cards") is not None:
+        fields["cards"] = len(g.cds_cards)
+    log.info("request", extra=fields)
+    return response

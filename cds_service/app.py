@@ -1,0 +1,86 @@
+"""Application factory: ``create_app(config)`` assembled from small ``register_*`` steps.
+
+Each step owns one concern and reads only the typed settings, so a worker builds everything
+it needs (validators, value sets, templates, keys) once, at start-up, and a bad configuration
+stops start-up with a clear message instead of failing the first clinician's request.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import warnings
+from collections.abc import Mapping
+from typing import Any
+
+from flask import Flask, g
+from flask_cors import CORS
+
+from cds_service.api import bp, log_request
+from cds_service.config import Settings, load_settings
+from cds_service.errors import register_error_handlers
+from cds_service.hook_request import SCHEMA_FILES, validator
+from cds_service.logs import configure_logging
+from cds_service.pipeline import NoAdvice
+
+log = logging.getLogger("cds_service.app")
+
+
+def create_app(config: Settings | Mapping[str, Any] | None = None) -> Flask:
+    settings = config if isinstance(config, Settings) else load_settings(overrides=config)
+    app = Flask(__name__)
+    app.config["CDS_SETTINGS"] = settings
+    app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
+    app.json.sort_keys = False  # type: ignore[attr-defined]
+    app.json.compact = True  # type: ignore[attr-defined]
+    register_logging(app, settings)
+    register_error_handlers(app)
+    register_cors(app, settings)
+    register_schemas(app)
+    register_advisor(app, settings)
+    register_blueprints(app)
+    return app
+
+
+def register_logging(app: Flask, settings: Settings) -> None:
+    configure_logging(settings.log_level)
+
+    @app.before_request
+    def _start_clock() -> None:
+        g.cds_started = time.perf_counter()
+
+    app.after_request(log_request)
+
+
+def register_cors(app: Flask, settings: Settings) -> None:
+    """Browsers (the CDS Hooks sandbox) preflight every call; answer without auth."""
+    if not settings.allowed_origins:
+        return
+    origins: Any = "*" if "*" in settings.allowed_origins else list(settings.allowed_origins)
+    CORS(
+        app,
+        origins=origins,
+        allow_headers=["Authorization", "Content-Type", "Accept"],
+        methods=["GET", "POST", "OPTIONS"],
+        max_age=600,
+    )
+
+
+def register_schemas(app: Flask) -> None:
+    for name in SCHEMA_FILES:
+        validator(name)  # compile once per worker; a broken schema stops start-up
+
+
+def register_advisor(app: Flask, settings: Settings) -> None:
+    app.extensions["cds.advisor"] = NoAdvice()
+
+
+def register_blueprints(app: Flask) -> None:
+    app.register_blueprint(bp)
+
+
+def _silence_known_warnings() -> None:
+    warnings.filterwarnings("ignore", category=DeprecationWarning, module="flask_cors")
+
+
+_silence_known_warnings()

@@ -1,0 +1,79 @@
+"""``diazepam-cds`` command line: serve (gunicorn) and operational sub-commands."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from cds_service.config import ConfigError, load_settings
+
+Command = Callable[[argparse.Namespace], int]
+_COMMANDS: dict[str, Command] = {}
+
+
+def command(name: str) -> Callable[[Command], Command]:
+    def register(fn: Command) -> Command:
+        _COMMANDS[name] = fn
+        return fn
+
+    return register
+
+
+def _add_serve(sub: Any) -> None:
+    p = sub.add_parser("serve", help="run the service under gunicorn")
+    p.add_argument("--host", default=None, help="interface to bind (default CDS_HOST or 0.0.0.0)")
+    p.add_argument("--port", type=int, default=None, help="port (default CDS_PORT or 8080)")
+    p.add_argument("--workers", type=int, default=None, help="worker processes (CDS_WORKERS)")
+
+
+@command("serve")
+def serve(args: argparse.Namespace) -> int:
+    from cds_service.server import run_gunicorn
+
+    settings = load_settings()
+    overrides = {
+        k: v
+        for k, v in (("host", args.host), ("port", args.port), ("workers", args.workers))
+        if v is not None
+    }
+    return run_gunicorn(settings.with_overrides(**overrides))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="diazepam-cds", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    _add_serve(sub)
+    for extra in _EXTRA_PARSERS:
+        extra(sub)
+    return parser
+
+
+# Other modules contribute sub-commands: (add_parser function) registered here.
+_EXTRA_PARSERS: list[Callable[[Any], None]] = []
+
+
+def _load_plugins() -> None:
+    import importlib
+
+    for module in ("cds_service.cli_tools",):
+        try:
+            importlib.import_module(module)
+        except ModuleNotFoundError as exc:
+            if exc.name != module:
+                raise
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    _load_plugins()
+    args = build_parser().parse_args(argv)
+    try:
+        return _COMMANDS[args.command](args)
+    except ConfigError as exc:
+        print(f"diazepam-cds: configuration error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,187 @@
+"""Service settings, read once from ``CDS_*`` environment variables (and an optional file).
+
+Every setting the service reads is declared in ``SETTINGS`` below, with its default and meaning,
+so the operations documentation can be checked against the code (a test compares them).
+Settings are a frozen dataclass: a worker reads them at start-up and never again, which keeps
+the hot path free of environment look-ups and makes tests build apps with explicit overrides.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+PACKAGE_DIR = Path(__file__).resolve().parent
+REPO_DIR = PACKAGE_DIR.parent
+
+
+class ConfigError(ValueError):
+    """A setting has a value the service cannot run with; start-up stops with this message."""
+
+
+def _default_cards_dir() -> str:
+    # A source checkout keeps card templates at the top level (`cards/`); an installed wheel
+    # carries a copy inside the package.
+    top = REPO_DIR / "cards"
+    return str(top if top.is_dir() else PACKAGE_DIR / "data" / "cards")
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Typed settings. Field names are the env names without the ``CDS_`` prefix, lower-cased."""
+
+    env: str = "production"
+    host: str = "0.0.0.0"
+    port: int = 8080
+    workers: int = 2
+    data_dir: str = "var"
+    database_url: str = ""
+    max_body_bytes: int = 1024 * 1024
+    allowed_origins: tuple[str, ...] = ()
+    log_level: str = "INFO"
+    # Authentication (JWT per CDS Hooks §7)
+    auth: str = "required"
+    trusted_issuers: str = ""
+    dev_trust_sandbox: bool = False
+    public_base_url: str = ""
+    jwt_leeway_s: int = 60
+    jwks_cache_s: int = 300
+    # FHIR data access
+    deadline_ms: int = 2000
+    fhir_allowlist: tuple[str, ...] = ()
+    fhir_allow_loopback: bool = False
+    # Clinical content
+    policy_file: str = ""
+    cards_dir: str = field(default_factory=_default_cards_dir)
+    ehr_profile: str = ""
+    # Store, feedback, metrics
+    patient_hash_key: str = ""
+    suppress_repeats: bool = False
+    suppress_window_s: int = 3600
+    metrics_dir: str = ""
+
+    @property
+    def is_development(self) -> bool:
+        return self.env == "development"
+
+    def resolved_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{Path(self.data_dir).resolve() / 'cds.sqlite3'}"
+
+    def with_overrides(self, **overrides: Any) -> Settings:
+        return replace(self, **overrides)
+
+
+# name -> (default as documented, meaning). Kept beside the dataclass so docs and code agree.
+SETTINGS: dict[str, str] = {
+    "CDS_CONFIG_FILE": "Optional JSON file of settings (keys as the env names); env wins.",
+    "CDS_ENV": "`production` (default) or `development` (CORS `*`, sandbox issuer trusted).",
+    "CDS_HOST": "Interface gunicorn binds (default `0.0.0.0`).",
+    "CDS_PORT": "Port gunicorn binds (default `8080`).",
+    "CDS_WORKERS": "gunicorn worker processes (default `2`).",
+    "CDS_DATA_DIR": "Directory for the embedded SQLite database and metrics files (default `var`).",
+    "CDS_DATABASE_URL": "SQLAlchemy URL; default SQLite file under CDS_DATA_DIR. PostgreSQL: "
+    "`postgresql+psycopg://user@host/db`.",
+    "CDS_MAX_BODY_BYTES": "Largest accepted request body in bytes (default 1048576); larger → 413.",
+    "CDS_ALLOWED_ORIGINS": "Comma-separated CORS origins; default none in production, `*` in "
+    "development.",
+    "CDS_LOG_LEVEL": "Log level (default `INFO`). Logs are JSON lines without PHI.",
+    "CDS_AUTH": "`required` (default) or `disabled` (local experiments only; warns loudly).",
+    "CDS_TRUSTED_ISSUERS": "Path to the trusted-issuers JSON file (see README).",
+    "CDS_DEV_TRUST_SANDBOX": "Trust the public CDS Hooks sandbox issuer (default: on only in "
+    "development). Never in production: its private key is public.",
+    "CDS_PUBLIC_BASE_URL": "External base URL (scheme://host[:port][/prefix]) used to compute the "
+    "expected JWT `aud` behind a proxy; default: the request's own URL.",
+    "CDS_JWT_LEEWAY_S": "Clock skew tolerated on exp/iat/nbf, seconds (default 60).",
+    "CDS_JWKS_CACHE_S": "Lifetime of a fetched JWK Set in seconds (default 300).",
+    "CDS_DEADLINE_MS": "Per-request deadline for FHIR fetches, milliseconds (default 2000).",
+    "CDS_FHIR_ALLOWLIST": "Comma-separated host patterns (fnmatch) allowed for `fhirServer` over "
+    "plain http; https hosts always allowed unless listed patterns exclude them.",
+    "CDS_FHIR_ALLOW_LOOPBACK": "Allow `fhirServer` on loopback addresses (default off).",
+    "CDS_POLICY_FILE": "JSON file overriding thresholds of the shipped clinical policy.",
+    "CDS_CARDS_DIR": "Directory of card templates (default: the top-level `cards/`).",
+    "CDS_EHR_PROFILE": "Default EHR profile `standard` or `epic` (default from the policy file).",
+    "CDS_PATIENT_HASH_KEY": "Secret key for the keyed hash of patient ids in the store.",
+    "CDS_SUPPRESS_REPEATS": "Suppress a topic at order-sign that the same user overrode at "
+    "order-select for the same draft (default off).",
+    "CDS_SUPPRESS_WINDOW_S": "Window for repeat suppression, seconds (default 3600).",
+    "CDS_METRICS_DIR": "Prometheus multiprocess directory (default `<CDS_DATA_DIR>/metrics`).",
+}
+
+_BOOL_TRUE = {"1", "true", "yes", "on"}
+_BOOL_FALSE = {"0", "false", "no", "off", ""}
+
+
+def _coerce(name: str, raw: Any, kind: type | str) -> Any:
+    text = raw if not isinstance(raw, str) else raw.strip()
+    if kind in (bool, "bool"):
+        if isinstance(text, bool):
+            return text
+        low = str(text).lower()
+        if low in _BOOL_TRUE:
+            return True
+        if low in _BOOL_FALSE:
+            return False
+        raise ConfigError(f"{name} must be true or false, got {raw!r}")
+    if kind in (int, "int"):
+        try:
+            return int(text)
+        except (TypeError, ValueError):
+            raise ConfigError(f"{name} must be an integer, got {raw!r}") from None
+    if kind in ("tuple[str, ...]",):
+        if isinstance(text, list | tuple):
+            return tuple(str(x).strip() for x in text if str(x).strip())
+        return tuple(part.strip() for part in str(text).split(",") if part.strip())
+    return str(text)
+
+
+def load_settings(
+    environ: Mapping[str, str] | None = None, overrides: Mapping[str, Any] | None = None
+) -> Settings:
+    """Settings from a config file, then the environment, then explicit overrides (tests)."""
+    environ = os.environ if environ is None else environ
+    values: dict[str, Any] = {}
+    config_file = environ.get("CDS_CONFIG_FILE")
+    if config_file:
+        try:
+            data = json.loads(Path(config_file).read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            raise ConfigError(f"CDS_CONFIG_FILE {config_file!r} unreadable: {exc}") from exc
+        values.update({k.upper(): v for k, v in data.items()})
+    values.update({k: v for k, v in environ.items() if k.startswith("CDS_")})
+    kwargs: dict[str, Any] = {}
+    for f in fields(Settings):
+        env_name = "CDS_" + f.name.upper()
+        if env_name in values:
+            kwargs[f.name] = _coerce(env_name, values[env_name], f.type)
+    for key, value in (overrides or {}).items():
+        if key not in {f.name for f in fields(Settings)}:
+            raise ConfigError(f"unknown setting {key!r}")
+        kwargs[key] = value
+    settings = Settings(**kwargs)
+    return _apply_profile_defaults(settings, explicit=set(kwargs))
+
+
+def _apply_profile_defaults(settings: Settings, explicit: set[str]) -> Settings:
+    if settings.env not in ("production", "development"):
+        raise ConfigError(f"CDS_ENV must be production or development, got {settings.env!r}")
+    if settings.auth not in ("required", "disabled"):
+        raise ConfigError(f"CDS_AUTH must be required or disabled, got {settings.auth!r}")
+    if settings.max_body_bytes <= 0:
+        raise ConfigError("CDS_MAX_BODY_BYTES must be positive")
+    if settings.deadline_ms <= 0:
+        raise ConfigError("CDS_DEADLINE_MS must be positive")
+    changes: dict[str, Any] = {}
+    if settings.is_development:
+        if "allowed_origins" not in explicit:
+            changes["allowed_origins"] = ("*",)
+        if "dev_trust_sandbox" not in explicit:
+            changes["dev_trust_sandbox"] = True
+    if not settings.metrics_dir:
+        changes["metrics_dir"] = str(Path(settings.data_dir) / "metrics")
+    return replace(settings, **changes) if changes else settings

@@ -1,0 +1,124 @@
+"""Turn a request body into a validated, typed hook request (or a 400 that names the field).
+
+Validators are compiled once per worker: jsonschema compiles a schema into a validator object
+whose construction costs far more than one validation, so the hot path only calls
+``iter_errors``.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from functools import cache
+from importlib import resources
+from typing import Any
+
+from jsonschema import Draft202012Validator
+from jsonschema.exceptions import ValidationError
+
+from cds_service.errors import ApiError
+
+SCHEMA_FILES = {
+    "order-select": "order-select-request.json",
+    "order-sign": "order-sign-request.json",
+    "feedback": "feedback-request.json",
+}
+
+
+@cache
+def validator(name: str) -> Draft202012Validator:
+    text = resources.files("cds_service.schemas").joinpath(SCHEMA_FILES[name]).read_text("utf-8")
+    schema = json.loads(text)
+    Draft202012Validator.check_schema(schema)
+    return Draft202012Validator(schema)
+
+
+@dataclass(frozen=True)
+class HookRequest:
+    """The parts of a CDS Hooks call the pipeline uses. ``raw`` keeps the validated JSON."""
+
+    hook: str
+    hook_instance: str
+    patient_id: str
+    user_id: str
+    draft_orders: dict[str, Any]
+    selections: tuple[str, ...] | None
+    encounter_id: str | None = None
+    fhir_server: str | None = None
+    access_token: str | None = field(default=None, repr=False)
+    prefetch: dict[str, Any] | None = None
+    raw: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
+
+    @property
+    def draft_resources(self) -> list[dict[str, Any]]:
+        entries = self.draft_orders.get("entry") or []
+        return [e["resource"] for e in entries if isinstance(e, dict) and "resource" in e]
+
+
+def parse_json_body(data: bytes) -> Any:
+    """Decode JSON with a message a client can act on."""
+    if not data:
+        raise ApiError(400, "Request body is empty; expected a JSON object.")
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ApiError(400, f"Request body is not UTF-8 (byte {exc.start}).") from None
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ApiError(
+            400, f"Malformed JSON: {exc.msg} at line {exc.lineno} column {exc.colno}."
+        ) from None
+    except RecursionError:
+        raise ApiError(400, "Malformed JSON: nesting too deep.") from None
+
+
+def _describe(error: ValidationError) -> str:
+    path = ".".join(str(p) for p in error.absolute_path) or "(body)"
+    if error.validator == "required":
+        missing = error.message.split("'")[1] if "'" in error.message else error.message
+        where = f"{path}.{missing}" if path != "(body)" else missing
+        return f"Missing required field '{where}'."
+    if error.validator == "dependentRequired":
+        return "Field 'fhirServer' is required when 'fhirAuthorization' is present."
+    if error.validator == "const" and path == "hook":
+        return f"Field 'hook' must be {error.validator_value!r} for this service."
+    message = error.message
+    if len(message) > 200:
+        message = message[:200] + "…"
+    return f"Invalid field '{path}': {message}"
+
+
+def validate(name: str, body: Any) -> None:
+    """Raise a 400 ApiError naming the first (deterministically chosen) schema violation."""
+    if not isinstance(body, dict):
+        raise ApiError(400, "Request body must be a JSON object.")
+    try:
+        errors = sorted(
+            validator(name).iter_errors(body),
+            key=lambda e: (len(list(e.absolute_path)), [str(p) for p in e.absolute_path]),
+        )
+    except RecursionError:
+        raise ApiError(400, "Request body nests too deeply.") from None
+    if errors:
+        raise ApiError(400, _describe(errors[0]))
+
+
+def build_hook_request(body: dict[str, Any]) -> HookRequest:
+    """Typed view of a body that already passed ``validate``."""
+    context = body["context"]
+    auth = body.get("fhirAuthorization") or {}
+    selections = context.get("selections")
+    return HookRequest(
+        hook=body["hook"],
+        hook_instance=body["hookInstance"],
+        patient_id=context["patientId"],
+        user_id=context["userId"],
+        encounter_id=context.get("encounterId"),
+        draft_orders=context["draftOrders"],
+        selections=tuple(selections) if body["hook"] == "order-select" else None,
+        fhir_server=body.get("fhirServer"),
+        access_token=auth.get("access_token"),
+        prefetch=body.get("prefetch"),
+        raw=body,
+    )

@@ -1,0 +1,76 @@
+"""One hook call, start to finish: orders in scope → patient data → findings → cards.
+
+The HTTP layer (api.py) only parses and validates; everything clinical happens behind the
+``Advisor`` protocol so it can be tested without Flask. Orders come first: a request with no
+diazepam order in scope is answered at once, without touching patient data.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from typing import Any, Protocol
+
+from cds_service.config import Settings
+from cds_service.fhir.prefetch import PatientData
+from cds_service.fhir.resolve import resolve_patient_data
+from cds_service.hook_request import HookRequest
+
+
+class Advisor(Protocol):
+    """What the clinical engine offers the pipeline."""
+
+    def orders_in_scope(self, request: HookRequest) -> Sequence[Any]: ...
+
+    def advise(
+        self,
+        request: HookRequest,
+        orders: Sequence[Any],
+        data: PatientData,
+        profile: str,
+        timings: dict[str, float],
+    ) -> list[dict[str, Any]]: ...
+
+
+class NoAdvice:
+    """An advisor that recognises no order: used only where no clinical engine is configured."""
+
+    def orders_in_scope(self, request: HookRequest) -> Sequence[Any]:
+        return ()
+
+    def advise(self, request, orders, data, profile, timings):  # type: ignore[no-untyped-def]
+        return []
+
+
+def prune(value: Any) -> Any:
+    """Drop None, empty strings, lists and objects (CDS Hooks: never send empties)."""
+    if isinstance(value, dict):
+        out = {}
+        for key, item in value.items():
+            cleaned = prune(item)
+            if cleaned is None or cleaned == "" or cleaned == [] or cleaned == {}:
+                continue
+            out[key] = cleaned
+        return out
+    if isinstance(value, list):
+        items = [prune(v) for v in value]
+        return [v for v in items if not (v is None or v == "" or v == [] or v == {})]
+    return value
+
+
+def run_hook(
+    request: HookRequest,
+    *,
+    advisor: Advisor,
+    settings: Settings,
+    profile: str,
+    timings: dict[str, float],
+) -> dict[str, Any]:
+    orders = advisor.orders_in_scope(request)
+    if not orders:
+        return {"cards": []}
+    started = time.perf_counter()
+    data = resolve_patient_data(request, settings, timings)
+    timings.setdefault("data_ms", (time.perf_counter() - started) * 1000)
+    cards = advisor.advise(request, orders, data, profile, timings)
+    return {"cards": [prune(card) for card in cards]}
