@@ -1,0 +1,52 @@
+"""Fixtures shared by the whole suite: apps built from explicit settings, sandbox requests."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+
+from cds_service.app import create_app
+
+DATA = Path(__file__).resolve().parent / "data"
+
+
+def load_json(path: Path | str) -> Any:
+    return json.loads(Path(path).read_text(encoding="utf-8"))
+
+
+@pytest.fixture
+def make_app(tmp_path: Path) -> Callable[..., Flask]:
+    """Build an app with test defaults (auth off, data under tmp) plus overrides."""
+
+    def _make(**overrides: Any) -> Flask:
+        settings: dict[str, Any] = {"auth": "disabled", "data_dir": str(tmp_path / "data")}
+        settings.update(overrides)
+        return create_app(settings)
+
+    return _make
+
+
+@pytest.fixture
+def app(make_app: Callable[..., Flask]) -> Flask:
+    return make_app()
+
+
+@pytest.fixture
+def client(app: Flask) -> FlaskClient:
+    return app.test_client()
+
+
+@pytest.fixture
+def sandbox_request() -> Callable[[str], dict[str, Any]]:
+    """A CDS Hooks sandbox request body by file stem, e.g. 'order-sign-request_r4-server'."""
+
+    def _load(name: str) -> dict[str, Any]:
+        return load_json(DATA / "sandbox" / f"{name}.json")
+
+    return _load

@@ -1,0 +1,86 @@
+"""Start a real ``diazepam-cds serve`` (gunicorn) process on a free loopback port."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import requests
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class RunningServer:
+    process: subprocess.Popen[bytes]
+    port: int
+    log_path: Path
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def log_text(self) -> str:
+        return self.log_path.read_text(encoding="utf-8", errors="replace")
+
+    def kill(self, sig: int = signal.SIGKILL) -> None:
+        """Signal the whole process group (gunicorn master and workers)."""
+        if self.process.poll() is None:
+            os.killpg(self.process.pid, sig)
+            self.process.wait(timeout=15)
+
+
+def start_server(
+    tmp_dir: Path, env: Mapping[str, str] | None = None, *, workers: int = 2, port: int | None = None
+) -> RunningServer:
+    port = port or free_port()
+    full_env = {**os.environ, "CDS_DATA_DIR": str(tmp_dir / "data"), "CDS_LOG_LEVEL": "INFO"}
+    full_env.update(env or {})
+    log_path = tmp_dir / f"server-{port}.log"
+    log_file = log_path.open("wb")
+    exe = Path(sys.executable).with_name("diazepam-cds")
+    process = subprocess.Popen(
+        [str(exe), "serve", "--host", "127.0.0.1", "--port", str(port), "--workers", str(workers)],
+        env=full_env,
+        stdout=log_file,
+        stderr=subprocess.STDOUT,
+        cwd=REPO,
+        start_new_session=True,
+    )
+    server = RunningServer(process, port, log_path)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"server exited early:\n{server.log_text()}")
+        try:
+            if requests.get(f"{server.base_url}/health", timeout=1).status_code in (200, 503):
+                return server
+        except requests.RequestException:
+            time.sleep(0.1)
+    server.kill()
+    raise RuntimeError(f"server did not start in 30 s:\n{server.log_text()}")
+
+
+@contextmanager
+def running_server(
+    tmp_dir: Path, env: Mapping[str, str] | None = None, *, workers: int = 2
+) -> Iterator[RunningServer]:
+    server = start_server(tmp_dir, env, workers=workers)
+    try:
+        yield server
+    finally:
+        server.kill(signal.SIGTERM)
