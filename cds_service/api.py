@@ -31,7 +31,9 @@ def _json_body() -> Any:
     mimetype = request.mimetype or ""
     if mimetype != "application/json" and not mimetype.endswith("+json"):
         shown = mimetype or "none"
-        raise ApiError(415, f"Unsupported media type '{shown}': send Content-Type: application/json.")
+        raise ApiError(
+            415, f"Unsupported media type '{shown}': send Content-Type: application/json."
+        )
     return parse_json_body(request.get_data(cache=True))
 
 
@@ -44,7 +46,11 @@ def discovery() -> Response:
 def call_service(service_id: str) -> Response:
     service = _service(service_id)
     body = _json_body()
-    if isinstance(body, dict) and isinstance(body.get("hook"), str) and body["hook"] != service.hook:
+    if (
+        isinstance(body, dict)
+        and isinstance(body.get("hook"), str)
+        and body["hook"] != service.hook
+    ):
         raise ApiError(
             400,
             f"Service '{service.id}' handles hook '{service.hook}', but the request says "
@@ -56,16 +62,26 @@ def call_service(service_id: str) -> Response:
     settings = current_app.config["CDS_SETTINGS"]
     timings: dict[str, float] = g.setdefault("cds_timings", {})
     advisor = current_app.extensions["cds.advisor"]
-    profile = g.get("cds_client_profile") or settings.ehr_profile or getattr(
-        advisor, "default_profile", "standard"
+    profile = (
+        g.get("cds_client_profile")
+        or settings.ehr_profile
+        or getattr(advisor, "default_profile", "standard")
     )
     result = run_hook(
         hook_request, advisor=advisor, settings=settings, profile=profile, timings=timings
     )
+    for card_filter in current_app.extensions.get("cds.card_filters", []):
+        result["cards"] = card_filter(service, hook_request, result["cards"])
     g.cds_cards = result["cards"]
     for hook in current_app.extensions.get("cds.after_hook", []):
         hook(service, hook_request, result)
-    return jsonify(result)
+    return jsonify({"cards": [public_card(card) for card in result["cards"]]})
+
+
+def public_card(card: dict[str, Any]) -> dict[str, Any]:
+    """Cards may carry private keys (``_audit``: rule inputs for the store); clients never
+    see them."""
+    return {k: v for k, v in card.items() if not k.startswith("_")}
 
 
 @bp.post("/cds-services/<service_id>/feedback")

@@ -53,7 +53,9 @@ def operation_outcome(status: int, diagnostics: str) -> dict[str, Any]:
     }
 
 
-def error_response(status: int, diagnostics: str, headers: dict[str, str] | None = None) -> Response:
+def error_response(
+    status: int, diagnostics: str, headers: dict[str, str] | None = None
+) -> Response:
     response = jsonify(operation_outcome(status, diagnostics))
     response.status_code = status
     for key, value in (headers or {}).items():

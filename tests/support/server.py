@@ -45,7 +45,11 @@ class RunningServer:
 
 
 def start_server(
-    tmp_dir: Path, env: Mapping[str, str] | None = None, *, workers: int = 2, port: int | None = None
+    tmp_dir: Path,
+    env: Mapping[str, str] | None = None,
+    *,
+    workers: int = 2,
+    port: int | None = None,
 ) -> RunningServer:
     port = port or free_port()
     full_env = {**os.environ, "CDS_DATA_DIR": str(tmp_dir / "data"), "CDS_LOG_LEVEL": "INFO"}
