@@ -60,3 +60,11 @@ def test_bad_values_stop_start_up(environ):
 def test_every_field_is_documented():
     documented = {name.removeprefix("CDS_").lower() for name in SETTINGS}
     assert {f.name for f in fields(Settings)} <= documented
+
+
+def test_readme_documents_every_setting():
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    missing = [name for name in SETTINGS if f"`{name}`" not in readme]
+    assert not missing, f"README lacks: {missing}"
