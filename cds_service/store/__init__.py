@@ -1,0 +1,43 @@
+"""Persistence: SQLAlchemy Core store, Alembic migrations, embedded SQLite or PostgreSQL.
+
+``register_store`` opens the database named by the settings (creating the SQLite file on
+first start), brings the schema to head and publishes the ``Store`` at
+``app.extensions["cds.store"]`` plus a ``database`` health check.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from flask import Flask
+
+from cds_service.config import ConfigError, Settings
+from cds_service.store.engine import redacted
+from cds_service.store.store import Store
+
+log = logging.getLogger("cds_service.store")
+
+__all__ = ["Store", "open_store", "register_store"]
+
+
+def open_store(settings: Settings, *, upgrade: bool = True) -> Store:
+    """A store for the configured database, its schema upgraded; a database that cannot be
+    reached stops start-up with a message naming it (password hidden)."""
+    url = settings.resolved_database_url()
+    try:
+        store = Store(url)
+        if upgrade:
+            before, after = store.upgrade()
+            if before != after:
+                log.info("database schema upgraded", extra={"from": before, "to": after})
+    except Exception as exc:
+        raise ConfigError(
+            f"database {redacted(url)} unusable: {type(exc).__name__}: {exc}"
+        ) from exc
+    return store
+
+
+def register_store(app: Flask, settings: Settings) -> None:
+    store = open_store(settings)
+    app.extensions["cds.store"] = store
+    app.extensions.setdefault("cds.health_checks", {})["database"] = store.ping

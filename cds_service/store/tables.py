@@ -1,0 +1,92 @@
+"""Table definitions (SQLAlchemy Core). Migrations in ``migrations/versions`` create these;
+``metadata`` is their target, so ``alembic check`` can tell when the two drift apart.
+
+Times are naive UTC everywhere (``utcnow()``), which both SQLite and PostgreSQL store and
+compare the same way. No column holds raw patient data: patients and users appear only as
+keyed hashes (HMAC-SHA256), and card audit data is codes and numbers.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import sqlalchemy as sa
+
+metadata = sa.MetaData(
+    naming_convention={
+        "ix": "ix_%(column_0_label)s",
+        "uq": "uq_%(table_name)s_%(column_0_name)s",
+        "ck": "ck_%(table_name)s_%(constraint_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC).replace(tzinfo=None)
+
+
+def as_naive_utc(moment: datetime) -> datetime:
+    if moment.tzinfo is None:
+        return moment
+    return moment.astimezone(UTC).replace(tzinfo=None)
+
+
+# JWT ids already used, per issuer (CDS Hooks §7: a jti must not be replayed). The key is a
+# SHA-256 of issuer and jti, so arbitrary-length client strings never reach an index.
+jwt_replay = sa.Table(
+    "jwt_replay",
+    metadata,
+    sa.Column("key", sa.String(64), primary_key=True),
+    sa.Column("issuer", sa.String(512), nullable=False),
+    sa.Column("expires_at", sa.DateTime(), nullable=False, index=True),
+    sa.Column("claimed_at", sa.DateTime(), nullable=False),
+)
+
+# Service-wide values that must agree across workers and hosts (e.g. a generated hash key).
+service_state = sa.Table(
+    "service_state",
+    metadata,
+    sa.Column("name", sa.String(64), primary_key=True),
+    sa.Column("value", sa.Text(), nullable=False),
+    sa.Column("created_at", sa.DateTime(), nullable=False),
+)
+
+issued_cards = sa.Table(
+    "issued_cards",
+    metadata,
+    sa.Column("card_uuid", sa.String(128), primary_key=True),
+    sa.Column("service_id", sa.String(64), nullable=False),
+    sa.Column("hook_instance", sa.String(128), nullable=False),
+    sa.Column("topic_code", sa.String(128), nullable=True, index=True),
+    sa.Column("indicator", sa.String(16), nullable=True),
+    sa.Column("suggestion_uuids", sa.JSON(), nullable=False),
+    sa.Column("audit", sa.JSON(), nullable=False),
+    sa.Column("order_id", sa.String(256), nullable=True, index=True),
+    sa.Column("patient_hash", sa.String(64), nullable=False),
+    sa.Column("user_hash", sa.String(64), nullable=False),
+    sa.Column("issued_at", sa.DateTime(), nullable=False, index=True),
+)
+
+feedback = sa.Table(
+    "feedback",
+    metadata,
+    sa.Column("id", sa.Integer(), primary_key=True, autoincrement=True),
+    # SHA-256 of the service id and the canonical JSON of the item: a repeated identical
+    # item (client retry) is a no-op, enforced by the database, not by a prior read.
+    sa.Column("item_hash", sa.String(64), nullable=False, unique=True),
+    sa.Column("service_id", sa.String(64), nullable=False),
+    sa.Column("card_uuid", sa.String(128), nullable=False, index=True),
+    sa.Column("card_known", sa.Boolean(), nullable=False),
+    sa.Column("topic_code", sa.String(128), nullable=True),
+    sa.Column("outcome", sa.String(16), nullable=False),
+    sa.Column("accepted_suggestions", sa.JSON(), nullable=False),
+    sa.Column("override_code", sa.String(256), nullable=True),
+    sa.Column("override_system", sa.String(512), nullable=True),
+    sa.Column("override_display", sa.String(512), nullable=True),
+    sa.Column("user_comment", sa.Text(), nullable=True),
+    sa.Column("outcome_at", sa.DateTime(), nullable=False),
+    sa.Column("received_at", sa.DateTime(), nullable=False, index=True),
+    sa.Column("client_iss", sa.String(512), nullable=True),
+)
