@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 PORT   ?= 8080
 
-.PHONY: run test lint install bench clean
+.PHONY: run test lint install bench clean fhir-server
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -20,12 +20,21 @@ $(VENV)/.installed-test: pyproject.toml | $(BIN)/python
 
 install: $(VENV)/.installed-run
 
+## The test FHIR server (sekmet-fhir) in its own venv, so its pins never meet ours.
+FHIR_VENV ?= .venv-fhir
+$(FHIR_VENV)/.installed:
+	$(PYTHON) -m venv $(FHIR_VENV)
+	$(FHIR_VENV)/bin/pip install -q 'sekmet-fhir==0.1.1'
+	touch $@
+
+fhir-server: $(FHIR_VENV)/.installed
+
 ## Set up and start the service on the embedded defaults (SQLite under ./var, port 8080).
 run: $(VENV)/.installed-run
 	CDS_ENV=$${CDS_ENV:-development} $(BIN)/diazepam-cds serve --port $(PORT)
 
 ## Set up and run the whole test suite (lint included).
-test: $(VENV)/.installed-test
+test: $(VENV)/.installed-test $(FHIR_VENV)/.installed
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest -n 2 -q
 
@@ -33,4 +42,4 @@ lint: $(VENV)/.installed-test
 	$(BIN)/ruff check .
 
 clean:
-	rm -rf $(VENV) var .pytest_cache
+	rm -rf $(VENV) var .pytest_cache $(FHIR_VENV)

@@ -15,16 +15,34 @@ from cds_service.discovery import PREFETCH_TEMPLATES
 
 @dataclass
 class PatientData:
-    """Raw FHIR resources per prefetch key, plus which keys could not be obtained."""
+    """Raw FHIR resources per prefetch key, plus which keys could not be obtained.
+
+    A key in ``missing`` may still have some ``resources`` (a first page, or the part of a
+    Bundle before the client's error): the rules must treat that data as incomplete.
+    ``problems`` says, per missing key, why (short codes such as ``prefetch-absent``,
+    ``http-401``, ``timeout``; never contents); ``empty`` holds keys the client sent as
+    ``null`` (known to have no data, never fetched).
+    """
 
     patient: dict[str, Any] | None = None
     resources: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     missing: set[str] = field(default_factory=set)
     # keys whose Bundle had a `next` page we have not followed (the FHIR client follows them)
     next_pages: dict[str, str] = field(default_factory=dict)
+    problems: dict[str, str] = field(default_factory=dict)
+    empty: set[str] = field(default_factory=set)
+    fetched: set[str] = field(default_factory=set)
 
     def of(self, key: str) -> list[dict[str, Any]]:
         return self.resources.get(key, [])
+
+    def mark_missing(self, key: str, problem: str) -> None:
+        self.missing.add(key)
+        self.problems[key] = problem
+
+    def mark_obtained(self, key: str) -> None:
+        self.missing.discard(key)
+        self.problems.pop(key, None)
 
 
 def _is_outcome(value: Any) -> bool:
@@ -59,37 +77,42 @@ def next_link(bundle: dict[str, Any]) -> str | None:
     return None
 
 
+def _first_patient(resources: list[dict[str, Any]]) -> dict[str, Any] | None:
+    return next((r for r in resources if r.get("resourceType") == "Patient"), None)
+
+
 def read_prefetch(prefetch: dict[str, Any] | None) -> PatientData:
     """Interpret the request's prefetch for every key this service asks for."""
     data = PatientData()
-    prefetch = prefetch or {}
+    prefetch = prefetch if isinstance(prefetch, dict) else {}
     for key in PREFETCH_TEMPLATES:
         if key not in prefetch:
-            data.missing.add(key)
+            data.mark_missing(key, "prefetch-absent")
             continue
         value = prefetch[key]
         if value is None:
+            # the client knows there is no data: use "none" and never fetch
             data.resources[key] = []
+            data.empty.add(key)
             continue
         if _is_outcome(value):
-            data.missing.add(key)
+            data.mark_missing(key, "prefetch-outcome")
             continue
         if not isinstance(value, dict):
-            data.missing.add(key)
+            data.mark_missing(key, "prefetch-invalid")
             continue
         if value.get("resourceType") == "Bundle":
             found, failed = bundle_resources(value)
             data.resources[key] = found
             if failed:
-                data.missing.add(key)
+                data.mark_missing(key, "prefetch-outcome")
             link = next_link(value)
             if link:
                 data.next_pages[key] = link
         else:
             data.resources[key] = [value]
-    patients = [r for r in data.of("patient") if r.get("resourceType") == "Patient"]
-    data.patient = patients[0] if patients else None
-    if "patient" in data.resources and data.patient is None and "patient" not in data.missing:
-        # a null patient key: the client says the patient does not exist
-        data.patient = None
+    data.patient = _first_patient(data.of("patient"))
+    if data.patient is None and "patient" not in data.empty and "patient" not in data.missing:
+        # a value was sent but holds no Patient: not usable, try to fetch it
+        data.mark_missing("patient", "prefetch-invalid")
     return data
