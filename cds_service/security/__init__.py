@@ -1,0 +1,107 @@
+"""Client authentication: every request but health, metrics and CORS preflights carries a JWT
+from a trusted issuer (CDS Hooks 2.0 §Trusting CDS Clients), checked before any route runs.
+
+``register_security(app, settings)`` loads the trusted issuers once per worker and installs a
+``before_request`` hook. The replay (``jti``) store is the shared database store at
+``app.extensions["cds.store"]`` (method ``claim_jti``), looked up per request so that the store
+may be registered before or after this step.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+from flask import Flask, Request, Response, current_app, g, request
+
+from cds_service.config import ConfigError, Settings
+from cds_service.errors import error_response
+from cds_service.security.issuers import load_trusted_issuers
+from cds_service.security.verify import AuthError, Caller, ReplayStore, Verifier
+
+__all__ = ["register_security", "expected_audience", "Caller", "ReplayStore", "Verifier"]
+
+log = logging.getLogger("cds_service.security")
+
+OPEN_PATHS = frozenset({"/health", "/metrics"})
+CHALLENGE = {"WWW-Authenticate": "Bearer"}
+STORE_EXTENSION = "cds.store"
+
+
+def is_open(req: Request) -> bool:
+    """Health and metrics are for the load balancer and Prometheus; a CORS preflight never
+    carries credentials (browsers strip them), and Flask answers OPTIONS without a view."""
+    return req.method == "OPTIONS" or req.path in OPEN_PATHS
+
+
+def expected_audience(req: Request, public_base_url: str) -> str:
+    """The URL the client called. Behind a proxy the request's own URL is the internal one,
+    and its Host header is the caller's to choose, so production sets CDS_PUBLIC_BASE_URL."""
+    if public_base_url:
+        return public_base_url.rstrip("/") + req.path
+    return req.base_url
+
+
+def register_security(app: Flask, settings: Settings) -> None:
+    if settings.auth == "disabled":
+        _register_disabled(app)
+        return
+    issuers = load_trusted_issuers(settings)
+    if not issuers:
+        raise ConfigError(
+            "CDS_AUTH=required but no client is trusted: set CDS_TRUSTED_ISSUERS to a "
+            "trusted-issuers file (see examples/trusted-issuers.example.json), or use "
+            "CDS_ENV=development (trusts the public sandbox), or CDS_AUTH=disabled for local "
+            "experiments"
+        )
+    if not settings.public_base_url and not settings.is_development:
+        log.warning(
+            "CDS_PUBLIC_BASE_URL is not set: the expected JWT aud is taken from the request's "
+            "own URL and Host header; set it when the service runs behind a proxy"
+        )
+    verifier = Verifier(issuers, leeway_s=settings.jwt_leeway_s)
+    app.extensions["cds.verifier"] = verifier
+    log.info("client authentication required", extra={"issuers": sorted(issuers)})
+
+    @app.before_request
+    def _authenticate() -> Response | None:
+        if is_open(request):
+            return None
+        store = current_app.extensions.get(STORE_EXTENSION)
+        if store is None or not hasattr(store, "claim_jti"):
+            log.error("no replay store (app.extensions['cds.store']) registered; refusing")
+            return error_response(503, "Service unavailable.")
+        started = time.perf_counter()
+        try:
+            caller = verifier.verify(
+                request.headers.get("Authorization"),
+                expected_audience(request, settings.public_base_url),
+                store,
+            )
+        except AuthError as exc:
+            log.warning(
+                "authentication failed",
+                extra={"reason": exc.reason, "path": request.path[:200], **exc.context},
+            )
+            return error_response(401, "Authentication required.", CHALLENGE)
+        except Exception as exc:  # the replay store (database) failing: fail closed
+            log.error("authentication could not complete: %s", type(exc).__name__)
+            return error_response(503, "Service unavailable.")
+        g.cds_client_iss = caller.iss
+        g.cds_client_profile = caller.profile
+        g.cds_client_tenant = caller.tenant
+        g.setdefault("cds_timings", {})["auth"] = (time.perf_counter() - started) * 1000
+        return None
+
+
+def _register_disabled(app: Flask) -> None:
+    log.warning(
+        "CDS_AUTH=disabled: any caller can get advice and send feedback; local experiments only"
+    )
+
+    @app.before_request
+    def _warn() -> None:
+        if not is_open(request):
+            log.warning(
+                "authentication disabled: request not verified", extra={"path": request.path[:200]}
+            )
