@@ -22,6 +22,7 @@ from cds_service.errors import register_error_handlers
 from cds_service.hook_request import SCHEMA_FILES, validator
 from cds_service.logs import configure_logging
 from cds_service.pipeline import NoAdvice
+from cds_service.security import register_security
 from cds_service.store import register_store
 
 log = logging.getLogger("cds_service.app")
@@ -37,6 +38,7 @@ def create_app(config: Settings | Mapping[str, Any] | None = None) -> Flask:
     register_logging(app, settings)
     register_error_handlers(app)
     register_cors(app, settings)
+    register_security(app, settings)
     register_schemas(app)
     register_advisor(app, settings)
     register_store(app, settings)
