@@ -10,6 +10,7 @@ may be registered before or after this step.
 from __future__ import annotations
 
 import logging
+import os
 import time
 
 from flask import Flask, Request, Response, current_app, g, request
@@ -81,7 +82,12 @@ def register_security(app: Flask, settings: Settings) -> None:
         except AuthError as exc:
             log.warning(
                 "authentication failed",
-                extra={"reason": exc.reason, "path": request.path[:200], **exc.context},
+                extra={
+                    "reason": exc.reason,
+                    "path": request.path[:200],
+                    "worker": os.getpid(),  # replay rejections are per worker: shows who saw it
+                    **exc.context,
+                },
             )
             return error_response(401, "Authentication required.", CHALLENGE)
         except Exception as exc:  # the replay store (database) failing: fail closed
