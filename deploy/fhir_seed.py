@@ -11,12 +11,16 @@ It waits for the server (the HAPI image has no shell for a compose health check)
 
     python deploy/fhir_seed.py --base http://hapi:8080/fhir --wait 300 fixtures/
     python deploy/fhir_seed.py --dry-run fixtures/     # print the Bundle, send nothing
+
+A server that wants a bearer token gets the one in ``FHIR_SEED_TOKEN`` (never on the command
+line, where ``ps`` would show it).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 import urllib.error
@@ -52,7 +56,8 @@ def fixture_files(paths: Iterable[Path]) -> list[Path]:
     files: list[Path] = []
     for path in paths:
         if path.is_dir():
-            files.extend(sorted(p for p in path.glob("*.json") if p.is_file()))
+            # Recursive: fixtures/ keeps scenarios in scenarios/ and hospitals add local/.
+            files.extend(sorted(p for p in path.rglob("*.json") if p.is_file()))
         elif path.is_file():
             files.append(path)
     return files
@@ -90,8 +95,9 @@ def collect(files: Iterable[Path]) -> Collected:
             raise SeedError(f"{path}: not readable JSON ({exc})") from exc
         request = hook_request_of(fixture)
         if request is None:
-            out.skipped.append(f"{path.name}: no request with prefetch")
-            continue
+            if isinstance(fixture, dict) and ("request" in fixture or "hook" in fixture):
+                out.skipped.append(f"{path.name}: no request with prefetch")
+            continue  # other JSON beside the scenarios (e.g. the format's schema)
         for key, value in request["prefetch"].items():
             for resource in chart_resources(value):
                 rid = resource.get("id")
@@ -133,6 +139,9 @@ def transaction_bundle(
 def _http(method: str, url: str, body: bytes | None, timeout: float) -> tuple[int, bytes]:
     request = urllib.request.Request(url, data=body, method=method)
     request.add_header("Accept", FHIR_JSON)
+    token = os.environ.get("FHIR_SEED_TOKEN")
+    if token:
+        request.add_header("Authorization", f"Bearer {token}")
     if body is not None:
         request.add_header("Content-Type", FHIR_JSON)
     try:
@@ -181,6 +190,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("paths", nargs="+", type=Path, help="fixture files or directories")
     parser.add_argument("--base", default="http://localhost:8080/fhir", help="FHIR base URL")
     parser.add_argument("--wait", type=float, default=0, help="seconds to wait for the server")
+    parser.add_argument("--poll", type=float, default=3.0, help=argparse.SUPPRESS)
     parser.add_argument("--dry-run", action="store_true", help="print the Bundle, send nothing")
     parser.add_argument(
         "--allow-conflicts", action="store_true", help="load even if fixtures disagree"
@@ -203,7 +213,7 @@ def main(argv: list[str] | None = None) -> int:
             print()
             return 0
         if args.wait:
-            wait_for_server(args.base, args.wait)
+            wait_for_server(args.base, args.wait, args.poll)
         statuses = post_transaction(args.base, bundle)
     except SeedError as exc:
         print(f"fhir-seed: {exc}", file=sys.stderr)
