@@ -1,0 +1,138 @@
+"""Plain data passed between the engine's stages: order, patient, findings.
+
+Dataclasses and nothing else, so every stage can be built and tested without Flask or FHIR
+models; the raw FHIR JSON travels along only where a suggestion must rewrite it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import date
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Coding:
+    system: str | None
+    code: str
+    display: str | None = None
+
+
+@dataclass
+class DiazepamOrder:
+    """What the rules need to know about one diazepam draft, with the raw resource kept."""
+
+    ref: str  # "MedicationRequest/abc" (the id a delete/update action names)
+    resource_type: str
+    raw: dict[str, Any]
+    order_date: date
+    matched_by: str  # "code" | "ingredient" | "text"
+    code: str | None = None
+    display: str | None = None
+    route: str = "unknown"  # oral | parenteral | rectal | nasal | buccal | unknown
+    route_source: str | None = None  # "product" | "dosage" | "text"
+    unit: str | None = None  # product unit: tablet, mL, spray, film, suppository
+    mg_per_unit: float | None = None
+    mg_per_ml: float | None = None
+    mg_per_dose: float | None = None
+    units_per_dose: float | None = None  # in the product unit (tablets, mL)
+    doses_per_day: float | None = None
+    mg_per_day: float | None = None
+    prn: bool = False
+    quantity: float | None = None
+    quantity_unit: str | None = None
+    repeats: int = 0
+    days_supply: float | None = None
+    days_source: str | None = None  # expectedSupplyDuration | quantity | bounds
+    reason_codings: tuple[Coding, ...] = ()
+    reason_text: str | None = None
+    reason_groups: frozenset[str] = frozenset()
+    reason_references: tuple[str, ...] = ()
+    subject: dict[str, Any] | None = None
+    fhir_valid: bool = False
+
+    @property
+    def resource_id(self) -> str | None:
+        rid = self.raw.get("id")
+        return str(rid) if rid else None
+
+
+@dataclass(frozen=True)
+class MedicationUse:
+    """One active (or recently stopped) medication of the patient, classified by code."""
+
+    ref: str | None
+    ingredients: frozenset[str]
+    classes: frozenset[str]
+    status: str | None
+    start: date | None = None
+    end: date | None = None
+    display: str | None = None
+
+
+@dataclass(frozen=True)
+class LabValue:
+    kind: str  # egfr | crcl | creatinine
+    value: float
+    unit: str | None
+    when: date | None
+    code: str
+
+
+@dataclass
+class PatientRecord:
+    """The patient as the rules see it; ``unknown`` names what could not be obtained."""
+
+    age_years: int | None = None
+    age_months: int | None = None
+    medications: list[MedicationUse] = field(default_factory=list)
+    recently_stopped: list[MedicationUse] = field(default_factory=list)
+    draft_medications: list[MedicationUse] = field(default_factory=list)
+    conditions: dict[str, date | None] = field(default_factory=dict)  # group -> onset/recorded
+    condition_codes: dict[str, list[str]] = field(default_factory=dict)  # group -> codes
+    egfr: LabValue | None = None
+    crcl: LabValue | None = None
+    allergies: frozenset[str] = frozenset()  # ingredient names (and "benzodiazepine" class)
+    unknown: frozenset[str] = frozenset()  # patient, medications, conditions, observations, …
+
+    def has(self, group: str) -> bool:
+        return group in self.conditions
+
+    def classes(self) -> frozenset[str]:
+        out: set[str] = set()
+        for med in self.medications:
+            out |= med.classes
+        return frozenset(out)
+
+
+@dataclass(frozen=True)
+class Indication:
+    kind: str  # seizure | tetanus | alcohol_withdrawal | … | acute_spasm | unknown
+    source: str  # reason | route | condition | none
+    groups: frozenset[str] = frozenset()
+
+
+@dataclass
+class Option:
+    """A change a card proposes, before it is shaped for an EHR profile (suggestions.py)."""
+
+    kind: str  # replace | update | delete
+    label: str
+    description: str
+    resource: dict[str, Any] | None = None
+    recommended: bool = False
+    code: str | None = None  # RxNorm code offered (audit)
+
+
+@dataclass
+class Finding:
+    """One distinct problem with one order; rendered into exactly one card."""
+
+    topic: str
+    indicator: str
+    order_ref: str
+    variant: str = "default"
+    facts: dict[str, Any] = field(default_factory=dict)
+    audit: dict[str, Any] = field(default_factory=dict)
+    options: list[Option] = field(default_factory=list)
+    unknowns: list[str] = field(default_factory=list)
