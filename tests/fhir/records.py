@@ -229,9 +229,14 @@ class DataEchoAdvisor:
 
 
 def card_data(response_json: dict[str, Any]) -> dict[str, Any]:
+    """The echo card's data; empty lists/objects were pruned from the answer, so default them."""
     cards = response_json["cards"]
     assert len(cards) == 1, cards
-    return cards[0]["extension"]
+    seen = dict(cards[0]["extension"])
+    seen.setdefault("missing", [])
+    seen.setdefault("problems", {})
+    seen["counts"] = {**dict.fromkeys(RESOURCE_TYPES, 0), **seen.get("counts", {})}
+    return seen
 
 
 FIXTURES_DIR = Path(__file__).resolve().parents[2] / "fixtures"
