@@ -1,0 +1,499 @@
+"""Semantic comparison of a CDS Hooks response with a fixture's expected outcome.
+
+Shared by the test suite (`tests/test_scenarios.py`) and `diazepam-cds replay`, so a scenario
+passes or fails for the same reasons in CI and against a hospital's endpoint. It compares what
+a clinician would act on (which topics fire, at what level, which alternative is recommended,
+what duration the cap writes, which action types the suggestions carry) and checks every card
+against the CDS Hooks 2.0 card rules. It never compares wording, uuids or ordering, so
+rephrasing a card or reordering suggestions does not break a scenario.
+
+The fixture format is documented in `fixtures/README.md` and `fixtures/scenario.schema.json`.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+RXNORM = "http://www.nlm.nih.gov/research/umls/rxnorm"
+INDICATORS = ("info", "warning", "critical")
+SELECTION_BEHAVIORS = ("at-most-one", "any")
+ACTION_TYPES = ("create", "update", "delete")
+LINK_TYPES = ("absolute", "smart")
+SUMMARY_MAX = 140  # CDS Hooks 2.0: summary "<140 characters"
+DURATION_TOPIC = "duration-limit"
+PROFILES = ("standard", "epic")
+
+# RxNorm ingredient (IN) per product code, for the alternatives a suggestion may create
+# (knowledge base D.2). Ingredient codes map to themselves.
+INGREDIENT_OF: dict[str, str] = {
+    **dict.fromkeys(("1292", "430902", "197391", "197392", "2679605"), "1292"),  # baclofen
+    **dict.fromkeys(("57258", "313412", "313413", "485484", "485485", "485486"), "57258"),
+    **dict.fromkeys(  # cyclobenzaprine
+        ("21949", "828320", "828299", "828348", "828301", "828358", "828353", "828359", "828355"),
+        "21949",
+    ),
+    **dict.fromkeys(("6845", "197943", "197944", "2611794"), "6845"),  # methocarbamol
+    **dict.fromkeys(("59078", "197935", "351254", "2627781"), "59078"),  # metaxalone
+    "2101": "2101",  # carisoprodol
+    "3322": "3322",  # diazepam
+}
+# Fallback when the code is unknown: the ingredient named in the display/text.
+INGREDIENT_BY_NAME: dict[str, str] = {
+    "baclofen": "1292",
+    "tizanidine": "57258",
+    "cyclobenzaprine": "21949",
+    "methocarbamol": "6845",
+    "metaxalone": "59078",
+    "carisoprodol": "2101",
+    "diazepam": "3322",
+}
+INGREDIENT_NAMES = {code: name for name, code in INGREDIENT_BY_NAME.items()}
+
+_DAYS_PER_UNIT = {
+    "d": 1.0,
+    "day": 1.0,
+    "days": 1.0,
+    "wk": 7.0,
+    "week": 7.0,
+    "weeks": 7.0,
+    "h": 1 / 24,
+    "mo": 30.0,
+}
+
+
+@dataclass(frozen=True)
+class Mismatch:
+    """One difference, phrased so an integration engineer can read it in a terminal."""
+
+    what: str
+    expected: str
+    got: str
+
+    def __str__(self) -> str:
+        return f"{self.what}: expected {self.expected}, got {self.got}"
+
+
+@dataclass
+class Observed:
+    """The semantic content of a response: what the comparison looks at."""
+
+    topics: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    recommended: set[str] = field(default_factory=set)
+    created: set[str] = field(default_factory=set)
+    capped_days: set[float] = field(default_factory=set)
+
+    def indicators(self, topic: str) -> list[str]:
+        return [str(c.get("indicator")) for c in self.topics.get(topic, [])]
+
+    def action_types(self, topic: str) -> set[str]:
+        return {
+            str(action.get("type"))
+            for card in self.topics.get(topic, [])
+            for action in _actions(card)
+        }
+
+    def short(self) -> str:
+        """A one-line summary for the replay table."""
+        parts = [
+            f"{topic}:{'/'.join(sorted(set(self.indicators(topic))))}"
+            for topic in sorted(self.topics)
+        ]
+        if self.recommended:
+            parts.append("rec=" + ",".join(sorted(_short(i) for i in self.recommended)))
+        if self.capped_days:
+            parts.append("cap=" + ",".join(_num(d) for d in sorted(self.capped_days)))
+        return " ".join(parts) or "(no cards)"
+
+
+def load_fixture(path: Path | str) -> dict[str, Any]:
+    return json.loads(Path(path).read_text(encoding="utf-8"))
+
+
+def iter_fixture_paths(paths: Iterable[Path | str]) -> Iterator[Path]:
+    """Scenario files under the given files/directories (recursively), sorted, schemas skipped."""
+    seen: set[Path] = set()
+    for raw in paths:
+        path = Path(raw)
+        candidates = sorted(path.rglob("*.json")) if path.is_dir() else [path]
+        for candidate in candidates:
+            if candidate.name.endswith(".schema.json") or candidate in seen:
+                continue
+            seen.add(candidate)
+            yield candidate
+
+
+# --- reading a response -----------------------------------------------------------------------
+
+
+def _actions(card: Mapping[str, Any]) -> Iterator[dict[str, Any]]:
+    for suggestion in card.get("suggestions") or []:
+        if isinstance(suggestion, dict):
+            for action in suggestion.get("actions") or []:
+                if isinstance(action, dict):
+                    yield action
+
+
+def topic_of(card: Mapping[str, Any]) -> str:
+    source = card.get("source")
+    topic = source.get("topic") if isinstance(source, dict) else None
+    code = topic.get("code") if isinstance(topic, dict) else None
+    return str(code) if code else "(no topic)"
+
+
+def ingredient_of(resource: Mapping[str, Any]) -> str | None:
+    """RxNorm ingredient of a MedicationRequest's medication (code first, then name)."""
+    concept = resource.get("medicationCodeableConcept")
+    ref = resource.get("medicationReference")
+    if not isinstance(concept, dict) and isinstance(ref, dict):
+        target = str(ref.get("reference", "")).lstrip("#")
+        for contained in resource.get("contained") or []:
+            if isinstance(contained, dict) and contained.get("id") == target:
+                concept = contained.get("code")
+    if not isinstance(concept, dict):
+        return None
+    texts = [str(concept.get("text") or "")]
+    for coding in concept.get("coding") or []:
+        if not isinstance(coding, dict):
+            continue
+        code = str(coding.get("code") or "")
+        if coding.get("system") == RXNORM and code in INGREDIENT_OF:
+            return INGREDIENT_OF[code]
+        texts.append(str(coding.get("display") or ""))
+    lowered = " ".join(texts).lower()
+    for name, code in INGREDIENT_BY_NAME.items():
+        if name in lowered:
+            return code
+    return None
+
+
+def _supply_days(resource: Mapping[str, Any]) -> float | None:
+    dispense = resource.get("dispenseRequest")
+    duration = dispense.get("expectedSupplyDuration") if isinstance(dispense, dict) else None
+    if not isinstance(duration, dict) or not isinstance(duration.get("value"), int | float):
+        return None
+    unit = str(duration.get("code") or duration.get("unit") or "d").lower()
+    factor = _DAYS_PER_UNIT.get(unit)
+    return None if factor is None else float(duration["value"]) * factor
+
+
+def observe(cards: Iterable[Mapping[str, Any]]) -> Observed:
+    observed = Observed()
+    for card in cards:
+        if not isinstance(card, dict):
+            continue
+        topic = topic_of(card)
+        observed.topics.setdefault(topic, []).append(card)
+        for suggestion in card.get("suggestions") or []:
+            if not isinstance(suggestion, dict):
+                continue
+            for action in suggestion.get("actions") or []:
+                if not isinstance(action, dict):
+                    continue
+                resource = action.get("resource")
+                if not isinstance(resource, dict):
+                    continue
+                if resource.get("resourceType") != "MedicationRequest":
+                    continue
+                if action.get("type") == "create":
+                    ingredient = ingredient_of(resource) or "(unknown drug)"
+                    observed.created.add(ingredient)
+                    if suggestion.get("isRecommended") is True:
+                        observed.recommended.add(ingredient)
+                elif action.get("type") == "update" and topic == DURATION_TOPIC:
+                    supply = _supply_days(resource)
+                    observed.capped_days.add(supply if supply is not None else -1.0)
+    return observed
+
+
+# --- CDS Hooks 2.0 card rules ------------------------------------------------------------------
+
+
+def _empties(value: Any, path: str) -> Iterator[str]:
+    if value is None or value == "" or value == [] or value == {}:
+        yield f"{path} is null or empty (CDS Hooks: omit fields without a value)"
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            yield from _empties(item, f"{path}.{key}")
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            yield from _empties(item, f"{path}[{i}]")
+
+
+def _text(value: Any) -> bool:
+    return isinstance(value, str) and value.strip() != ""
+
+
+def card_problems(card: Any, where: str = "card") -> list[str]:
+    """Violations of the CDS Hooks 2.0 card rules (digest §5) in one card."""
+    if not isinstance(card, dict):
+        return [f"{where} is not a JSON object"]
+    problems: list[str] = list(_empties(card, where))
+    if not _text(card.get("uuid")):
+        problems.append(f"{where}.uuid missing (feedback needs it)")
+    summary = card.get("summary")
+    if not _text(summary):
+        problems.append(f"{where}.summary missing")
+    elif len(summary) >= SUMMARY_MAX:
+        problems.append(f"{where}.summary is {len(summary)} characters (must be < {SUMMARY_MAX})")
+    if card.get("indicator") not in INDICATORS:
+        problems.append(f"{where}.indicator {card.get('indicator')!r} not in {INDICATORS}")
+    source = card.get("source")
+    if not isinstance(source, dict) or not _text(source.get("label")):
+        problems.append(f"{where}.source.label missing")
+    elif "topic" in source:
+        topic = source["topic"]
+        if (
+            not isinstance(topic, dict)
+            or not _text(topic.get("code"))
+            or not _text(topic.get("system"))
+        ):
+            problems.append(f"{where}.source.topic needs code and system")
+    for key in card:
+        if isinstance(key, str) and key.startswith("_"):
+            problems.append(f"{where}.{key} is a private key and must not reach clients")
+    suggestions = card.get("suggestions")
+    if suggestions is not None:
+        problems.extend(_suggestion_problems(card, suggestions, where))
+    elif "selectionBehavior" in card:
+        problems.append(f"{where}.selectionBehavior present without suggestions")
+    for i, reason in enumerate(card.get("overrideReasons") or []):
+        if not isinstance(reason, dict) or not all(
+            _text(reason.get(k)) for k in ("code", "system", "display")
+        ):
+            problems.append(f"{where}.overrideReasons[{i}] needs code, system and display")
+    for i, link in enumerate(card.get("links") or []):
+        if not isinstance(link, dict) or not (_text(link.get("label")) and _text(link.get("url"))):
+            problems.append(f"{where}.links[{i}] needs label and url")
+            continue
+        if link.get("type") not in LINK_TYPES:
+            problems.append(f"{where}.links[{i}].type {link.get('type')!r} not in {LINK_TYPES}")
+        if "appContext" in link and link.get("type") != "smart":
+            problems.append(f"{where}.links[{i}].appContext is only allowed on smart links")
+    return problems
+
+
+def _suggestion_problems(card: dict[str, Any], suggestions: Any, where: str) -> list[str]:
+    problems: list[str] = []
+    if not isinstance(suggestions, list):
+        return [f"{where}.suggestions is not a list"]
+    behavior = card.get("selectionBehavior")
+    if behavior not in SELECTION_BEHAVIORS:
+        problems.append(
+            f"{where}.selectionBehavior {behavior!r} must be one of {SELECTION_BEHAVIORS} "
+            "when suggestions are present"
+        )
+    recommended = 0
+    for i, suggestion in enumerate(suggestions):
+        at = f"{where}.suggestions[{i}]"
+        if not isinstance(suggestion, dict):
+            problems.append(f"{at} is not a JSON object")
+            continue
+        if not _text(suggestion.get("label")):
+            problems.append(f"{at}.label missing")
+        if not _text(suggestion.get("uuid")):
+            problems.append(f"{at}.uuid missing (accepted feedback needs it)")
+        if suggestion.get("isRecommended") is True:
+            recommended += 1
+        for j, action in enumerate(suggestion.get("actions") or []):
+            problems.extend(_action_problems(action, f"{at}.actions[{j}]"))
+    if recommended > 1 and behavior == "at-most-one":
+        problems.append(f"{where}: {recommended} recommended suggestions with at-most-one")
+    return problems
+
+
+def _action_problems(action: Any, at: str) -> list[str]:
+    if not isinstance(action, dict):
+        return [f"{at} is not a JSON object"]
+    problems: list[str] = []
+    kind = action.get("type")
+    if kind not in ACTION_TYPES:
+        problems.append(f"{at}.type {kind!r} not in {ACTION_TYPES}")
+    if not _text(action.get("description")):
+        problems.append(f"{at}.description missing")
+    if kind in ("create", "update"):
+        resource = action.get("resource")
+        if not isinstance(resource, dict) or not _text(resource.get("resourceType")):
+            problems.append(f"{at}.resource (a FHIR resource) missing for {kind}")
+    if kind == "delete" and not (_text(action.get("resourceId")) or action.get("resource")):
+        problems.append(f"{at}.resourceId missing for delete")
+    return problems
+
+
+def response_problems(body: Any) -> list[str]:
+    """Problems with the response envelope and every card in it."""
+    if not isinstance(body, dict) or not isinstance(body.get("cards"), list):
+        return ["response is not an object with a 'cards' list"]
+    problems: list[str] = []
+    uuids: list[str] = []
+    for i, card in enumerate(body["cards"]):
+        problems.extend(card_problems(card, f"cards[{i}]"))
+        if isinstance(card, dict) and _text(card.get("uuid")):
+            uuids.append(card["uuid"])
+    duplicates = sorted({u for u in uuids if uuids.count(u) > 1})
+    if duplicates:
+        problems.append(f"card uuids repeated: {', '.join(duplicates)}")
+    return problems
+
+
+def _profile_problems(cards: list[Any], profile: str) -> list[str]:
+    """EHR-profile rules that hold whatever the scenario (issue 3: `epic` profile)."""
+    if profile != "epic":
+        return []
+    problems: list[str] = []
+    for i, card in enumerate(cards):
+        if not isinstance(card, dict):
+            continue
+        for j, suggestion in enumerate(card.get("suggestions") or []):
+            actions = suggestion.get("actions") if isinstance(suggestion, dict) else None
+            if isinstance(actions, list) and len(actions) > 1:
+                problems.append(
+                    f"cards[{i}].suggestions[{j}] has {len(actions)} actions "
+                    "(epic profile: one per suggestion)"
+                )
+        if any(a.get("type") == "update" for a in _actions(card)):
+            problems.append(f"cards[{i}] has an update action (epic profile: none)")
+    return problems
+
+
+# --- comparison ---------------------------------------------------------------------------------
+
+
+def _name(ingredient: str | None) -> str:
+    if ingredient is None:
+        return "none"
+    name = INGREDIENT_NAMES.get(ingredient)
+    return f"{name} ({ingredient})" if name else ingredient
+
+
+def _short(ingredient: str) -> str:
+    return INGREDIENT_NAMES.get(ingredient, ingredient)
+
+
+def _num(value: float) -> str:
+    return str(int(value)) if float(value).is_integer() else f"{value:g}"
+
+
+def _listing(values: Iterable[str]) -> str:
+    values = sorted(values)
+    return "[" + ", ".join(values) + "]" if values else "[]"
+
+
+def compare(expected: Mapping[str, Any], body: Any, *, profile: str = "standard") -> list[Mismatch]:
+    """Every way the response differs from the expected outcome (empty list: it matches)."""
+    if profile not in PROFILES:
+        raise ValueError(f"unknown EHR profile {profile!r}; known: {', '.join(PROFILES)}")
+    mismatches = [
+        Mismatch("card validity", "valid CDS Hooks 2.0 cards", p) for p in response_problems(body)
+    ]
+    if not isinstance(body, dict) or not isinstance(body.get("cards"), list):
+        return mismatches
+    cards = body["cards"]
+    mismatches += [
+        Mismatch("EHR profile", f"{profile} rules", p) for p in _profile_problems(cards, profile)
+    ]
+    observed = observe(cards)
+
+    count = expected.get("card_count")
+    if count is not None and len(cards) != count:
+        got = ", ".join(sorted(observed.topics)) or "none"
+        mismatches.append(Mismatch("card count", str(count), f"{len(cards)} ({got})"))
+
+    for topic, spec in (expected.get("topics") or {}).items():
+        mismatches += _compare_topic(topic, spec, observed, profile)
+    for topic in expected.get("absent_topics") or []:
+        if topic in observed.topics:
+            got = "/".join(observed.indicators(topic))
+            mismatches.append(Mismatch(f"topic {topic}", "absent", f"present ({got})"))
+
+    if "recommended_alternative" in expected:
+        want = expected["recommended_alternative"]
+        want_set = set() if want is None else {str(want)}
+        if observed.recommended != want_set:
+            mismatches.append(
+                Mismatch(
+                    "recommended alternative",
+                    _name(want),
+                    ", ".join(_name(i) for i in sorted(observed.recommended)) or "none",
+                )
+            )
+    for ingredient in expected.get("excluded_alternatives") or []:
+        if str(ingredient) in observed.created:
+            mismatches.append(
+                Mismatch(f"alternative {_name(str(ingredient))}", "not offered", "offered")
+            )
+
+    if "capped_days" in expected and profile == "standard":
+        want = expected["capped_days"]
+        want_days = set() if want is None else {float(want)}
+        if observed.capped_days != want_days:
+            got = (
+                ", ".join(
+                    "update without expectedSupplyDuration in days" if d < 0 else f"{_num(d)} days"
+                    for d in sorted(observed.capped_days)
+                )
+                or "no duration-limit update"
+            )
+            mismatches.append(
+                Mismatch(
+                    "capped days",
+                    "no duration-limit update" if want is None else f"{want} days",
+                    got,
+                )
+            )
+    return mismatches
+
+
+def _compare_topic(
+    topic: str, spec: Mapping[str, Any], observed: Observed, profile: str
+) -> list[Mismatch]:
+    what = f"topic {topic}"
+    if topic not in observed.topics:
+        if spec.get("optional"):
+            return []
+        return [Mismatch(what, f"present ({_indicator_text(spec)})", "absent")]
+    out: list[Mismatch] = []
+    allowed = spec.get("indicator")
+    if allowed is not None:
+        allowed_set = {allowed} if isinstance(allowed, str) else set(allowed)
+        got = observed.indicators(topic)
+        if any(i not in allowed_set for i in got):
+            out.append(Mismatch(f"{what} indicator", "/".join(sorted(allowed_set)), "/".join(got)))
+    if profile != "standard":
+        return out  # action types are written for the standard profile
+    types = observed.action_types(topic)
+    if "action_types" in spec and types != set(spec["action_types"]):
+        out.append(
+            Mismatch(f"{what} action types", _listing(spec["action_types"]), _listing(types))
+        )
+    missing = set(spec.get("action_types_include") or []) - types
+    if missing:
+        out.append(
+            Mismatch(f"{what} action types", f"including {_listing(missing)}", _listing(types))
+        )
+    return out
+
+
+def _indicator_text(spec: Mapping[str, Any]) -> str:
+    allowed = spec.get("indicator")
+    if allowed is None:
+        return "any indicator"
+    return allowed if isinstance(allowed, str) else "/".join(allowed)
+
+
+def describe_expected(expected: Mapping[str, Any]) -> str:
+    """A one-line summary of the expected outcome for the replay table."""
+    parts = []
+    for topic, spec in sorted((expected.get("topics") or {}).items()):
+        mark = "?" if spec.get("optional") else ""
+        parts.append(f"{topic}{mark}:{_indicator_text(spec)}")
+    if expected.get("card_count") == 0:
+        parts.append("(no cards)")
+    if expected.get("recommended_alternative"):
+        parts.append("rec=" + _short(str(expected["recommended_alternative"])))
+    if expected.get("capped_days"):
+        parts.append(f"cap={expected['capped_days']}")
+    return " ".join(parts) or "(anything valid)"

@@ -1,0 +1,199 @@
+"""Scenario helpers for the fixture tests: load the shipped fixtures, and build a *reference
+response* for a fixture — the smallest spec-valid set of cards that satisfies its expectation.
+
+The reference response tests the comparer (it must accept it, and reject every mutation of it)
+and lets the replay tool's own behaviour be tested against a stand-in service, independently of
+the clinical engine. It is built from the fixture's `expected` block only, never from the
+engine, so it cannot hide an engine bug.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import uuid
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+FIXTURES_DIR = REPO / "fixtures" / "scenarios"
+SCHEMA_PATH = REPO / "fixtures" / "scenario.schema.json"
+TOPIC_SYSTEM = "https://diazepam-cds.example.org/fhir/CodeSystem/cds-topic"
+RXNORM = "http://www.nlm.nih.gov/research/umls/rxnorm"
+ALTERNATIVE_SCD = {
+    "1292": ("430902", "baclofen 5 MG Oral Tablet"),
+    "57258": ("313412", "tizanidine 2 MG Oral Tablet"),
+    "21949": ("828320", "cyclobenzaprine hydrochloride 5 MG Oral Tablet"),
+}
+
+
+def fixture_paths() -> list[Path]:
+    return sorted(FIXTURES_DIR.glob("*.json"))
+
+
+def load(path: Path) -> dict[str, Any]:
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def draft_resources(fixture: dict[str, Any]) -> list[dict[str, Any]]:
+    entries = fixture["request"]["context"]["draftOrders"].get("entry") or []
+    return [e["resource"] for e in entries]
+
+
+def diazepam_draft(fixture: dict[str, Any]) -> dict[str, Any]:
+    for resource in draft_resources(fixture):
+        if resource["resourceType"] == "MedicationRequest" and "diazepam" in resource["id"]:
+            return resource
+    raise LookupError(f"{fixture['name']}: no diazepam draft")
+
+
+def _uuid() -> str:
+    return str(uuid.uuid4())
+
+
+def _alternative(ingredient: str, draft: dict[str, Any]) -> dict[str, Any]:
+    code, display = ALTERNATIVE_SCD[ingredient]
+    return {
+        "resourceType": "MedicationRequest",
+        "status": "draft",
+        "intent": "order",
+        "medicationCodeableConcept": {
+            "coding": [{"system": RXNORM, "code": code, "display": display}],
+            "text": display,
+        },
+        "subject": draft["subject"],
+        "dispenseRequest": {
+            "expectedSupplyDuration": {
+                "value": 7,
+                "unit": "days",
+                "system": "http://unitsofmeasure.org",
+                "code": "d",
+            }
+        },
+    }
+
+
+def reference_cards(fixture: dict[str, Any]) -> list[dict[str, Any]]:
+    """Cards that satisfy the fixture's expectation under the standard EHR profile."""
+    expected = fixture["expected"]
+    cards: list[dict[str, Any]] = []
+    for topic, spec in expected["topics"].items():
+        if spec.get("optional"):
+            continue
+        indicator = spec.get("indicator", "info")
+        if isinstance(indicator, list):
+            indicator = indicator[0]
+        card: dict[str, Any] = {
+            "uuid": _uuid(),
+            "summary": f"Reference card for {topic}",
+            "indicator": indicator,
+            "source": {
+                "label": "diazepam-cds reference",
+                "topic": {"system": TOPIC_SYSTEM, "code": topic},
+            },
+            "overrideReasons": [
+                {
+                    "system": TOPIC_SYSTEM,
+                    "code": "patient-preference",
+                    "display": "Patient preference",
+                }
+            ],
+        }
+        suggestions = _suggestions(
+            topic, set(spec.get("action_types") or spec.get("action_types_include") or []), fixture
+        )
+        if suggestions:
+            card["selectionBehavior"] = "at-most-one"
+            card["suggestions"] = suggestions
+        cards.append(card)
+    recommended = expected.get("recommended_alternative")
+    if (
+        recommended
+        and cards
+        and not any(
+            a["type"] == "create"
+            for c in cards
+            for s in c.get("suggestions", [])
+            for a in s["actions"]
+        )
+    ):
+        # e.g. a contraindication card that also offers the alternative (F.2 R1)
+        draft = diazepam_draft(fixture)
+        cards[0]["selectionBehavior"] = "at-most-one"
+        cards[0].setdefault("suggestions", []).append(_replacement(recommended, draft, True))
+    return cards
+
+
+def _replacement(ingredient: str, draft: dict[str, Any], recommended: bool) -> dict[str, Any]:
+    suggestion: dict[str, Any] = {
+        "uuid": _uuid(),
+        "label": f"Replace with {ALTERNATIVE_SCD[ingredient][1]}",
+        "actions": [
+            {
+                "type": "delete",
+                "description": "Remove the diazepam draft",
+                "resourceId": f"MedicationRequest/{draft['id']}",
+            },
+            {
+                "type": "create",
+                "description": "Order the alternative",
+                "resource": _alternative(ingredient, draft),
+            },
+        ],
+    }
+    if recommended:
+        suggestion["isRecommended"] = True
+    return suggestion
+
+
+def _suggestions(topic: str, types: set[str], fixture: dict[str, Any]) -> list[dict[str, Any]]:
+    expected = fixture["expected"]
+    draft = diazepam_draft(fixture)
+    ref = f"MedicationRequest/{draft['id']}"
+    delete = {"type": "delete", "description": "Remove the diazepam draft", "resourceId": ref}
+    out: list[dict[str, Any]] = []
+    if "update" in types:
+        updated = copy.deepcopy(draft)
+        days = expected.get("capped_days") or 7
+        updated.setdefault("dispenseRequest", {})["expectedSupplyDuration"] = {
+            "value": days,
+            "unit": "days",
+            "system": "http://unitsofmeasure.org",
+            "code": "d",
+        }
+        out.append(
+            {
+                "uuid": _uuid(),
+                "label": f"Limit to {days} days",
+                "actions": [
+                    {"type": "update", "description": "Cap the supply", "resource": updated}
+                ],
+            }
+        )
+    if "create" in types:
+        recommended = expected.get("recommended_alternative")
+        for ingredient in ALTERNATIVE_SCD:
+            if ingredient in (expected.get("excluded_alternatives") or []):
+                continue
+            if recommended and ingredient != recommended and topic != "muscle-relaxant-alternative":
+                continue
+            actions = [delete] if "delete" in types else []
+            actions = [
+                *actions,
+                {
+                    "type": "create",
+                    "description": "Order the alternative",
+                    "resource": _alternative(ingredient, draft),
+                },
+            ]
+            suggestion: dict[str, Any] = {
+                "uuid": _uuid(),
+                "label": f"Replace with {ALTERNATIVE_SCD[ingredient][1]}",
+                "actions": actions,
+            }
+            if ingredient == recommended:
+                suggestion["isRecommended"] = True
+            out.append(suggestion)
+    elif "delete" in types:
+        out.append({"uuid": _uuid(), "label": "Remove the diazepam order", "actions": [delete]})
+    return out

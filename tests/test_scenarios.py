@@ -1,0 +1,217 @@
+"""Every clinical fixture through the HTTP API, compared semantically with its expected outcome;
+and the comparer itself, against reference responses and their mutations.
+
+The expected outcomes were written from the knowledge base's decision table, independently of
+the engine: a failure here is either an engine bug or a disagreement to settle with clinical
+review — never fix it by loosening the fixture without saying why.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from flask import Flask
+
+from cds_service.compare import (
+    Mismatch,
+    card_problems,
+    compare,
+    describe_expected,
+    ingredient_of,
+    observe,
+)
+from tests.scenario_cards import fixture_paths, load, reference_cards
+
+PATHS = fixture_paths()
+IDS = [p.stem for p in PATHS]
+
+
+def _report(name: str, mismatches: list[Mismatch], body: Any) -> str:
+    lines = [f"scenario {name} differs from its expected outcome:"]
+    lines += [f"  - {m}" for m in mismatches]
+    lines.append(f"  got: {observe(body.get('cards') or []).short() if body else body}")
+    return "\n".join(lines)
+
+
+@pytest.mark.parametrize("profile", ["standard", "epic"])
+@pytest.mark.parametrize("path", PATHS, ids=IDS)
+def test_scenario_through_the_http_api(
+    path: Path, profile: str, make_app: Callable[..., Flask]
+) -> None:
+    fixture = load(path)
+    client = make_app(ehr_profile=profile).test_client()
+    response = client.post(f"/cds-services/{fixture['service']}", json=fixture["request"])
+    assert response.status_code == 200, response.get_data(as_text=True)[:500]
+    body = response.get_json()
+    mismatches = compare(fixture["expected"], body, profile=profile)
+    assert not mismatches, _report(fixture["name"], mismatches, body)
+
+
+# --- the comparer ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("path", PATHS, ids=IDS)
+def test_reference_response_matches_its_fixture(path: Path) -> None:
+    """The expectation is satisfiable by spec-valid cards, and the comparer accepts them."""
+    fixture = load(path)
+    body = {"cards": reference_cards(fixture)}
+    assert compare(fixture["expected"], body) == []
+
+
+def _fixture(name: str) -> dict[str, Any]:
+    return load(next(p for p in PATHS if p.stem == name))
+
+
+def _card(body: dict[str, Any], topic: str) -> dict[str, Any]:
+    return next(c for c in body["cards"] if c["source"]["topic"]["code"] == topic)
+
+
+def _whats(mismatches: list[Mismatch]) -> list[str]:
+    return [m.what for m in mismatches]
+
+
+def test_comparer_reports_a_missing_topic_and_a_wrong_indicator() -> None:
+    fixture = _fixture("elderly-78-egfr45-no-baclofen")
+    body = {"cards": reference_cards(fixture)}
+    body["cards"].remove(_card(body, "dose-limit"))
+    _card(body, "beers-benzodiazepine")["indicator"] = "info"
+    mismatches = compare(fixture["expected"], body)
+    assert sorted(_whats(mismatches)) == [
+        "topic beers-benzodiazepine indicator",
+        "topic dose-limit",
+    ]
+    assert str(mismatches[0]) == (
+        "topic beers-benzodiazepine indicator: expected warning, got info"
+    )
+
+
+def test_comparer_reports_an_unwanted_topic_and_card_count() -> None:
+    fixture = _fixture("rectal-gel-seizure-cluster")
+    intruder = reference_cards(_fixture("young-adult-back-spasm-30d"))[0]  # duration-limit
+    mismatches = compare(fixture["expected"], {"cards": [intruder]})
+    assert "card count" in _whats(mismatches)
+    assert "topic duration-limit" in _whats(mismatches)
+    assert "capped days" in _whats(mismatches)
+
+
+def test_comparer_checks_recommended_and_excluded_alternatives_by_ingredient() -> None:
+    fixture = _fixture("elderly-78-egfr45-no-baclofen")
+    body = {"cards": reference_cards(fixture)}
+    for suggestion in _card(body, "muscle-relaxant-alternative")["suggestions"]:
+        create = suggestion["actions"][-1]["resource"]["medicationCodeableConcept"]
+        create["coding"][0].update(code="197391", display="baclofen 10 MG Oral Tablet")
+    mismatches = compare(fixture["expected"], body)
+    assert [str(m) for m in mismatches] == [
+        "recommended alternative: expected tizanidine (57258), got baclofen (1292)",
+        "alternative baclofen (1292): expected not offered, got offered",
+    ]
+
+
+def test_comparer_reads_capped_days_from_the_duration_update_in_weeks_too() -> None:
+    fixture = _fixture("young-adult-back-spasm-30d")
+    body = {"cards": reference_cards(fixture)}
+    update = _card(body, "duration-limit")["suggestions"][0]["actions"][0]["resource"]
+    update["dispenseRequest"]["expectedSupplyDuration"].update(value=1, code="wk", unit="week")
+    assert compare(fixture["expected"], body) == []
+    update["dispenseRequest"]["expectedSupplyDuration"].update(value=2, code="wk")
+    assert [str(m) for m in compare(fixture["expected"], body)] == [
+        "capped days: expected 7 days, got 14 days"
+    ]
+
+
+def test_comparer_checks_exact_action_types() -> None:
+    fixture = _fixture("young-adult-back-spasm-30d")
+    body = {"cards": reference_cards(fixture)}
+    for suggestion in _card(body, "muscle-relaxant-alternative")["suggestions"]:
+        suggestion["actions"] = [a for a in suggestion["actions"] if a["type"] != "delete"]
+    assert [str(m) for m in compare(fixture["expected"], body)] == [
+        "topic muscle-relaxant-alternative action types: expected [create, delete], got [create]"
+    ]
+
+
+def test_optional_topic_may_be_absent_but_not_wrong() -> None:
+    fixture = _fixture("alcohol-withdrawal-70")
+    assert compare(fixture["expected"], {"cards": []}) == []
+    warning = reference_cards(_fixture("elderly-70-egfr80-baclofen"))[0]
+    assert warning["source"]["topic"]["code"] == "beers-benzodiazepine"
+    assert _whats(compare(fixture["expected"], {"cards": [warning]})) == [
+        "topic beers-benzodiazepine indicator"
+    ]
+
+
+def test_wording_uuids_and_order_do_not_matter() -> None:
+    fixture = _fixture("tizanidine-excluded-ciprofloxacin")
+    cards = reference_cards(fixture)
+    reworded = copy.deepcopy(cards[::-1])
+    for card in reworded:
+        card["summary"] = "Completely different wording, 74 y, eGFR 50"
+        card["detail"] = "**Why**: see the AGS Beers Criteria 2023."
+    assert compare(fixture["expected"], {"cards": reworded}) == []
+
+
+@pytest.mark.parametrize(
+    ("mutate", "problem"),
+    [
+        (lambda c: c.pop("uuid"), "uuid missing"),
+        (lambda c: c.update(summary="x" * 140), "140 characters"),
+        (lambda c: c.update(indicator="hard-stop"), "indicator 'hard-stop'"),
+        (lambda c: c["source"].pop("label"), "source.label missing"),
+        (lambda c: c.pop("selectionBehavior"), "selectionBehavior None"),
+        (lambda c: c["overrideReasons"][0].pop("display"), "code, system and display"),
+        (lambda c: c.update(detail=None), "detail is null or empty"),
+        (lambda c: c.update(links=[]), "links is null or empty"),
+        (lambda c: c.update(_audit={"rule": "x"}), "private key"),
+        (lambda c: c["suggestions"][0].pop("uuid"), "uuid missing (accepted feedback"),
+        (lambda c: c["suggestions"][0]["actions"][0].pop("description"), "description missing"),
+        (lambda c: c["suggestions"][0]["actions"][0].pop("resource"), "resource (a FHIR"),
+        (
+            lambda c: c.update(
+                links=[{"label": "x", "url": "https://a", "type": "absolute", "appContext": "{}"}]
+            ),
+            "appContext is only allowed",
+        ),
+    ],
+)
+def test_card_rules_of_cds_hooks_2(mutate: Callable[[dict[str, Any]], Any], problem: str) -> None:
+    card = _card(
+        {"cards": reference_cards(_fixture("young-adult-back-spasm-30d"))}, "duration-limit"
+    )
+    assert card_problems(card) == []
+    mutate(card)
+    problems = card_problems(card)
+    assert any(problem in p for p in problems), problems
+
+
+def test_epic_profile_rules() -> None:
+    fixture = _fixture("young-adult-back-spasm-30d")
+    body = {"cards": reference_cards(fixture)}  # standard: delete+create together, an update
+    whats = [str(m) for m in compare(fixture["expected"], body, profile="epic")]
+    assert any("one per suggestion" in w for w in whats)
+    assert any("update action" in w for w in whats)
+
+
+def test_ingredient_of_resolves_codes_contained_and_names() -> None:
+    by_code = {
+        "medicationCodeableConcept": {
+            "coding": [{"system": "http://www.nlm.nih.gov/research/umls/rxnorm", "code": "828348"}]
+        }
+    }
+    contained = {
+        "contained": [
+            {"resourceType": "Medication", "id": "m", "code": {"text": "Tizanidine 4 mg tablet"}}
+        ],
+        "medicationReference": {"reference": "#m"},
+    }
+    unknown = {"medicationCodeableConcept": {"text": "ibuprofen 400 mg"}}
+    assert ingredient_of(by_code) == "21949"
+    assert ingredient_of(contained) == "57258"
+    assert ingredient_of(unknown) is None
+
+
+def test_describe_expected_is_one_readable_line() -> None:
+    text = describe_expected(_fixture("elderly-78-egfr45-no-baclofen")["expected"])
+    assert "duration-limit:warning" in text and "rec=tizanidine" in text and "cap=7" in text
