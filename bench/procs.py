@@ -1,0 +1,80 @@
+"""Server processes for the benchmark: the floor app beside the real service, and their RSS.
+
+The service is started with the test suite's own launcher (``tests/support/server.py``: the
+real ``diazepam-cds serve``); the floor gets the same treatment here (own process group, log
+file, wait for /health) so the two differ only in the app they load.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import requests
+
+from tests.support.server import REPO, RunningServer, free_port
+
+
+def start_floor(tmp_dir: Path, *, workers: int = 2) -> RunningServer:
+    port = free_port()
+    log_path = tmp_dir / f"floor-{port}.log"
+    env = {**os.environ, "CDS_LOG_LEVEL": "WARNING"}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "bench.floor_app", "--port", str(port), "--workers", str(workers)],
+        env=env,
+        stdout=log_path.open("wb"),
+        stderr=subprocess.STDOUT,
+        cwd=REPO,
+        start_new_session=True,
+    )
+    server = RunningServer(process, port, log_path)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"floor exited early:\n{server.log_text()}")
+        try:
+            if requests.get(f"{server.base_url}/health", timeout=1).status_code == 200:
+                return server
+        except requests.RequestException:
+            time.sleep(0.1)
+    server.kill()
+    raise RuntimeError(f"floor did not start in 30 s:\n{server.log_text()}")
+
+
+def child_pids(pid: int, proc: Path = Path("/proc")) -> list[int]:
+    """Direct children of ``pid`` (gunicorn workers of a master), from /proc."""
+    children: list[int] = []
+    for entry in proc.iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            status = (entry / "status").read_text()
+        except OSError:
+            continue
+        for line in status.splitlines():
+            if line.startswith("PPid:"):
+                if int(line.split()[1]) == pid:
+                    children.append(int(entry.name))
+                break
+    return sorted(children)
+
+
+def status_kib(pid: int, field: str, proc: Path = Path("/proc")) -> int | None:
+    """A ``kB`` field (VmHWM: peak resident set; VmRSS: current) of /proc/<pid>/status."""
+    try:
+        text = (proc / str(pid) / "status").read_text()
+    except OSError:
+        return None
+    for line in text.splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1])
+    return None
+
+
+def workers_peak_rss_mib(master_pid: int) -> list[float]:
+    """Peak RSS (VmHWM) of each gunicorn worker, MiB: what a worker costs under load."""
+    peaks = [status_kib(pid, "VmHWM") for pid in child_pids(master_pid)]
+    return [round(p / 1024, 1) for p in peaks if p is not None]

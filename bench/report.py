@@ -1,0 +1,138 @@
+"""Turn a benchmark result document into ratios, target verdicts and a Markdown table.
+
+Pure functions of the JSON written by run.py, so an old ``history/*.json`` can be re-rendered
+and the arithmetic is tested without running a benchmark.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+# The issue's targets; measured and reported, never asserted by the test suite.
+THROUGHPUT_RATIO_MIN = 0.5  # warm, concurrency 8: service rps >= 0.5 x floor rps
+P99_C1_LARGE_MAX_MS = 20.0  # warm, concurrency 1, large request
+COLD_ADDED_MAX_MS = 10.0  # cold p50 minus the FHIR server's own time for the same fetches
+
+FIGURES = ("rps", "p50_ms", "p95_ms", "p99_ms")
+
+
+def ratio(service: float, floor: float) -> float | None:
+    """service / floor; None when the floor figure is zero (nothing to compare with)."""
+    if not floor:
+        return None
+    return round(service / floor, 2)
+
+
+def ratios(point: dict[str, Any]) -> dict[str, float | None]:
+    return {f: ratio(point["service"][f], point["floor"][f]) for f in FIGURES}
+
+
+def evaluate_targets(results: dict[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    warm = results.get("warm", {})
+    for name, points in warm.items():
+        if "8" in points:
+            r = ratio(points["8"]["service"]["rps"], points["8"]["floor"]["rps"])
+            out[f"{name}_c8_throughput_ratio"] = {
+                "value": r,
+                "target": f">= {THROUGHPUT_RATIO_MIN}",
+                "met": r is not None and r >= THROUGHPUT_RATIO_MIN,
+            }
+    large_c1 = warm.get("large", {}).get("1")
+    if large_c1:
+        p99 = large_c1["service"]["p99_ms"]
+        out["large_c1_p99_ms"] = {
+            "value": p99,
+            "target": f"< {P99_C1_LARGE_MAX_MS}",
+            "met": p99 < P99_C1_LARGE_MAX_MS,
+        }
+    for name, cold in (results.get("cold") or {}).items():
+        if isinstance(cold, dict) and "added" in cold:
+            added = cold["added"]["p50_ms"]
+            out[f"cold_{name}_added_p50_ms"] = {
+                "value": added,
+                "target": f"<= {COLD_ADDED_MAX_MS}",
+                "met": added <= COLD_ADDED_MAX_MS,
+            }
+    errors = sum(
+        p["service"]["non_2xx"] + p["service"]["socket_errors"]
+        for points in warm.values()
+        for p in points.values()
+    )
+    out["service_errors"] = {"value": errors, "target": "0", "met": errors == 0}
+    return out
+
+
+def _fmt(value: float | None, digits: int = 2) -> str:
+    return "n/a" if value is None else f"{value:.{digits}f}"
+
+
+def render_markdown(results: dict[str, Any]) -> str:
+    lines = [
+        f"Benchmark {results.get('when', '?')} at {results.get('git', '?')}, "
+        f"{results.get('machine', {}).get('cpus', '?')} CPUs, "
+        f"load generator {results.get('load_generator', '?')}, "
+        f"{results.get('settings', {}).get('workers', '?')} gunicorn workers (gthread, 4 threads) "
+        f"for both apps, {results.get('settings', {}).get('duration_s', '?')} s per point.",
+        "",
+        f"Machine load before: `{results.get('machine', {}).get('uptime_before', 'n/a')}`; "
+        f"after: `{results.get('machine', {}).get('uptime_after', 'n/a')}`.",
+        "",
+        "Warm path (everything prefetched), service vs. floor (bare Flask, same gunicorn):",
+        "",
+        "| request | conc. | floor req/s | service req/s | × | floor p50 | service p50 | × "
+        "| floor p95 | service p95 | × | floor p99 | service p99 | × |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for name, points in results.get("warm", {}).items():
+        for conc, point in points.items():
+            f, s, r = point["floor"], point["service"], ratios(point)
+            lines.append(
+                f"| {name} | {conc} | {f['rps']:.0f} | {s['rps']:.0f} | {_fmt(r['rps'])} "
+                f"| {f['p50_ms']:.2f} | {s['p50_ms']:.2f} | {_fmt(r['p50_ms'])} "
+                f"| {f['p95_ms']:.2f} | {s['p95_ms']:.2f} | {_fmt(r['p95_ms'])} "
+                f"| {f['p99_ms']:.2f} | {s['p99_ms']:.2f} | {_fmt(r['p99_ms'])} |"
+            )
+    lines.append("")
+    lines.append("Latencies in ms; × = service / floor.")
+    rss = results.get("peak_rss_mib")
+    if rss:
+        floor_max = max(rss.get("floor") or [0])
+        service_max = max(rss.get("service") or [0])
+        lines += [
+            "",
+            "| peak RSS per worker (VmHWM) | floor | service | × |",
+            "|---|---:|---:|---:|",
+            f"| MiB (max over workers; all: floor {rss.get('floor')}, service "
+            f"{rss.get('service')}) | {floor_max:.1f} | {service_max:.1f} "
+            f"| {_fmt(ratio(service_max, floor_max))} |",
+        ]
+    cold = results.get("cold") or {}
+    measured = {k: v for k, v in cold.items() if isinstance(v, dict) and "added" in v}
+    if measured:
+        lines += [
+            "",
+            "Cold path (no prefetch; the service fetches from the FHIR test server), "
+            "concurrency 1:",
+            "",
+            "| request | service p50 | p95 | p99 | FHIR alone p50 | p95 | p99 "
+            "| added p50 | added p95 | added p99 |",
+            "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        ]
+        for name, c in measured.items():
+            s, d, a = c["service"], c["fhir_direct"], c["added"]
+            lines.append(
+                f"| {name} | {s['p50_ms']:.2f} | {s['p95_ms']:.2f} | {s['p99_ms']:.2f} "
+                f"| {d['p50_ms']:.2f} | {d['p95_ms']:.2f} | {d['p99_ms']:.2f} "
+                f"| {a['p50_ms']:.2f} | {a['p95_ms']:.2f} | {a['p99_ms']:.2f} |"
+            )
+    elif cold.get("skipped"):
+        lines += ["", f"Cold path not measured: {cold['skipped']}."]
+    targets = results.get("targets") or {}
+    if targets:
+        lines += ["", "| target | value | goal | met |", "|---|---:|---|---|"]
+        for key, t in targets.items():
+            lines.append(
+                f"| {key} | {t['value']} | {t['target']} | {'yes' if t['met'] else 'no'} |"
+            )
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,296 @@
+"""``make bench``: the service against the floor of its own stack, in one run on this machine.
+
+1. Build the request bodies from the fixtures (bench/payloads.py) and a benchmark EHR identity
+   (ES384 key, trusted-issuers file; bench/tokens.py).
+2. Start the floor app and the real service (``diazepam-cds serve``: auth on, SQLite store on)
+   under identical gunicorn options.
+3. For each body and concurrency: warm up, drive the floor, then the service, with wrk. The
+   service gets a fresh pool of single-use tokens sized from the floor's throughput.
+4. Peak RSS per worker; cold path against the real FHIR test server when it is installed; a
+   pyinstrument profile of the large request.
+5. Write ``bench/results/latest.json`` (plus a dated copy for tracking), ``results.md`` (the
+   table) and print the table.
+
+Numbers are only comparable within one run: the floor is re-measured every time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import tempfile
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import requests
+
+from bench import payloads
+from bench.loadgen import LoadResult, run_load, wrk_available
+from bench.procs import start_floor, workers_peak_rss_mib
+from bench.report import evaluate_targets, render_markdown
+from bench.tokens import create_issuer, mint, mint_pool
+from tests.support.server import RunningServer, start_server
+
+REPO = payloads.REPO
+RESULTS = REPO / "bench" / "results"
+SIGN = "diazepam-order-sign"
+
+
+def log(message: str) -> None:
+    print(f"[bench] {message}", file=sys.stderr, flush=True)
+
+
+def uptime() -> str:
+    try:
+        return subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
+    except OSError:
+        return "n/a"
+
+
+def git_sha() -> str:
+    done = subprocess.run(
+        ["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True
+    )
+    dirty = subprocess.run(
+        ["git", "status", "--porcelain", "--untracked-files=no"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+    ).stdout.strip()
+    return done.stdout.strip() + ("+dirty" if dirty else "")
+
+
+def service_env(issuer_path: Path) -> dict[str, str]:
+    return {
+        "CDS_ENV": "production",
+        "CDS_AUTH": "required",
+        "CDS_TRUSTED_ISSUERS": str(issuer_path),
+        "CDS_LOG_LEVEL": "INFO",
+        "CDS_FHIR_ALLOW_LOOPBACK": "true",  # the cold path's FHIR server is on loopback
+    }
+
+
+def sanity_call(server: RunningServer, body: dict[str, Any], key_path: Path) -> dict[str, Any]:
+    """One call before measuring: a run of 401s or 400s would time error pages, not advice."""
+    url = f"{server.base_url}/cds-services/{SIGN}"
+    response = requests.post(
+        url,
+        json=body,
+        headers={"Authorization": f"Bearer {mint(key_path, url)}"},
+        timeout=30,
+    )
+    if response.status_code != 200:
+        raise RuntimeError(
+            f"service answered {response.status_code} to the benchmark body: {response.text[:500]}"
+        )
+    cards = response.json().get("cards", [])
+    topics = sorted({((c.get("source") or {}).get("topic") or {}).get("code", "?") for c in cards})
+    return {"status": response.status_code, "cards": len(cards), "topics": topics}
+
+
+def measure_point(
+    *,
+    floor: RunningServer,
+    service: RunningServer,
+    body_file: Path,
+    key_path: Path,
+    floor_tokens: Path,
+    connections: int,
+    duration_s: float,
+    warmup_s: float,
+    work: Path,
+) -> tuple[LoadResult, LoadResult]:
+    path = f"/cds-services/{SIGN}"
+    floor_url = floor.base_url + path
+    service_url = service.base_url + path
+    run_load(floor_url, body_file, floor_tokens, connections, warmup_s)
+    floor_result = run_load(floor_url, body_file, floor_tokens, connections, duration_s)
+
+    # the service can at most match the floor: size its single-use pools from the floor's rate
+    def pool(seconds: float, name: str) -> Path:
+        count = math.ceil(floor_result.rps * seconds * 1.3) + 500
+        return mint_pool(key_path, service_url, count, work / name)
+
+    warm_pool = pool(warmup_s, "warm.tokens")
+    run_pool = pool(duration_s, "run.tokens")
+    run_load(service_url, body_file, warm_pool, connections, warmup_s)
+    service_result = run_load(service_url, body_file, run_pool, connections, duration_s)
+    return floor_result, service_result
+
+
+def run_cold(
+    service: RunningServer,
+    bodies: dict[str, dict[str, Any]],
+    key_path: Path,
+    work: Path,
+    duration_s: float,
+) -> dict[str, Any]:
+    try:
+        from tests.support import fhir_server
+    except ImportError:
+        return {"skipped": "tests/support/fhir_server.py is not there yet"}
+    if not fhir_server.available():
+        return {"skipped": f"FHIR test server not installed: {fhir_server.INSTALL_HINT}"}
+    from bench.cold import DirectFetcher, added_latency
+
+    fhir = fhir_server.start_fhir_server(work / "fhir")
+    out: dict[str, Any] = {"fhir_server": "sekmet-fhir (tests/support/fhir_server.py)"}
+    try:
+        url = f"{service.base_url}/cds-services/{SIGN}"
+        for name, body in bodies.items():
+            fhir.transaction(payloads.record_resources(body))
+            cold = payloads.without_prefetch(body, fhir.base_url, fhir.token)
+            check = sanity_call(service, cold, key_path)
+            cold_file = work / f"cold-{name}.json"
+            cold_file.write_text(json.dumps(cold), encoding="utf-8")
+            warm_pool = mint_pool(key_path, url, 300, work / "cold-warm.tokens")
+            run_load(url, cold_file, warm_pool, 1, 2)
+            run_pool = mint_pool(key_path, url, 3000, work / "cold-run.tokens")
+            svc = run_load(url, cold_file, run_pool, 1, duration_s).to_json()
+            fetcher = DirectFetcher(fhir.base_url, fhir.token, body["context"]["patientId"])
+            try:
+                direct = fetcher.measure(iterations=max(50, min(400, svc["requests"])))
+            finally:
+                fetcher.close()
+            out[name] = {
+                "sanity": check,
+                "service": svc,
+                "fhir_direct": direct,
+                "added": added_latency(svc, direct),
+            }
+            log(
+                f"cold {name}: service p50 {svc['p50_ms']} ms, FHIR alone p50 {direct['p50_ms']} ms"
+            )
+    finally:
+        fhir.stop()
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--duration", type=float, default=10.0, help="seconds per measurement")
+    parser.add_argument("--warmup", type=float, default=2.0, help="seconds of warm-up per point")
+    parser.add_argument("--concurrency", default="1,8,32")
+    parser.add_argument("--workers", type=int, default=2, help="gunicorn workers (both apps)")
+    parser.add_argument("--bodies", default="large,small")
+    parser.add_argument("--no-cold", action="store_true")
+    parser.add_argument("--no-profile", action="store_true")
+    parser.add_argument("--out", type=Path, default=RESULTS)
+    args = parser.parse_args(argv)
+
+    concurrencies = [int(c) for c in args.concurrency.split(",") if c.strip()]
+    names = [n.strip() for n in args.bodies.split(",") if n.strip()]
+    load_before = uptime()
+    built = payloads.build_all()
+    bodies = {name: built[name] for name in names}
+    work = Path(tempfile.mkdtemp(prefix="diazepam-bench-"))
+    issuer = create_issuer(work / "auth")
+    body_files = {}
+    for name, body in bodies.items():
+        body_files[name] = work / f"{name}.json"
+        body_files[name].write_text(json.dumps(body), encoding="utf-8")
+    if not wrk_available():
+        log(
+            "wrk not found: using the Python load generator (slower client, figures not "
+            "comparable with wrk runs; `apt-get install wrk`)"
+        )
+
+    results: dict[str, Any] = {
+        "when": datetime.now(UTC).isoformat(timespec="seconds"),
+        "git": git_sha(),
+        "machine": {
+            "cpus": os.cpu_count(),
+            "python": platform.python_version(),
+            "uptime_before": load_before,
+        },
+        "load_generator": "wrk" if wrk_available() else "python",
+        "settings": {
+            "duration_s": args.duration,
+            "warmup_s": args.warmup,
+            "workers": args.workers,
+            "concurrency": concurrencies,
+        },
+        "bodies": {
+            name: {
+                "bytes": body_files[name].stat().st_size,
+                "resources": {
+                    key: len(payloads._prefetched(body, key)) for key in payloads.PREFETCH_KEYS
+                },
+            }
+            for name, body in bodies.items()
+        },
+        "large_base_fixture": built["large_base"],
+        "warm": {},
+    }
+    floor = start_floor(work, workers=args.workers)
+    service = start_server(work, service_env(issuer.trusted_issuers_path), workers=args.workers)
+    try:
+        floor_tokens = mint_pool(
+            issuer.key_path, f"{floor.base_url}/cds-services/{SIGN}", 2000, work / "floor.tokens"
+        )
+        for name, body in bodies.items():
+            results["bodies"][name]["sanity"] = sanity_call(service, body, issuer.key_path)
+            results["warm"][name] = {}
+            for c in concurrencies:
+                log(f"warm {name} c={c}")
+                floor_r, service_r = measure_point(
+                    floor=floor,
+                    service=service,
+                    body_file=body_files[name],
+                    key_path=issuer.key_path,
+                    floor_tokens=floor_tokens,
+                    connections=c,
+                    duration_s=args.duration,
+                    warmup_s=args.warmup,
+                    work=work,
+                )
+                results["warm"][name][str(c)] = {
+                    "floor": floor_r.to_json(),
+                    "service": service_r.to_json(),
+                }
+                log(
+                    f"  floor {floor_r.rps:.0f} rps p99 {floor_r.p99_ms:.2f} ms | service "
+                    f"{service_r.rps:.0f} rps p99 {service_r.p99_ms:.2f} ms "
+                    f"(non-2xx {service_r.non_2xx})"
+                )
+        results["peak_rss_mib"] = {
+            "floor": workers_peak_rss_mib(floor.process.pid),
+            "service": workers_peak_rss_mib(service.process.pid),
+        }
+        if not args.no_cold:
+            log("cold path")
+            results["cold"] = run_cold(service, bodies, issuer.key_path, work, args.duration)
+    finally:
+        floor.kill()
+        service.kill()
+    if not args.no_profile and "large" in bodies:
+        log("profile")
+        from bench.profile import profile_requests
+
+        results["profile"] = profile_requests(
+            issuer, bodies["large"], args.out, work / "profile-data"
+        )
+    results["machine"]["uptime_after"] = uptime()
+    results["targets"] = evaluate_targets(results)
+    args.out.mkdir(parents=True, exist_ok=True)
+    text = json.dumps(results, indent=2)
+    (args.out / "latest.json").write_text(text + "\n", encoding="utf-8")
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    (args.out / "history").mkdir(exist_ok=True)
+    (args.out / "history" / f"{stamp}.json").write_text(text + "\n", encoding="utf-8")
+    table = render_markdown(results)
+    (args.out / "results.md").write_text(table, encoding="utf-8")
+    print(table)
+    shutil.rmtree(work, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
