@@ -41,5 +41,14 @@ test: $(VENV)/.installed-test $(FHIR_VENV)/.installed
 lint: $(VENV)/.installed-test
 	$(BIN)/ruff check .
 
+## Service vs. a bare-Flask floor under the same gunicorn (wrk; results in bench/results/).
+## Installs wrk with apt when possible, else falls back to a Python load generator.
+BENCH_ARGS ?=
+bench: $(VENV)/.installed-test $(FHIR_VENV)/.installed
+	@command -v wrk >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && apt-get update -qq && \
+		apt-get install -y -qq wrk >/dev/null; } || \
+		echo "bench: wrk unavailable; using the Python load generator (figures not comparable)"
+	$(BIN)/python -m bench.run $(BENCH_ARGS)
+
 clean:
 	rm -rf $(VENV) var .pytest_cache $(FHIR_VENV)
