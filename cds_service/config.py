@@ -99,9 +99,10 @@ SETTINGS: dict[str, str] = {
     "expected JWT `aud` behind a proxy; default: the request's own URL.",
     "CDS_JWT_LEEWAY_S": "Clock skew tolerated on exp/iat/nbf, seconds (default 60).",
     "CDS_JWKS_CACHE_S": "Lifetime of a fetched JWK Set in seconds (default 300).",
-    "CDS_DEADLINE_MS": "Per-request deadline for FHIR fetches, milliseconds (default 2000).",
+    "CDS_DEADLINE_MS": "Per-request deadline in milliseconds (default 2000): FHIR fetches stop "
+    "in time for the hook to answer within it, with what is known.",
     "CDS_FHIR_ALLOWLIST": "Comma-separated host patterns (fnmatch) allowed for `fhirServer` over "
-    "plain http; https hosts always allowed unless listed patterns exclude them.",
+    "plain http; https hosts always allowed unless a `!pattern` excludes them.",
     "CDS_FHIR_ALLOW_LOOPBACK": "Allow `fhirServer` on loopback addresses (default off).",
     "CDS_POLICY_FILE": "JSON file overriding thresholds of the shipped clinical policy.",
     "CDS_CARDS_DIR": "Directory of card templates (default: the top-level `cards/`).",
