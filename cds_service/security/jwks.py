@@ -137,7 +137,7 @@ class RemoteJwks:
         # A cooldown longer than the cache lifetime would keep expired keys in use.
         self.cooldown_s = min(cooldown_s, cache_s)
         self._fetcher = fetcher
-        self._clock = clock
+        self.clock = clock
         self._lock = threading.Lock()
         self._keys: dict[str, dict[str, Any]] = {}
         self._fetched_at: float | None = None  # last successful fetch
@@ -146,7 +146,7 @@ class RemoteJwks:
 
     def find(self, kid: str) -> dict[str, Any] | None:
         fetched = False
-        if self._fetched_at is None or self._clock() - self._fetched_at >= self.cache_s:
+        if self._fetched_at is None or self.clock() - self._fetched_at >= self.cache_s:
             fetched = self._refresh(reason="first use" if self._fetched_at is None else "expired")
         jwk = self._keys.get(kid)
         if jwk is None and not fetched and self._refresh(reason="unknown kid"):
@@ -157,7 +157,7 @@ class RemoteJwks:
         """Fetch unless another attempt happened within the cooldown; True if it fetched."""
         with self._lock:
             # Checked under the lock: threads that queued behind a fetch reuse its result.
-            now = self._clock()
+            now = self.clock()
             if self._attempted_at is not None and now - self._attempted_at < self.cooldown_s:
                 return False
             self._attempted_at = now
@@ -174,7 +174,7 @@ class RemoteJwks:
                     self._keys = {}
                 return True
             self._keys = keys
-            self._fetched_at = self._clock()
+            self._fetched_at = self.clock()
             log.info(
                 "JWK Set fetched", extra={"url": self.url, "reason": reason, "keys": len(keys)}
             )

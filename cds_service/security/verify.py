@@ -81,10 +81,10 @@ def audience_matches(aud_claim: Any, expected_url: str) -> bool:
     claims = [aud_claim] if isinstance(aud_claim, str) else aud_claim
     if not isinstance(claims, list) or not claims:
         return False
+    if not all(isinstance(claim, str) for claim in claims):
+        return False
     expected = normalize_url(expected_url)
     for claim in claims:
-        if not isinstance(claim, str):
-            return False
         try:
             if normalize_url(claim) == expected:
                 return True
