@@ -1,0 +1,92 @@
+"""Ratios, target verdicts and the table are computed from the results document alone."""
+
+from __future__ import annotations
+
+from bench.loadgen import parse_wrk_output, percentile, wrk_threads
+from bench.report import evaluate_targets, ratio, render_markdown
+
+
+def _point(rps: float, p50: float, p95: float, p99: float, non_2xx: int = 0) -> dict:
+    return {
+        "rps": rps,
+        "p50_ms": p50,
+        "p95_ms": p95,
+        "p99_ms": p99,
+        "non_2xx": non_2xx,
+        "socket_errors": 0,
+    }
+
+
+def _results(service_rps: float, p99_c1: float, non_2xx: int = 0) -> dict:
+    return {
+        "warm": {
+            "large": {
+                "1": {"floor": _point(1000, 1, 2, 4), "service": _point(300, 3, 5, p99_c1)},
+                "8": {
+                    "floor": _point(2000, 4, 8, 10),
+                    "service": _point(service_rps, 8, 16, 30, non_2xx),
+                },
+            }
+        },
+        "cold": {
+            "large": {
+                "service": _point(50, 20, 25, 30),
+                "fhir_direct": _point(0, 12, 14, 16),
+                "added": {"p50_ms": 8.0, "p95_ms": 11.0, "p99_ms": 14.0},
+            }
+        },
+        "peak_rss_mib": {"floor": [30.0, 31.0], "service": [80.0, 93.0]},
+    }
+
+
+def test_ratio_is_service_over_floor_and_none_without_a_floor():
+    assert ratio(500, 2000) == 0.25
+    assert ratio(6.0, 2.0) == 3.0
+    assert ratio(1.0, 0) is None
+
+
+def test_targets_follow_the_issue_thresholds():
+    met = evaluate_targets(_results(service_rps=1000, p99_c1=19.9))
+    assert met["large_c8_throughput_ratio"] == {"value": 0.5, "target": ">= 0.5", "met": True}
+    assert met["large_c1_p99_ms"]["met"] is True
+    assert met["cold_large_added_p50_ms"]["met"] is True
+    assert met["service_errors"]["met"] is True
+    missed = evaluate_targets(_results(service_rps=999, p99_c1=20.0, non_2xx=3))
+    assert missed["large_c8_throughput_ratio"]["met"] is False
+    assert missed["large_c1_p99_ms"]["met"] is False
+    assert missed["service_errors"] == {"value": 3, "target": "0", "met": False}
+
+
+def test_table_shows_each_figure_with_its_ratio():
+    results = _results(service_rps=1000, p99_c1=12)
+    results["targets"] = evaluate_targets(results)
+    table = render_markdown(results)
+    assert "| large | 8 | 2000 | 1000 | 0.50 | 4.00 | 8.00 | 2.00 | 8.00 | 16.00 | 2.00 " in table
+    assert "| 31.0 | 93.0 | 3.00 |" in table  # peak RSS: worst worker of each, and the ratio
+    assert "| large | 20.00 | 25.00 | 30.00 | 12.00 | 14.00 | 16.00 | 8.00 |" in table
+    assert "| large_c1_p99_ms | 12 | < 20.0 | yes |" in table
+
+
+def test_parse_wrk_output_reads_the_lua_summary_line():
+    stdout = (
+        "Running 1s test @ http://x\n"
+        'BENCH_JSON {"requests":1200,"duration_us":2000000,"bytes":5,'
+        '"errors":{"connect":1,"read":0,"write":0,"status":7,"timeout":2},'
+        '"latency_us":{"p50":1500,"p90":2000,"p95":2500,"p99":4000,"max":9000,"mean":1600.0}}\n'
+    )
+    result = parse_wrk_output(stdout, connections=8)
+    assert result.rps == 600
+    assert (result.non_2xx, result.socket_errors) == (7, 3)
+    assert (result.p50_ms, result.p95_ms, result.p99_ms, result.max_ms) == (1.5, 2.5, 4.0, 9.0)
+
+
+def test_percentile_is_nearest_rank():
+    values = [float(v) for v in range(1, 101)]
+    assert percentile(values, 50) == 50
+    assert percentile(values, 99) == 99
+    assert percentile([3.0], 95) == 3.0
+    assert percentile([], 50) == 0.0
+
+
+def test_wrk_never_gets_more_threads_than_connections():
+    assert [wrk_threads(c) for c in (1, 2, 8, 32)] == [1, 2, 2, 2]
