@@ -19,8 +19,10 @@ from flask_cors import CORS
 from cds_service.api import bp, log_request
 from cds_service.config import Settings, load_settings
 from cds_service.errors import register_error_handlers
+from cds_service.feedback import register_feedback
 from cds_service.hook_request import SCHEMA_FILES, validator
 from cds_service.logs import configure_logging
+from cds_service.metrics import register_metrics
 from cds_service.pipeline import NoAdvice
 from cds_service.security import register_security
 from cds_service.store import register_store
@@ -42,6 +44,8 @@ def create_app(config: Settings | Mapping[str, Any] | None = None) -> Flask:
     register_schemas(app)
     register_advisor(app, settings)
     register_store(app, settings)
+    register_feedback(app, settings)
+    register_metrics(app, settings)
     register_blueprints(app)
     return app
 

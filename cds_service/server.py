@@ -42,5 +42,10 @@ def gunicorn_options(settings: Settings) -> dict[str, Any]:
 
 
 def run_gunicorn(settings: Settings) -> int:
-    _Gunicorn(settings, gunicorn_options(settings)).run()
+    # Metrics: multiprocess mode, set before any worker is forked (see cds_service.metrics).
+    from cds_service.metrics import child_exit, prepare_multiprocess_dir
+
+    prepare_multiprocess_dir(settings.metrics_dir)
+    options = {**gunicorn_options(settings), "child_exit": child_exit}
+    _Gunicorn(settings, options).run()
     return 0

@@ -9,6 +9,7 @@ half-done.
 
 from __future__ import annotations
 
+import logging
 from functools import lru_cache
 from pathlib import Path
 
@@ -19,6 +20,10 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 
 from cds_service.store.engine import WRITE
+
+# Alembic narrates every start-up at INFO ("Context impl SQLiteImpl."); the store logs the
+# one line that matters (an actual upgrade) itself.
+logging.getLogger("alembic").setLevel(logging.WARNING)
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 _PG_LOCK_KEY = 0x0D1A_2E9A  # arbitrary constant: "diazepam-cds schema migration"

@@ -13,14 +13,25 @@ import secrets
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
 
 from cds_service.store import migrate
 from cds_service.store.engine import WRITE, create_store_engine, redacted
-from cds_service.store.tables import as_naive_utc, jwt_replay, service_state, utcnow
+from cds_service.store.tables import (
+    as_naive_utc,
+    feedback,
+    issued_cards,
+    jwt_replay,
+    service_state,
+    utcnow,
+)
 
 log = logging.getLogger("cds_service.store")
 
@@ -30,7 +41,114 @@ PURGE_INTERVAL_S = 60.0
 REPLAY_GRACE = timedelta(minutes=10)
 
 
-class Store:
+def new_secret() -> str:
+    return secrets.token_hex(32)
+
+
+def _insert_ignoring_duplicates(connection: sa.Connection, table: sa.Table) -> Any:
+    """INSERT ... ON CONFLICT DO NOTHING in the connection's dialect (both databases speak
+    it), so a duplicate key is a no-op inside the transaction instead of aborting it."""
+    if connection.dialect.name == "postgresql":
+        return pg_insert(table).on_conflict_do_nothing()
+    return sqlite_insert(table).on_conflict_do_nothing()
+
+
+@dataclass(frozen=True)
+class FeedbackOutcome:
+    """What one feedback call did; ``new_items`` are the rows stored by this call."""
+
+    stored: int
+    duplicates: int
+    unknown_cards: int
+    new_items: list[dict[str, Any]]
+
+
+class RecordsMixin:
+    """Issued cards and feedback: the rows the reports and repeat suppression read."""
+
+    engine: sa.Engine
+
+    def write(self) -> sa.Connection:  # provided by Store
+        raise NotImplementedError
+
+    def record_cards(self, rows: list[dict[str, Any]]) -> int:
+        """Insert issued cards; a card uuid seen before (a retried hook call with
+        deterministic uuids) is kept as first recorded."""
+        if not rows:
+            return 0
+        stored = 0
+        with self.write() as connection, connection.begin():
+            statement = _insert_ignoring_duplicates(connection, issued_cards)
+            for row in rows:
+                stored += connection.execute(statement.values(**row)).rowcount or 0
+        return stored
+
+    def save_feedback(self, service_id: str, items: list[dict[str, Any]]) -> FeedbackOutcome:
+        """Store every item in ONE transaction (all or nothing), linking each to the card it
+        names. Items whose hash is already stored are duplicates (no-op); items naming a
+        card this service never issued are stored with ``card_known = False``."""
+        now = utcnow()
+        uuids = sorted({item["card_uuid"] for item in items})
+        new_items: list[dict[str, Any]] = []
+        duplicates = unknown = 0
+        with self.write() as connection, connection.begin():
+            topics = dict(
+                connection.execute(
+                    sa.select(issued_cards.c.card_uuid, issued_cards.c.topic_code).where(
+                        issued_cards.c.card_uuid.in_(uuids),
+                        issued_cards.c.service_id == service_id,
+                    )
+                ).all()
+            )
+            statement = _insert_ignoring_duplicates(connection, feedback)
+            for item in items:
+                known = item["card_uuid"] in topics
+                row = {
+                    **item,
+                    "service_id": service_id,
+                    "card_known": known,
+                    "topic_code": topics.get(item["card_uuid"]),
+                    "received_at": now,
+                }
+                if connection.execute(statement.values(**row)).rowcount:
+                    new_items.append(row)
+                    unknown += 0 if known else 1
+                else:
+                    duplicates += 1
+        return FeedbackOutcome(len(new_items), duplicates, unknown, new_items)
+
+    def overridden_topics(
+        self,
+        *,
+        service_id: str,
+        order_ids: list[str],
+        user_hash: str,
+        patient_hash: str,
+        since: datetime,
+    ) -> set[tuple[str, str]]:
+        """(order id, topic code) pairs whose card, issued by ``service_id`` to this user
+        for this patient, was overridden in feedback received since ``since``."""
+        if not order_ids:
+            return set()
+        query = (
+            sa.select(issued_cards.c.order_id, issued_cards.c.topic_code)
+            .join(feedback, feedback.c.card_uuid == issued_cards.c.card_uuid)
+            .where(
+                issued_cards.c.service_id == service_id,
+                issued_cards.c.order_id.in_(sorted(set(order_ids))),
+                issued_cards.c.user_hash == user_hash,
+                issued_cards.c.patient_hash == patient_hash,
+                issued_cards.c.topic_code.is_not(None),
+                feedback.c.outcome == "overridden",
+                feedback.c.received_at >= as_naive_utc(since),
+            )
+            .distinct()
+        )
+        with self.engine.connect() as connection:
+            return {(row[0], row[1]) for row in connection.execute(query)}
+
+
+class Store(RecordsMixin):
     def __init__(self, url: str, *, engine: sa.Engine | None = None):
         self.url = url
         self.engine = engine or create_store_engine(url)
@@ -122,7 +240,3 @@ class Store:
                 sa.select(service_state.c.value).where(service_state.c.name == name)
             ).scalar_one()
         return value, created
-
-
-def new_secret() -> str:
-    return secrets.token_hex(32)

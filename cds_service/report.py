@@ -1,0 +1,168 @@
+"""``diazepam-cds report [--since DATE]``: per topic, how often cards were accepted or
+overridden and why, read from the database the service writes.
+
+Counts are of distinct cards (a card reported twice counts once per outcome); acceptance rate
+is accepted / (accepted + overridden) among cards that got feedback, since cards nobody
+answered say nothing either way. Feedback is dated by when the service received it, so a
+report never depends on the EHR's clock.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections import Counter, defaultdict
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import sqlalchemy as sa
+
+from cds_service.cli import _EXTRA_PARSERS, command
+from cds_service.config import ConfigError, load_settings
+
+UNKNOWN_CARD = "(unknown card)"
+NO_REASON = "(no reason given)"
+TOP_REASONS = 3
+
+
+@dataclass
+class TopicRow:
+    topic: str
+    issued: int = 0
+    accepted: int = 0
+    overridden: int = 0
+    override_reasons: list[tuple[str, int]] = field(default_factory=list)
+
+    @property
+    def acceptance_rate(self) -> float | None:
+        answered = self.accepted + self.overridden
+        return self.accepted / answered if answered else None
+
+
+def topic_report(engine: sa.Engine, since: datetime | None = None) -> list[TopicRow]:
+    from cds_service.store.tables import as_naive_utc, feedback, issued_cards
+
+    cutoff = as_naive_utc(since) if since else None
+    rows: dict[str, TopicRow] = {}
+
+    def row(topic: str | None, known: bool = True) -> TopicRow:
+        name = topic or ("(no topic)" if known else UNKNOWN_CARD)
+        return rows.setdefault(name, TopicRow(name))
+
+    issued = sa.select(issued_cards.c.topic_code, sa.func.count()).group_by(
+        issued_cards.c.topic_code
+    )
+    answered = sa.select(
+        feedback.c.topic_code,
+        feedback.c.card_known,
+        feedback.c.outcome,
+        sa.func.count(sa.distinct(feedback.c.card_uuid)),
+    ).group_by(feedback.c.topic_code, feedback.c.card_known, feedback.c.outcome)
+    reasons = (
+        sa.select(
+            feedback.c.topic_code,
+            feedback.c.card_known,
+            feedback.c.override_code,
+            sa.func.count(),
+        )
+        .where(feedback.c.outcome == "overridden")
+        .group_by(feedback.c.topic_code, feedback.c.card_known, feedback.c.override_code)
+    )
+    if cutoff is not None:
+        issued = issued.where(issued_cards.c.issued_at >= cutoff)
+        answered = answered.where(feedback.c.received_at >= cutoff)
+        reasons = reasons.where(feedback.c.received_at >= cutoff)
+    reason_counts: dict[str, Counter[str]] = defaultdict(Counter)
+    with engine.connect() as connection:
+        for topic, count in connection.execute(issued):
+            row(topic).issued += count
+        for topic, known, outcome, count in connection.execute(answered):
+            target = row(topic, bool(known))
+            if outcome == "accepted":
+                target.accepted += count
+            elif outcome == "overridden":
+                target.overridden += count
+        for topic, known, code, count in connection.execute(reasons):
+            reason_counts[row(topic, bool(known)).topic][code or NO_REASON] += count
+    for name, counts in reason_counts.items():
+        rows[name].override_reasons = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))[
+            :TOP_REASONS
+        ]
+    return sorted(rows.values(), key=lambda r: (r.topic == UNKNOWN_CARD, -r.issued, r.topic))
+
+
+def render_table(rows: list[TopicRow]) -> str:
+    headers = ("Topic", "Issued", "Accepted", "Overridden", "Acceptance", "Top override reasons")
+    body = [
+        (
+            r.topic,
+            str(r.issued),
+            str(r.accepted),
+            str(r.overridden),
+            "-" if r.acceptance_rate is None else f"{r.acceptance_rate:.1%}",
+            ", ".join(f"{code} ({n})" for code, n in r.override_reasons) or "-",
+        )
+        for r in rows
+    ]
+    widths = [max(len(line[i]) for line in [headers, *body]) for i in range(len(headers))]
+
+    def fmt(line: tuple[str, ...]) -> str:
+        cells = [
+            cell.ljust(widths[i]) if i in (0, 5) else cell.rjust(widths[i])
+            for i, cell in enumerate(line)
+        ]
+        return "  ".join(cells).rstrip()
+
+    lines = [fmt(headers), "  ".join("-" * w for w in widths)]
+    lines += [fmt(line) for line in body] or ["(no cards issued and no feedback)"]
+    return "\n".join(lines)
+
+
+def parse_since(text: str) -> datetime:
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected an ISO date or date-time (e.g. 2026-01-31), got {text!r}"
+        ) from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def _add_report(sub: Any) -> None:
+    p = sub.add_parser("report", help="acceptance and override counts per card topic")
+    p.add_argument("--since", type=parse_since, default=None, help="ISO date or date-time (UTC)")
+    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+
+
+_EXTRA_PARSERS.append(_add_report)
+
+
+@command("report")
+def report(args: argparse.Namespace) -> int:
+    from cds_service.store import open_store
+
+    store = open_store(load_settings())
+    try:
+        rows = topic_report(store.engine, args.since)
+    except sa.exc.SQLAlchemyError as exc:
+        raise ConfigError(f"report query failed: {type(exc).__name__}: {exc}") from exc
+    finally:
+        store.dispose()
+    if args.json:
+        out = [
+            {
+                **asdict(r),
+                "acceptance_rate": r.acceptance_rate,
+                "override_reasons": [{"code": code, "count": n} for code, n in r.override_reasons],
+            }
+            for r in rows
+        ]
+        json.dump(out, sys.stdout, indent=2)
+        sys.stdout.write("\n")
+    else:
+        since = f" since {args.since.isoformat()}" if args.since else ""
+        print(f"Card outcomes per topic{since}\n")
+        print(render_table(rows))
+    return 0
