@@ -28,7 +28,8 @@ from cds_service.fhir.deadline import Deadline
 from cds_service.fhir.guard import FhirTarget, same_origin
 from cds_service.fhir.prefetch import bundle_resources, next_link
 
-POOL_THREADS = 8
+# gunicorn gthread workers run 4 request threads; 5 prefetch keys each → up to 20 queries.
+POOL_THREADS = 20
 MAX_BODY_BYTES = 16 * 1024 * 1024
 MAX_PAGES = 20
 # Below this much time left a call is not started: it could not finish anyway.

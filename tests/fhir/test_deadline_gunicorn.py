@@ -1,0 +1,65 @@
+"""The deadline measured from outside: real gunicorn, real clinical engine, a hung FHIR server.
+
+The in-process fault tests pin every fault down; this one checks the whole stack as an EHR
+sees it (HTTP client → gunicorn gthread worker → engine → FHIR fetch), including concurrent
+calls sharing one worker's fetch pool.
+"""
+
+from __future__ import annotations
+
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+import requests
+
+from cds_service.app import create_app
+from cds_service.pipeline import NoAdvice
+from tests.fhir.fault_server import Action, fault_server
+from tests.fhir.records import hook_body, make_record
+from tests.support.server import running_server
+
+DEADLINE_MS = 800
+SLACK_S = 0.100
+PATIENT_ID = "pt-gunicorn"
+PATIENT = make_record(PATIENT_ID)["patient"][0]
+
+
+@pytest.fixture
+def engine_registered(tmp_path: Path) -> None:
+    app = create_app({"auth": "disabled", "data_dir": str(tmp_path / "probe")})
+    if isinstance(app.extensions["cds.advisor"], NoAdvice):
+        pytest.skip("the clinical engine is not registered yet: no order is ever in scope")
+
+
+@pytest.mark.slow
+def test_hung_fhir_server_never_delays_the_answer_past_the_deadline(
+    tmp_path: Path, engine_registered: None
+) -> None:
+    env = {
+        "CDS_AUTH": "disabled",
+        "CDS_DEADLINE_MS": str(DEADLINE_MS),
+        "CDS_FHIR_ALLOWLIST": "127.0.0.1",
+        "CDS_FHIR_ALLOW_LOOPBACK": "true",
+    }
+    with (
+        fault_server(lambda seen: Action(kind="hang")) as fhir,
+        running_server(tmp_path, env, workers=1) as server,
+    ):
+        url = f"{server.base_url}/cds-services/diazepam-order-sign"
+
+        def call(prefetch_patient: bool) -> tuple[int, float]:
+            prefetch = {"patient": PATIENT} if prefetch_patient else None
+            body = hook_body(PATIENT_ID, fhir_server=fhir.base_url, token="t", prefetch=prefetch)
+            started = time.monotonic()
+            response = requests.post(url, json=body, timeout=10)
+            return response.status_code, time.monotonic() - started
+
+        call(True)  # warm-up: first request builds the worker's validators and pools
+        with ThreadPoolExecutor(max_workers=4) as callers:
+            results = list(callers.map(call, [True, True, False, False]))
+    for _status, elapsed in results:
+        assert elapsed <= DEADLINE_MS / 1000 + SLACK_S, f"{elapsed * 1000:.0f} ms"
+    assert [status for status, _ in results] == [200, 200, 412, 412]
+    assert len(fhir.seen) >= 4 * 4  # every call did ask the server
