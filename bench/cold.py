@@ -8,6 +8,7 @@ client does. "Added latency" is the service's percentile minus the FHIR server's
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -90,3 +91,37 @@ def added_latency(service: dict[str, Any], fhir: dict[str, Any]) -> dict[str, fl
     return {
         f"{p}_ms": round(service[f"{p}_ms"] - fhir[f"{p}_ms"], 3) for p in ("p50", "p95", "p99")
     }
+
+
+def timing_summary(log_text: str, path_suffix: str = "") -> dict[str, Any]:
+    """Per-stage timings (``timings_ms`` of the service's request log lines), as p50/p99.
+
+    The service logs one JSON line per request with its own stage timings; summarising them
+    shows where a request's time goes under load, and whether a cold call really fetched.
+    """
+    stages: dict[str, list[float]] = {}
+    requests_seen = 0
+    for line in log_text.splitlines():
+        if not line.startswith("{"):
+            continue
+        try:
+            record = json.loads(line)
+        except ValueError:
+            continue
+        if record.get("msg") != "request" or not str(record.get("path", "")).endswith(path_suffix):
+            continue
+        requests_seen += 1
+        for stage, value in (record.get("timings_ms") or {}).items():
+            if isinstance(value, int | float):
+                stages.setdefault(stage, []).append(float(value))
+        if isinstance(record.get("duration_ms"), int | float):
+            stages.setdefault("total", []).append(float(record["duration_ms"]))
+    out: dict[str, Any] = {"requests": requests_seen}
+    for stage, values in sorted(stages.items()):
+        values.sort()
+        out[stage] = {
+            "n": len(values),
+            "p50_ms": round(percentile(values, 50), 3),
+            "p99_ms": round(percentile(values, 99), 3),
+        }
+    return out

@@ -32,6 +32,7 @@ from typing import Any
 import requests
 
 from bench import payloads
+from bench.cold import timing_summary
 from bench.loadgen import LoadResult, run_load, wrk_available
 from bench.procs import start_floor, workers_peak_rss_mib
 from bench.report import evaluate_targets, render_markdown
@@ -138,7 +139,7 @@ def run_cold(
         return {"skipped": "tests/support/fhir_server.py is not there yet"}
     if not fhir_server.available():
         return {"skipped": f"FHIR test server not installed: {fhir_server.INSTALL_HINT}"}
-    from bench.cold import DirectFetcher, added_latency
+    from bench.cold import DirectFetcher, added_latency, timing_summary
 
     fhir = fhir_server.start_fhir_server(work / "fhir")
     out: dict[str, Any] = {"fhir_server": "sekmet-fhir (tests/support/fhir_server.py)"}
@@ -153,7 +154,9 @@ def run_cold(
             warm_pool = mint_pool(key_path, url, 300, work / "cold-warm.tokens")
             run_load(url, cold_file, warm_pool, 1, 2)
             run_pool = mint_pool(key_path, url, 3000, work / "cold-run.tokens")
+            log_offset = len(service.log_text())
             svc = run_load(url, cold_file, run_pool, 1, duration_s).to_json()
+            stages = timing_summary(service.log_text()[log_offset:], SIGN)
             fetcher = DirectFetcher(fhir.base_url, fhir.token, body["context"]["patientId"])
             try:
                 direct = fetcher.measure(iterations=max(50, min(400, svc["requests"])))
@@ -161,6 +164,8 @@ def run_cold(
                 fetcher.close()
             out[name] = {
                 "sanity": check,
+                "service_fetched": stages.get("fetch_ms", {}).get("n", 0),
+                "service_stages": stages,
                 "service": svc,
                 "fhir_direct": direct,
                 "added": added_latency(svc, direct),
@@ -240,6 +245,7 @@ def main(argv: list[str] | None = None) -> int:
             results["warm"][name] = {}
             for c in concurrencies:
                 log(f"warm {name} c={c}")
+                log_offset = len(service.log_text())
                 floor_r, service_r = measure_point(
                     floor=floor,
                     service=service,
@@ -254,6 +260,7 @@ def main(argv: list[str] | None = None) -> int:
                 results["warm"][name][str(c)] = {
                     "floor": floor_r.to_json(),
                     "service": service_r.to_json(),
+                    "service_stages": timing_summary(service.log_text()[log_offset:], SIGN),
                 }
                 log(
                     f"  floor {floor_r.rps:.0f} rps p99 {floor_r.p99_ms:.2f} ms | service "

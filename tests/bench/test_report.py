@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from bench.cold import timing_summary
 from bench.loadgen import parse_wrk_output, percentile, wrk_threads
 from bench.report import evaluate_targets, ratio, render_markdown
 
@@ -30,7 +31,8 @@ def _results(service_rps: float, p99_c1: float, non_2xx: int = 0) -> dict:
         },
         "cold": {
             "large": {
-                "service": _point(50, 20, 25, 30),
+                "service": {**_point(50, 20, 25, 30), "requests": 500},
+                "service_fetched": 500,
                 "fhir_direct": _point(0, 12, 14, 16),
                 "added": {"p50_ms": 8.0, "p95_ms": 11.0, "p99_ms": 14.0},
             }
@@ -57,13 +59,36 @@ def test_targets_follow_the_issue_thresholds():
     assert missed["service_errors"] == {"value": 3, "target": "0", "met": False}
 
 
+def test_cold_target_is_not_judged_when_the_service_fetched_nothing():
+    results = _results(service_rps=1000, p99_c1=12)
+    results["cold"]["large"]["service_fetched"] = 0
+    assert "cold_large_added_p50_ms" not in evaluate_targets(results)
+
+
+def test_stage_timings_come_from_the_service_request_log_lines():
+    lines = [
+        '{"msg": "request", "path": "/cds-services/diazepam-order-sign", "duration_ms": 4.0,'
+        f' "timings_ms": {{"fetch_ms": {v}, "prefetch_ms": 0.1}}}}'
+        for v in (10, 20, 30)
+    ]
+    lines += [
+        '{"msg": "request", "path": "/health", "duration_ms": 1.0}',
+        "[2026-01-01] gunicorn banner",
+        '{"msg": "patient data", "timings_ms": {"fetch_ms": 999}}',
+    ]
+    summary = timing_summary("\n".join(lines), "diazepam-order-sign")
+    assert summary["requests"] == 3
+    assert summary["fetch_ms"] == {"n": 3, "p50_ms": 20.0, "p99_ms": 30.0}
+    assert summary["total"]["p50_ms"] == 4.0
+
+
 def test_table_shows_each_figure_with_its_ratio():
     results = _results(service_rps=1000, p99_c1=12)
     results["targets"] = evaluate_targets(results)
     table = render_markdown(results)
     assert "| large | 8 | 2000 | 1000 | 0.50 | 4.00 | 8.00 | 2.00 | 8.00 | 16.00 | 2.00 " in table
     assert "| 31.0 | 93.0 | 3.00 |" in table  # peak RSS: worst worker of each, and the ratio
-    assert "| large | 20.00 | 25.00 | 30.00 | 12.00 | 14.00 | 16.00 | 8.00 |" in table
+    assert "| large | 500 (500) | 20.00 | 25.00 | 30.00 | 12.00 | 14.00 | 16.00 | 8.00 |" in table
     assert "| large_c1_p99_ms | 12 | < 20.0 | yes |" in table
 
 
