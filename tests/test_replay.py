@@ -137,7 +137,9 @@ def test_a_policy_change_in_the_service_is_caught(
     """A deployment that changed the duration target from 7 to 10 days no longer answers as
     the shipped scenarios document; replay must say exactly that."""
     policy = tmp_path / "policy.json"
-    policy.write_text(json.dumps({"duration": {"ideal_days": 10}}), encoding="utf-8")
+    policy.write_text(
+        json.dumps({"duration": {"ideal_days": 10, "cap_to_days": 10}}), encoding="utf-8"
+    )
     fixture = FIXTURES_DIR / "young-adult-back-spasm-30d.json"
     with running_server(
         tmp_path, {"CDS_AUTH": "disabled", "CDS_POLICY_FILE": str(policy)}, workers=1
