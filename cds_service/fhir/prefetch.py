@@ -57,12 +57,14 @@ def bundle_resources(bundle: dict[str, Any]) -> tuple[list[dict[str, Any]], bool
     """
     found: list[dict[str, Any]] = []
     failed = False
-    for entry in bundle.get("entry") or []:
+    entries = bundle.get("entry")
+    for entry in entries if isinstance(entries, list) else []:
         resource = entry.get("resource") if isinstance(entry, dict) else None
         if not isinstance(resource, dict):
             continue
         if _is_outcome(resource):
-            issues = resource.get("issue") or []
+            issues = resource.get("issue")
+            issues = issues if isinstance(issues, list) else []
             if any(isinstance(i, dict) and i.get("severity") in ("error", "fatal") for i in issues):
                 failed = True
             continue
@@ -71,9 +73,11 @@ def bundle_resources(bundle: dict[str, Any]) -> tuple[list[dict[str, Any]], bool
 
 
 def next_link(bundle: dict[str, Any]) -> str | None:
-    for link in bundle.get("link") or []:
-        if isinstance(link, dict) and link.get("relation") == "next" and link.get("url"):
-            return str(link["url"])
+    links = bundle.get("link")
+    for link in links if isinstance(links, list) else []:
+        if isinstance(link, dict) and link.get("relation") == "next":
+            url = link.get("url")
+            return url if isinstance(url, str) and url else None
     return None
 
 
