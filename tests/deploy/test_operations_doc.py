@@ -149,16 +149,22 @@ def _subcommands(parser: argparse.ArgumentParser) -> dict[str, argparse.Argument
     return {}
 
 
-def test_commands_in_the_doc_exist() -> None:
+def test_commands_and_options_in_the_doc_exist() -> None:
     cli._load_plugins()
     top = _subcommands(cli.build_parser())
-    mentioned = set(re.findall(r"(?:diazepam-cds|run --rm cds) ([a-z]+)(?: ([a-z]+))?", DOC))
-    assert ("db", "upgrade") in mentioned
-    for name, sub in mentioned:
+    text = DOC.replace("\\\n", " ")  # shell line continuations
+    pattern = r"(?:diazepam-cds|run --rm cds) ([a-z]+)(?: ([a-z]+))?([^\n`]*)"
+    mentioned = re.findall(pattern, text)
+    assert ("db", "upgrade") in {(name, sub) for name, sub, _ in mentioned}
+    for name, sub, rest in mentioned:
         assert name in top, f"docs mention `diazepam-cds {name}`, which does not exist"
-        nested = _subcommands(top[name])
+        parser = top[name]
+        nested = _subcommands(parser)
         if nested and sub:
             assert sub in nested, f"docs mention `diazepam-cds {name} {sub}`"
+            parser = nested[sub]
+        for option in re.findall(r"(?<![\w-])--[a-z][a-z-]*", rest):
+            assert option in parser._option_string_actions, f"`diazepam-cds {name}` {option}"
 
 
 def test_paths_the_doc_names_exist() -> None:
