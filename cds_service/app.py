@@ -23,7 +23,6 @@ from cds_service.feedback import register_feedback
 from cds_service.hook_request import SCHEMA_FILES, validator
 from cds_service.logs import configure_logging
 from cds_service.metrics import register_metrics
-from cds_service.pipeline import NoAdvice
 from cds_service.security import register_security
 from cds_service.store import register_store
 
@@ -80,7 +79,10 @@ def register_schemas(app: Flask) -> None:
 
 
 def register_advisor(app: Flask, settings: Settings) -> None:
-    app.extensions["cds.advisor"] = NoAdvice()
+    """The clinical engine: value sets, policy and card templates loaded and validated once."""
+    from cds_service.engine import Engine
+
+    app.extensions["cds.advisor"] = Engine.from_settings(settings)
 
 
 def register_blueprints(app: Flask) -> None:

@@ -90,6 +90,7 @@ class PatientRecord:
     draft_medications: list[MedicationUse] = field(default_factory=list)
     conditions: dict[str, date | None] = field(default_factory=dict)  # group -> onset/recorded
     condition_codes: dict[str, list[str]] = field(default_factory=dict)  # group -> codes
+    condition_refs: dict[str, frozenset[str]] = field(default_factory=dict)  # Condition/id→
     egfr: LabValue | None = None
     crcl: LabValue | None = None
     allergies: frozenset[str] = frozenset()  # ingredient names (and "benzodiazepine" class)

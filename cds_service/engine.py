@@ -1,0 +1,106 @@
+"""The clinical engine behind the pipeline's ``Advisor`` protocol.
+
+Built once per worker from settings (value sets, policy, card templates: all validated, so a
+bad file stops start-up); per request it reads the diazepam orders, builds the patient record,
+runs the pure rules and renders one card per finding, most urgent first.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from cds_service.cards import Template, load_templates, render
+from cds_service.config import ConfigError, Settings
+from cds_service.fhir.prefetch import PatientData
+from cds_service.hook_request import HookRequest
+from cds_service.models import DiazepamOrder, Finding
+from cds_service.orders import OrderReader
+from cds_service.policy import Policy, load_policy
+from cds_service.record import build_record
+from cds_service.rules import RULES, Rule
+from cds_service.valuesets import ValueSets, load_valuesets
+
+
+class Engine:
+    """Implements ``cds_service.pipeline.Advisor``."""
+
+    def __init__(
+        self,
+        valuesets: ValueSets,
+        policy: Policy,
+        templates: dict[str, Template],
+        rules: Sequence[Rule] = RULES,
+        profile: str | None = None,
+    ) -> None:
+        self.valuesets = valuesets
+        self.policy = policy
+        self.templates = templates
+        self.rules = tuple(rules)
+        self.reader = OrderReader(valuesets)
+        self.default_profile = profile or policy.default_profile
+        if self.default_profile not in policy["profiles"]:
+            raise ConfigError(
+                f"EHR profile {self.default_profile!r} unknown; "
+                f"known: {', '.join(policy['profiles'])}"
+            )
+        self._severity = {name: i for i, name in enumerate(policy["indicator_order"])}
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Engine:
+        valuesets = load_valuesets()
+        policy = load_policy(settings.policy_file or None, valuesets=valuesets)
+        templates = load_templates(settings.cards_dir)
+        return cls(valuesets, policy, templates, profile=settings.ehr_profile or None)
+
+    # -- Advisor -------------------------------------------------------------------------
+    def orders_in_scope(self, request: HookRequest) -> list[DiazepamOrder]:
+        return self.reader.orders_in_scope(request)
+
+    def findings(
+        self, request: HookRequest, order: DiazepamOrder, data: PatientData
+    ) -> tuple[list[Finding], frozenset[str]]:
+        record = build_record(data, self.valuesets, self.policy, order, request.draft_resources)
+        found: list[Finding] = []
+        for rule in self.rules:
+            found.extend(rule(order, record, self.policy))
+        return found, record.unknown
+
+    def advise(
+        self,
+        request: HookRequest,
+        orders: Sequence[Any],
+        data: PatientData,
+        profile: str,
+        timings: dict[str, float],
+    ) -> list[dict[str, Any]]:
+        started = time.perf_counter()
+        per_order = [(order, *self.findings(request, order, data)) for order in orders]
+        ruled = time.perf_counter()
+        timings["rules_ms"] = (ruled - started) * 1000
+        if profile not in self.policy["profiles"]:
+            profile = self.default_profile
+        notes = self.policy["unknown_notes"]
+        cards: list[tuple[int, int, dict[str, Any]]] = []
+        for order, findings, unknown in per_order:
+            for finding in findings:
+                general = [
+                    note["text"]
+                    for key, note in notes.items()
+                    if key in unknown and finding.topic in note["topics"]
+                ]
+                card = render(
+                    finding,
+                    self.templates[finding.topic],
+                    order,
+                    self.policy,
+                    profile,
+                    general,
+                    unknown,
+                )
+                cards.append((self._severity.get(finding.indicator, 99), len(cards), card))
+        cards.sort(key=lambda item: (item[0], item[1]))
+        result = [card for _, _, card in cards[: int(self.policy["max_cards"])]]
+        timings["render_ms"] = (time.perf_counter() - ruled) * 1000
+        return result

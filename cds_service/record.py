@@ -1,0 +1,234 @@
+"""The patient as the rules see it (``PatientRecord``), built from prefetched FHIR JSON.
+
+Only dictionary look-ups on raw JSON: medications are classified by RxNorm code (names as a
+fallback), conditions by SNOMED code or ICD-10-CM prefix, kidney function by LOINC. Whatever
+could not be obtained is named in ``unknown`` so cards can say what was not known.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import date, timedelta
+from typing import Any
+
+from cds_service import dosing
+from cds_service.fhir.prefetch import PatientData
+from cds_service.models import DiazepamOrder, LabValue, MedicationUse, PatientRecord
+from cds_service.orders import ORDER_TYPES, reference_index
+from cds_service.policy import Policy
+from cds_service.valuesets import LOINC, ValueSets
+
+_ACTIVE_MED = {"active", "on-hold", "draft", None}
+_STOPPED_MED = {"stopped", "completed", "cancelled"}
+_INACTIVE_CONDITION = {"inactive", "resolved", "remission"}
+_REFUTED = {"refuted", "entered-in-error"}
+
+
+def _status_code(concept: Any) -> str | None:
+    """A status that may be a code string (DSTU2/MedicationRequest) or a CodeableConcept."""
+    if isinstance(concept, str):
+        return concept
+    if isinstance(concept, Mapping):
+        for coding in concept.get("coding") or []:
+            if isinstance(coding, Mapping) and coding.get("code"):
+                return str(coding["code"])
+    return None
+
+
+def medication_use(
+    resource: Mapping[str, Any], vs: ValueSets, refs: Mapping[str, Mapping[str, Any]]
+) -> MedicationUse | None:
+    concepts: list[Mapping[str, Any]] = []
+    for key in ("medicationCodeableConcept",):
+        if isinstance(resource.get(key), Mapping):
+            concepts.append(resource[key])
+    ref = resource.get("medicationReference")
+    target = ref.get("reference") if isinstance(ref, Mapping) else None
+    if isinstance(target, str):
+        med = None
+        if target.startswith("#"):
+            med = next(
+                (
+                    c
+                    for c in resource.get("contained") or []
+                    if isinstance(c, Mapping) and c.get("id") == target[1:]
+                ),
+                None,
+            )
+        else:
+            med = refs.get("/".join(target.split("/")[-2:]))
+        if isinstance(med, Mapping) and isinstance(med.get("code"), Mapping):
+            concepts.append(med["code"])
+        if isinstance(ref, Mapping) and ref.get("display"):
+            concepts.append({"text": ref["display"]})
+    codings = [
+        c for concept in concepts for c in concept.get("coding") or [] if isinstance(c, Mapping)
+    ]
+    text = " ".join(str(c.get("text") or "") for c in concepts)
+    ingredients = vs.ingredients_of(codings, text)
+    if not ingredients:
+        return None
+    dispense = resource.get("dispenseRequest")
+    validity = dispense.get("validityPeriod") if isinstance(dispense, Mapping) else None
+    start = dosing.parse_date(resource.get("authoredOn") or resource.get("dateWritten"))
+    end = None
+    if isinstance(validity, Mapping):
+        start = start or dosing.parse_date(validity.get("start"))
+        end = dosing.parse_date(validity.get("end"))
+    for dosage in resource.get("dosageInstruction") or []:
+        timing = dosage.get("timing") if isinstance(dosage, Mapping) else None
+        repeat = timing.get("repeat") if isinstance(timing, Mapping) else None
+        bounds = repeat.get("boundsPeriod") if isinstance(repeat, Mapping) else None
+        if isinstance(bounds, Mapping):
+            start = start or dosing.parse_date(bounds.get("start"))
+            end = end or dosing.parse_date(bounds.get("end"))
+    display = next((str(c.get("display")) for c in codings if c.get("display")), None)
+    return MedicationUse(
+        ref=f"{resource.get('resourceType')}/{resource.get('id')}",
+        ingredients=ingredients,
+        classes=vs.classes_of(ingredients),
+        status=_status_code(resource.get("status")),
+        start=start,
+        end=end,
+        display=display or (text or None),
+    )
+
+
+def _lab(resource: Mapping[str, Any], vs: ValueSets) -> LabValue | None:
+    code = None
+    for coding in (resource.get("code") or {}).get("coding") or []:
+        known = isinstance(coding, Mapping) and coding.get("system") in (LOINC, None)
+        if known and str(coding.get("code")) in vs.kidney:
+            code = str(coding["code"])
+            break
+    if code is None or resource.get("status") in ("entered-in-error", "cancelled"):
+        return None
+    quantity = resource.get("valueQuantity")
+    value = dosing.num(quantity.get("value")) if isinstance(quantity, Mapping) else None
+    if value is None:
+        return None
+    when = (
+        dosing.parse_date(resource.get("effectiveDateTime"))
+        or dosing.parse_date((resource.get("effectivePeriod") or {}).get("start"))
+        or dosing.parse_date(resource.get("issued"))
+    )
+    unit = quantity.get("code") or quantity.get("unit")
+    return LabValue(vs.kidney[code]["kind"], value, str(unit) if unit else None, when, code)
+
+
+def _latest(labs: Sequence[LabValue], vs: ValueSets) -> LabValue | None:
+    if not labs:
+        return None
+    # newest first; same day → the preferred (non-race-adjusted) code, knowledge D.4
+    return max(labs, key=lambda lab: (lab.when or date.min, -int(vs.kidney[lab.code]["rank"])))
+
+
+def build_record(
+    data: PatientData,
+    vs: ValueSets,
+    policy: Policy,
+    order: DiazepamOrder,
+    drafts: Iterable[Mapping[str, Any]] = (),
+) -> PatientRecord:
+    """PatientRecord at the order's date; ``drafts`` are the request's other draft orders."""
+    record = PatientRecord()
+    unknown = set(data.missing)
+    on = order.order_date
+    patient = data.patient
+    birth = dosing.parse_date(patient.get("birthDate")) if isinstance(patient, Mapping) else None
+    if birth is not None and birth <= on:
+        record.age_years, record.age_months = dosing.age_on(birth, on)
+    else:
+        unknown.add("age")
+
+    all_resources = [r for key in data.resources for r in data.of(key)]
+    refs = reference_index([*all_resources, *drafts])
+    maoi_since = on - timedelta(days=int(policy["windows"]["maoi_days"]))
+    for res in data.of("medications"):
+        if res.get("resourceType") not in ORDER_TYPES + ("MedicationStatement",):
+            continue
+        if f"{res.get('resourceType')}/{res.get('id')}" == order.ref:
+            continue
+        use = medication_use(res, vs, refs)
+        if use is None:
+            continue
+        if use.status in _ACTIVE_MED:
+            record.medications.append(use)
+        elif use.status in _STOPPED_MED and use.end is not None and use.end >= maoi_since:
+            record.recently_stopped.append(use)
+    if policy["beers"]["cns_count_includes_drafts"] or policy["opioid"]["count_draft_opioids"]:
+        for res in drafts:
+            if not isinstance(res, Mapping) or res.get("resourceType") not in ORDER_TYPES:
+                continue
+            if f"{res.get('resourceType')}/{res.get('id')}" == order.ref:
+                continue
+            use = medication_use(res, vs, refs)
+            if use is not None:
+                record.draft_medications.append(use)
+
+    history = set(policy["history_groups"])
+    for res in data.of("conditions"):
+        if res.get("resourceType") != "Condition":
+            continue
+        if _status_code(res.get("verificationStatus")) in _REFUTED:
+            continue
+        groups = vs.groups_of_concept(res.get("code"))
+        if not groups:
+            continue
+        inactive = _status_code(res.get("clinicalStatus")) in _INACTIVE_CONDITION
+        when = dosing.parse_date(res.get("onsetDateTime")) or dosing.parse_date(
+            res.get("recordedDate")
+        )
+        ref = f"Condition/{res.get('id')}"
+        record.condition_refs[ref] = groups
+        for group in groups:
+            if inactive and group not in history:
+                continue
+            previous = record.conditions.get(group)
+            if group not in record.conditions or (when and (previous is None or when > previous)):
+                record.conditions[group] = when
+            codes = [
+                str(c.get("code"))
+                for c in (res.get("code") or {}).get("coding") or []
+                if isinstance(c, Mapping) and c.get("code")
+            ]
+            record.condition_codes.setdefault(group, []).extend(codes[:1])
+
+    lookback = on - timedelta(days=int(policy["renal"]["lookback_days"]))
+    egfrs, crcls = [], []
+    for res in data.of("observations"):
+        if res.get("resourceType") != "Observation":
+            continue
+        lab = _lab(res, vs)
+        if lab is None or (lab.when is not None and (lab.when < lookback or lab.when > on)):
+            continue
+        if lab.when is None:
+            continue  # an undated result cannot be placed in the look-back window
+        if lab.kind == "egfr":
+            egfrs.append(lab)
+        elif lab.kind == "crcl":
+            crcls.append(lab)
+    record.egfr = _latest(egfrs, vs)
+    record.crcl = _latest(crcls, vs)
+
+    allergies: set[str] = set()
+    for res in data.of("allergies"):
+        if res.get("resourceType") != "AllergyIntolerance":
+            continue
+        if _status_code(res.get("verificationStatus")) in _REFUTED:
+            continue
+        if _status_code(res.get("clinicalStatus")) in ("inactive", "resolved"):
+            continue
+        concept = res.get("code") or res.get("substance")
+        if not isinstance(concept, Mapping):
+            continue
+        codings = [c for c in concept.get("coding") or [] if isinstance(c, Mapping)]
+        text = " ".join(
+            [str(concept.get("text") or "")] + [str(c.get("display") or "") for c in codings]
+        )
+        allergies |= vs.ingredients_of(codings, str(concept.get("text") or ""))
+        if "benzodiazepine" in text.lower():
+            allergies.add("benzodiazepine")
+    record.allergies = frozenset(allergies)
+    record.unknown = frozenset(unknown)
+    return record

@@ -1,0 +1,321 @@
+"""Suggestions that do the work: alternative orders, the order rewritten to a cap, and how
+both are shaped for an EHR profile.
+
+``standard`` follows the spec: a replacement is one suggestion holding ``delete`` + ``create``,
+and a card's suggestions are alternatives (``at-most-one``). ``epic`` applies one action per
+suggestion and ignores ``update``: each action becomes its own suggestion (``any``), an update
+becomes "remove the draft" + "order the rewritten copy", and every label spells the order out
+because Epic applies its own defaults to created orders.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import uuid
+from collections.abc import Mapping
+from datetime import timedelta
+from typing import Any
+
+from cds_service import dosing
+from cds_service.models import DiazepamOrder, Option
+from cds_service.policy import Policy
+from cds_service.valuesets import RXNORM, AlternativeProduct
+
+UCUM = "http://unitsofmeasure.org"
+SNOMED = "http://snomed.info/sct"
+ORAL_ROUTE = {"coding": [{"system": SNOMED, "code": "26643006", "display": "Oral route"}]}
+FORM_SYSTEM = "http://terminology.hl7.org/CodeSystem/v3-orderableDrugForm"
+_FORM_CODES = {"tablet": "TAB", "capsule": "CAP"}
+
+
+def _days(value: float) -> dict[str, Any]:
+    return {"value": value, "unit": "days", "system": UCUM, "code": "d"}
+
+
+def _mg(value: float) -> dict[str, Any]:
+    return {"value": value, "unit": "mg", "system": UCUM, "code": "mg"}
+
+
+def _units(value: float, unit: str | None) -> dict[str, Any]:
+    if unit == "mL":
+        return {"value": value, "unit": "mL", "system": UCUM, "code": "mL"}
+    if unit in _FORM_CODES:
+        return {"value": value, "unit": unit, "system": FORM_SYSTEM, "code": _FORM_CODES[unit]}
+    return {"value": value, "unit": unit or "unit"}
+
+
+def _reason_codes(order: DiazepamOrder) -> list[Any]:
+    raw = order.raw
+    reasons = raw.get("reasonCode") or raw.get("reasonCodeableConcept")
+    if isinstance(reasons, Mapping):
+        reasons = [reasons]
+    return copy.deepcopy([r for r in reasons or [] if isinstance(r, Mapping)])
+
+
+def _subject(order: DiazepamOrder) -> dict[str, Any] | None:
+    return copy.deepcopy(order.subject) if isinstance(order.subject, Mapping) else None
+
+
+def regimen_units_per_day(regimen: Mapping[str, Any], product: AlternativeProduct) -> float:
+    """Most units (tablets) a day the regimen allows, for the dispense quantity."""
+    freq = regimen.get("frequency_max") or regimen.get("frequency") or 1
+    period_days = regimen["period"] * dosing.unit_days(regimen["period_unit"])  # type: ignore
+    per_day = freq / period_days
+    if regimen.get("max_per_day"):
+        per_day = min(per_day, regimen["max_per_day"])
+    return per_day * regimen["mg"] / product.mg_per_unit
+
+
+def alternative_request(
+    order: DiazepamOrder,
+    regimen: Mapping[str, Any],
+    product: AlternativeProduct,
+    supply_days: float,
+) -> dict[str, Any]:
+    """A draft MedicationRequest for an alternative (knowledge F.3 'FHIR encoding')."""
+    dosages: list[dict[str, Any]] = []
+    if regimen.get("steps"):
+        total_units = 0.0
+        for seq, step in enumerate(regimen["steps"], start=1):
+            dosages.append(
+                {
+                    "sequence": seq,
+                    "text": regimen["text"] if seq == 1 else f"then {step['mg']} mg",
+                    "timing": {
+                        "repeat": {
+                            "boundsDuration": _days(step["days"]),
+                            "frequency": step["frequency"],
+                            "period": 1,
+                            "periodUnit": "d",
+                        }
+                    },
+                    "route": ORAL_ROUTE,
+                    "doseAndRate": [{"doseQuantity": _mg(step["mg"])}],
+                }
+            )
+            total_units += step["frequency"] * step["mg"] / product.mg_per_unit * step["days"]
+        days = sum(step["days"] for step in regimen["steps"])
+        quantity = float(math.ceil(total_units))
+    else:
+        repeat: dict[str, Any] = {
+            "boundsDuration": _days(supply_days),
+            "frequency": regimen["frequency"],
+            "period": regimen["period"],
+            "periodUnit": regimen["period_unit"],
+        }
+        if regimen.get("frequency_max"):
+            repeat["frequencyMax"] = regimen["frequency_max"]
+        if regimen.get("period_max"):
+            repeat["periodMax"] = regimen["period_max"]
+        dosage: dict[str, Any] = {
+            "text": regimen["text"],
+            "timing": {"repeat": repeat},
+            "route": ORAL_ROUTE,
+            "doseAndRate": [{"doseQuantity": _mg(regimen["mg"])}],
+        }
+        if regimen.get("prn"):
+            dosage["asNeededBoolean"] = True
+        if regimen.get("max_per_day"):
+            dosage["maxDosePerPeriod"] = {
+                "numerator": _mg(regimen["max_per_day"] * regimen["mg"]),
+                "denominator": _days(1),
+            }
+        dosages.append(dosage)
+        days = supply_days
+        quantity = dosing.capped_quantity(regimen_units_per_day(regimen, product), days)
+    resource: dict[str, Any] = {
+        "resourceType": "MedicationRequest",
+        "status": "draft",
+        "intent": "order",
+        "medicationCodeableConcept": {
+            "coding": [{"system": RXNORM, "code": product.code, "display": product.display}],
+            "text": product.display,
+        },
+        "subject": _subject(order),
+        "reasonCode": _reason_codes(order),
+        "dosageInstruction": dosages,
+        "dispenseRequest": {
+            "numberOfRepeatsAllowed": 0,
+            "quantity": _units(quantity, product.unit),
+            "expectedSupplyDuration": _days(days),
+        },
+    }
+    if order.raw.get("authoredOn"):
+        resource["authoredOn"] = order.raw["authoredOn"]
+    if order.raw.get("encounter"):
+        resource["encounter"] = copy.deepcopy(order.raw["encounter"])
+    return {k: v for k, v in resource.items() if v not in (None, [], {})}
+
+
+def rewrite_order(
+    order: DiazepamOrder,
+    days: float | None = None,
+    mg_per_dose: float | None = None,
+    doses_per_day: float | None = None,
+    product: tuple[str, str, float] | None = None,
+) -> dict[str, Any]:
+    """The complete diazepam order rewritten to a cap (CDS Hooks ``update`` carries the whole
+    resource): supply, quantity and bounds recomputed from the same numbers."""
+    res = copy.deepcopy(order.raw)
+    mg_unit = order.mg_per_unit
+    if product is not None:
+        code, display, mg_unit = product
+        res["medicationCodeableConcept"] = {
+            "coding": [{"system": RXNORM, "code": code, "display": display}],
+            "text": display,
+        }
+        res.pop("medicationReference", None)
+    dosages = [d for d in res.get("dosageInstruction") or [] if isinstance(d, dict)]
+    if (mg_per_dose is not None or doses_per_day is not None) and dosages:
+        first = dosages[0]
+        if mg_per_dose is not None:
+            if "doseAndRate" in first or order.resource_type == "MedicationRequest":
+                first["doseAndRate"] = [{"doseQuantity": _mg(mg_per_dose)}]
+                first.pop("doseQuantity", None)
+            else:  # DSTU2 MedicationOrder
+                first["doseQuantity"] = _mg(mg_per_dose)
+        if doses_per_day is not None:
+            timing = first.setdefault("timing", {})
+            repeat = timing.setdefault("repeat", {})
+            for key in ("frequencyMax", "periodMax", "timeOfDay", "when"):
+                repeat.pop(key, None)
+            timing.pop("code", None)
+            repeat.update(frequency=int(doses_per_day), period=1)
+            repeat["periodUnits" if "periodUnits" in repeat else "periodUnit"] = "d"
+        first["text"] = _dose_text(order, mg_per_dose, doses_per_day, days)
+        res["dosageInstruction"] = [first]
+    dispense = res.get("dispenseRequest")
+    dispense = dispense if isinstance(dispense, dict) else {}
+    if days is not None:
+        dispense["expectedSupplyDuration"] = _days(days)
+        dispense["numberOfRepeatsAllowed"] = 0
+        for dosage in res.get("dosageInstruction") or []:
+            repeat = (
+                (dosage.get("timing") or {}).get("repeat") if isinstance(dosage, dict) else None
+            )
+            if not isinstance(repeat, dict):
+                continue
+            if "boundsDuration" in repeat:
+                repeat["boundsDuration"] = _days(days)
+            period = repeat.get("boundsPeriod")
+            if isinstance(period, dict):
+                start = dosing.parse_date(period.get("start"))
+                if start is not None:
+                    period["end"] = (start + timedelta(days=int(days))).isoformat()
+    total_days = days if days is not None else order.days_supply
+    per_dose_units = None
+    mg = mg_per_dose if mg_per_dose is not None else order.mg_per_dose
+    if mg is not None and mg_unit:
+        per_dose_units = mg / mg_unit if order.unit != "mL" else None
+    if per_dose_units is None and order.unit == "mL" and mg is not None and order.mg_per_ml:
+        per_dose_units = mg / order.mg_per_ml
+    per_day = doses_per_day if doses_per_day is not None else order.doses_per_day
+    if "quantity" in dispense or days is not None:
+        if per_dose_units and per_day and total_days and order.unit:
+            units = dosing.capped_quantity(per_dose_units * per_day, total_days)
+            dispense["quantity"] = _units(units, order.unit)
+        else:
+            dispense.pop("quantity", None)  # cannot be recomputed: the supply duration rules
+    res["dispenseRequest"] = dispense
+    return res
+
+
+def _dose_text(
+    order: DiazepamOrder, mg: float | None, per_day: float | None, days: float | None
+) -> str:
+    from cds_service.rules.common import fmt
+
+    mg = mg if mg is not None else order.mg_per_dose
+    per_day = per_day if per_day is not None else order.doses_per_day
+    days = days if days is not None else order.days_supply
+    parts = []
+    if mg is not None:
+        parts.append(f"{fmt(mg)} mg")
+    if per_day:
+        parts.append(f"{fmt(per_day)} times a day")
+    if days:
+        parts.append(f"for {fmt(days)} days")
+    return " ".join(parts) or "as directed"
+
+
+# -- profile shaping ---------------------------------------------------------------------------
+
+
+def _new_id() -> str:
+    return str(uuid.uuid4())
+
+
+def _action_delete(order: DiazepamOrder) -> dict[str, Any]:
+    return {
+        "type": "delete",
+        "description": f"Remove the diazepam draft ({order.display or 'diazepam'})",
+        "resourceId": order.ref,
+    }
+
+
+def shape_suggestions(
+    options: list[Option], order: DiazepamOrder, profile: str, policy: Policy
+) -> tuple[list[dict[str, Any]], str | None]:
+    """Suggestions and selectionBehavior for one card in the given EHR profile."""
+    if not options:
+        return [], None
+    spec = policy["profiles"].get(profile) or policy["profiles"]["standard"]
+    suggestions: list[dict[str, Any]] = []
+    if spec["replace"] == "combined":
+        for opt in options:
+            actions: list[dict[str, Any]] = []
+            if opt.kind == "replace":
+                actions = [
+                    _action_delete(order),
+                    {"type": "create", "description": opt.description, "resource": opt.resource},
+                ]
+            elif opt.kind == "update" and spec["updates"]:
+                actions = [
+                    {"type": "update", "description": opt.description, "resource": opt.resource}
+                ]
+            elif opt.kind == "delete":
+                actions = [_action_delete(order)]
+            if actions:
+                suggestions.append(_suggestion(opt.label, actions, opt.recommended))
+        return suggestions, spec["selection"] if suggestions else None
+    # split: one action per suggestion, never an update
+    need_delete = False
+    for opt in options:
+        if opt.kind in ("replace", "update") and opt.resource is not None:
+            resource = copy.deepcopy(opt.resource)
+            if opt.kind == "update":
+                resource.pop("id", None)
+                resource["status"] = "draft"
+            label = f"{opt.label}: {_spelled(resource)}" if opt.kind == "update" else opt.label
+            suggestions.append(
+                _suggestion(
+                    label,
+                    [{"type": "create", "description": opt.description, "resource": resource}],
+                    opt.recommended,
+                )
+            )
+            need_delete = True
+        elif opt.kind == "delete":
+            need_delete = True
+    if need_delete:
+        suggestions.append(
+            _suggestion(
+                f"Remove the diazepam draft ({order.display or 'diazepam'})",
+                [_action_delete(order)],
+                False,
+            )
+        )
+    return suggestions, spec["selection"] if suggestions else None
+
+
+def _spelled(resource: Mapping[str, Any]) -> str:
+    dosages = resource.get("dosageInstruction") or []
+    return str(dosages[0].get("text")) if dosages and dosages[0].get("text") else "as written"
+
+
+def _suggestion(label: str, actions: list[dict[str, Any]], recommended: bool) -> dict[str, Any]:
+    out: dict[str, Any] = {"label": label[:200], "uuid": _new_id(), "actions": actions}
+    if recommended:
+        out["isRecommended"] = True
+    return out
