@@ -17,7 +17,7 @@ from cds_service.store.store import Store
 
 log = logging.getLogger("cds_service.store")
 
-__all__ = ["Store", "open_store", "register_store"]
+__all__ = ["Store", "database_error", "open_store", "register_store"]
 
 
 def open_store(settings: Settings, *, upgrade: bool = True) -> Store:
@@ -31,10 +31,14 @@ def open_store(settings: Settings, *, upgrade: bool = True) -> Store:
             if before != after:
                 log.info("database schema upgraded", extra={"from": before, "to": after})
     except Exception as exc:
-        raise ConfigError(
-            f"database {redacted(url)} unusable: {type(exc).__name__}: {exc}"
-        ) from exc
+        raise database_error(url, exc) from exc
     return store
+
+
+def database_error(url: str, exc: Exception) -> ConfigError:
+    """A start-up or CLI failure naming the database (password hidden) and the cause."""
+    first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    return ConfigError(f"database {redacted(url)} unusable: {type(exc).__name__}: {first_line}")
 
 
 def register_store(app: Flask, settings: Settings) -> None:

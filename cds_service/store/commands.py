@@ -25,7 +25,9 @@ _EXTRA_PARSERS.append(_add_db)
 
 @command("db")
 def db(args: argparse.Namespace) -> int:
-    from cds_service.store import migrate, open_store
+    import sqlalchemy as sa
+
+    from cds_service.store import database_error, migrate, open_store
     from cds_service.store.engine import redacted
 
     settings = load_settings()
@@ -42,6 +44,8 @@ def db(args: argparse.Namespace) -> int:
                 f"{redacted(store.url)}: revision {current or 'none'} "
                 f"(latest {migrate.head_revision()})"
             )
+    except sa.exc.SQLAlchemyError as exc:
+        raise database_error(store.url, exc) from exc
     finally:
         store.dispose()
     return 0

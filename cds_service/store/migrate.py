@@ -56,3 +56,13 @@ def upgrade(engine: sa.Engine, revision: str = "head") -> tuple[str | None, str 
         config.attributes["connection"] = connection
         command.upgrade(config, revision)
         return before, current_revision(connection)
+
+
+def downgrade(engine: sa.Engine, revision: str) -> None:
+    """Only for tests and manual recovery: the service never downgrades by itself."""
+    with engine.connect().execution_options(**WRITE) as connection, connection.begin():
+        if connection.dialect.name == "postgresql":
+            connection.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": _PG_LOCK_KEY})
+        config = alembic_config()
+        config.attributes["connection"] = connection
+        command.downgrade(config, revision)

@@ -46,11 +46,16 @@ def new_secret() -> str:
 
 
 def _insert_ignoring_duplicates(connection: sa.Connection, table: sa.Table) -> Any:
-    """INSERT ... ON CONFLICT DO NOTHING in the connection's dialect (both databases speak
-    it), so a duplicate key is a no-op inside the transaction instead of aborting it."""
-    if connection.dialect.name == "postgresql":
-        return pg_insert(table).on_conflict_do_nothing()
-    return sqlite_insert(table).on_conflict_do_nothing()
+    """INSERT ... ON CONFLICT DO NOTHING RETURNING <primary key> in the connection's dialect
+    (both databases speak it): a duplicate key is a no-op inside the transaction instead of
+    aborting it, and a returned row says the insert happened (``rowcount`` is not reliable
+    for this across drivers)."""
+    insert = pg_insert if connection.dialect.name == "postgresql" else sqlite_insert
+    return insert(table).on_conflict_do_nothing().returning(*table.primary_key.columns)
+
+
+def _inserted(connection: sa.Connection, statement: Any, row: dict[str, Any]) -> bool:
+    return connection.execute(statement.values(**row)).first() is not None
 
 
 @dataclass(frozen=True)
@@ -80,7 +85,7 @@ class RecordsMixin:
         with self.write() as connection, connection.begin():
             statement = _insert_ignoring_duplicates(connection, issued_cards)
             for row in rows:
-                stored += connection.execute(statement.values(**row)).rowcount or 0
+                stored += _inserted(connection, statement, row)
         return stored
 
     def save_feedback(self, service_id: str, items: list[dict[str, Any]]) -> FeedbackOutcome:
@@ -110,7 +115,7 @@ class RecordsMixin:
                     "topic_code": topics.get(item["card_uuid"]),
                     "received_at": now,
                 }
-                if connection.execute(statement.values(**row)).rowcount:
+                if _inserted(connection, statement, row):
                     new_items.append(row)
                     unknown += 0 if known else 1
                 else:
