@@ -183,7 +183,7 @@ class FhirClient:
             while True:
                 if self.deadline.expired():
                     return b"", "timeout"
-                chunk = read(CHUNK)
+                chunk = read(CHUNK, decode_content=True)
                 if not chunk:
                     break
                 size += len(chunk)

@@ -7,6 +7,7 @@ with a 500.
 
 from __future__ import annotations
 
+import gzip
 import time
 from collections.abc import Callable
 from typing import Any
@@ -131,6 +132,21 @@ def test_broken_answers_degrade_fast_and_never_500(echo_app, action, problem) ->
     expected = problem or "invalid-json"
     assert seen["problems"] == {"conditions": expected, "observations": expected}
     assert seen["counts"]["allergies"] == 1 and seen["counts"]["medications"] == 1
+
+
+def test_gzip_encoded_answers_are_decoded(echo_app) -> None:
+    def behave(seen: Seen) -> Action:
+        action = healthy(seen)
+        action.body = gzip.compress(action.body)
+        action.headers["Content-Encoding"] = "gzip"
+        return action
+
+    with fault_server(behave) as server:
+        response, _ = call(echo_app, server.base_url, patient_prefetched=False)
+    assert response.status_code == 200
+    seen = card_data(response.get_json())
+    assert seen["missing"] == []
+    assert seen["counts"]["conditions"] == 2 and seen["patient"] == PATIENT_ID
 
 
 def test_garbage_patient_read_is_412_not_500(echo_app) -> None:
