@@ -43,18 +43,33 @@ class NoAdvice:
 
 
 def prune(value: Any) -> Any:
-    """Drop None, empty strings, lists and objects (CDS Hooks: never send empties)."""
+    """Drop None, empty strings, lists and objects (CDS Hooks: never send empties).
+
+    Runs on every card of every answer (cards carry whole suggested resources), so scalars are
+    kept or dropped without a recursive call and containers are judged empty by truthiness.
+    """
     if isinstance(value, dict):
-        out = {}
+        out: dict[str, Any] = {}
         for key, item in value.items():
-            cleaned = prune(item)
-            if cleaned is None or cleaned == "" or cleaned == [] or cleaned == {}:
+            if isinstance(item, dict | list):
+                item = prune(item)
+                if not item:
+                    continue
+            elif item is None or item == "":
                 continue
-            out[key] = cleaned
+            out[key] = item
         return out
     if isinstance(value, list):
-        items = [prune(v) for v in value]
-        return [v for v in items if not (v is None or v == "" or v == [] or v == {})]
+        items: list[Any] = []
+        for item in value:
+            if isinstance(item, dict | list):
+                item = prune(item)
+                if not item:
+                    continue
+            elif item is None or item == "":
+                continue
+            items.append(item)
+        return items
     return value
 
 
