@@ -25,6 +25,10 @@ ACTION_TYPES = ("create", "update", "delete")
 LINK_TYPES = ("absolute", "smart")
 SUMMARY_MAX = 140  # CDS Hooks 2.0: summary "<140 characters"
 DURATION_TOPIC = "duration-limit"
+# Cards whose created/updated orders rewrite the diazepam order itself (the epic profile has no
+# update: it re-creates the capped order); they are never "alternatives".
+REWRITE_TOPICS = frozenset({DURATION_TOPIC, "dose-limit", "indication-missing"})
+DIAZEPAM = "3322"
 PROFILES = ("standard", "epic")
 
 # RxNorm ingredient (IN) per product code, for the alternatives a suggestion may create
@@ -50,8 +54,9 @@ INGREDIENT_BY_NAME: dict[str, str] = {
     "metaxalone": "59078",
     "carisoprodol": "2101",
     "diazepam": "3322",
+    "valium": "3322",
 }
-INGREDIENT_NAMES = {code: name for name, code in INGREDIENT_BY_NAME.items()}
+INGREDIENT_NAMES = {code: name for name, code in INGREDIENT_BY_NAME.items() if name != "valium"}
 
 _DAYS_PER_UNIT = {
     "d": 1.0,
@@ -198,14 +203,18 @@ def observe(cards: Iterable[Mapping[str, Any]]) -> Observed:
                     continue
                 if resource.get("resourceType") != "MedicationRequest":
                     continue
-                if action.get("type") == "create":
-                    ingredient = ingredient_of(resource) or "(unknown drug)"
-                    observed.created.add(ingredient)
-                    if suggestion.get("isRecommended") is True:
-                        observed.recommended.add(ingredient)
-                elif action.get("type") == "update" and topic == DURATION_TOPIC:
+                kind = action.get("type")
+                if topic == DURATION_TOPIC and kind in ("update", "create"):
                     supply = _supply_days(resource)
                     observed.capped_days.add(supply if supply is not None else -1.0)
+                if kind != "create" or topic in REWRITE_TOPICS:
+                    continue
+                ingredient = ingredient_of(resource) or "(unknown drug)"
+                if ingredient == DIAZEPAM:
+                    continue  # re-ordering diazepam is not an alternative
+                observed.created.add(ingredient)
+                if suggestion.get("isRecommended") is True:
+                    observed.recommended.add(ingredient)
     return observed
 
 
@@ -426,21 +435,23 @@ def compare(expected: Mapping[str, Any], body: Any, *, profile: str = "standard"
                 Mismatch(f"alternative {_name(str(ingredient))}", "not offered", "offered")
             )
 
-    if "capped_days" in expected and profile == "standard":
+    if "capped_days" in expected:
         want = expected["capped_days"]
         want_days = set() if want is None else {float(want)}
         if observed.capped_days != want_days:
             got = (
                 ", ".join(
-                    "update without expectedSupplyDuration in days" if d < 0 else f"{_num(d)} days"
+                    "an order without expectedSupplyDuration in days"
+                    if d < 0
+                    else f"{_num(d)} days"
                     for d in sorted(observed.capped_days)
                 )
-                or "no duration-limit update"
+                or "no capped order on a duration-limit card"
             )
             mismatches.append(
                 Mismatch(
                     "capped days",
-                    "no duration-limit update" if want is None else f"{want} days",
+                    "no capped order on a duration-limit card" if want is None else f"{want} days",
                     got,
                 )
             )

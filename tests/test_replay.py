@@ -120,7 +120,7 @@ def test_a_modified_expectation_fails_with_a_readable_diff(
     assert code == 1
     assert "FAIL no-diazepam-but-expects-a-cap (diazepam-order-sign):" in out
     assert "- topic duration-limit: expected present (warning), got absent" in out
-    assert "- capped days: expected 7 days, got no duration-limit update" in out
+    assert "- capped days: expected 7 days, got no capped order on a duration-limit card" in out
     assert "2 scenarios: 1 passed, 1 failed, 0 errors, 0 timeouts; discovery pass" in out
     suite = junit(report)
     assert suite.get("failures") == "1" and suite.get("errors") == "0"

@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 from flask import Flask
 
+from cds_service.app import create_app
 from cds_service.compare import (
     Mismatch,
     card_problems,
@@ -37,13 +38,25 @@ def _report(name: str, mismatches: list[Mismatch], body: Any) -> str:
     return "\n".join(lines)
 
 
+@pytest.fixture(scope="module")
+def apps(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Flask]:
+    """One app per EHR profile for the whole module, built with conftest's ``make_app``
+    defaults (auth off, data under tmp): building an app runs the store migrations, which
+    costs more than all the scenario calls together."""
+    base = tmp_path_factory.mktemp("scenario-apps")
+    return {
+        profile: create_app(
+            {"auth": "disabled", "data_dir": str(base / profile), "ehr_profile": profile}
+        )
+        for profile in ("standard", "epic")
+    }
+
+
 @pytest.mark.parametrize("profile", ["standard", "epic"])
 @pytest.mark.parametrize("path", PATHS, ids=IDS)
-def test_scenario_through_the_http_api(
-    path: Path, profile: str, make_app: Callable[..., Flask]
-) -> None:
+def test_scenario_through_the_http_api(path: Path, profile: str, apps: dict[str, Flask]) -> None:
     fixture = load(path)
-    client = make_app(ehr_profile=profile).test_client()
+    client = apps[profile].test_client()
     response = client.post(f"/cds-services/{fixture['service']}", json=fixture["request"])
     assert response.status_code == 200, response.get_data(as_text=True)[:500]
     body = response.get_json()
