@@ -77,7 +77,7 @@ def profile_requests(
         status = call(token)
         if status != 200:
             raise RuntimeError(f"profile warm-up call answered {status}")
-    profiler = Profiler(interval=0.0001)
+    profiler = Profiler(interval=0.0005)
     started = time.perf_counter()
     profiler.start()
     for token in tokens[20:]:

@@ -74,7 +74,8 @@ def render_markdown(results: dict[str, Any]) -> str:
         f"{results.get('machine', {}).get('cpus', '?')} CPUs, "
         f"load generator {results.get('load_generator', '?')}, "
         f"{results.get('settings', {}).get('workers', '?')} gunicorn workers (gthread, 4 threads) "
-        f"for both apps, {results.get('settings', {}).get('duration_s', '?')} s per point.",
+        f"for both apps, {results.get('settings', {}).get('duration_s', '?')} s per point; "
+        f"service SQLite store on {results.get('settings', {}).get('data_dir_fs', '?')}.",
         "",
         f"Machine load before: `{results.get('machine', {}).get('uptime_before', 'n/a')}`; "
         f"after: `{results.get('machine', {}).get('uptime_after', 'n/a')}`.",

@@ -68,13 +68,30 @@ def git_sha() -> str:
     return done.stdout.strip() + ("+dirty" if dirty else "")
 
 
+def filesystem_of(path: Path) -> str:
+    """The mount's filesystem type (tmpfs makes fsync free, which changes SQLite's cost)."""
+    best, fstype = "", "unknown"
+    try:
+        mounts = Path("/proc/mounts").read_text().splitlines()
+    except OSError:
+        return fstype
+    resolved = str(path.resolve())
+    for line in mounts:
+        parts = line.split()
+        if len(parts) >= 3 and resolved.startswith(parts[1]) and len(parts[1]) > len(best):
+            best, fstype = parts[1], parts[2]
+    return fstype
+
+
 def service_env(issuer_path: Path) -> dict[str, str]:
     return {
         "CDS_ENV": "production",
         "CDS_AUTH": "required",
         "CDS_TRUSTED_ISSUERS": str(issuer_path),
         "CDS_LOG_LEVEL": "INFO",
-        "CDS_FHIR_ALLOW_LOOPBACK": "true",  # the cold path's FHIR server is on loopback
+        # the cold path's FHIR server is plain http on loopback
+        "CDS_FHIR_ALLOW_LOOPBACK": "true",
+        "CDS_FHIR_ALLOWLIST": "127.0.0.1",
     }
 
 
@@ -188,6 +205,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-cold", action="store_true")
     parser.add_argument("--no-profile", action="store_true")
     parser.add_argument("--out", type=Path, default=RESULTS)
+    parser.add_argument(
+        "--data-dir",
+        type=Path,
+        default=None,
+        help="service CDS_DATA_DIR (SQLite); default a temp dir on disk. /dev/shm shows what "
+        "the code costs without the disk's fsync",
+    )
+    parser.add_argument(
+        "--variant", default="", help="suffix for the result files (latest-VARIANT.json)"
+    )
     args = parser.parse_args(argv)
 
     concurrencies = [int(c) for c in args.concurrency.split(",") if c.strip()]
@@ -235,7 +262,12 @@ def main(argv: list[str] | None = None) -> int:
         "warm": {},
     }
     floor = start_floor(work, workers=args.workers)
-    service = start_server(work, service_env(issuer.trusted_issuers_path), workers=args.workers)
+    env = service_env(issuer.trusted_issuers_path)
+    data_dir = Path(tempfile.mkdtemp(prefix="diazepam-bench-data-", dir=args.data_dir))
+    env["CDS_DATA_DIR"] = str(data_dir)
+    results["settings"]["data_dir_fs"] = filesystem_of(data_dir)
+    results["settings"]["variant"] = args.variant or "default"
+    service = start_server(work, env, workers=args.workers)
     try:
         floor_tokens = mint_pool(
             issuer.key_path, f"{floor.base_url}/cds-services/{SIGN}", 2000, work / "floor.tokens"
@@ -273,7 +305,11 @@ def main(argv: list[str] | None = None) -> int:
         }
         if not args.no_cold:
             log("cold path")
-            results["cold"] = run_cold(service, bodies, issuer.key_path, work, args.duration)
+            try:
+                results["cold"] = run_cold(service, bodies, issuer.key_path, work, args.duration)
+            except Exception as exc:  # the warm figures are still worth writing
+                log(f"cold path failed: {exc}")
+                results["cold"] = {"skipped": f"failed: {str(exc)[:500]}"}
     finally:
         floor.kill()
         service.kill()
@@ -288,14 +324,16 @@ def main(argv: list[str] | None = None) -> int:
     results["targets"] = evaluate_targets(results)
     args.out.mkdir(parents=True, exist_ok=True)
     text = json.dumps(results, indent=2)
-    (args.out / "latest.json").write_text(text + "\n", encoding="utf-8")
+    suffix = f"-{args.variant}" if args.variant else ""
+    (args.out / f"latest{suffix}.json").write_text(text + "\n", encoding="utf-8")
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     (args.out / "history").mkdir(exist_ok=True)
-    (args.out / "history" / f"{stamp}.json").write_text(text + "\n", encoding="utf-8")
+    (args.out / "history" / f"{stamp}{suffix}.json").write_text(text + "\n", encoding="utf-8")
     table = render_markdown(results)
-    (args.out / "results.md").write_text(table, encoding="utf-8")
+    (args.out / f"results{suffix}.md").write_text(table, encoding="utf-8")
     print(table)
     shutil.rmtree(work, ignore_errors=True)
+    shutil.rmtree(data_dir, ignore_errors=True)
     return 0
 
 
