@@ -211,12 +211,12 @@ class Verifier:
 def _unverified_parts(token: str) -> tuple[dict[str, Any], dict[str, Any]]:
     """Header and payload before any check — used only to choose the issuer and key."""
     try:
-        header = jwt.get_unverified_header(token)
-        payload = jwt.decode(token, options={"verify_signature": False})
+        unverified = jwt.decode_complete(token, options={"verify_signature": False})
+        header, payload = unverified["header"], unverified["payload"]
     except (jwt.PyJWTError, ValueError, TypeError) as exc:
         raise AuthError(f"malformed token: {type(exc).__name__}") from None
-    if not isinstance(payload, dict):
-        raise AuthError("malformed token: payload is not an object")
+    if not isinstance(header, dict) or not isinstance(payload, dict):
+        raise AuthError("malformed token: header or payload is not an object")
     alg, kid, typ = header.get("alg"), header.get("kid"), header.get("typ")
     if not isinstance(alg, str) or not alg:
         raise AuthError("malformed token: no alg")

@@ -70,7 +70,9 @@ def post_select(client: Any, token: str | None, body: dict[str, Any]) -> Any:
 
 @pytest.fixture
 def select_body(sandbox_request: Callable[[str], dict[str, Any]]) -> dict[str, Any]:
-    return sandbox_request("order-select-request_r4-server")
+    # A real sandbox hook call that needs no patient data: its 200 depends on authentication
+    # alone, not on the clinical engine or a FHIR server.
+    return sandbox_request("order-select-request_r4-no-medication-yet")
 
 
 def test_valid_token_is_accepted_and_identifies_the_client(

@@ -53,7 +53,7 @@ def call(client: Any, token: str, body: dict[str, Any]) -> int:
 
 @pytest.fixture
 def body(sandbox_request: Callable[[str], dict[str, Any]]) -> dict[str, Any]:
-    return sandbox_request("order-select-request_r4-server")
+    return sandbox_request("order-select-request_r4-no-medication-yet")
 
 
 def url_app(make_app: Callable[..., Flask], tmp_path: Path, entry: dict[str, Any]) -> Flask:

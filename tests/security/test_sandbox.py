@@ -52,7 +52,7 @@ def call(client: Any, token: str, body: dict[str, Any]) -> int:
 
 @pytest.fixture
 def body(sandbox_request: Callable[[str], dict[str, Any]]) -> dict[str, Any]:
-    return sandbox_request("order-select-request_r4-server")
+    return sandbox_request("order-select-request_r4-no-medication-yet")
 
 
 @pytest.fixture

@@ -52,7 +52,7 @@ def test_cli_token_and_jwks_are_accepted_by_the_service(
     claims = jwt.decode(token, options={"verify_signature": False})
     assert header == {"alg": key.alg, "typ": "JWT", "kid": jwks["keys"][0]["kid"]}
     assert claims["exp"] - claims["iat"] == 300 and claims["tenant"] == "t1"
-    body = sandbox_request("order-select-request_r4-server")
+    body = sandbox_request("order-select-request_r4-no-medication-yet")
     ok = client.post(SELECT_PATH, json=body, headers={"Authorization": f"Bearer {token}"})
     assert ok.status_code == 200
 
