@@ -123,6 +123,8 @@ class Option:
     resource: dict[str, Any] | None = None
     recommended: bool = False
     code: str | None = None  # RxNorm code offered (audit)
+    # where updates are impossible (epic), may the change be re-created as a new order?
+    recreate: bool = True
 
 
 @dataclass

@@ -183,8 +183,9 @@ def rewrite_order(
             timing.pop("code", None)
             repeat.update(frequency=int(doses_per_day), period=1)
             repeat["periodUnits" if "periodUnits" in repeat else "periodUnit"] = "d"
-        first["text"] = _dose_text(order, mg_per_dose, doses_per_day, days)
         res["dosageInstruction"] = [first]
+    if dosages and (days is not None or mg_per_dose is not None or doses_per_day is not None):
+        dosages[0]["text"] = _dose_text(order, mg_per_dose, doses_per_day, days)
     dispense = res.get("dispenseRequest")
     dispense = dispense if isinstance(dispense, dict) else {}
     if days is not None:
@@ -233,7 +234,9 @@ def _dose_text(
     if mg is not None:
         parts.append(f"{fmt(mg)} mg")
     if per_day:
-        parts.append(f"{fmt(per_day)} times a day")
+        parts.append(
+            {1: "once a day", 2: "twice a day"}.get(per_day, f"{fmt(per_day)} times a day")
+        )
     if days:
         parts.append(f"for {fmt(days)} days")
     return " ".join(parts) or "as directed"
@@ -282,17 +285,23 @@ def shape_suggestions(
     # split: one action per suggestion, never an update
     need_delete = False
     for opt in options:
+        if opt.kind == "update" and not opt.recreate:
+            continue
         if opt.kind in ("replace", "update") and opt.resource is not None:
             resource = copy.deepcopy(opt.resource)
             if opt.kind == "update":
                 resource.pop("id", None)
                 resource["status"] = "draft"
-            label = f"{opt.label}: {_spelled(resource)}" if opt.kind == "update" else opt.label
+            label = opt.label
+            if opt.kind == "update":
+                label = f"{opt.label}: {_spelled(resource)}"
+            # a rewritten diazepam copy only works together with removing the draft, so it is
+            # not flagged as the recommended pick on its own
             suggestions.append(
                 _suggestion(
                     label,
                     [{"type": "create", "description": opt.description, "resource": resource}],
-                    opt.recommended,
+                    opt.recommended and opt.kind == "replace",
                 )
             )
             need_delete = True
@@ -311,7 +320,9 @@ def shape_suggestions(
 
 def _spelled(resource: Mapping[str, Any]) -> str:
     dosages = resource.get("dosageInstruction") or []
-    return str(dosages[0].get("text")) if dosages and dosages[0].get("text") else "as written"
+    drug = (resource.get("medicationCodeableConcept") or {}).get("text") or "diazepam"
+    dose = dosages[0].get("text") if dosages and dosages[0].get("text") else "dose as written"
+    return f"{drug}, {dose}"
 
 
 def _suggestion(label: str, actions: list[dict[str, Any]], recommended: bool) -> dict[str, Any]:

@@ -1,0 +1,250 @@
+"""The engine through the HTTP API and on its own: spec-valid cards, profiles, scope, degrade
+when data is missing, audit data, timings."""
+
+from __future__ import annotations
+
+import copy
+import statistics
+import time
+import uuid
+from typing import Any
+
+import pytest
+
+from cds_service.config import load_settings
+from cds_service.engine import Engine
+from cds_service.fhir.prefetch import read_prefetch
+from cds_service.hook_request import build_hook_request
+
+SIGN = "/cds-services/diazepam-order-sign"
+SELECT = "/cds-services/diazepam-order-select"
+RX = "http://www.nlm.nih.gov/research/umls/rxnorm"
+
+
+def bundle(*resources: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "resourceType": "Bundle",
+        "type": "searchset",
+        "total": len(resources),
+        "entry": [{"resource": r} for r in resources],
+    }
+
+
+def with_prefetch(body: dict[str, Any], birth: str = "1948-03-02", **over: Any) -> dict[str, Any]:
+    body = copy.deepcopy(body)
+    body.pop("fhirServer", None)
+    body.pop("fhirAuthorization", None)
+    body["prefetch"] = {
+        "patient": {"resourceType": "Patient", "id": "smart-1288992", "birthDate": birth},
+        "medications": bundle(),
+        "conditions": bundle(),
+        "observations": bundle(),
+        "allergies": bundle(),
+    }
+    body["prefetch"].update(over)
+    return body
+
+
+def assert_spec_valid(card: dict[str, Any]) -> None:
+    """CDS Hooks 2.0 card rules (digest §5)."""
+    uuid.UUID(card["uuid"])
+    assert 0 < len(card["summary"]) < 140
+    assert card["indicator"] in ("info", "warning", "critical")
+    assert card["source"]["label"] and card["source"]["url"].startswith("https://")
+    topic = card["source"]["topic"]
+    assert topic["system"] and topic["code"]
+    assert card["detail"] and "Source" in card["detail"]
+    assert all(r["display"] and r["code"] and r["system"] for r in card["overrideReasons"])
+    assert all(link["type"] == "absolute" and link["url"] for link in card["links"])
+    if "suggestions" in card:
+        assert card["selectionBehavior"] in ("at-most-one", "any")
+        recommended = [s for s in card["suggestions"] if s.get("isRecommended")]
+        if card["selectionBehavior"] == "at-most-one":
+            assert len(recommended) <= 1
+        for suggestion in card["suggestions"]:
+            uuid.UUID(suggestion["uuid"])
+            assert suggestion["label"]
+            for action in suggestion["actions"]:
+                assert action["type"] in ("create", "update", "delete") and action["description"]
+                if action["type"] == "delete":
+                    assert action["resourceId"].count("/") == 1
+                else:
+                    assert action["resource"]["resourceType"] in (
+                        "MedicationRequest",
+                        "MedicationOrder",
+                    )
+    else:
+        assert "selectionBehavior" not in card
+
+    def no_empties(value: Any) -> None:
+        assert value not in (None, "", [], {})
+        if isinstance(value, dict):
+            for item in value.values():
+                no_empties(item)
+        elif isinstance(value, list):
+            for item in value:
+                no_empties(item)
+
+    no_empties(card)
+
+
+def by_topic(cards: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    return {c["source"]["topic"]["code"]: c for c in cards}
+
+
+@pytest.fixture
+def standard(make_app):
+    return make_app(ehr_profile="standard").test_client()
+
+
+@pytest.fixture
+def epic(make_app):
+    return make_app(ehr_profile="epic").test_client()
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "order-sign-request_r4-server",
+        "order-sign-request_dstu2-default-server",
+        "order-select-request_r4-server",
+        "order-select-request_dstu2-default-server",
+    ],
+)
+def test_sandbox_requests_give_sensible_cards(standard, sandbox_request, name):
+    body = with_prefetch(sandbox_request(name))
+    response = standard.post(SELECT if "select" in name else SIGN, json=body)
+    assert response.status_code == 200
+    cards = response.get_json()["cards"]
+    for card in cards:
+        assert_spec_valid(card)
+        assert "_audit" not in card
+    topics = by_topic(cards)
+    # 77-year-old, 5 mg once daily for 30 days, no indication
+    assert topics["duration-limit"]["indicator"] == "critical"
+    assert "30 days" in topics["duration-limit"]["summary"]
+    assert topics["beers-benzodiazepine"]["indicator"] == "warning"
+    assert "Age 77" in topics["beers-benzodiazepine"]["summary"]
+    alt = topics["muscle-relaxant-alternative"]
+    first = alt["suggestions"][0]
+    assert first["isRecommended"] is True
+    created = [a["resource"] for a in first["actions"] if a["type"] == "create"][0]
+    assert created["medicationCodeableConcept"]["coding"][0]["code"] == "313412"  # tizanidine
+    assert "renal function unknown: baclofen not ranked first" in alt["detail"]
+    assert "indication-missing" in topics
+
+
+def test_standard_profile_shapes(standard, sandbox_request):
+    body = with_prefetch(sandbox_request("order-sign-request_r4-server"))
+    topics = by_topic(standard.post(SIGN, json=body).get_json()["cards"])
+    alt = topics["muscle-relaxant-alternative"]
+    assert alt["selectionBehavior"] == "at-most-one"
+    for suggestion in alt["suggestions"]:
+        assert [a["type"] for a in suggestion["actions"]] == ["delete", "create"]
+        assert suggestion["actions"][0]["resourceId"] == "MedicationRequest/request-123"
+    [update] = topics["duration-limit"]["suggestions"][0]["actions"]
+    assert update["type"] == "update"
+    resource = update["resource"]
+    assert resource["id"] == "request-123"
+    assert resource["dispenseRequest"]["expectedSupplyDuration"]["value"] == 7
+    assert resource["dispenseRequest"]["quantity"]["value"] == 7  # 1 tablet a day
+
+
+def test_epic_profile_shapes(epic, sandbox_request):
+    body = with_prefetch(sandbox_request("order-sign-request_r4-server"))
+    cards = epic.post(SIGN, json=body).get_json()["cards"]
+    for card in cards:
+        assert_spec_valid(card)
+        for suggestion in card.get("suggestions", []):
+            assert len(suggestion["actions"]) == 1
+            assert suggestion["actions"][0]["type"] != "update"
+        if "suggestions" in card:
+            assert card["selectionBehavior"] == "any"
+    topics = by_topic(cards)
+    labels = [s["label"] for s in topics["duration-limit"]["suggestions"]]
+    assert any("7 days" in label and "mg" in label for label in labels)
+    assert any(label.startswith("Remove the diazepam draft") for label in labels)
+    alt = topics["muscle-relaxant-alternative"]
+    assert "2 mg" in alt["suggestions"][0]["label"]
+    assert "Suggested orders" in alt["detail"]
+
+
+def test_non_diazepam_and_unselected_orders_get_nothing(standard, sandbox_request):
+    body = sandbox_request("order-sign-request_r4-server")  # fhirServer unreachable: must not
+    entry = body["context"]["draftOrders"]["entry"][0]["resource"]  # even try to fetch
+    entry["medicationCodeableConcept"] = {"coding": [{"system": RX, "code": "430902"}]}
+    response = standard.post(SIGN, json=body)
+    assert response.status_code == 200 and response.get_json() == {"cards": []}
+    body = sandbox_request("order-select-request_r4-server")
+    body["context"]["selections"] = ["MedicationRequest/other"]
+    assert standard.post(SELECT, json=body).get_json() == {"cards": []}
+
+
+def test_missing_data_is_said_on_the_cards(standard, sandbox_request):
+    failed = {
+        "resourceType": "OperationOutcome",
+        "issue": [{"severity": "error", "code": "exception"}],
+    }
+    body = with_prefetch(
+        sandbox_request("order-sign-request_r4-server"), medications=failed, conditions=failed
+    )
+    body["fhirServer"] = "http://127.0.0.1:9/fhir"  # unreachable: the fallback fails too
+    response = standard.post(SIGN, json=body)
+    if response.status_code == 412:  # the FHIR fallback may insist on the data
+        pytest.skip("fallback requires medications/conditions")
+    cards = response.get_json()["cards"]
+    text = " ".join(c["detail"] for c in cards)
+    assert "active medications unknown" in text
+    assert "conditions unknown" in text
+
+
+@pytest.fixture(scope="module")
+def engine() -> Engine:
+    return Engine.from_settings(load_settings(environ={}, overrides={"auth": "disabled"}))
+
+
+def test_engine_cards_carry_audit_with_order_and_rule(engine, sandbox_request):
+    body = with_prefetch(sandbox_request("order-sign-request_r4-server"))
+    request = build_hook_request(body)
+    orders = engine.orders_in_scope(request)
+    timings: dict[str, float] = {}
+    cards = engine.advise(request, orders, read_prefetch(body["prefetch"]), "standard", timings)
+    assert {"rules_ms", "render_ms"} <= set(timings)
+    for card in cards:
+        audit = card["_audit"]
+        assert audit["order_id"] == "MedicationRequest/request-123"
+        assert audit["rule"] == card["source"]["topic"]["code"]
+        assert audit["age"] == 77
+        for value in audit.values():  # codes and numbers only: no names, no birth dates
+            assert "1948" not in str(value)
+    duration = next(c for c in cards if c["_audit"]["rule"] == "duration-limit")
+    assert duration["_audit"]["days_supply"] == 30
+    # most urgent first
+    order = ["critical", "warning", "info"]
+    assert [order.index(c["indicator"]) for c in cards] == sorted(
+        order.index(c["indicator"]) for c in cards
+    )
+
+
+def test_max_cards_from_policy(sandbox_request, tmp_path):
+    policy = tmp_path / "policy.json"
+    policy.write_text('{"max_cards": 2}')
+    engine = Engine.from_settings(load_settings(environ={}, overrides={"policy_file": str(policy)}))
+    body = with_prefetch(sandbox_request("order-sign-request_r4-server"))
+    request = build_hook_request(body)
+    cards = engine.advise(
+        request, engine.orders_in_scope(request), read_prefetch(body["prefetch"]), "standard", {}
+    )
+    assert len(cards) == 2 and cards[0]["indicator"] == "critical"
+
+
+def test_hot_path_is_fast(engine, sandbox_request):
+    body = with_prefetch(sandbox_request("order-sign-request_r4-server"))
+    data = read_prefetch(body["prefetch"])
+    request = build_hook_request(body)
+    runs = []
+    for _ in range(50):
+        started = time.perf_counter()
+        engine.advise(request, engine.orders_in_scope(request), data, "standard", {})
+        runs.append((time.perf_counter() - started) * 1000)
+    assert statistics.median(runs) < 25, runs  # measured ~1-2 ms on 2 cores
