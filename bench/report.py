@@ -64,6 +64,13 @@ def evaluate_targets(results: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def _store(settings: dict[str, Any]) -> str:
+    database = settings.get("database", "sqlite")
+    if database == "sqlite":
+        return f"SQLite on {settings.get('data_dir_fs', '?')}"
+    return database
+
+
 def _fmt(value: float | None, digits: int = 2) -> str:
     return "n/a" if value is None else f"{value:.{digits}f}"
 
@@ -75,7 +82,7 @@ def render_markdown(results: dict[str, Any]) -> str:
         f"load generator {results.get('load_generator', '?')}, "
         f"{results.get('settings', {}).get('workers', '?')} gunicorn workers (gthread, 4 threads) "
         f"for both apps, {results.get('settings', {}).get('duration_s', '?')} s per point; "
-        f"service SQLite store on {results.get('settings', {}).get('data_dir_fs', '?')}.",
+        f"service store: {_store(results.get('settings', {}))}.",
         "",
         f"Machine load before: `{results.get('machine', {}).get('uptime_before', 'n/a')}`; "
         f"after: `{results.get('machine', {}).get('uptime_after', 'n/a')}`.",

@@ -213,6 +213,12 @@ def main(argv: list[str] | None = None) -> int:
         "the code costs without the disk's fsync",
     )
     parser.add_argument(
+        "--database-url",
+        default="",
+        help="service CDS_DATABASE_URL instead of SQLite (use a database of its own: the "
+        "service migrates it at start-up)",
+    )
+    parser.add_argument(
         "--variant", default="", help="suffix for the result files (latest-VARIANT.json)"
     )
     args = parser.parse_args(argv)
@@ -266,6 +272,11 @@ def main(argv: list[str] | None = None) -> int:
     data_dir = Path(tempfile.mkdtemp(prefix="diazepam-bench-data-", dir=args.data_dir))
     env["CDS_DATA_DIR"] = str(data_dir)
     results["settings"]["data_dir_fs"] = filesystem_of(data_dir)
+    if args.database_url:
+        env["CDS_DATABASE_URL"] = args.database_url
+        results["settings"]["database"] = args.database_url.split(":", 1)[0]
+    else:
+        results["settings"]["database"] = "sqlite"
     results["settings"]["variant"] = args.variant or "default"
     service = start_server(work, env, workers=args.workers)
     try:
