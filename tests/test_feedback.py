@@ -327,3 +327,31 @@ def test_suppression_window(advised, age_s: int, suppressed: bool) -> None:
         connection.execute(sa.text("UPDATE feedback SET received_at = :t"), {"t": then})
     expected = {"duration-limit"} if suppressed else {"duration-limit", "beers-age"}
     assert _sign_topics(client) == expected
+
+
+def test_suppression_with_the_real_engine(make_app: Callable[..., Flask]) -> None:
+    """The engine's cards carry the draft order id in ``_audit`` the same way at select and
+    at sign, so an override at select silences that topic at sign (and only that one)."""
+    app = make_app(patient_hash_key=KEY, suppress_repeats=True)
+    client = app.test_client()
+    scenario = json.loads(
+        (
+            Path(__file__).resolve().parents[1] / "fixtures/scenarios/"
+            "order-select-diazepam-selected.json"
+        ).read_text("utf-8")
+    )
+    select = scenario["request"]
+    sign = json.loads(json.dumps(select))
+    sign["hook"], sign["hookInstance"] = "order-sign", "sign-1"
+    del sign["context"]["selections"]
+    before = {
+        c["source"]["topic"]["code"] for c in client.post(SIGN, json=sign).get_json()["cards"]
+    }
+    cards = client.post(SELECT, json=select).get_json()["cards"]
+    assert len(cards) >= 2 and before == {c["source"]["topic"]["code"] for c in cards}
+    target = cards[0]
+    reason = target["overrideReasons"][0]["code"]
+    assert post_feedback(client, [overridden(target["uuid"], reason)]).get_json()["stored"] == 1
+    sign["hookInstance"] = "sign-2"
+    after = {c["source"]["topic"]["code"] for c in client.post(SIGN, json=sign).get_json()["cards"]}
+    assert after == before - {target["source"]["topic"]["code"]}
