@@ -78,3 +78,23 @@ def test_wrk_script_sends_every_token_at_most_once_across_threads(tmp_path: Path
     assert result.requests > 10 and result.non_2xx == 0
     assert all(h.startswith("Bearer tok-") for h in seen)
     assert len(seen) == len(set(seen)), "a token was sent twice"
+
+
+def test_python_fallback_generator_also_spends_each_token_once(tmp_path: Path):
+    from bench.loadgen import run_python
+
+    tokens = [f"tok-{i}" for i in range(50_000)]
+    (tmp_path / "pool").write_text("\n".join(tokens) + "\n")
+    (tmp_path / "body.json").write_text('{"hook":"order-sign"}')
+    _Recorder.seen = []
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Recorder)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}{SIGN_PATH}"
+        result = run_python(url, tmp_path / "body.json", tmp_path / "pool", 3, 0.5)
+    finally:
+        server.shutdown()
+    seen = list(_Recorder.seen)
+    assert result.tool == "python" and result.requests == len(seen) > 10
+    assert result.non_2xx == 0 and result.p50_ms <= result.p99_ms <= result.max_ms
+    assert len(seen) == len(set(seen))
