@@ -45,6 +45,7 @@ def discovery() -> Response:
 @bp.post("/cds-services/<service_id>")
 def call_service(service_id: str) -> Response:
     service = _service(service_id)
+    started = time.perf_counter()
     body = _json_body()
     if (
         isinstance(body, dict)
@@ -61,6 +62,7 @@ def call_service(service_id: str) -> Response:
     g.cds_hook_instance = hook_request.hook_instance
     settings = current_app.config["CDS_SETTINGS"]
     timings: dict[str, float] = g.setdefault("cds_timings", {})
+    timings["parse_ms"] = (time.perf_counter() - started) * 1000  # JSON, schema, typed view
     advisor = current_app.extensions["cds.advisor"]
     profile = (
         g.get("cds_client_profile")
@@ -70,11 +72,14 @@ def call_service(service_id: str) -> Response:
     result = run_hook(
         hook_request, advisor=advisor, settings=settings, profile=profile, timings=timings
     )
+    started = time.perf_counter()
     for card_filter in current_app.extensions.get("cds.card_filters", []):
         result["cards"] = card_filter(service, hook_request, result["cards"])
     g.cds_cards = result["cards"]
     for hook in current_app.extensions.get("cds.after_hook", []):
         hook(service, hook_request, result)
+    # filters and after-hooks (repeat suppression, card recording) touch the database
+    timings["store_ms"] = (time.perf_counter() - started) * 1000
     return jsonify({"cards": [public_card(card) for card in result["cards"]]})
 
 

@@ -81,7 +81,9 @@ def run_hook(
     profile: str,
     timings: dict[str, float],
 ) -> dict[str, Any]:
+    started = time.perf_counter()
     orders = advisor.orders_in_scope(request)
+    timings["orders_ms"] = (time.perf_counter() - started) * 1000
     if not orders:
         return {"cards": []}
     started = time.perf_counter()
