@@ -14,6 +14,19 @@ P99_C1_LARGE_MAX_MS = 20.0  # warm, concurrency 1, large request
 COLD_ADDED_MAX_MS = 10.0  # cold p50 minus the FHIR server's own time for the same fetches
 
 FIGURES = ("rps", "p50_ms", "p95_ms", "p99_ms")
+# request log timings, in pipeline order ("total" is the log line's duration_ms)
+STAGES = (
+    "auth",
+    "parse_ms",
+    "orders_ms",
+    "prefetch_ms",
+    "fetch_ms",
+    "data_ms",
+    "rules_ms",
+    "render_ms",
+    "store_ms",
+    "total",
+)
 
 
 def ratio(service: float, floor: float) -> float | None:
@@ -104,6 +117,21 @@ def render_markdown(results: dict[str, Any]) -> str:
             )
     lines.append("")
     lines.append("Latencies in ms; × = service / floor.")
+    for name, points in results.get("warm", {}).items():
+        stages = (points.get("1") or {}).get("service_stages") or {}
+        shown = [k for k in STAGES if k in stages]
+        if not shown:
+            continue
+        lines += [
+            "",
+            f"Where a {name} call's time goes at concurrency 1 (the service's own per-request "
+            "log timings, ms):",
+            "",
+            "| " + " | ".join(["stage", *shown]) + " |",
+            "|---|" + "---:|" * len(shown),
+            "| p50 | " + " | ".join(f"{stages[k]['p50_ms']:.2f}" for k in shown) + " |",
+            "| p99 | " + " | ".join(f"{stages[k]['p99_ms']:.2f}" for k in shown) + " |",
+        ]
     rss = results.get("peak_rss_mib")
     if rss:
         floor_max = max(rss.get("floor") or [0])

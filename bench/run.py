@@ -124,7 +124,7 @@ def measure_point(
     duration_s: float,
     warmup_s: float,
     work: Path,
-) -> tuple[LoadResult, LoadResult]:
+) -> tuple[LoadResult, LoadResult, dict[str, Any]]:
     path = f"/cds-services/{SIGN}"
     floor_url = floor.base_url + path
     service_url = service.base_url + path
@@ -139,8 +139,10 @@ def measure_point(
     warm_pool = pool(warmup_s, "warm.tokens")
     run_pool = pool(duration_s, "run.tokens")
     run_load(service_url, body_file, warm_pool, connections, warmup_s)
+    log_offset = len(service.log_text())
     service_result = run_load(service_url, body_file, run_pool, connections, duration_s)
-    return floor_result, service_result
+    stages = timing_summary(service.log_text()[log_offset:], SIGN)
+    return floor_result, service_result, stages
 
 
 def run_cold(
@@ -170,7 +172,7 @@ def run_cold(
             cold_file.write_text(json.dumps(cold), encoding="utf-8")
             warm_pool = mint_pool(key_path, url, 300, work / "cold-warm.tokens")
             run_load(url, cold_file, warm_pool, 1, 2)
-            run_pool = mint_pool(key_path, url, 3000, work / "cold-run.tokens")
+            run_pool = mint_pool(key_path, url, 6000, work / "cold-run.tokens")
             log_offset = len(service.log_text())
             svc = run_load(url, cold_file, run_pool, 1, duration_s).to_json()
             stages = timing_summary(service.log_text()[log_offset:], SIGN)
@@ -288,8 +290,7 @@ def main(argv: list[str] | None = None) -> int:
             results["warm"][name] = {}
             for c in concurrencies:
                 log(f"warm {name} c={c}")
-                log_offset = len(service.log_text())
-                floor_r, service_r = measure_point(
+                floor_r, service_r, stages = measure_point(
                     floor=floor,
                     service=service,
                     body_file=body_files[name],
@@ -303,7 +304,7 @@ def main(argv: list[str] | None = None) -> int:
                 results["warm"][name][str(c)] = {
                     "floor": floor_r.to_json(),
                     "service": service_r.to_json(),
-                    "service_stages": timing_summary(service.log_text()[log_offset:], SIGN),
+                    "service_stages": stages,
                 }
                 log(
                     f"  floor {floor_r.rps:.0f} rps p99 {floor_r.p99_ms:.2f} ms | service "

@@ -84,12 +84,21 @@ def test_stage_timings_come_from_the_service_request_log_lines():
 
 def test_table_shows_each_figure_with_its_ratio():
     results = _results(service_rps=1000, p99_c1=12)
+    results["warm"]["large"]["1"]["service_stages"] = {
+        "requests": 10,
+        "total": {"n": 10, "p50_ms": 9.0, "p99_ms": 12.0},
+        "rules_ms": {"n": 10, "p50_ms": 2.0, "p99_ms": 3.0},
+        "auth": {"n": 10, "p50_ms": 1.5, "p99_ms": 2.5},
+        "unknown_ms": {"n": 10, "p50_ms": 7.0, "p99_ms": 7.0},
+    }
     results["targets"] = evaluate_targets(results)
     table = render_markdown(results)
     assert "| large | 8 | 2000 | 1000 | 0.50 | 4.00 | 8.00 | 2.00 | 8.00 | 16.00 | 2.00 " in table
     assert "| 31.0 | 93.0 | 3.00 |" in table  # peak RSS: worst worker of each, and the ratio
     assert "| large | 500 (500) | 20.00 | 25.00 | 30.00 | 12.00 | 14.00 | 16.00 | 8.00 |" in table
     assert "| large_c1_p99_ms | 12 | < 20.0 | yes |" in table
+    assert "| stage | auth | rules_ms | total |" in table  # pipeline order, known stages only
+    assert "| p50 | 1.50 | 2.00 | 9.00 |" in table
 
 
 def test_parse_wrk_output_reads_the_lua_summary_line():
