@@ -1,0 +1,188 @@
+"""Contract fuzzing: schemathesis drives every operation in ``openapi.yaml`` against the app.
+
+Positive examples (bodies the spec allows) and negative ones (bodies it forbids) go through the
+WSGI app; every answer must be a non-5xx status the spec declares for that operation, with the
+declared content type, headers and body schema. Negative bodies must be rejected (4xx); positive
+bodies sent to the service whose hook they name must be accepted. The example budget is fixed
+and derandomized so CI time and findings are reproducible; the service id is pinned per test so
+negative cases mutate the body, not only the path (an unknown id is a trivial 404).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import pytest
+import schemathesis
+from hypothesis import HealthCheck, settings
+from schemathesis import DataGenerationMethod, GenerationConfig
+from schemathesis.checks import not_a_server_error
+from schemathesis.exceptions import CheckFailed
+from schemathesis.specs.openapi.checks import (
+    content_type_conformance,
+    negative_data_rejection,
+    response_headers_conformance,
+    response_schema_conformance,
+    status_code_conformance,
+)
+
+from cds_service.app import create_app
+from cds_service.discovery import SERVICES
+
+SPEC = Path(__file__).resolve().parents[2] / "openapi.yaml"
+MAX_EXAMPLES = 50  # per operation, per service id, per generation method
+
+schemathesis.experimental.OPEN_API_3_1.enable()
+
+CHECKS = (
+    not_a_server_error,
+    status_code_conformance,
+    content_type_conformance,
+    response_headers_conformance,
+    response_schema_conformance,
+    negative_data_rejection,
+)
+FUZZ_SETTINGS = settings(
+    max_examples=MAX_EXAMPLES,
+    derandomize=True,
+    deadline=None,
+    database=None,
+    suppress_health_check=list(HealthCheck),
+)
+
+# (operation, generation method, status) -> count, printed at module teardown (run with -s).
+SEEN: Counter[tuple[str, str, int]] = Counter()
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _tally() -> Any:
+    yield
+    for key, count in sorted(SEEN.items()):
+        print(f"fuzzed {count:4d} x {key}")
+    print(f"fuzzed {sum(SEEN.values())} requests in total")
+
+
+def _schema(tmp_path_factory: pytest.TempPathFactory, method: DataGenerationMethod) -> Any:
+    data_dir = tmp_path_factory.mktemp("fuzz") / "data"
+    app = create_app({"auth": "disabled", "data_dir": str(data_dir)})
+    return schemathesis.from_path(
+        str(SPEC),
+        app=app,
+        data_generation_methods=[method],
+        # Authentication is off here (security has its own tests): a "negative" case made only
+        # of a bad Authorization header would be accepted, correctly.
+        generation_config=GenerationConfig(with_security_parameters=False),
+    )
+
+
+@pytest.fixture(scope="module")
+def positive_schema(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    return _schema(tmp_path_factory, DataGenerationMethod.positive)
+
+
+@pytest.fixture(scope="module")
+def negative_schema(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    return _schema(tmp_path_factory, DataGenerationMethod.negative)
+
+
+positive = schemathesis.from_pytest_fixture("positive_schema")
+negative = schemathesis.from_pytest_fixture("negative_schema")
+
+SELECT = "diazepam-order-select"
+SIGN = "diazepam-order-sign"
+
+
+def _exercise(case: Any, service_id: str | None) -> None:
+    response = case.call_and_validate(checks=CHECKS)
+    method = str(case.data_generation_method.value)
+    SEEN[(case.operation.verbose_name, method, response.status_code)] += 1
+    body = case.body if isinstance(case.body, dict) else {}
+    if method != "positive" or service_id is None:
+        return
+    if case.operation.path == "/cds-services/{id}":
+        if body.get("hook") == SERVICES[service_id].hook:
+            # A schema-valid body for this service's hook must be answered with cards (or a
+            # 412 when patient data is unobtainable) — never refused as malformed.
+            assert response.status_code in (200, 412), (response.status_code, response.text)
+        else:
+            assert response.status_code == 400, response.text
+            assert "handles hook" in response.get_json()["issue"][0]["diagnostics"]
+    elif case.operation.path.endswith("/feedback"):
+        assert response.status_code == 200, response.text
+
+
+@positive.include(method="GET").parametrize()
+@FUZZ_SETTINGS
+def test_reads_honour_the_contract(case):
+    _exercise(case, None)
+
+
+@positive.include(operation_id="callService").parametrize()
+@positive.override(path_parameters={"id": SELECT})
+@FUZZ_SETTINGS
+def test_valid_calls_to_order_select_are_answered(case):
+    _exercise(case, SELECT)
+
+
+@positive.include(operation_id="callService").parametrize()
+@positive.override(path_parameters={"id": SIGN})
+@FUZZ_SETTINGS
+def test_valid_calls_to_order_sign_are_answered(case):
+    _exercise(case, SIGN)
+
+
+@negative.include(operation_id="callService").parametrize()
+@negative.override(path_parameters={"id": SELECT})
+@FUZZ_SETTINGS
+def test_invalid_calls_to_order_select_are_rejected(case):
+    _exercise(case, SELECT)
+
+
+@negative.include(operation_id="callService").parametrize()
+@negative.override(path_parameters={"id": SIGN})
+@FUZZ_SETTINGS
+def test_invalid_calls_to_order_sign_are_rejected(case):
+    _exercise(case, SIGN)
+
+
+# Feedback has one body schema for both ids, and generating it is costly (hypothesis-jsonschema
+# canonicalises its if/then on every draw: ~1 s per example on a busy CI core), so each direction
+# is fuzzed under one id, the positive one with half the budget.
+@positive.include(operation_id="feedback").parametrize()
+@positive.override(path_parameters={"id": SIGN})
+@settings(FUZZ_SETTINGS, max_examples=MAX_EXAMPLES // 2)
+def test_valid_feedback_is_stored(case):
+    _exercise(case, SIGN)
+
+
+@negative.include(operation_id="feedback").parametrize()
+@negative.override(path_parameters={"id": SELECT})
+@FUZZ_SETTINGS
+def test_invalid_feedback_is_rejected(case):
+    _exercise(case, SELECT)
+
+
+def test_the_harness_catches_a_server_error(tmp_path):
+    """Guard against a harness that passes everything: an app whose engine crashes must fail
+    the same checks the fuzz tests run."""
+
+    class Crashing:
+        def orders_in_scope(self, request):
+            raise RuntimeError("boom")
+
+    app = create_app({"auth": "disabled", "data_dir": str(tmp_path / "data")})
+    app.extensions["cds.advisor"] = Crashing()
+    schema = schemathesis.from_path(str(SPEC), app=app)
+    operation = schema["/cds-services/{id}"]["POST"]
+    body = {
+        "hook": "order-sign",
+        "hookInstance": "x",
+        "context": {"userId": "u", "patientId": "p", "draftOrders": {"resourceType": "Bundle"}},
+    }
+    case = operation.make_case(
+        path_parameters={"id": SIGN}, body=body, media_type="application/json"
+    )
+    with pytest.raises(CheckFailed, match="Server error"):
+        case.call_and_validate(checks=CHECKS)
