@@ -213,13 +213,16 @@ class FhirClient:
         resource_type: str | None,
         *,
         seen: list[dict[str, Any]] | None = None,
+        into: Fetched | None = None,
     ) -> Fetched:
         """A search URL and its ``next`` pages, while the deadline and page cap allow.
 
         ``seen`` holds resources already known (from a prefetch page) so later pages can be
         de-duplicated against them. The result is complete only when no ``next`` link is left.
+        Pages are added to ``into`` as they arrive, so a caller that stops waiting at the
+        deadline still has the pages read so far.
         """
-        result = Fetched(key)
+        result = into if into is not None else Fetched(key)
         known = {_identity(r) for r in seen or ()}
         current: str | None = url
         visited: set[str] = set()
@@ -248,7 +251,7 @@ class FhirClient:
                 result.problem = "server-outcome-error"
                 result.next_url = current
                 return result
-            result.pages += 1
+            page = []
             for resource in found:
                 if resource_type and resource.get("resourceType") != resource_type:
                     continue
@@ -256,7 +259,9 @@ class FhirClient:
                 if identity in known:
                     continue
                 known.add(identity)
-                result.resources.append(resource)
+                page.append(resource)
+            result.resources = [*result.resources, *page]  # one swap: readers see whole pages
+            result.pages += 1
             current = next_link(reply.body)
         result.complete = True
         return result

@@ -87,22 +87,31 @@ def _complete_from_server(
         return _ServerOutcome(_give_up(data, "fhir-server-refused"), str(refused))
     client = FhirClient(target, request.access_token, deadline)
     tasks: dict[str, Future[Fetched]] = {}
+    progress: dict[str, Fetched] = {}
     for key in sorted(data.missing):
         query = build_query(key, request.patient_id)
         if query.is_read:
             tasks[key] = pool().submit(client.read, key, query.relative_url, query.resource_type)
         else:
+            progress[key] = Fetched(key)
             tasks[key] = pool().submit(
-                client.search, key, client.url(query.relative_url), query.resource_type
+                client.search,
+                key,
+                client.url(query.relative_url),
+                query.resource_type,
+                into=progress[key],
             )
     for key, url in sorted(data.next_pages.items()):
         if key not in tasks:
-            tasks[key] = pool().submit(client.search, key, url, None, seen=data.of(key))
+            progress[key] = Fetched(key)
+            tasks[key] = pool().submit(
+                client.search, key, url, None, seen=data.of(key), into=progress[key]
+            )
     wait(tasks.values(), timeout=deadline.remaining() + _COLLECT_GRACE_S)
     for key, future in tasks.items():
         if not future.done():
             future.cancel()  # still queued: never starts; running ones stop at the deadline
-            _merge_failure(data, key, "timeout")
+            _merge_partial(data, progress.get(key), key)
             continue
         try:
             fetched = future.result(timeout=0)
@@ -136,6 +145,15 @@ def _give_up(data: PatientData, problem: str) -> str:
     for key in data.next_pages:
         data.mark_missing(key, f"incomplete-{problem}")
     return problem
+
+
+def _merge_partial(data: PatientData, progress: Fetched | None, key: str) -> None:
+    """The deadline passed mid-search: keep the whole pages that did arrive."""
+    pages = list(progress.resources) if progress is not None else []
+    if not pages:
+        _merge_failure(data, key, "timeout")
+        return
+    _merge(data, Fetched(key, pages, complete=False, problem="timeout", pages=1))
 
 
 def _merge_failure(data: PatientData, key: str, problem: str) -> None:

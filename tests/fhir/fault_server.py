@@ -112,6 +112,7 @@ class _Handler(socketserver.BaseRequestHandler):
 class _Server(socketserver.ThreadingTCPServer):
     daemon_threads = True
     allow_reuse_address = True
+    request_queue_size = 128  # the default 5 drops SYNs when a hook fans out its queries
 
     def __init__(self, behave: Callable[[Seen], Action]) -> None:
         super().__init__(("127.0.0.1", 0), _Handler)

@@ -12,6 +12,7 @@ import requests
 from cds_service.discovery import PREFETCH_TEMPLATES
 from cds_service.errors import ApiError
 from cds_service.fhir.resolve import resolve_patient_data
+from cds_service.pipeline import NoAdvice
 from tests.fhir.records import (
     card_data,
     fhir_settings,
@@ -247,3 +248,30 @@ def test_token_is_required_by_the_test_server(fhir_server: FhirServer) -> None:
     patient_id, _ = load(fhir_server)
     response = requests.get(f"{fhir_server.base_url}/Patient/{patient_id}", timeout=5)
     assert response.status_code == 401
+
+
+def test_wrong_token_with_the_real_engine_cards_say_what_was_not_known(
+    fhir_server: FhirServer, make_app
+) -> None:
+    patient_id, record = load(fhir_server)
+    app = make_app(fhir_allowlist=("127.0.0.1",), fhir_allow_loopback=True)
+    if isinstance(app.extensions["cds.advisor"], NoAdvice):
+        pytest.skip("the clinical engine is not registered yet")
+    client = app.test_client()
+
+    def details(token: str) -> str:
+        body = hook_body(
+            patient_id,
+            fhir_server=fhir_server.base_url,
+            token=token,
+            prefetch={"patient": record["patient"][0]},
+        )
+        response = client.post("/cds-services/diazepam-order-sign", json=body)
+        assert response.status_code == 200
+        cards = response.get_json()["cards"]
+        assert cards, "a diazepam order for a 79-year-old always gets advice"
+        return "\n".join(c.get("detail", "") for c in cards).lower()
+
+    degraded, complete = details("wrong-token"), details(fhir_server.token)
+    assert "active medications unknown" in degraded
+    assert "active medications unknown" not in complete
