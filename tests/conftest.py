@@ -50,3 +50,17 @@ def sandbox_request() -> Callable[[str], dict[str, Any]]:
         return load_json(DATA / "sandbox" / f"{name}.json")
 
     return _load
+
+
+SANDBOX_PATIENT = {
+    "resourceType": "Patient",
+    "id": "smart-1288992",
+    "gender": "male",
+    "birthDate": "1980-05-04",
+}
+
+
+def with_patient_prefetch(body: dict[str, Any]) -> dict[str, Any]:
+    """The sandbox adds a prefetch key only when its own FHIR read succeeded (sandbox notes
+    §2.3): this is the request it sends when the patient read worked."""
+    return {**body, "prefetch": {"patient": dict(SANDBOX_PATIENT)}}

@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from cds_service.discovery import PREFETCH_TEMPLATES, SERVICES
+from tests.conftest import with_patient_prefetch
 
 SIGN = "/cds-services/diazepam-order-sign"
 SELECT = "/cds-services/diazepam-order-select"
@@ -51,13 +52,30 @@ def test_prefetch_templates_use_only_allowed_tokens():
     [
         ("order-select-request_r4-server", SELECT),
         ("order-sign-request_r4-server", SIGN),
-        ("order-select-request_r4-no-medication-yet", SELECT),
     ],
 )
 def test_sandbox_requests_are_accepted(client, sandbox_request, name, path):
-    response = client.post(path, json=sandbox_request(name))
+    response = client.post(path, json=with_patient_prefetch(sandbox_request(name)))
     assert response.status_code == 200, response.get_json()
-    assert isinstance(response.get_json()["cards"], list)
+    cards = response.get_json()["cards"]
+    # diazepam 5 mg daily for 30 days, adult, no indication: the engine has advice
+    topics = {card["source"]["topic"]["code"] for card in cards}
+    assert "duration-limit" in topics
+
+
+@pytest.mark.parametrize("name", ["order-select-request_r4-server", "order-sign-request_r4-server"])
+def test_sandbox_request_without_reachable_patient_is_412(client, sandbox_request, name):
+    # As shipped, the files carry no prefetch and a fhirServer this machine cannot reach:
+    # the patient (age) is unobtainable, which CDS Hooks answers with 412.
+    path = SELECT if "select" in name else SIGN
+    response = client.post(path, json=sandbox_request(name))
+    assert response.status_code == 412
+    assert "Patient" in _outcome_text(response)
+
+
+def test_no_medication_yet_is_accepted_without_patient_data(client, sandbox_request):
+    body = sandbox_request("order-select-request_r4-no-medication-yet")
+    assert client.post(SELECT, json=body).status_code == 200
 
 
 def test_no_medication_yet_gives_no_cards(client, sandbox_request):
@@ -72,7 +90,7 @@ def test_sandbox_draft_quirks_are_tolerated(client, sandbox_request):
     resource.pop("intent", None)
     assert "type" not in body["context"]["draftOrders"]
     assert isinstance(resource["category"], dict)  # sandbox sends an object, R4 wants a list
-    assert client.post(SIGN, json=body).status_code == 200
+    assert client.post(SIGN, json=with_patient_prefetch(body)).status_code == 200
 
 
 def test_malformed_json_is_400(client):
@@ -183,17 +201,17 @@ def test_unsupported_media_type_is_415(client, sandbox_request, content_type):
 
 
 def test_fhir_json_media_type_is_accepted(client, sandbox_request):
-    data = json.dumps(sandbox_request("order-sign-request_r4-server"))
+    data = json.dumps(with_patient_prefetch(sandbox_request("order-sign-request_r4-server")))
     response = client.post(SIGN, data=data, content_type="application/fhir+json; charset=utf-8")
     assert response.status_code == 200
 
 
 def test_body_over_limit_is_413(make_app, sandbox_request):
     client = make_app(max_body_bytes=2000).test_client()
-    body = sandbox_request("order-sign-request_r4-server")
-    assert client.post(SIGN, json=body).status_code == 200  # ~2 KB fits
+    body = sandbox_request("order-select-request_r4-no-medication-yet")
+    assert client.post(SELECT, json=body).status_code == 200  # < 1 KB fits
     body["extension"] = {"org.example.padding": "x" * 5000}
-    response = client.post(SIGN, json=body)
+    response = client.post(SELECT, json=body)
     assert response.status_code == 413
     assert "2000" in _outcome_text(response)
 
@@ -276,8 +294,5 @@ def test_cors_origin_allowlist(make_app):
 
 def test_every_service_is_routable(client, sandbox_request):
     for service in SERVICES.values():
-        name = f"{service.hook}-request_r4-server"
-        assert (
-            client.post(f"/cds-services/{service.id}", json=sandbox_request(name)).status_code
-            == 200
-        )
+        body = with_patient_prefetch(sandbox_request(f"{service.hook}-request_r4-server"))
+        assert client.post(f"/cds-services/{service.id}", json=body).status_code == 200

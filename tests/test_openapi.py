@@ -13,6 +13,7 @@ from openapi_core.testing import MockRequest, MockResponse
 from openapi_spec_validator import validate
 
 from cds_service.hook_request import SCHEMA_FILES
+from tests.conftest import with_patient_prefetch
 
 SPEC_PATH = Path(__file__).resolve().parents[1] / "openapi.yaml"
 SIGN = "/cds-services/diazepam-order-sign"
@@ -74,7 +75,7 @@ def _check(openapi: OpenAPI, response) -> None:
 
 
 def test_real_responses_conform(client, openapi, sandbox_request):
-    body = sandbox_request("order-sign-request_r4-server")
+    body = with_patient_prefetch(sandbox_request("order-sign-request_r4-server"))
     feedback = {
         "feedback": [
             {

@@ -7,7 +7,7 @@ import json
 import pytest
 import requests
 
-from tests.conftest import DATA
+from tests.conftest import DATA, with_patient_prefetch
 from tests.support.server import running_server
 
 pytestmark = pytest.mark.slow
@@ -15,7 +15,9 @@ pytestmark = pytest.mark.slow
 
 def test_serve_speaks_cds_hooks_over_http(tmp_path):
     env = {"CDS_AUTH": "disabled", "CDS_ENV": "development"}
-    body = json.loads((DATA / "sandbox" / "order-sign-request_r4-server.json").read_text())
+    body = with_patient_prefetch(
+        json.loads((DATA / "sandbox" / "order-sign-request_r4-server.json").read_text())
+    )
     with running_server(tmp_path, env, workers=2) as server:
         base = server.base_url
         discovery = requests.get(f"{base}/cds-services", timeout=5)
@@ -44,7 +46,8 @@ def test_serve_speaks_cds_hooks_over_http(tmp_path):
         assert hook.status_code == 200
         assert hook.headers["Content-Type"].startswith("application/json")
         assert hook.headers["Access-Control-Allow-Origin"] in ("*", "https://sandbox.cds-hooks.org")
-        assert isinstance(hook.json()["cards"], list)
+        cards = hook.json()["cards"]
+        assert cards and all(card["uuid"] and len(card["summary"]) < 140 for card in cards)
 
         bad = requests.post(url, data="{", headers={"Content-Type": "application/json"}, timeout=5)
         assert bad.status_code == 400 and bad.json()["resourceType"] == "OperationOutcome"
@@ -54,7 +57,7 @@ def test_serve_speaks_cds_hooks_over_http(tmp_path):
             json={
                 "feedback": [
                     {
-                        "card": "9368d37b-283f-44a0-93ea-547cebab93ed",
+                        "card": cards[0]["uuid"],
                         "outcome": "overridden",
                         "outcomeTimestamp": "2026-01-15T10:00:00.000Z",
                     }
@@ -64,6 +67,7 @@ def test_serve_speaks_cds_hooks_over_http(tmp_path):
         )
         assert feedback.status_code == 200
         assert feedback.headers["Content-Type"].startswith("application/json")
+        assert feedback.json()["stored"] == 1 and feedback.json()["unknown_cards"] == 0
 
     log = server.log_text()
     assert "gunicorn" in log.lower() or "Booting worker" in log
