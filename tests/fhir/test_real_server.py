@@ -275,3 +275,20 @@ def test_wrong_token_with_the_real_engine_cards_say_what_was_not_known(
     degraded, complete = details("wrong-token"), details(fhir_server.token)
     assert "active medications unknown" in degraded
     assert "active medications unknown" not in complete
+
+
+def test_request_log_line_with_the_real_engine_has_every_stage(
+    fhir_server: FhirServer, make_app, caplog: pytest.LogCaptureFixture
+) -> None:
+    patient_id, _ = load(fhir_server)
+    app = make_app(fhir_allowlist=("127.0.0.1",), fhir_allow_loopback=True)
+    if isinstance(app.extensions["cds.advisor"], NoAdvice):
+        pytest.skip("the clinical engine is not registered yet")
+    body = hook_body(patient_id, fhir_server=fhir_server.base_url, token=fhir_server.token)
+    caplog.set_level(logging.INFO)
+    response = app.test_client().post("/cds-services/diazepam-order-sign", json=body)
+    assert response.status_code == 200 and response.get_json()["cards"]
+    (line,) = [r for r in caplog.records if r.name == "cds_service.request"]
+    timings = line.__dict__["timings_ms"]
+    assert {"prefetch_ms", "fetch_ms", "data_ms", "rules_ms", "render_ms"} <= set(timings)
+    assert all(value >= 0 for value in timings.values())
