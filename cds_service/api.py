@@ -7,6 +7,7 @@ import time
 from typing import Any
 
 from flask import Blueprint, Response, current_app, g, jsonify, request
+from werkzeug.exceptions import RequestEntityTooLarge
 
 from cds_service import __version__
 from cds_service.discovery import SERVICES, ServiceDefinition, discovery_document
@@ -34,7 +35,13 @@ def _json_body() -> Any:
         raise ApiError(
             415, f"Unsupported media type '{shown}': send Content-Type: application/json."
         )
-    return parse_json_body(request.get_data(cache=True))
+    data = request.get_data(cache=True)
+    limit = current_app.config.get("MAX_CONTENT_LENGTH")
+    if request.content_length is None and limit and len(data) >= limit:
+        # A chunked body has no Content-Length to refuse up front, and werkzeug stops reading
+        # at the limit without an error: the truncated JSON would be reported as malformed.
+        raise RequestEntityTooLarge()
+    return parse_json_body(data)
 
 
 @bp.get("/cds-services")

@@ -84,7 +84,10 @@ def num(value: Any) -> float | None:
     """A finite non-negative number from JSON, or None (strings, bools and NaN rejected)."""
     if isinstance(value, bool) or not isinstance(value, int | float):
         return None
-    if not math.isfinite(value) or value < 0:
+    try:
+        if not math.isfinite(value) or value < 0:
+            return None
+    except OverflowError:  # an integer too large for a float (valid JSON: 400 digits)
         return None
     return float(value)
 
@@ -258,9 +261,13 @@ def supply_days(
     return None
 
 
-def capped_quantity(units_per_day: float, days: float) -> float:
-    """Dispense quantity for ``days`` of use, rounded up to whole units (tablets, mL)."""
-    return float(math.ceil(round(units_per_day * days, 6)))
+def capped_quantity(units_per_day: float, days: float) -> float | None:
+    """Dispense quantity for ``days`` of use, rounded up to whole units (tablets, mL); None
+    when the product overflows (absurd doses such as 1e308 mg)."""
+    total = units_per_day * days
+    if not math.isfinite(total):
+        return None
+    return float(math.ceil(round(total, 6)))
 
 
 def parse_date(value: Any) -> date | None:

@@ -8,6 +8,7 @@ whose construction costs far more than one validation, so the hot path only call
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass, field
 from functools import cache
 from importlib import resources
@@ -55,6 +56,23 @@ class HookRequest:
         return [e["resource"] for e in entries if isinstance(e, dict) and "resource" in e]
 
 
+class _NotJson(ValueError):
+    """A literal Python's json module accepts but JSON (RFC 8259) does not."""
+
+
+def _reject_constant(name: str) -> Any:
+    # NaN and Infinity would flow into dose arithmetic and be echoed back in suggestions as
+    # literals no JavaScript client can parse.
+    raise _NotJson(f"{name} is not a JSON number.")
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if math.isinf(value):
+        raise _NotJson(f"number {text[:20]} is out of range.")
+    return value
+
+
 def parse_json_body(data: bytes) -> Any:
     """Decode JSON with a message a client can act on."""
     if not data:
@@ -64,7 +82,9 @@ def parse_json_body(data: bytes) -> Any:
     except UnicodeDecodeError as exc:
         raise ApiError(400, f"Request body is not UTF-8 (byte {exc.start}).") from None
     try:
-        return json.loads(text)
+        return json.loads(text, parse_constant=_reject_constant, parse_float=_finite_float)
+    except _NotJson as exc:
+        raise ApiError(400, f"Malformed JSON: {exc}") from None
     except json.JSONDecodeError as exc:
         raise ApiError(
             400, f"Malformed JSON: {exc.msg} at line {exc.lineno} column {exc.colno}."

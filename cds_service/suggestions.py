@@ -192,9 +192,8 @@ def rewrite_order(
         dispense["expectedSupplyDuration"] = _days(days)
         dispense["numberOfRepeatsAllowed"] = 0
         for dosage in res.get("dosageInstruction") or []:
-            repeat = (
-                (dosage.get("timing") or {}).get("repeat") if isinstance(dosage, dict) else None
-            )
+            timing = dosage.get("timing") if isinstance(dosage, dict) else None
+            repeat = timing.get("repeat") if isinstance(timing, dict) else None
             if not isinstance(repeat, dict):
                 continue
             if "boundsDuration" in repeat:
@@ -215,7 +214,10 @@ def rewrite_order(
     if "quantity" in dispense or days is not None:
         if per_dose_units and per_day and total_days and order.unit:
             units = dosing.capped_quantity(per_dose_units * per_day, total_days)
-            dispense["quantity"] = _units(units, order.unit)
+            if units is None:
+                dispense.pop("quantity", None)
+            else:
+                dispense["quantity"] = _units(units, order.unit)
         else:
             dispense.pop("quantity", None)  # cannot be recomputed: the supply duration rules
     res["dispenseRequest"] = dispense

@@ -1,0 +1,131 @@
+"""Every hostile case gets an allowed answer — a 4xx with a JSON OperationOutcome, or a 200 with
+valid cards — within its time limit; never a 500, never a hang. A subset also goes to a real
+multi-worker server, which must keep serving (same workers, no tracebacks) afterwards."""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+from flask import Flask
+
+from cds_service.app import create_app
+from tests.robustness.contract import answer_problems
+from tests.robustness.hostile import Case, base_request, chunks, load_cases
+from tests.support.server import running_server
+
+CASES = load_cases()
+SIGN = "/cds-services/diazepam-order-sign"
+
+
+def test_the_corpus_is_big_and_well_formed():
+    assert len(CASES) >= 50
+    for case in CASES:
+        assert case.spec["description"], case.name
+        assert case.path.startswith("/cds-services/"), case.name
+        statuses = case.expect["status"]
+        assert statuses and all(s == 200 or 400 <= s < 500 for s in statuses), case.name
+        assert case.body() is not None
+
+
+@pytest.fixture(scope="module")
+def hostile_app(tmp_path_factory: pytest.TempPathFactory) -> Flask:
+    data_dir = tmp_path_factory.mktemp("hostile") / "data"
+    return create_app({"auth": "disabled", "data_dir": str(data_dir)})
+
+
+@pytest.fixture(scope="module")
+def base_summaries(hostile_app: Flask) -> list[str]:
+    response = hostile_app.test_client().post(SIGN, json=base_request("order-sign"))
+    assert response.status_code == 200
+    cards = response.get_json()["cards"]
+    assert cards, "the base request must produce cards, or 'same_as_base' proves nothing"
+    return sorted(card["summary"] for card in cards)
+
+
+def check_answer(
+    case: Case, status: int, content_type: str, body: bytes, seconds: float
+) -> dict[str, Any]:
+    """Assert the case's expectations; return the decoded body."""
+    expect = case.expect
+    assert status in expect["status"], f"{case.name}: {status} {body[:300]!r}"
+    assert seconds <= case.max_seconds, f"{case.name}: took {seconds:.2f} s"
+    problems = answer_problems(status, content_type, body)
+    assert not problems, f"{case.name}: {problems}"
+    data = json.loads(body)
+    if status >= 400 and "diagnostics" in expect:
+        text = data["issue"][0].get("diagnostics", "")
+        assert expect["diagnostics"].lower() in text.lower(), f"{case.name}: {text!r}"
+    if status == 200 and expect.get("cards") == "empty":
+        assert data["cards"] == [], f"{case.name}: {data['cards']}"
+    return data
+
+
+def _summaries(data: dict[str, Any]) -> list[str]:
+    return sorted(card["summary"] for card in data["cards"])
+
+
+def _param(case: Case) -> Any:
+    """A case the corpus marks ``known_issue`` is a failing test of someone else's module,
+    kept strict so it turns into an error (remove the mark) the day it is fixed."""
+    issue = case.spec.get("known_issue")
+    marks = [pytest.mark.xfail(reason=issue, strict=True)] if issue else []
+    return pytest.param(case, id=case.name, marks=marks)
+
+
+@pytest.mark.parametrize("case", [_param(c) for c in CASES if c.in_process])
+def test_hostile_case_in_process(case: Case, hostile_app: Flask, base_summaries: list[str]):
+    headers = {"Content-Type": case.content_type} if case.content_type else {}
+    body = case.body()
+    started = time.perf_counter()
+    response = hostile_app.test_client().post(case.path, data=body, headers=headers)
+    seconds = time.perf_counter() - started
+    data = check_answer(
+        case, response.status_code, response.content_type or "", response.get_data(), seconds
+    )
+    if case.expect.get("cards") == "same_as_base":
+        assert _summaries(data) == base_summaries
+
+
+def _post(base: str, case: Case) -> requests.Response:
+    headers = {"Content-Type": case.content_type} if case.content_type else {}
+    body = case.body()
+    data: Any = chunks(body) if case.chunked else body
+    return requests.post(
+        base + case.path, data=data, headers=headers, timeout=case.max_seconds + 10
+    )
+
+
+@pytest.mark.slow
+def test_hostile_subset_against_a_real_server(tmp_path: Path):
+    subset = [c for c in CASES if c.real_server]
+    assert len(subset) >= 10
+    env = {"CDS_AUTH": "disabled"}
+    with running_server(tmp_path, env, workers=2) as server:
+        boots = len(re.findall(r"Booting worker", server.log_text()))
+        for case in subset:
+            started = time.perf_counter()
+            response = _post(server.base_url, case)
+            seconds = time.perf_counter() - started
+            check_answer(
+                case,
+                response.status_code,
+                response.headers.get("Content-Type", ""),
+                response.content,
+                seconds,
+            )
+        # Still serving, with the same workers: a valid request gets its full advice.
+        assert requests.get(server.base_url + "/health", timeout=5).status_code == 200
+        after = requests.post(server.base_url + SIGN, json=base_request("order-sign"), timeout=10)
+        assert after.status_code == 200
+        assert len(after.json()["cards"]) >= 1
+        assert not answer_problems(200, after.headers["Content-Type"], after.content)
+        log = server.log_text()
+    assert len(re.findall(r"Booting worker", log)) == boots, "a worker died and was replaced"
+    assert "Traceback" not in log
+    assert "WORKER TIMEOUT" not in log
