@@ -57,10 +57,17 @@ def test_hung_fhir_server_never_delays_the_answer_past_the_deadline(
             return response.status_code, time.monotonic() - started
 
         call(True)  # warm-up: first request builds the worker's validators and pools
-        with ThreadPoolExecutor(max_workers=4) as callers:
-            results = list(callers.map(call, [True, True, False, False]))
-    for _status, elapsed in results:
-        assert elapsed <= DEADLINE_MS / 1000 + SLACK_S, f"{elapsed * 1000:.0f} ms"
+        # one retry of the batch: CPU starvation on a shared CI box can miss a bound once,
+        # a real overrun repeats (see test_faults.call_in_time)
+        for _attempt in range(2):
+            before = len(fhir.seen)
+            with ThreadPoolExecutor(max_workers=4) as callers:
+                results = list(callers.map(call, [True, True, False, False]))
+            slowest = max(elapsed for _, elapsed in results)
+            if slowest <= DEADLINE_MS / 1000 + SLACK_S:
+                break
+        asked = len(fhir.seen) - before
+    assert slowest <= DEADLINE_MS / 1000 + SLACK_S, f"{slowest * 1000:.0f} ms"
     assert [status for status, _ in results] == [200, 200, 412, 412]
-    # every call did ask: warm-up 4 queries, 2 calls × 4 (patient prefetched), 2 calls × 5
-    assert len(fhir.seen) == 4 + 2 * 4 + 2 * 5
+    # every call did ask the server: 2 calls × 4 queries (patient prefetched), 2 calls × 5
+    assert asked == 2 * 4 + 2 * 5
