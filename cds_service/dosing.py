@@ -143,6 +143,8 @@ def doses_per_day(timing: Mapping[str, Any] | None, use_max: bool = True) -> flo
         fmax = num(repeat.get("frequencyMax"))
         if use_max and fmax is not None and (freq is None or fmax > freq):
             freq = fmax
+        if freq == 0:
+            return None  # "0 times a day" says nothing usable
         period = num(repeat.get("period"))
         unit = repeat.get("periodUnit") or repeat.get("periodUnits")  # DSTU2 spelling
         per = unit_days(unit)
@@ -254,7 +256,7 @@ def supply_days(
     fills = 1 + max(0, repeats)
     if expected is not None and expected > 0:
         return expected * fills, "expectedSupplyDuration"
-    if quantity is not None and units_per_day:
+    if quantity and units_per_day:
         return quantity / units_per_day * fills, "quantity"
     if bounds is not None and bounds > 0:
         return bounds * fills, "bounds"

@@ -41,6 +41,10 @@ def _concept_text(concept: Any) -> str:
     return " ".join(p for p in parts if p)
 
 
+def _has_unit(quantity: Mapping[str, Any]) -> bool:
+    return any(isinstance(quantity.get(k), str) and quantity[k].strip() for k in ("unit", "code"))
+
+
 def _as_list(value: Any) -> list[Any]:
     if value is None:
         return []
@@ -301,9 +305,11 @@ class OrderReader:
         for dosage in dosages:
             qty = dosing.dose_quantity(dosage)
             amount = dosing.num(qty.get("value")) if qty else None
+            amount = amount or None  # a zero dose is not a dose
             unit = dosing.quantity_unit(qty)
-            if qty is not None and unit is None and order.unit:
-                unit = order.unit  # "1 {pill}" style units we could not name: assume product
+            if qty is not None and unit is None and order.unit and not _has_unit(qty):
+                unit = order.unit  # a bare number: read it in the product's units; a unit we
+                # cannot convert ('[lb_av]') stays unknown rather than becoming tablets
             mg = None
             units = None
             if amount is not None:

@@ -183,6 +183,16 @@ def rewrite_order(
             timing.pop("code", None)
             repeat.update(frequency=int(doses_per_day), period=1)
             repeat["periodUnits" if "periodUnits" in repeat else "periodUnit"] = "d"
+            if "maxDosePerPeriod" in first:
+                # the old ceiling was in the old dose (or the old tablet strength): restate it
+                mg = mg_per_dose if mg_per_dose is not None else order.mg_per_dose
+                if mg is not None:
+                    first["maxDosePerPeriod"] = {
+                        "numerator": _mg(mg * int(doses_per_day)),
+                        "denominator": _days(1),
+                    }
+                else:
+                    first.pop("maxDosePerPeriod")
         res["dosageInstruction"] = [first]
     if dosages and (days is not None or mg_per_dose is not None or doses_per_day is not None):
         dosages[0]["text"] = _dose_text(order, mg_per_dose, doses_per_day, days)
@@ -202,7 +212,9 @@ def rewrite_order(
             if isinstance(period, dict):
                 start = dosing.parse_date(period.get("start"))
                 if start is not None:
-                    period["end"] = (start + timedelta(days=int(days))).isoformat()
+                    end = (start + timedelta(days=int(days))).isoformat()
+                    # keep the start's time and zone so the Period stays in one format
+                    period["end"] = end + str(period["start"])[10:]
     total_days = days if days is not None else order.days_supply
     per_dose_units = None
     mg = mg_per_dose if mg_per_dose is not None else order.mg_per_dose
@@ -236,9 +248,8 @@ def _dose_text(
     if mg is not None:
         parts.append(f"{fmt(mg)} mg")
     if per_day:
-        parts.append(
-            {1: "once a day", 2: "twice a day"}.get(per_day, f"{fmt(per_day)} times a day")
-        )
+        times = {1: "once a day", 2: "twice a day"}.get(per_day, f"{fmt(per_day)} times a day")
+        parts.append(f"as needed, up to {times}" if order.prn else times)
     if days:
         parts.append(f"for {fmt(days)} days")
     return " ".join(parts) or "as directed"

@@ -260,3 +260,45 @@ def test_malformed_fields_do_not_raise(reader, junk):
     res["reasonCode"] = [junk]
     order = reader.read(copy.deepcopy(res))
     assert order is not None and order.days_supply is None and order.mg_per_dose is None
+
+
+# -- review: units the service cannot convert, and zero amounts, mean "unknown" -----------------
+
+
+def test_dose_in_an_unconvertible_unit_is_unknown_not_tablets(reader):
+    """'5 [lb_av]' is not 5 tablets (25 mg): only a unit-less dose is read in product units."""
+    res = med_request()
+    res["dosageInstruction"][0]["doseAndRate"] = [
+        {"doseQuantity": {"value": 5, "unit": "[lb_av]", "system": UCUM, "code": "[lb_av]"}}
+    ]
+    order = reader.read(res)
+    assert order.mg_per_dose is None and order.mg_per_day is None
+    res["dosageInstruction"][0]["doseAndRate"] = [{"doseQuantity": {"value": 2}}]
+    assert reader.read(res).mg_per_dose == 10  # no unit at all: the product's tablets
+
+
+@pytest.mark.parametrize(
+    "dispense",
+    [
+        {"quantity": {"value": 0, "unit": "tablet", "code": "TAB"}},
+        {"quantity": {"value": 30, "unit": "[lb_av]", "code": "[lb_av]"}},
+        {"expectedSupplyDuration": {"value": 0, "unit": "d", "code": "d"}},
+        {"expectedSupplyDuration": {"value": 3, "unit": "[lb_av]", "code": "[lb_av]"}},
+    ],
+)
+def test_zero_or_foreign_supply_gives_unknown_days(reader, dispense):
+    order = reader.read(med_request(dispenseRequest=dispense))
+    assert order.days_supply is None
+
+
+def test_zero_frequency_or_dose_is_unknown(reader):
+    res = med_request()
+    res["dosageInstruction"][0]["timing"] = {
+        "repeat": {"frequency": 0, "period": 1, "periodUnit": "d"}
+    }
+    order = reader.read(res)
+    assert order.doses_per_day is None and order.mg_per_day is None
+    res = med_request()
+    res["dosageInstruction"][0]["doseAndRate"][0]["doseQuantity"]["value"] = 0
+    order = reader.read(res)
+    assert order.mg_per_dose is None and order.mg_per_day is None
