@@ -142,6 +142,8 @@ def render(
     facts = _Blank({k: v for k, v in finding.facts.items() if v is not None})
     summary = _summary(variant["summary"].format_map(facts))
     detail = variant["detail"].format_map(facts)
+    for note in finding.notes:
+        detail += "\n\n" + note
     unknowns = list(dict.fromkeys([*finding.unknowns, *general_unknowns]))
     if unknowns:
         detail += "\n\n**Not known when this advice was made:** " + "; ".join(unknowns) + "."

@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from cds_service.cards import Template, load_templates, render
+from cds_service.compose import compose_order, dedupe_patient_cards
 from cds_service.config import ConfigError, Settings
 from cds_service.fhir.prefetch import PatientData
 from cds_service.hook_request import HookRequest
@@ -65,7 +66,7 @@ class Engine:
         found: list[Finding] = []
         for rule in self.rules:
             found.extend(rule(order, record, self.policy))
-        return found, record.unknown
+        return compose_order(found, self.policy), record.unknown
 
     def advise(
         self,
@@ -101,6 +102,7 @@ class Engine:
                 )
                 cards.append((self._severity.get(finding.indicator, 99), len(cards), card))
         cards.sort(key=lambda item: (item[0], item[1]))
-        result = [card for _, _, card in cards[: int(self.policy["max_cards"])]]
+        unique = dedupe_patient_cards([card for _, _, card in cards], self.policy)
+        result = unique[: int(self.policy["max_cards"])]
         timings["render_ms"] = (time.perf_counter() - ruled) * 1000
         return result

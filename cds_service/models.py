@@ -139,3 +139,4 @@ class Finding:
     audit: dict[str, Any] = field(default_factory=dict)
     options: list[Option] = field(default_factory=list)
     unknowns: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # paragraphs added by the engine (compose)

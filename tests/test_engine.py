@@ -19,6 +19,7 @@ from cds_service.hook_request import build_hook_request
 SIGN = "/cds-services/diazepam-order-sign"
 SELECT = "/cds-services/diazepam-order-select"
 RX = "http://www.nlm.nih.gov/research/umls/rxnorm"
+UCUM = "http://unitsofmeasure.org"
 
 
 def bundle(*resources: dict[str, Any]) -> dict[str, Any]:
@@ -248,3 +249,101 @@ def test_hot_path_is_fast(engine, sandbox_request):
         engine.advise(request, engine.orders_in_scope(request), data, "standard", {})
         runs.append((time.perf_counter() - started) * 1000)
     assert statistics.median(runs) < 25, runs  # measured ~1-2 ms on 2 cores
+
+
+# -- review: cards for one order compose; one patient-level problem gives one card -------------
+
+
+def _advise(engine: Engine, body: dict[str, Any], profile: str = "standard") -> list[dict]:
+    request = build_hook_request(body)
+    data = read_prefetch(body["prefetch"])
+    return engine.advise(request, engine.orders_in_scope(request), data, profile, {})
+
+
+def _update_targets(cards: list[dict[str, Any]]) -> list[str]:
+    """Topics of the cards whose suggestions update the diazepam draft."""
+    return [
+        c["source"]["topic"]["code"]
+        for c in cards
+        for s in c.get("suggestions", [])
+        if any(a["type"] == "update" for a in s["actions"])
+    ]
+
+
+def test_updates_of_one_order_live_on_one_card(engine, sandbox_request):
+    """Accepting two 'update' suggestions of one draft keeps only the last (each carries the
+    whole resource): a dose rewrite then a duration rewrite would silently restore the dose,
+    and adding a reason would restore 30 days. So one card holds every rewrite, as choices."""
+    body = with_prefetch(sandbox_request("order-sign-request_r4-server"))
+    body["context"]["draftOrders"]["entry"][0]["resource"]["dosageInstruction"][0]["timing"] = {
+        "repeat": {"frequency": 3, "period": 1, "periodUnit": "d"}
+    }
+    cards = _advise(engine, body)
+    topics = by_topic(cards)
+    assert {"duration-limit", "dose-limit", "indication-missing"} <= set(topics)  # 77 y, 5 mg TID
+    assert set(_update_targets(cards)) == {"duration-limit"}
+    duration = topics["duration-limit"]
+    assert duration["selectionBehavior"] == "at-most-one"
+    rewrites = [s["actions"][0]["resource"] for s in duration["suggestions"]]
+    days = {r["dispenseRequest"]["expectedSupplyDuration"]["value"] for r in rewrites}
+    assert days == {7}  # every choice keeps the cap
+    original = body["context"]["draftOrders"]["entry"][0]["resource"]["dosageInstruction"][0]
+    doses = [r["dosageInstruction"][0]["doseAndRate"] for r in rewrites]
+    assert original["doseAndRate"] in doses  # limit the days only, dose as written
+    assert [{"doseQuantity": {"value": 2, "unit": "mg", "system": UCUM, "code": "mg"}}] in doses
+    assert "duration" in topics["dose-limit"]["detail"].lower()
+    assert "indication" in topics["indication-missing"]["detail"].lower()
+
+
+def test_dose_card_keeps_its_update_when_alone(engine, sandbox_request):
+    body = with_prefetch(sandbox_request("order-sign-request_r4-server"))
+    resource = body["context"]["draftOrders"]["entry"][0]["resource"]
+    resource["dosageInstruction"][0]["timing"] = {
+        "repeat": {"frequency": 3, "period": 1, "periodUnit": "d"}
+    }
+    resource["dispenseRequest"] = {"expectedSupplyDuration": {"value": 5, "code": "d", "unit": "d"}}
+    resource["reasonCode"] = [
+        {"coding": [{"system": "http://hl7.org/fhir/sid/icd-10-cm", "code": "M62.830"}]}
+    ]
+    cards = _advise(engine, body)
+    assert _update_targets(cards) == ["dose-limit"]
+
+
+def test_two_diazepam_drafts_do_not_repeat_patient_cards(engine, sandbox_request):
+    body = with_prefetch(sandbox_request("order-sign-request_r4-server"))
+    first = body["context"]["draftOrders"]["entry"][0]["resource"]
+    second = copy.deepcopy(first)
+    second["id"] = "request-456"
+    body["context"]["draftOrders"]["entry"].append({"resource": second})
+    cards = _advise(engine, body)
+    beers = [c for c in cards if c["source"]["topic"]["code"] == "beers-benzodiazepine"]
+    assert len(beers) == 1
+    assert beers[0]["_audit"]["order_ids"] == [
+        "MedicationRequest/request-123",
+        "MedicationRequest/request-456",
+    ]
+    # both orders still get their own duration advice
+    capped = {
+        c["_audit"]["order_id"] for c in cards if c["source"]["topic"]["code"] == "duration-limit"
+    }
+    assert capped == {"MedicationRequest/request-123", "MedicationRequest/request-456"}
+
+
+def test_unknown_medications_say_opioid_check_not_done_even_for_rescue(engine, sandbox_request):
+    """A seizure rescue order gets only safety cards; with the medication list unavailable the
+    opioid check could not run, and silence would read as 'no opioid'."""
+    body = with_prefetch(sandbox_request("order-sign-request_r4-server"))
+    resource = body["context"]["draftOrders"]["entry"][0]["resource"]
+    resource["medicationCodeableConcept"] = {"coding": [{"system": RX, "code": "801961"}]}
+    resource.pop("dosageInstruction", None)
+    resource.pop("dispenseRequest", None)
+    body["prefetch"].pop("medications")
+    cards = _advise(engine, body)
+    [card] = cards
+    assert card["source"]["topic"]["code"] == "opioid-benzodiazepine"
+    assert card["indicator"] == "info"
+    assert "not checked" in card["summary"]
+    body = with_prefetch(sandbox_request("order-sign-request_r4-server"))
+    resource = body["context"]["draftOrders"]["entry"][0]["resource"]
+    resource["medicationCodeableConcept"] = {"coding": [{"system": RX, "code": "801961"}]}
+    assert _advise(engine, body) == []  # medication list known and empty: quiet

@@ -13,6 +13,19 @@ def opioid_benzodiazepine(
     rule = policy["opioid"]
     opioids = sorted(active_classes(record, rule["count_draft_opioids"]).get("opioid", set()))
     if not opioids:
+        if "medications" in record.unknown and rule["unknown_indicator"] != "none":
+            # silence would read as "no opioid": say the boxed-warning check was not done
+            return [
+                new_finding(
+                    "opioid-benzodiazepine",
+                    rule["unknown_indicator"],
+                    order,
+                    record,
+                    variant="unchecked",
+                    facts={},
+                    audit={"opioids_checked": False},
+                )
+            ]
         return []
     reasons = []
     if rule["escalate_if_age65"] and is_older(record, policy):
