@@ -48,9 +48,7 @@ def compose_order(findings: list[Finding], policy: Policy) -> list[Finding]:
     return findings
 
 
-def dedupe_patient_cards(
-    cards: Sequence[dict[str, Any]], policy: Policy
-) -> list[dict[str, Any]]:
+def dedupe_patient_cards(cards: Sequence[dict[str, Any]], policy: Policy) -> list[dict[str, Any]]:
     """One card per patient-level problem: the same topic, indicator and summary for several
     diazepam drafts is shown once, its audit naming every order it covers."""
     topics = set(policy["compose"]["patient_level_topics"])

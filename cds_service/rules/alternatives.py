@@ -13,7 +13,7 @@ from typing import Any
 
 from cds_service.models import DiazepamOrder, Finding, Option, PatientRecord
 from cds_service.policy import Policy
-from cds_service.rules.common import amount, fmt, is_older, new_finding, pathway
+from cds_service.rules.common import amount, fmt, indication, is_older, new_finding, pathway
 from cds_service.suggestions import alternative_request
 
 
@@ -108,7 +108,8 @@ def assess(
         if record.has(group):
             notes.append((effect, titles.get(group, group).lower()))
     if soft.get("age65") and older:
-        notes.append((soft["age65"], f"age {record.age_years}: lower individual doses"))
+        text = soft.get("age65_text") or "age {age}: lower individual doses"
+        notes.append((soft["age65"], text.format(age=record.age_years)))
     kidney = _kidney(record, policy)
     if soft.get("crcl_low") and kidney is not None and kidney < renal["tizanidine_caution_crcl"]:
         notes.append((soft["crcl_low"], f"CrCl about {fmt(kidney)} mL/min"))
@@ -147,7 +148,7 @@ def muscle_relaxant_alternative(
         return [
             new_finding(
                 "muscle-relaxant-alternative",
-                "info",
+                alt["anxiety_indicator"],
                 order,
                 record,
                 variant="anxiety",
@@ -185,7 +186,7 @@ def muscle_relaxant_alternative(
         return [
             new_finding(
                 "no-suitable-alternative",
-                "info",
+                alt["no_suitable_indicator"],
                 order,
                 record,
                 facts={
@@ -243,6 +244,9 @@ def muscle_relaxant_alternative(
                 "days": fmt(supply),
                 "options_md": "\n".join(lines),
                 "excluded_md": "\n".join(f"- {e}" for e in excluded) or "- none",
+                "for_what": "for acute muscle spasm"
+                if indication(order, record, policy).kind == "acute_spasm"
+                else "(no indication recorded)",
             },
             audit=audit,
             options=options,

@@ -29,7 +29,7 @@ def beers_benzodiazepine(
         return [
             new_finding(
                 "beers-benzodiazepine",
-                "info",
+                rule["exception_indicator"],
                 order,
                 record,
                 variant="exception",

@@ -20,7 +20,7 @@ def dose_limit(order: DiazepamOrder, record: PatientRecord, policy: Policy) -> l
         return [
             new_finding(
                 "dose-limit",
-                "info",
+                policy["hepatic"]["alcohol_withdrawal_indicator"],
                 order,
                 record,
                 variant="hepatic",

@@ -4,7 +4,15 @@ from __future__ import annotations
 
 from cds_service.models import DiazepamOrder, Finding, Option, PatientRecord
 from cds_service.policy import Policy
-from cds_service.rules.common import amount, effective_route, fmt, is_older, new_finding, pathway
+from cds_service.rules.common import (
+    amount,
+    effective_route,
+    fmt,
+    indication,
+    is_older,
+    new_finding,
+    pathway,
+)
 from cds_service.suggestions import rewrite_order
 
 
@@ -40,6 +48,9 @@ def duration_limit(order: DiazepamOrder, record: PatientRecord, policy: Policy) 
                 "ideal": fmt(rule["ideal_days"]),
                 "max": fmt(rule["max_days"]),
                 "source": order.days_source,
+                "use": "acute muscle spasm use"
+                if indication(order, record, policy).kind == "acute_spasm"
+                else "use without a recorded indication",
             },
             audit={
                 "days_supply": round(days, 2),

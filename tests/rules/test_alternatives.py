@@ -99,3 +99,50 @@ def test_seizure_and_anxiety_offer_no_relaxant(order, policy):
     assert muscle_relaxant_alternative(order(reason="G40.909"), patient(40), policy) == []
     [f] = muscle_relaxant_alternative(order(reason="F41.9"), patient(40), policy)
     assert f.variant == "anxiety" and not f.options
+
+
+def test_cyclobenzaprine_last_resort_at_65_carries_the_beers_warning(order, policy):
+    """F.3: for 65+ cyclobenzaprine only when baclofen and tizanidine are excluded, 'with Beers
+    warning text' (SMR avoid + strong anticholinergic), not a generic 'lower doses' note."""
+    record = patient(72, conditions={"liver_disease": None}, egfr=40)  # tizanidine, baclofen out
+    record.conditions.pop("liver_disease")
+    record.conditions["hepatic_failure"] = None
+    findings = muscle_relaxant_alternative(order(reason="M62.830"), record, policy)
+    [f] = findings
+    if f.topic == "no-suitable-alternative":  # hepatic failure also excludes cyclobenzaprine
+        record = patient(72, egfr=40, meds=[med(policy.valuesets, "ciprofloxacin")])
+        [f] = muscle_relaxant_alternative(order(reason="M62.830"), record, policy)
+    assert [o.code for o in f.options] == ["828320"]
+    text = f.facts["options_md"]
+    assert "Beers" in text and "anticholinergic" in text
+
+
+def test_indication_levels_are_policy(order, policy):
+    """Indicators of the no-suitable, anxiety, Beers-exception and hepatic cards come from the
+    policy file like every other [D] level."""
+    from cds_service.policy import load_policy
+    from cds_service.rules.beers import beers_benzodiazepine
+    from cds_service.rules.dose import dose_limit
+
+    warn = load_policy(
+        valuesets=policy.valuesets,
+        overrides={
+            "alternatives": {"no_suitable_indicator": "warning", "anxiety_indicator": "warning"},
+            "beers": {"exception_card": "info", "exception_indicator": "warning"},
+            "hepatic": {"alcohol_withdrawal_indicator": "warning"},
+        },
+    )
+    [f] = muscle_relaxant_alternative(order(reason="F41.9"), patient(40), warn)
+    assert f.indicator == "warning"
+    [f] = beers_benzodiazepine(order(reason="F41.1"), patient(70), warn)  # GAD
+    assert f.indicator == "warning"
+    [f] = dose_limit(order(reason="F10.230"), patient(70, conditions={"liver_disease": None}), warn)
+    assert f.indicator == "warning"
+    excluded = patient(
+        72,
+        egfr=40,
+        conditions={"heart_failure": None},
+        meds=[med(policy.valuesets, "ciprofloxacin")],
+    )
+    [f] = muscle_relaxant_alternative(order(reason="M62.830"), excluded, warn)
+    assert (f.topic, f.indicator) == ("no-suitable-alternative", "warning")

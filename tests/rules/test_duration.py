@@ -44,3 +44,24 @@ def test_no_cap_for_seizure_spasticity_or_rescue_routes(order, policy):
 
 def test_unknown_indication_oral_is_capped(order, policy):
     assert duration_limit(order(days=30), patient(40), policy)[0].indicator == "warning"
+
+
+def test_unknown_indication_is_not_called_muscle_spasm(order, policy):
+    """R12 applies the R6 defaults to an oral order without indication, but the cards must not
+    claim the order is for muscle spasm."""
+    from cds_service.cards import load_templates, render
+    from cds_service.rules.alternatives import muscle_relaxant_alternative
+    from cds_service.rules.duration import duration_limit
+    from tests.rules.conftest import patient
+
+    templates = load_templates("cards")
+    made = order(days=30)
+    for rule in (duration_limit, muscle_relaxant_alternative):
+        [f] = rule(made, patient(40), policy)
+        card = render(f, templates[f.topic], made, policy, "standard", [])
+        assert "spasm" not in card["summary"], card["summary"]
+        assert "indication" in card["summary"]
+        assert len(card["summary"]) < 140
+    [f] = duration_limit(order(days=30, reason="M62.830"), patient(40), policy)
+    card = render(f, templates[f.topic], made, policy, "standard", [])
+    assert "spasm" in card["summary"]
