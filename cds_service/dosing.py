@@ -92,6 +92,15 @@ def num(value: Any) -> float | None:
     return float(value)
 
 
+def _sane(value: float, *, zero_ok: bool = False) -> float | None:
+    """A computed amount a rule may use: finite and positive. Absurd inputs (1e308 mg,
+    periods of 5e-324 s) overflow to inf or underflow to 0, which would divide by zero or be
+    printed on a card as "inf mg/day"; they are treated as unknown instead."""
+    if not math.isfinite(value) or value < 0 or (value == 0 and not zero_ok):
+        return None
+    return value
+
+
 def unit_days(unit: Any) -> float | None:
     if not isinstance(unit, str):
         return None
@@ -108,7 +117,7 @@ def duration_days(quantity: Mapping[str, Any] | None) -> float | None:
     if value is None:
         return None
     per = unit_days(quantity.get("code")) or unit_days(quantity.get("unit"))
-    return None if per is None else value * per
+    return None if per is None else _sane(value * per, zero_ok=True)
 
 
 def quantity_unit(quantity: Mapping[str, Any] | None) -> str | None:
@@ -151,7 +160,8 @@ def doses_per_day(timing: Mapping[str, Any] | None, use_max: bool = True) -> flo
         if period is not None and per is not None and period > 0:
             if freq is None:
                 freq = 1.0
-            return freq / (period * per)
+            span = period * per  # 5e-324 s underflows to 0
+            return _sane(freq / span) if span > 0 else None
         times = repeat.get("timeOfDay")
         if isinstance(times, list) and times:
             return float(len(times))
@@ -181,9 +191,10 @@ def max_per_day(dosage: Mapping[str, Any]) -> tuple[float, str | None] | None:
     top, bottom = ratio.get("numerator"), ratio.get("denominator")
     amount = num(top.get("value")) if isinstance(top, Mapping) else None
     span = duration_days(bottom) if isinstance(bottom, Mapping) else None
-    if amount is None or not span:
+    per_day = _sane(amount / span, zero_ok=True) if amount is not None and span else None
+    if per_day is None:
         return None
-    return amount / span, quantity_unit(top)
+    return per_day, quantity_unit(top)
 
 
 def dose_quantity(dosage: Mapping[str, Any]) -> Mapping[str, Any] | None:
@@ -255,12 +266,14 @@ def supply_days(
     """Days supplied, by the first rule that applies (knowledge F.1), times 1 + repeats."""
     fills = 1 + max(0, repeats)
     if expected is not None and expected > 0:
-        return expected * fills, "expectedSupplyDuration"
-    if quantity and units_per_day:
-        return quantity / units_per_day * fills, "quantity"
-    if bounds is not None and bounds > 0:
-        return bounds * fills, "bounds"
-    return None
+        days, source = _sane(expected * fills), "expectedSupplyDuration"
+    elif quantity and units_per_day:
+        days, source = _sane(quantity / units_per_day * fills), "quantity"
+    elif bounds is not None and bounds > 0:
+        days, source = _sane(bounds * fills), "bounds"
+    else:
+        return None
+    return None if days is None else (days, source)
 
 
 def capped_quantity(units_per_day: float, days: float) -> float | None:

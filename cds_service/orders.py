@@ -9,6 +9,7 @@ checked. Identity is decided by code look-ups first (product, then ingredient 33
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, date, datetime
@@ -338,6 +339,8 @@ class OrderReader:
                 if cap_doses is not None:
                     per_day = cap_doses if per_day is None else min(per_day, cap_doses)
             mg_day = mg * per_day if mg is not None and per_day is not None else None
+            if mg_day is not None and not math.isfinite(mg_day):  # 1e308 mg x 3: unknown
+                mg, per_day, mg_day = None, None, None
             key = mg_day if mg_day is not None else -1.0
             if best is None or key > best[0]:
                 best = (key, mg, units, per_day, prn)
