@@ -79,9 +79,10 @@ def evaluate_targets(results: dict[str, Any]) -> dict[str, Any]:
 
 def _store(settings: dict[str, Any]) -> str:
     database = settings.get("database", "sqlite")
-    if database == "sqlite":
-        return f"SQLite on {settings.get('data_dir_fs', '?')}"
-    return database
+    text = f"SQLite on {settings.get('data_dir_fs', '?')}" if database == "sqlite" else database
+    if settings.get("whatif_store"):
+        text += " — EXPERIMENT: store patched by bench/whatif (not the shipped behaviour)"
+    return text
 
 
 def _fmt(value: float | None, digits: int = 2) -> str:
