@@ -87,7 +87,19 @@ def negative_schema(tmp_path_factory: pytest.TempPathFactory) -> Any:
     return _schema(tmp_path_factory, DataGenerationMethod.negative)
 
 
+@pytest.fixture(scope="module")
+def guarded_schema(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """Authentication on (trusting only the public sandbox issuer): every generated bearer
+    token is a forgery."""
+    data_dir = tmp_path_factory.mktemp("guarded") / "data"
+    app = create_app({"data_dir": str(data_dir), "dev_trust_sandbox": True})
+    return schemathesis.from_path(
+        str(SPEC), app=app, data_generation_methods=[DataGenerationMethod.positive]
+    )
+
+
 positive = schemathesis.from_pytest_fixture("positive_schema")
+guarded = schemathesis.from_pytest_fixture("guarded_schema")
 negative = schemathesis.from_pytest_fixture("negative_schema")
 
 SELECT = "diazepam-order-select"
@@ -162,6 +174,42 @@ def test_valid_feedback_is_stored(case):
 @FUZZ_SETTINGS
 def test_invalid_feedback_is_rejected(case):
     _exercise(case, SELECT)
+
+
+def _expect_401_unless_open(case: Any, response: Any) -> None:
+    SEEN[(case.operation.verbose_name, "forged-token", response.status_code)] += 1
+    if case.operation.path in ("/health", "/metrics"):
+        assert response.status_code == 200
+    else:
+        assert response.status_code == 401, response.text
+        assert response.headers["WWW-Authenticate"].startswith("Bearer")
+
+
+# Feedback bodies are the costly ones to generate and play no part in a 401: that operation
+# gets fixed bodies with generated tokens below.
+@guarded.exclude(operation_id="feedback").parametrize()
+@settings(FUZZ_SETTINGS, max_examples=MAX_EXAMPLES // 5)
+def test_forged_tokens_get_the_declared_401(case):
+    _expect_401_unless_open(case, case.call_and_validate(checks=CHECKS))
+
+
+@pytest.mark.parametrize(
+    "authorization",
+    ["", "Bearer", "Bearer x", "Basic dTpw", "Bearer a.b.c", "Bearer " + "A" * 8000],
+)
+def test_forged_tokens_on_feedback_get_the_declared_401(guarded_schema, authorization):
+    operation = guarded_schema["/cds-services/{id}/feedback"]["POST"]
+    case = operation.make_case(
+        path_parameters={"id": SIGN},
+        headers={"Authorization": authorization} if authorization else {},
+        body={
+            "feedback": [
+                {"card": "c", "outcome": "overridden", "outcomeTimestamp": "2026-01-15T10:00:00Z"}
+            ]
+        },
+        media_type="application/json",
+    )
+    _expect_401_unless_open(case, case.call_and_validate(checks=CHECKS))
 
 
 def test_the_harness_catches_a_server_error(tmp_path):
