@@ -16,10 +16,29 @@ from typing import Any
 
 import yaml
 from jsonschema import Draft202012Validator
+from schemathesis.checks import not_a_server_error
+from schemathesis.specs.openapi.checks import (
+    content_type_conformance,
+    negative_data_rejection,
+    response_headers_conformance,
+    response_schema_conformance,
+    status_code_conformance,
+)
 
 SPEC = Path(__file__).resolve().parents[2] / "openapi.yaml"
 _ACCIDENTS = re.compile(r"\b(NaN|nan|inf|Infinity|None|null|undefined)\b|\{\w+\}")
 _TEXT_FIELDS = ("summary", "detail", "label", "description", "display")
+
+# The schemathesis checks every contract test applies: no 5xx, only declared statuses, declared
+# content types, headers and body schemas, and invalid input refused.
+CHECKS = (
+    not_a_server_error,
+    status_code_conformance,
+    content_type_conformance,
+    response_headers_conformance,
+    response_schema_conformance,
+    negative_data_rejection,
+)
 
 
 @cache

@@ -11,39 +11,22 @@ negative cases mutate the body, not only the path (an unknown id is a trivial 40
 from __future__ import annotations
 
 from collections import Counter
-from pathlib import Path
 from typing import Any
 
 import pytest
 import schemathesis
 from hypothesis import HealthCheck, settings
 from schemathesis import DataGenerationMethod, GenerationConfig
-from schemathesis.checks import not_a_server_error
 from schemathesis.exceptions import CheckFailed
-from schemathesis.specs.openapi.checks import (
-    content_type_conformance,
-    negative_data_rejection,
-    response_headers_conformance,
-    response_schema_conformance,
-    status_code_conformance,
-)
 
 from cds_service.app import create_app
 from cds_service.discovery import SERVICES
+from tests.robustness.contract import CHECKS, SPEC
 
-SPEC = Path(__file__).resolve().parents[2] / "openapi.yaml"
 MAX_EXAMPLES = 50  # per operation, per service id, per generation method
 
 schemathesis.experimental.OPEN_API_3_1.enable()
 
-CHECKS = (
-    not_a_server_error,
-    status_code_conformance,
-    content_type_conformance,
-    response_headers_conformance,
-    response_schema_conformance,
-    negative_data_rejection,
-)
 FUZZ_SETTINGS = settings(
     max_examples=MAX_EXAMPLES,
     derandomize=True,
