@@ -32,14 +32,14 @@ class Advisor(Protocol):
     ) -> list[dict[str, Any]]: ...
 
 
-class NoAdvice:
-    """An advisor that recognises no order: used only where no clinical engine is configured."""
+_DROP = object()
 
-    def orders_in_scope(self, request: HookRequest) -> Sequence[Any]:
-        return ()
 
-    def advise(self, request, orders, data, profile, timings):  # type: ignore[no-untyped-def]
-        return []
+def _cleaned(item: Any) -> Any:
+    if isinstance(item, dict | list):
+        item = prune(item)
+        return item if item else _DROP
+    return _DROP if item is None or item == "" else item
 
 
 def prune(value: Any) -> Any:
@@ -49,27 +49,9 @@ def prune(value: Any) -> Any:
     kept or dropped without a recursive call and containers are judged empty by truthiness.
     """
     if isinstance(value, dict):
-        out: dict[str, Any] = {}
-        for key, item in value.items():
-            if isinstance(item, dict | list):
-                item = prune(item)
-                if not item:
-                    continue
-            elif item is None or item == "":
-                continue
-            out[key] = item
-        return out
+        return {k: c for k, v in value.items() if (c := _cleaned(v)) is not _DROP}
     if isinstance(value, list):
-        items: list[Any] = []
-        for item in value:
-            if isinstance(item, dict | list):
-                item = prune(item)
-                if not item:
-                    continue
-            elif item is None or item == "":
-                continue
-            items.append(item)
-        return items
+        return [c for v in value if (c := _cleaned(v)) is not _DROP]
     return value
 
 

@@ -14,8 +14,6 @@ from pathlib import Path
 import pytest
 import requests
 
-from cds_service.app import create_app
-from cds_service.pipeline import NoAdvice
 from tests.fhir.fault_server import Action, fault_server
 from tests.fhir.records import hook_body, make_record
 from tests.support.server import running_server
@@ -26,16 +24,9 @@ PATIENT_ID = "pt-gunicorn"
 PATIENT = make_record(PATIENT_ID)["patient"][0]
 
 
-@pytest.fixture
-def engine_registered(tmp_path: Path) -> None:
-    app = create_app({"auth": "disabled", "data_dir": str(tmp_path / "probe")})
-    if isinstance(app.extensions["cds.advisor"], NoAdvice):
-        pytest.skip("the clinical engine is not registered yet: no order is ever in scope")
-
-
 @pytest.mark.slow
 def test_hung_fhir_server_never_delays_the_answer_past_the_deadline(
-    tmp_path: Path, engine_registered: None
+    tmp_path: Path,
 ) -> None:
     env = {
         "CDS_AUTH": "disabled",

@@ -12,7 +12,6 @@ import requests
 from cds_service.discovery import PREFETCH_TEMPLATES
 from cds_service.errors import ApiError
 from cds_service.fhir.resolve import resolve_patient_data
-from cds_service.pipeline import NoAdvice
 from tests.fhir.records import (
     card_data,
     fhir_settings,
@@ -255,8 +254,6 @@ def test_wrong_token_with_the_real_engine_cards_say_what_was_not_known(
 ) -> None:
     patient_id, record = load(fhir_server)
     app = make_app(fhir_allowlist=("127.0.0.1",), fhir_allow_loopback=True)
-    if isinstance(app.extensions["cds.advisor"], NoAdvice):
-        pytest.skip("the clinical engine is not registered yet")
     client = app.test_client()
 
     def details(token: str) -> str:
@@ -282,8 +279,6 @@ def test_request_log_line_with_the_real_engine_has_every_stage(
 ) -> None:
     patient_id, _ = load(fhir_server)
     app = make_app(fhir_allowlist=("127.0.0.1",), fhir_allow_loopback=True)
-    if isinstance(app.extensions["cds.advisor"], NoAdvice):
-        pytest.skip("the clinical engine is not registered yet")
     body = hook_body(patient_id, fhir_server=fhir_server.base_url, token=fhir_server.token)
     caplog.set_level(logging.INFO)
     response = app.test_client().post("/cds-services/diazepam-order-sign", json=body)
