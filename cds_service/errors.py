@@ -7,6 +7,7 @@ non-2xx, which is what troubleshooting tools and EHR logs can read.
 from __future__ import annotations
 
 import logging
+import traceback
 from typing import Any
 
 from flask import Flask, Response, jsonify
@@ -90,6 +91,9 @@ def register_error_handlers(app: Flask) -> None:
 
     @app.errorhandler(Exception)
     def _unexpected(exc: Exception) -> Response:
-        # The detail goes to the log only; the client gets a generic text.
-        log.exception("unhandled error: %s", type(exc).__name__)
+        # The client gets a generic text; the log gets the exception type and the stack frames
+        # but not the message: validation errors (pydantic, fhir.resources) quote the input,
+        # which may be PHI.
+        stack = "".join(traceback.format_tb(exc.__traceback__))
+        log.error("unhandled error: %s", type(exc).__name__, extra={"stack": stack[-8000:]})
         return error_response(500, "Internal error; the service logged the details.")

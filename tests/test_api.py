@@ -230,6 +230,10 @@ def test_unexpected_exception_is_generic_500(app, sandbox_request, caplog):
     text = _outcome_text(response)
     assert "boom" not in text and "Traceback" not in response.get_data(as_text=True)
     assert any("RuntimeError" in r.getMessage() for r in caplog.records)
+    logged = [r for r in caplog.records if "RuntimeError" in r.getMessage()]
+    assert "orders_in_scope" in logged[0].stack  # where it failed is logged
+    # the message (which may quote patient input) is not
+    assert all("boom" not in r.getMessage() and not r.exc_info for r in caplog.records)
 
 
 def test_feedback_validates_body(client):
