@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from functools import cache
 from importlib import resources
@@ -35,6 +35,13 @@ _INDEXED_VALUESETS = (
     "cdc/extended-release-opioid-with-ambulatory-misuse-potential.json",
     "cdc/buprenorphine-and-methadone-medications.json",
 )
+
+
+# Text-match memo (per ValueSets, i.e. per worker): EHRs repeat the same few medication and
+# problem-list texts, and the regular expressions were ~2 ms of the large benchmark call.
+# Bounded by entries and by text length (texts come from callers); cleared when full.
+TEXT_CACHE_MAX_ENTRIES = 4096
+TEXT_CACHE_MAX_CHARS = 1024
 
 
 class ValueSetError(ValueError):
@@ -111,6 +118,26 @@ class ValueSets:
     _text_re: re.Pattern[str] | None = None
     _text_groups: dict[str, frozenset[str]] = field(default_factory=dict)
     _route_re: re.Pattern[str] | None = None
+    _text_cache: dict[tuple[str, str], frozenset[str]] = field(
+        default_factory=dict, repr=False, compare=False
+    )
+
+    def _memo(self, kind: str, text: str, match: Callable[[str], frozenset[str]]) -> frozenset[str]:
+        """``match(text.lower())``, remembered by (kind, lower-cased text). The patterns are
+        case-insensitive, so the lower-cased text is the key and the input alike: equal keys
+        can never give different answers. Plain dict operations only (atomic under the GIL,
+        so the threads of a worker may share it; a lost entry is merely recomputed)."""
+        lowered = text.lower()
+        if len(lowered) > TEXT_CACHE_MAX_CHARS:
+            return match(lowered)
+        key = (kind, lowered)
+        found = self._text_cache.get(key)
+        if found is None:
+            found = match(lowered)
+            if len(self._text_cache) >= TEXT_CACHE_MAX_ENTRIES:
+                self._text_cache.clear()
+            self._text_cache[key] = found
+        return found
 
     def __post_init__(self) -> None:
         self._route_re = _word_pattern(self.route_words) if self.route_words else None
@@ -139,6 +166,9 @@ class ValueSets:
 
     # -- medications -------------------------------------------------------------------------
     def ingredients_in_text(self, text: str) -> frozenset[str]:
+        return self._memo("ingredients", text, self._match_ingredients)
+
+    def _match_ingredients(self, text: str) -> frozenset[str]:
         assert self._name_re is not None
         found = set()
         for match in self._name_re.finditer(text):
@@ -200,9 +230,12 @@ class ValueSets:
         return frozenset()
 
     def groups_of_text(self, text: str) -> frozenset[str]:
-        assert self._text_re is not None
         if not text:
             return frozenset()
+        return self._memo("groups", text, self._match_groups)
+
+    def _match_groups(self, text: str) -> frozenset[str]:
+        assert self._text_re is not None
         out: set[str] = set()
         for match in self._text_re.finditer(text):
             out |= self._text_groups.get(match.group(1).lower(), frozenset())
