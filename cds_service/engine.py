@@ -7,6 +7,7 @@ runs the pure rules and renders one card per finding, most urgent first.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -16,12 +17,14 @@ from cds_service.compose import compose_order, dedupe_patient_cards
 from cds_service.config import ConfigError, Settings
 from cds_service.fhir.prefetch import PatientData
 from cds_service.hook_request import HookRequest
-from cds_service.models import DiazepamOrder, Finding
+from cds_service.models import DiazepamOrder, Finding, PatientRecord
 from cds_service.orders import OrderReader
 from cds_service.policy import Policy, load_policy
-from cds_service.record import build_record
+from cds_service.record import prepare_record, record_for
 from cds_service.rules import RULES, Rule
 from cds_service.valuesets import ValueSets, load_valuesets
+
+log = logging.getLogger(__name__)
 
 
 class Engine:
@@ -57,12 +60,24 @@ class Engine:
 
     # -- Advisor -------------------------------------------------------------------------
     def orders_in_scope(self, request: HookRequest) -> list[DiazepamOrder]:
-        return self.reader.orders_in_scope(request)
+        """At most ``policy["max_orders_per_request"]`` diazepam orders: advice on the first
+        ones is what a clinician can read (cards are capped too), and a request with hundreds
+        of diazepam drafts must not pin a worker. The rest are counted in the log."""
+        limit = int(self.policy["max_orders_per_request"])
+        orders, skipped = self.reader.scan(request, limit=limit)
+        if skipped:
+            log.warning(
+                "advised on %d diazepam draft orders, %d more not advised "
+                "(policy max_orders_per_request=%d)",
+                len(orders),
+                skipped,
+                limit,
+            )
+        return orders
 
     def findings(
-        self, request: HookRequest, order: DiazepamOrder, data: PatientData
+        self, order: DiazepamOrder, record: PatientRecord
     ) -> tuple[list[Finding], frozenset[str]]:
-        record = build_record(data, self.valuesets, self.policy, order, request.draft_resources)
         found: list[Finding] = []
         for rule in self.rules:
             found.extend(rule(order, record, self.policy))
@@ -77,7 +92,11 @@ class Engine:
         timings: dict[str, float],
     ) -> list[dict[str, Any]]:
         started = time.perf_counter()
-        per_order = [(order, *self.findings(request, order, data)) for order in orders]
+        # classify the patient's data and the drafts once; each order gets a cheap view
+        base = prepare_record(data, self.valuesets, self.policy, request.draft_resources)
+        per_order = [
+            (order, *self.findings(order, record_for(base, order, self.policy))) for order in orders
+        ]
         ruled = time.perf_counter()
         timings["rules_ms"] = (ruled - started) * 1000
         if profile not in self.policy["profiles"]:

@@ -100,6 +100,14 @@ class OrderReader:
 
     # -- scope ---------------------------------------------------------------------------
     def orders_in_scope(self, request: HookRequest) -> list[DiazepamOrder]:
+        return self.scan(request)[0]
+
+    def scan(
+        self, request: HookRequest, limit: int | None = None
+    ) -> tuple[list[DiazepamOrder], int]:
+        """The diazepam orders in scope (at most ``limit``, in request order) and how many more
+        diazepam drafts there were: those are only identified, not read or validated, so a
+        request with hundreds of drafts costs little past the limit."""
         drafts = [
             r
             for r in request.draft_resources
@@ -109,14 +117,18 @@ class OrderReader:
             chosen = set(request.selections or ())
             drafts = [r for r in drafts if f"{r.get('resourceType')}/{r.get('id')}" in chosen]
         if not drafts:
-            return []
+            return [], 0
         refs = reference_index([*request.draft_resources, *_prefetch_resources(request.prefetch)])
-        orders = []
+        orders: list[DiazepamOrder] = []
+        skipped = 0
         for resource in drafts:
+            if limit is not None and len(orders) >= limit:
+                skipped += self._identify(resource, refs) is not None
+                continue
             order = self.read(resource, refs)
             if order is not None:
                 orders.append(order)
-        return orders
+        return orders, skipped
 
     # -- one order -----------------------------------------------------------------------
     def read(

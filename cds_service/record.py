@@ -8,6 +8,7 @@ could not be obtained is named in ``unknown`` so cards can say what was not know
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import date, timedelta
 from typing import Any
 
@@ -116,11 +117,113 @@ def _lab(resource: Mapping[str, Any], vs: ValueSets) -> LabValue | None:
     return LabValue(vs.kidney[code]["kind"], value, str(unit) if unit else None, when, code)
 
 
-def _latest(labs: Sequence[LabValue], vs: ValueSets) -> LabValue | None:
+def _latest(labs: Sequence[tuple[LabValue, int]]) -> LabValue | None:
+    """``labs`` pairs each result with its code's rank (lower is preferred)."""
     if not labs:
         return None
     # newest first; same day → the preferred (non-race-adjusted) code, knowledge D.4
-    return max(labs, key=lambda lab: (lab.when or date.min, -int(vs.kidney[lab.code]["rank"])))
+    return max(labs, key=lambda item: (item[0].when or date.min, -item[1]))[0]
+
+
+@dataclass(frozen=True)
+class RecordBase:
+    """What every diazepam order of one request shares: the patient's resources classified once.
+
+    Classifying is the costly part (code look-ups per medication); a request may carry hundreds
+    of drafts, so doing it per order made one request cost O(orders x drafts). The per-order
+    view (``record_for``) only filters these lists by the order's date and its own id.
+    """
+
+    birth: date | None
+    missing: frozenset[str]
+    medications: tuple[MedicationUse, ...]
+    drafts: tuple[MedicationUse, ...]
+    conditions: Mapping[str, date | None]
+    condition_codes: Mapping[str, tuple[str, ...]]
+    condition_refs: Mapping[str, frozenset[str]]
+    labs: tuple[tuple[LabValue, int], ...]  # dated kidney results with their code's rank
+    allergies: frozenset[str]
+
+
+def prepare_record(
+    data: PatientData,
+    vs: ValueSets,
+    policy: Policy,
+    drafts: Iterable[Mapping[str, Any]] = (),
+) -> RecordBase:
+    """Classify the patient's data and the request's draft orders once per request."""
+    drafts = list(drafts)
+    patient = data.patient
+    birth = dosing.parse_date(patient.get("birthDate")) if isinstance(patient, Mapping) else None
+    all_resources = [r for key in data.resources for r in data.of(key)]
+    refs = reference_index([*all_resources, *drafts])
+
+    medications = []
+    for res in data.of("medications"):
+        if res.get("resourceType") not in ORDER_TYPES + ("MedicationStatement",):
+            continue
+        use = medication_use(res, vs, refs)
+        if use is not None:
+            medications.append(use)
+    draft_uses = []
+    if policy["beers"]["cns_count_includes_drafts"] or policy["opioid"]["count_draft_opioids"]:
+        for res in drafts:
+            if not isinstance(res, Mapping) or res.get("resourceType") not in ORDER_TYPES:
+                continue
+            use = medication_use(res, vs, refs)
+            if use is not None:
+                draft_uses.append(use)
+
+    conditions, condition_codes, condition_refs = _conditions(data, vs, policy)
+    labs = []
+    for res in data.of("observations"):
+        if res.get("resourceType") != "Observation":
+            continue
+        lab = _lab(res, vs)
+        # an undated result cannot be placed in the look-back window
+        if lab is not None and lab.when is not None:
+            labs.append((lab, int(vs.kidney[lab.code]["rank"])))
+    return RecordBase(
+        birth=birth,
+        missing=frozenset(data.missing),
+        medications=tuple(medications),
+        drafts=tuple(draft_uses),
+        conditions=conditions,
+        condition_codes={k: tuple(v) for k, v in condition_codes.items()},
+        condition_refs=condition_refs,
+        labs=tuple(labs),
+        allergies=_allergies(data, vs),
+    )
+
+
+def record_for(base: RecordBase, order: DiazepamOrder, policy: Policy) -> PatientRecord:
+    """The PatientRecord at the order's date, leaving the order itself out of its own record."""
+    record = PatientRecord()
+    unknown = set(base.missing)
+    on = order.order_date
+    if base.birth is not None and base.birth <= on:
+        record.age_years, record.age_months = dosing.age_on(base.birth, on)
+    else:
+        unknown.add("age")
+    maoi_since = on - timedelta(days=int(policy["windows"]["maoi_days"]))
+    for use in base.medications:
+        if use.ref == order.ref:
+            continue
+        if use.status in _ACTIVE_MED:
+            record.medications.append(use)
+        elif use.status in _STOPPED_MED and use.end is not None and use.end >= maoi_since:
+            record.recently_stopped.append(use)
+    record.draft_medications = [use for use in base.drafts if use.ref != order.ref]
+    record.conditions = dict(base.conditions)
+    record.condition_codes = {k: list(v) for k, v in base.condition_codes.items()}
+    record.condition_refs = dict(base.condition_refs)
+    lookback = on - timedelta(days=int(policy["renal"]["lookback_days"]))
+    in_window = [item for item in base.labs if lookback <= item[0].when <= on]  # type: ignore[operator]
+    record.egfr = _latest([item for item in in_window if item[0].kind == "egfr"])
+    record.crcl = _latest([item for item in in_window if item[0].kind == "crcl"])
+    record.allergies = base.allergies
+    record.unknown = frozenset(unknown)
+    return record
 
 
 def build_record(
@@ -130,42 +233,18 @@ def build_record(
     order: DiazepamOrder,
     drafts: Iterable[Mapping[str, Any]] = (),
 ) -> PatientRecord:
-    """PatientRecord at the order's date; ``drafts`` are the request's other draft orders."""
-    record = PatientRecord()
-    unknown = set(data.missing)
-    on = order.order_date
-    patient = data.patient
-    birth = dosing.parse_date(patient.get("birthDate")) if isinstance(patient, Mapping) else None
-    if birth is not None and birth <= on:
-        record.age_years, record.age_months = dosing.age_on(birth, on)
-    else:
-        unknown.add("age")
+    """PatientRecord at the order's date; ``drafts`` are the request's other draft orders.
 
-    all_resources = [r for key in data.resources for r in data.of(key)]
-    refs = reference_index([*all_resources, *drafts])
-    maoi_since = on - timedelta(days=int(policy["windows"]["maoi_days"]))
-    for res in data.of("medications"):
-        if res.get("resourceType") not in ORDER_TYPES + ("MedicationStatement",):
-            continue
-        if f"{res.get('resourceType')}/{res.get('id')}" == order.ref:
-            continue
-        use = medication_use(res, vs, refs)
-        if use is None:
-            continue
-        if use.status in _ACTIVE_MED:
-            record.medications.append(use)
-        elif use.status in _STOPPED_MED and use.end is not None and use.end >= maoi_since:
-            record.recently_stopped.append(use)
-    if policy["beers"]["cns_count_includes_drafts"] or policy["opioid"]["count_draft_opioids"]:
-        for res in drafts:
-            if not isinstance(res, Mapping) or res.get("resourceType") not in ORDER_TYPES:
-                continue
-            if f"{res.get('resourceType')}/{res.get('id')}" == order.ref:
-                continue
-            use = medication_use(res, vs, refs)
-            if use is not None:
-                record.draft_medications.append(use)
+    For one order; a request with several orders prepares once and calls ``record_for``."""
+    return record_for(prepare_record(data, vs, policy, drafts), order, policy)
 
+
+def _conditions(
+    data: PatientData, vs: ValueSets, policy: Policy
+) -> tuple[dict[str, date | None], dict[str, list[str]], dict[str, frozenset[str]]]:
+    conditions: dict[str, date | None] = {}
+    condition_codes: dict[str, list[str]] = {}
+    condition_refs: dict[str, frozenset[str]] = {}
     history = set(policy["history_groups"])
     for res in data.of("conditions"):
         if res.get("resourceType") != "Condition":
@@ -179,38 +258,23 @@ def build_record(
         when = dosing.parse_date(res.get("onsetDateTime")) or dosing.parse_date(
             res.get("recordedDate")
         )
-        ref = f"Condition/{res.get('id')}"
-        record.condition_refs[ref] = groups
+        condition_refs[f"Condition/{res.get('id')}"] = groups
         for group in groups:
             if inactive and group not in history:
                 continue
-            previous = record.conditions.get(group)
-            if group not in record.conditions or (when and (previous is None or when > previous)):
-                record.conditions[group] = when
+            previous = conditions.get(group)
+            if group not in conditions or (when and (previous is None or when > previous)):
+                conditions[group] = when
             codes = [
                 str(c.get("code"))
                 for c in (res.get("code") or {}).get("coding") or []
                 if isinstance(c, Mapping) and c.get("code")
             ]
-            record.condition_codes.setdefault(group, []).extend(codes[:1])
+            condition_codes.setdefault(group, []).extend(codes[:1])
+    return conditions, condition_codes, condition_refs
 
-    lookback = on - timedelta(days=int(policy["renal"]["lookback_days"]))
-    egfrs, crcls = [], []
-    for res in data.of("observations"):
-        if res.get("resourceType") != "Observation":
-            continue
-        lab = _lab(res, vs)
-        if lab is None or (lab.when is not None and (lab.when < lookback or lab.when > on)):
-            continue
-        if lab.when is None:
-            continue  # an undated result cannot be placed in the look-back window
-        if lab.kind == "egfr":
-            egfrs.append(lab)
-        elif lab.kind == "crcl":
-            crcls.append(lab)
-    record.egfr = _latest(egfrs, vs)
-    record.crcl = _latest(crcls, vs)
 
+def _allergies(data: PatientData, vs: ValueSets) -> frozenset[str]:
     allergies: set[str] = set()
     for res in data.of("allergies"):
         if res.get("resourceType") != "AllergyIntolerance":
@@ -229,6 +293,4 @@ def build_record(
         allergies |= vs.ingredients_of(codings, str(concept.get("text") or ""))
         if "benzodiazepine" in text.lower():
             allergies.add("benzodiazepine")
-    record.allergies = frozenset(allergies)
-    record.unknown = frozenset(unknown)
-    return record
+    return frozenset(allergies)
