@@ -45,16 +45,47 @@ def _units(value: float, unit: str | None) -> dict[str, Any]:
     return {"value": value, "unit": unit or "unit"}
 
 
+def _text(value: Any) -> str | None:
+    return value if isinstance(value, str) and value.strip() else None
+
+
+def _clean_concept(concept: Mapping[str, Any]) -> dict[str, Any] | None:
+    """A CodeableConcept reduced to codings (system/code/display strings) and text: whatever
+    else a draft carried (extensions, wrong types) is not copied into a new order."""
+    codings = []
+    for coding in concept.get("coding") or []:
+        if not isinstance(coding, Mapping) or _text(coding.get("code")) is None:
+            continue
+        clean = {k: coding[k] for k in ("system", "code", "display") if _text(coding.get(k))}
+        codings.append(clean)
+    out: dict[str, Any] = {}
+    if codings:
+        out["coding"] = codings
+    if _text(concept.get("text")):
+        out["text"] = concept["text"]
+    return out or None
+
+
+def _clean_reference(ref: Any) -> dict[str, Any] | None:
+    """A Reference with a string ``reference`` (display and type kept when strings), else None."""
+    if not isinstance(ref, Mapping) or _text(ref.get("reference")) is None:
+        return None
+    return {k: ref[k] for k in ("reference", "type", "display") if _text(ref.get(k))}
+
+
 def _reason_codes(order: DiazepamOrder) -> list[Any]:
     raw = order.raw
     reasons = raw.get("reasonCode") or raw.get("reasonCodeableConcept")
     if isinstance(reasons, Mapping):
         reasons = [reasons]
-    return copy.deepcopy([r for r in reasons or [] if isinstance(r, Mapping)])
+    if not isinstance(reasons, list):
+        return []
+    cleaned = (_clean_concept(r) for r in reasons if isinstance(r, Mapping))
+    return [c for c in cleaned if c]
 
 
 def _subject(order: DiazepamOrder) -> dict[str, Any] | None:
-    return copy.deepcopy(order.subject) if isinstance(order.subject, Mapping) else None
+    return _clean_reference(order.subject)
 
 
 def regimen_units_per_day(regimen: Mapping[str, Any], product: AlternativeProduct) -> float:
@@ -141,10 +172,12 @@ def alternative_request(
             "expectedSupplyDuration": _days(days),
         },
     }
-    if order.raw.get("authoredOn"):
-        resource["authoredOn"] = order.raw["authoredOn"]
-    if order.raw.get("encounter"):
-        resource["encounter"] = copy.deepcopy(order.raw["encounter"])
+    authored = order.raw.get("authoredOn")
+    if isinstance(authored, str) and dosing.parse_date(authored) is not None:
+        resource["authoredOn"] = authored
+    encounter = _clean_reference(order.raw.get("encounter"))
+    if encounter:
+        resource["encounter"] = encounter
     return {k: v for k, v in resource.items() if v not in (None, [], {})}
 
 
@@ -154,9 +187,12 @@ def rewrite_order(
     mg_per_dose: float | None = None,
     doses_per_day: float | None = None,
     product: tuple[str, str, float] | None = None,
-) -> dict[str, Any]:
+) -> dict[str, Any] | None:
     """The complete diazepam order rewritten to a cap (CDS Hooks ``update`` carries the whole
-    resource): supply, quantity and bounds recomputed from the same numbers."""
+    resource): supply, quantity and bounds recomputed from the same numbers.
+
+    None when the result would still carry a dose, rate, timing or quantity that is not a
+    positive finite number (a -5 mg dose the cap does not replace): one click would sign it."""
     res = copy.deepcopy(order.raw)
     mg_unit = order.mg_per_unit
     if product is not None:
@@ -233,7 +269,100 @@ def rewrite_order(
         else:
             dispense.pop("quantity", None)  # cannot be recomputed: the supply duration rules
     res["dispenseRequest"] = dispense
-    return res
+    return None if impossible_numbers(res) else res
+
+
+# Quantities of a Dosage (R4 and DSTU2) that must hold a positive finite number when present.
+_DOSE_QUANTITIES = (
+    "doseQuantity",
+    "rateQuantity",
+    "maxDosePerAdministration",
+    "maxDosePerLifetime",
+)
+_DOSE_PAIRS = {"doseRange": ("low", "high"), "rateRange": ("low", "high")}
+_RATIOS = ("rateRatio", "maxDosePerPeriod")
+_REPEAT_NUMBERS = (
+    "frequency",
+    "frequencyMax",
+    "period",
+    "periodMax",
+    "count",
+    "countMax",
+    "duration",
+    "durationMax",
+)
+
+
+def _positive(value: Any) -> bool:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return False
+    try:
+        return math.isfinite(value) and value > 0
+    except OverflowError:  # an integer too large for a float
+        return False
+
+
+def _quantity_ok(quantity: Any, *, zero_ok: bool = False) -> bool:
+    if not isinstance(quantity, Mapping):
+        return False
+    value = quantity.get("value")
+    return _positive(value) or (zero_ok and value == 0 and not isinstance(value, bool))
+
+
+def _range_ok(rng: Any, low: str, high: str) -> bool:
+    if not isinstance(rng, Mapping):
+        return False
+    low_ok = low not in rng or _quantity_ok(rng[low], zero_ok=True)
+    if not (low_ok and (high not in rng or _quantity_ok(rng[high]))):
+        return False
+    if low in rng and high in rng:  # both positive numbers here: an inverted range is no dose
+        return bool(rng[low]["value"] <= rng[high]["value"])
+    return True
+
+
+def _dose_parts(dosage: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+    """The dosage itself (DSTU2 keeps doses there) and each R4 ``doseAndRate`` item."""
+    items = [i for i in dosage.get("doseAndRate") or [] if isinstance(i, Mapping)]
+    return [dosage, *items]
+
+
+def impossible_numbers(resource: Mapping[str, Any]) -> list[str]:
+    """Where an order to be signed carries a dose, rate, timing or dispense number that is not
+    a positive finite number (a range's low end may be 0); empty when none."""
+    out: list[str] = []
+    dosages = resource.get("dosageInstruction")
+    for i, dosage in enumerate(dosages if isinstance(dosages, list) else []):
+        if not isinstance(dosage, Mapping):
+            continue
+        where = f"dosageInstruction/{i}"
+        for part in _dose_parts(dosage):
+            for key in _DOSE_QUANTITIES:
+                if key in part and not _quantity_ok(part[key]):
+                    out.append(f"{where}/{key}")
+            for key, (low, high) in _DOSE_PAIRS.items():
+                if key in part and not _range_ok(part[key], low, high):
+                    out.append(f"{where}/{key}")
+            for key in _RATIOS:
+                ratio = part.get(key)
+                if key in part and not (
+                    isinstance(ratio, Mapping)
+                    and all(_quantity_ok(ratio.get(end)) for end in ("numerator", "denominator"))
+                ):
+                    out.append(f"{where}/{key}")
+        timing = dosage.get("timing")
+        repeat = timing.get("repeat") if isinstance(timing, Mapping) else None
+        if isinstance(repeat, Mapping):
+            for key in _REPEAT_NUMBERS:
+                if key in repeat and not _positive(repeat[key]):
+                    out.append(f"{where}/timing/repeat/{key}")
+            if "boundsDuration" in repeat and not _quantity_ok(repeat["boundsDuration"]):
+                out.append(f"{where}/timing/repeat/boundsDuration")
+    dispense = resource.get("dispenseRequest")
+    if isinstance(dispense, Mapping):
+        for key in ("quantity", "expectedSupplyDuration"):
+            if key in dispense and not _quantity_ok(dispense[key]):
+                out.append(f"dispenseRequest/{key}")
+    return out
 
 
 def _dose_text(

@@ -69,18 +69,19 @@ def dose_limit(order: DiazepamOrder, record: PatientRecord, policy: Policy) -> l
         resource = rewrite_order(
             order, days=days, mg_per_dose=mg, doses_per_day=times, product=product
         )
-        options.append(
-            Option(
-                kind="update",
-                label=f"Change to diazepam {fmt(mg)} mg up to {fmt(times)} times a day"
-                + (f" for {fmt(days)} days" if days else ""),
-                description=f"Rewrite the diazepam order to {fmt(mg)} mg, at most "
-                f"{fmt(times)} times a day (geriatric starting dose)",
-                resource=resource,
-                recommended=True,
-                code=rule["geriatric_suggested_code"],
+        if resource is not None:  # None: an impossible number the rewrite keeps (no offer)
+            options.append(
+                Option(
+                    kind="update",
+                    label=f"Change to diazepam {fmt(mg)} mg up to {fmt(times)} times a day"
+                    + (f" for {fmt(days)} days" if days else ""),
+                    description=f"Rewrite the diazepam order to {fmt(mg)} mg, at most "
+                    f"{fmt(times)} times a day (geriatric starting dose)",
+                    resource=resource,
+                    recommended=True,
+                    code=rule["geriatric_suggested_code"],
+                )
             )
-        )
     return [
         new_finding(
             "dose-limit",

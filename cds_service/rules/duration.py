@@ -33,8 +33,23 @@ def duration_limit(order: DiazepamOrder, record: PatientRecord, policy: Policy) 
         indicator, variant = rule["indicator_over_ideal"], "over_ideal"
     cap = rule["cap_to_days"]
     rewritten = rewrite_order(order, days=cap)
-    qty = (rewritten.get("dispenseRequest") or {}).get("quantity") or {}
-    qty_text = f" ({amount(qty['value'], qty.get('unit'))})" if qty.get("value") else ""
+    options = []
+    if rewritten is None:
+        # the order carries an impossible dose or timing: warn about the duration, offer no
+        # copy of it to sign (the card says why instead of echoing the number)
+        variant += "_no_rewrite"
+    else:
+        qty = (rewritten.get("dispenseRequest") or {}).get("quantity") or {}
+        qty_text = f" ({amount(qty['value'], qty.get('unit'))})" if qty.get("value") else ""
+        options.append(
+            Option(
+                kind="update",
+                label=f"Limit diazepam to {fmt(cap)} days{qty_text}",
+                description=f"Rewrite the diazepam order to a {fmt(cap)}-day supply, no refills",
+                resource=rewritten,
+                recommended=True,
+            )
+        )
     return [
         new_finding(
             "duration-limit",
@@ -56,16 +71,8 @@ def duration_limit(order: DiazepamOrder, record: PatientRecord, policy: Policy) 
                 "days_supply": round(days, 2),
                 "cap_days": cap,
                 "days_source": order.days_source,
+                "rewrite_offered": rewritten is not None,
             },
-            options=[
-                Option(
-                    kind="update",
-                    label=f"Limit diazepam to {fmt(cap)} days{qty_text}",
-                    description=f"Rewrite the diazepam order to a {fmt(cap)}-day supply, "
-                    "no refills",
-                    resource=rewritten,
-                    recommended=True,
-                )
-            ],
+            options=options,
         )
     ]
