@@ -80,8 +80,6 @@ def evaluate_targets(results: dict[str, Any]) -> dict[str, Any]:
 def _store(settings: dict[str, Any]) -> str:
     database = settings.get("database", "sqlite")
     text = f"SQLite on {settings.get('data_dir_fs', '?')}" if database == "sqlite" else database
-    if settings.get("whatif_store"):
-        text += " — EXPERIMENT: store patched by bench/whatif (not the shipped behaviour)"
     return text
 
 

@@ -221,12 +221,6 @@ def main(argv: list[str] | None = None) -> int:
         "service migrates it at start-up)",
     )
     parser.add_argument(
-        "--whatif-store",
-        action="store_true",
-        help="EXPERIMENT: run the service with bench/whatif/sitecustomize.py (the store "
-        "changes the report recommends) to measure what they would buy",
-    )
-    parser.add_argument(
         "--variant", default="", help="suffix for the result files (latest-VARIANT.json)"
     )
     args = parser.parse_args(argv)
@@ -280,10 +274,6 @@ def main(argv: list[str] | None = None) -> int:
     data_dir = Path(tempfile.mkdtemp(prefix="diazepam-bench-data-", dir=args.data_dir))
     env["CDS_DATA_DIR"] = str(data_dir)
     results["settings"]["data_dir_fs"] = filesystem_of(data_dir)
-    if args.whatif_store:
-        whatif = str(REPO / "bench" / "whatif")
-        env["PYTHONPATH"] = os.pathsep.join(p for p in (whatif, os.environ.get("PYTHONPATH")) if p)
-        results["settings"]["whatif_store"] = True
     if args.database_url:
         env["CDS_DATABASE_URL"] = args.database_url
         results["settings"]["database"] = args.database_url.split(":", 1)[0]
@@ -291,9 +281,6 @@ def main(argv: list[str] | None = None) -> int:
         results["settings"]["database"] = "sqlite"
     results["settings"]["variant"] = args.variant or "default"
     service = start_server(work, env, workers=args.workers)
-    if args.whatif_store and "store patched" not in service.log_text():
-        log("whatif: the store patch did not apply (see the service log); figures are unpatched")
-        results["settings"]["whatif_store"] = "not applied"
     try:
         floor_tokens = mint_pool(
             issuer.key_path, f"{floor.base_url}/cds-services/{SIGN}", 2000, work / "floor.tokens"

@@ -14,6 +14,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
+import schemathesis
 import yaml
 from jsonschema import Draft202012Validator
 from schemathesis.checks import not_a_server_error
@@ -26,6 +27,11 @@ from schemathesis.specs.openapi.checks import (
 )
 
 SPEC = Path(__file__).resolve().parents[2] / "openapi.yaml"
+
+# openapi.yaml is OpenAPI 3.1; schemathesis 3.x reads it only with this switch on. It lives here,
+# in the module every schemathesis-using test imports, so no test depends on which other test
+# files the same process happened to load.
+schemathesis.experimental.OPEN_API_3_1.enable()
 _ACCIDENTS = re.compile(r"\b(NaN|nan|inf|Infinity|None|null|undefined)\b|\{\w+\}")
 _TEXT_FIELDS = ("summary", "detail", "label", "description", "display")
 

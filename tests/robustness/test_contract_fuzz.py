@@ -25,7 +25,6 @@ from tests.robustness.contract import CHECKS, SPEC
 
 MAX_EXAMPLES = 50  # per operation, per service id, per generation method
 
-schemathesis.experimental.OPEN_API_3_1.enable()
 
 FUZZ_SETTINGS = settings(
     max_examples=MAX_EXAMPLES,
