@@ -8,40 +8,17 @@ file, wait for /health) so the two differ only in the app they load.
 from __future__ import annotations
 
 import os
-import subprocess
 import sys
-import time
 from pathlib import Path
 
-import requests
-
-from tests.support.server import REPO, RunningServer, free_port
+from tests.support.server import RunningServer, free_port, launch
 
 
 def start_floor(tmp_dir: Path, *, workers: int = 2) -> RunningServer:
     port = free_port()
-    log_path = tmp_dir / f"floor-{port}.log"
+    command = [sys.executable, "-m", "bench.floor_app", "--port", str(port)]
     env = {**os.environ, "CDS_LOG_LEVEL": "WARNING"}
-    process = subprocess.Popen(
-        [sys.executable, "-m", "bench.floor_app", "--port", str(port), "--workers", str(workers)],
-        env=env,
-        stdout=log_path.open("wb"),
-        stderr=subprocess.STDOUT,
-        cwd=REPO,
-        start_new_session=True,
-    )
-    server = RunningServer(process, port, log_path)
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"floor exited early:\n{server.log_text()}")
-        try:
-            if requests.get(f"{server.base_url}/health", timeout=1).status_code == 200:
-                return server
-        except requests.RequestException:
-            time.sleep(0.1)
-    server.kill()
-    raise RuntimeError(f"floor did not start in 30 s:\n{server.log_text()}")
+    return launch(command + ["--workers", str(workers)], port, tmp_dir, env, name="floor")
 
 
 def child_pids(pid: int, proc: Path = Path("/proc")) -> list[int]:

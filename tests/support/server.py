@@ -54,13 +54,20 @@ def start_server(
     port = port or free_port()
     full_env = {**os.environ, "CDS_DATA_DIR": str(tmp_dir / "data"), "CDS_LOG_LEVEL": "INFO"}
     full_env.update(env or {})
-    log_path = tmp_dir / f"server-{port}.log"
-    log_file = log_path.open("wb")
     exe = Path(sys.executable).with_name("diazepam-cds")
+    command = [str(exe), "serve", "--host", "127.0.0.1", "--port", str(port)]
+    return launch(command + ["--workers", str(workers)], port, tmp_dir, full_env, name="server")
+
+
+def launch(
+    command: list[str], port: int, tmp_dir: Path, env: Mapping[str, str], *, name: str
+) -> RunningServer:
+    """Start an HTTP server process in its own process group; return once /health answers."""
+    log_path = tmp_dir / f"{name}-{port}.log"
     process = subprocess.Popen(
-        [str(exe), "serve", "--host", "127.0.0.1", "--port", str(port), "--workers", str(workers)],
-        env=full_env,
-        stdout=log_file,
+        command,
+        env=dict(env),
+        stdout=log_path.open("wb"),
         stderr=subprocess.STDOUT,
         cwd=REPO,
         start_new_session=True,
@@ -69,14 +76,14 @@ def start_server(
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            raise RuntimeError(f"server exited early:\n{server.log_text()}")
+            raise RuntimeError(f"{name} exited early:\n{server.log_text()}")
         try:
             if requests.get(f"{server.base_url}/health", timeout=1).status_code in (200, 503):
                 return server
         except requests.RequestException:
             time.sleep(0.1)
     server.kill()
-    raise RuntimeError(f"server did not start in 30 s:\n{server.log_text()}")
+    raise RuntimeError(f"{name} did not start in 30 s:\n{server.log_text()}")
 
 
 @contextmanager
