@@ -23,6 +23,8 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from jwt.algorithms import ECAlgorithm
 
+from tests.support.keys import write_private_key
+
 ISSUER = "https://bench.diazepam-cds.invalid"
 KID = "bench-es384"
 ALG = "ES384"
@@ -39,15 +41,7 @@ def create_issuer(directory: Path) -> BenchIssuer:
     """Write a fresh P-384 key, its JWK Set and a trusted-issuers file naming it."""
     directory.mkdir(parents=True, exist_ok=True)
     key = ec.generate_private_key(ec.SECP384R1())
-    key_path = directory / "bench-es384.pem"
-    key_path.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
-    key_path.chmod(0o600)
+    key_path = write_private_key(directory / "bench-es384.pem", key)
     jwk = json.loads(ECAlgorithm.to_jwk(key.public_key()))
     jwk.update(kid=KID, use="sig", alg=ALG)
     (directory / "bench-jwks.json").write_text(json.dumps({"keys": [jwk]}), encoding="utf-8")

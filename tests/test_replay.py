@@ -22,7 +22,6 @@ from typing import Any
 
 import jwt
 import pytest
-from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from pytest_httpserver import HTTPServer
 from werkzeug import Request, Response
@@ -31,6 +30,7 @@ from cds_service.cli import main
 from cds_service.discovery import discovery_document
 from cds_service.security.tokens import public_jwks
 from tests.scenario_cards import FIXTURES_DIR, fixture_paths, load, reference_cards
+from tests.support.keys import write_private_key
 from tests.support.server import RunningServer, running_server
 
 pytestmark = pytest.mark.slow
@@ -153,15 +153,7 @@ def test_a_policy_change_in_the_service_is_caught(
 def test_signed_tokens_are_minted_per_call_for_a_service_that_requires_them(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    key = ec.generate_private_key(ec.SECP384R1())
-    key_path = tmp_path / "ehr.pem"
-    key_path.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
+    key_path = write_private_key(tmp_path / "ehr.pem")
     (tmp_path / "ehr-jwks.json").write_text(json.dumps(public_jwks(key_path)), encoding="utf-8")
     issuers = tmp_path / "issuers.json"
     iss = "https://ehr.replay-test.example.org"
@@ -286,14 +278,7 @@ def test_no_prefetch_hook_filter_and_signed_tokens(
     stand_in: StandIn, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     key = ec.generate_private_key(ec.SECP384R1())
-    key_path = tmp_path / "k.pem"
-    key_path.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
+    key_path = write_private_key(tmp_path / "k.pem", key)
     code, out, _ = replay(
         "--url",
         stand_in.url,

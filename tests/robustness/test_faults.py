@@ -17,8 +17,6 @@ from typing import Any
 
 import pytest
 import schemathesis
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ec
 from flask import Flask
 from schemathesis.checks import not_a_server_error
 
@@ -27,6 +25,7 @@ from cds_service.security.tokens import mint_token, public_jwks
 from cds_service.store import engine as store_engine
 from tests.robustness.contract import CHECKS, SPEC, answer_problems
 from tests.robustness.hostile import base_request
+from tests.support.keys import write_private_key
 
 ISS = "https://ehr.example.org"
 SIGN = "diazepam-order-sign"
@@ -50,15 +49,7 @@ def locked(database: Path) -> Iterator[None]:
 
 
 def _key(tmp_path: Path) -> Path:
-    key = tmp_path / "client.pem"
-    private = ec.generate_private_key(ec.SECP384R1())
-    key.write_bytes(
-        private.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
+    key = write_private_key(tmp_path / "client.pem")
     (tmp_path / "jwks.json").write_text(json.dumps(public_jwks(key)), encoding="utf-8")
     issuers = {"issuers": [{"iss": ISS, "jwks_file": "jwks.json"}]}
     (tmp_path / "issuers.json").write_text(json.dumps(issuers), encoding="utf-8")

@@ -15,6 +15,7 @@ from typing import Any
 from cryptography.hazmat.primitives import serialization
 
 from cds_service.security.tokens import mint_token, public_jwks
+from tests.support.keys import write_private_key
 
 ISS = "https://ehr.example.org"
 OTHER_ISS = "https://other-ehr.example.org"
@@ -49,14 +50,7 @@ class KeyPair:
 
 
 def write_key(directory: Path, name: str, private: Any) -> KeyPair:
-    path = directory / f"{name}.pem"
-    path.write_bytes(
-        private.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
+    path = write_private_key(directory / f"{name}.pem", private)
     jwks = public_jwks(path)
     jwk = jwks["keys"][0]
     return KeyPair(name, path, jwk["alg"], jwk["kid"], jwks)
