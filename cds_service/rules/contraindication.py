@@ -16,8 +16,9 @@ def diazepam_contraindication(
     found = [g for g in groups if record.has(g)]
     reasons = [policy.group_titles.get(g, g) for g in found]
     codes = [c for g in found for c in record.condition_codes.get(g, [])]
-    if record.age_months is not None and record.age_months < policy["age"]["min_age_months"]:
-        reasons.append(f"age {record.age_months} months (under 6 months)")
+    min_months = policy["age"]["min_age_months"]
+    if record.age_months is not None and record.age_months < min_months:
+        reasons.append(f"age {record.age_months} months (under {min_months} months)")
     if {"diazepam", "benzodiazepine"} & record.allergies:
         reasons.append("recorded diazepam/benzodiazepine allergy")
     if not reasons:

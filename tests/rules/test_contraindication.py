@@ -37,3 +37,18 @@ def test_allergy_and_infant_age(order, policy):
     infant.age_months = 3
     [f] = diazepam_contraindication(order(), infant, policy)
     assert "3 months" in f.facts["first"]
+
+
+def test_infant_age_limit_and_its_text_follow_the_policy(order, policy):
+    import copy
+
+    from cds_service.policy import Policy
+
+    data = copy.deepcopy(policy.data)
+    data["age"]["min_age_months"] = 12
+    stricter = Policy(data, policy.valuesets)
+    infant = patient(age=0)
+    infant.age_months = 9
+    assert diazepam_contraindication(order(), infant, policy) == []  # 9 >= 6 months
+    [f] = diazepam_contraindication(order(), infant, stricter)
+    assert "under 12 months" in f.facts["first"]
