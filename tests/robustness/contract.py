@@ -26,6 +26,8 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
+from cds_service.compare import card_problems as spec_card_problems
+
 SPEC = Path(__file__).resolve().parents[2] / "openapi.yaml"
 
 # openapi.yaml is OpenAPI 3.1; schemathesis 3.x reads it only with this switch on. It lives here,
@@ -64,24 +66,6 @@ def schema_errors(component: str, value: Any) -> list[str]:
     return [f"{'/'.join(map(str, e.absolute_path))}: {e.message[:200]}" for e in errors]
 
 
-def empties(value: Any, where: str = "") -> list[str]:
-    """Paths of null/empty members (CDS Hooks: omit a field that has no value)."""
-    found: list[str] = []
-    if isinstance(value, dict):
-        items = list(value.items())
-    elif isinstance(value, list):
-        items = [(str(i), v) for i, v in enumerate(value)]
-    else:
-        return found
-    for key, item in items:
-        path = f"{where}/{key}"
-        if item is None or item == "" or item == [] or item == {}:
-            found.append(path)
-        else:
-            found.extend(empties(item, path))
-    return found
-
-
 def _texts(value: Any, where: str = "") -> list[tuple[str, str]]:
     out: list[tuple[str, str]] = []
     if isinstance(value, dict):
@@ -97,12 +81,10 @@ def _texts(value: Any, where: str = "") -> list[tuple[str, str]]:
 
 
 def card_problems(card: dict[str, Any]) -> list[str]:
-    """Everything wrong with one card as a client would receive it; empty when it is fine."""
-    problems = schema_errors("Card", card)
-    problems += [f"empty member {p}" for p in empties(card)]
-    summary = card.get("summary")
-    if isinstance(summary, str) and not (0 < len(summary) < 140):
-        problems.append(f"summary length {len(summary)}")
+    """Everything wrong with one card as a client would receive it; empty when it is fine:
+    the product's CDS Hooks card rules (the ones replay applies), the OpenAPI Card schema, and
+    the robustness extras (accidental text, impossible numbers in suggested orders)."""
+    problems = spec_card_problems(card) + schema_errors("Card", card)
     for path, text in _texts(card):
         if not text.strip():
             problems.append(f"blank text at {path}")
