@@ -54,11 +54,18 @@ def operation_outcome(status: int, diagnostics: str) -> dict[str, Any]:
     }
 
 
+# Every 503 here is a passing condition (the database busy or briefly unavailable): tell the
+# client when to retry, whichever part of the service answered.
+RETRY_AFTER_S = "5"
+
+
 def error_response(
     status: int, diagnostics: str, headers: dict[str, str] | None = None
 ) -> Response:
     response = jsonify(operation_outcome(status, diagnostics))
     response.status_code = status
+    if status == 503:
+        response.headers["Retry-After"] = RETRY_AFTER_S
     for key, value in (headers or {}).items():
         response.headers[key] = value
     return response

@@ -190,7 +190,6 @@ class FeedbackHandler:
                 503,
                 "Feedback could not be stored (database unavailable); nothing was saved, "
                 "please retry.",
-                headers={"Retry-After": "5"},
             ) from None
         metrics = current_app.extensions.get("cds.metrics")
         if metrics is not None:

@@ -149,6 +149,7 @@ def test_locked_database_with_auth(tmp_path, fast_lock_timeout):
             "hook": 503,
             "feedback": 503,
         }
+        assert all(int(r.headers["Retry-After"]) > 0 for r in answers.values())
     answers = _send(_cases(app, token_for))
     assert [r.status_code for r in answers.values()] == [200, 200, 200]
     assert _feedback_rows(database) == 1
