@@ -135,7 +135,13 @@ def log_request(response: Response) -> Response:
     }
     if started is not None:
         fields["duration_ms"] = round((time.perf_counter() - started) * 1000, 2)
-    for key in ("cds_service_id", "cds_hook_instance", "cds_client_iss"):
+    for key in (
+        "cds_service_id",
+        "cds_hook_instance",
+        "cds_client_iss",
+        "cds_client_tenant",
+        "cds_suppressed",
+    ):
         if g.get(key):
             fields[key.removeprefix("cds_")] = g.get(key)
     if g.get("cds_timings"):

@@ -177,6 +177,8 @@ def render(
     audit.setdefault("order_id", order.ref)
     audit.setdefault("rule", template.topic)
     audit["indicator"] = finding.indicator
+    audit["draft_valid_r4"] = order.fhir_valid
+    audit["route_source"] = order.route_source
     if missing:
         audit["missing"] = sorted(missing)
     card["_audit"] = {k: v for k, v in audit.items() if v not in (None, [], {}, "")}

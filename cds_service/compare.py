@@ -12,7 +12,6 @@ The fixture format is documented in `fixtures/README.md` and `fixtures/scenario.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -112,10 +111,6 @@ class Observed:
         if self.capped_days:
             parts.append("cap=" + ",".join(_num(d) for d in sorted(self.capped_days)))
         return " ".join(parts) or "(no cards)"
-
-
-def load_fixture(path: Path | str) -> dict[str, Any]:
-    return json.loads(Path(path).read_text(encoding="utf-8"))
 
 
 def iter_fixture_paths(paths: Iterable[Path | str]) -> Iterator[Path]:

@@ -49,12 +49,9 @@ class DiazepamOrder:
     reason_groups: frozenset[str] = frozenset()
     reason_references: tuple[str, ...] = ()
     subject: dict[str, Any] | None = None
-    fhir_valid: bool = False
-
-    @property
-    def resource_id(self) -> str | None:
-        rid = self.raw.get("id")
-        return str(rid) if rid else None
+    # whether the draft validates as an R4 MedicationRequest (None: another resource type);
+    # recorded with each issued card so integration teams can see which EHR drafts were partial
+    fhir_valid: bool | None = None
 
 
 @dataclass(frozen=True)

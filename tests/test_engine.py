@@ -328,3 +328,26 @@ def test_unknown_medications_say_opioid_check_not_done_even_for_rescue(engine, s
     resource = body["context"]["draftOrders"]["entry"][0]["resource"]
     resource["medicationCodeableConcept"] = {"coding": [{"system": RX, "code": "801961"}]}
     assert _advise(engine, body) == []  # medication list known and empty: quiet
+
+
+def test_audit_records_draft_validity_and_route_source(client, sandbox_request):
+    """The fhir.resources check of the draft is stored with each card (never shown)."""
+    from cds_service.feedback import audit_of
+    from tests.conftest import with_patient_prefetch
+
+    app = client.application
+    seen: list[dict[str, Any]] = []
+    app.extensions.setdefault("cds.after_hook", []).append(
+        lambda service, request, result: seen.extend(audit_of(c) for c in result["cards"])
+    )
+    body = with_patient_prefetch(sandbox_request("order-sign-request_r4-server"))
+    assert client.post("/cds-services/diazepam-order-sign", json=body).status_code == 200
+    # the sandbox sends category as an object and no intent-compatible list: not valid R4
+    assert seen and all(a["draft_valid_r4"] is False for a in seen)
+    assert all(a["route_source"] == "product" for a in seen)
+    fixed = copy.deepcopy(body)
+    draft = fixed["context"]["draftOrders"]["entry"][0]["resource"]
+    draft["category"] = [draft["category"]]
+    seen.clear()
+    assert client.post("/cds-services/diazepam-order-sign", json=fixed).status_code == 200
+    assert seen and all(a["draft_valid_r4"] is True for a in seen)

@@ -93,16 +93,8 @@ class _ResolutionCache:
             self._entries[key] = (now + _CACHE_TTL_S, addresses)
         return addresses
 
-    def clear(self) -> None:
-        with self._lock:
-            self._entries.clear()
-
 
 _CACHE = _ResolutionCache()
-
-
-def clear_cache() -> None:
-    _CACHE.clear()
 
 
 def _matches(host: str, port: int, patterns: Iterable[str]) -> bool:
