@@ -16,6 +16,7 @@ from typing import Any
 
 from jsonschema import Draft202012Validator
 
+from cds_service.config import ConfigError
 from cds_service.models import DiazepamOrder, Finding
 from cds_service.policy import Policy
 from cds_service.suggestions import shape_suggestions
@@ -37,7 +38,7 @@ TOPICS = (
 SUMMARY_MAX = 139
 
 
-class TemplateError(ValueError):
+class TemplateError(ConfigError):
     """A card template cannot be used; start-up stops with this message."""
 
 

@@ -38,7 +38,21 @@ def serve(args: argparse.Namespace) -> int:
         for k, v in (("host", args.host), ("port", args.port), ("workers", args.workers))
         if v is not None
     }
-    return run_gunicorn(settings.with_overrides(**overrides))
+    settings = settings.with_overrides(**overrides)
+    check_app(settings)
+    return run_gunicorn(settings)
+
+
+def check_app(settings: Any) -> None:
+    """Build the app once before gunicorn forks: a bad issuers file, policy or card template
+    stops here with one clear line (exit 2) instead of a traceback per worker, and the
+    database schema is upgraded once rather than raced by every worker."""
+    from cds_service.app import create_app
+
+    app = create_app(settings)
+    store = app.extensions.get("cds.store")
+    if store is not None:
+        store.dispose()  # workers open their own connections; none is shared across fork
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -16,12 +16,13 @@ from typing import Any
 
 from jsonschema import Draft202012Validator
 
+from cds_service.config import ConfigError
 from cds_service.valuesets import DATA_DIR, SCHEMA_DIR, AlternativeProduct, ValueSets
 
 POLICY_FILE = DATA_DIR / "policy.json"
 
 
-class PolicyError(ValueError):
+class PolicyError(ConfigError):
     """The policy file cannot be used; start-up stops with this message."""
 
 

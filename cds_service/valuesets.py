@@ -19,6 +19,8 @@ from typing import Any
 
 from jsonschema import Draft202012Validator
 
+from cds_service.config import ConfigError
+
 RXNORM = "http://www.nlm.nih.gov/research/umls/rxnorm"
 SNOMED = "http://snomed.info/sct"
 LOINC = "http://loinc.org"
@@ -44,7 +46,7 @@ TEXT_CACHE_MAX_ENTRIES = 4096
 TEXT_CACHE_MAX_CHARS = 1024
 
 
-class ValueSetError(ValueError):
+class ValueSetError(ConfigError):
     """A shipped value set file is missing or malformed: start-up stops with this message."""
 
 
