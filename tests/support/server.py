@@ -56,7 +56,16 @@ def start_server(
     full_env.update(env or {})
     exe = Path(sys.executable).with_name("diazepam-cds")
     command = [str(exe), "serve", "--host", "127.0.0.1", "--port", str(port)]
-    return launch(command + ["--workers", str(workers)], port, tmp_dir, full_env, name="server")
+    server = launch(command + ["--workers", str(workers)], port, tmp_dir, full_env, name="server")
+    # /health answers as soon as one worker is up; tests that count workers or spread
+    # requests across them need all of them.
+    deadline = time.monotonic() + 30
+    while server.log_text().count("Booting worker") < workers:
+        if time.monotonic() > deadline or server.process.poll() is not None:
+            server.kill()
+            raise RuntimeError(f"not all {workers} workers booted:\n{server.log_text()}")
+        time.sleep(0.05)
+    return server
 
 
 def launch(
