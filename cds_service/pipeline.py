@@ -15,6 +15,9 @@ from cds_service.config import Settings
 from cds_service.fhir.prefetch import PatientData
 from cds_service.fhir.resolve import resolve_patient_data
 from cds_service.hook_request import HookRequest
+from cds_service.jsondata import prune
+
+__all__ = ["Advisor", "prune", "run_hook"]
 
 
 class Advisor(Protocol):
@@ -30,29 +33,6 @@ class Advisor(Protocol):
         profile: str,
         timings: dict[str, float],
     ) -> list[dict[str, Any]]: ...
-
-
-_DROP = object()
-
-
-def _cleaned(item: Any) -> Any:
-    if isinstance(item, dict | list):
-        item = prune(item)
-        return item if item else _DROP
-    return _DROP if item is None or item == "" else item
-
-
-def prune(value: Any) -> Any:
-    """Drop None, empty strings, lists and objects (CDS Hooks: never send empties).
-
-    Runs on every card of every answer (cards carry whole suggested resources), so scalars are
-    kept or dropped without a recursive call and containers are judged empty by truthiness.
-    """
-    if isinstance(value, dict):
-        return {k: c for k, v in value.items() if (c := _cleaned(v)) is not _DROP}
-    if isinstance(value, list):
-        return [c for v in value if (c := _cleaned(v)) is not _DROP]
-    return value
 
 
 def run_hook(

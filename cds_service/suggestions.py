@@ -10,7 +10,6 @@ because Epic applies its own defaults to created orders.
 
 from __future__ import annotations
 
-import copy
 import math
 import uuid
 from collections.abc import Mapping
@@ -18,6 +17,7 @@ from datetime import timedelta
 from typing import Any
 
 from cds_service import dosing
+from cds_service.jsondata import copy_json
 from cds_service.models import DiazepamOrder, Option
 from cds_service.policy import Policy
 from cds_service.valuesets import RXNORM, AlternativeProduct
@@ -193,7 +193,7 @@ def rewrite_order(
 
     None when the result would still carry a dose, rate, timing or quantity that is not a
     positive finite number (a -5 mg dose the cap does not replace): one click would sign it."""
-    res = copy.deepcopy(order.raw)
+    res = copy_json(order.raw)
     mg_unit = order.mg_per_unit
     if product is not None:
         code, display, mg_unit = product
@@ -430,7 +430,7 @@ def shape_suggestions(
         if opt.kind == "update" and not opt.recreate:
             continue
         if opt.kind in ("replace", "update") and opt.resource is not None:
-            resource = copy.deepcopy(opt.resource)
+            resource = copy_json(opt.resource)
             if opt.kind == "update":
                 resource.pop("id", None)
                 resource["status"] = "draft"

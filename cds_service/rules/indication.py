@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import copy
-
+from cds_service.jsondata import copy_json
 from cds_service.models import DiazepamOrder, Finding, Option, PatientRecord
 from cds_service.policy import Policy
 from cds_service.rules.common import indication, new_finding, pathway
@@ -18,7 +17,7 @@ def indication_missing(
     options = []
     field = "reasonCode" if order.resource_type == "MedicationRequest" else "reasonCodeableConcept"
     for reason in policy["indication_missing"]["suggested_reasons"]:
-        resource = copy.deepcopy(order.raw)
+        resource = copy_json(order.raw)
         concept = {"coding": [dict(reason)], "text": reason["display"]}
         resource[field] = [concept] if field == "reasonCode" else concept
         options.append(
