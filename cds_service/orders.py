@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from datetime import UTC, date, datetime
 from typing import Any
 
@@ -59,6 +59,30 @@ def reference_index(resources: Iterable[Mapping[str, Any]]) -> dict[str, Mapping
         if isinstance(res, Mapping) and res.get("resourceType") and res.get("id"):
             out[f"{res['resourceType']}/{res['id']}"] = res
     return out
+
+
+class LazyReferenceIndex(Mapping[str, Mapping[str, Any]]):
+    """``reference_index`` built on first look-up: only a ``medicationReference`` to another
+    resource of the request needs it, and most orders carry a coded medication instead, so a
+    75-resource chart is not indexed twice per call for nothing."""
+
+    def __init__(self, resources: Callable[[], Iterable[Mapping[str, Any]]]) -> None:
+        self._resources = resources
+        self._index: dict[str, Mapping[str, Any]] | None = None
+
+    def _built(self) -> dict[str, Mapping[str, Any]]:
+        if self._index is None:
+            self._index = reference_index(self._resources())
+        return self._index
+
+    def __getitem__(self, key: str) -> Mapping[str, Any]:
+        return self._built()[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._built())
+
+    def __len__(self) -> int:
+        return len(self._built())
 
 
 def _prefetch_resources(prefetch: Mapping[str, Any] | None) -> list[Mapping[str, Any]]:
@@ -118,7 +142,9 @@ class OrderReader:
             drafts = [r for r in drafts if f"{r.get('resourceType')}/{r.get('id')}" in chosen]
         if not drafts:
             return [], 0
-        refs = reference_index([*request.draft_resources, *_prefetch_resources(request.prefetch)])
+        refs = LazyReferenceIndex(
+            lambda: [*request.draft_resources, *_prefetch_resources(request.prefetch)]
+        )
         orders: list[DiazepamOrder] = []
         skipped = 0
         for resource in drafts:

@@ -15,7 +15,7 @@ from typing import Any
 from cds_service import dosing
 from cds_service.fhir.prefetch import PatientData
 from cds_service.models import DiazepamOrder, LabValue, MedicationUse, PatientRecord
-from cds_service.orders import ORDER_TYPES, reference_index
+from cds_service.orders import ORDER_TYPES, LazyReferenceIndex
 from cds_service.policy import Policy
 from cds_service.valuesets import LOINC, ValueSets
 
@@ -156,7 +156,7 @@ def prepare_record(
     patient = data.patient
     birth = dosing.parse_date(patient.get("birthDate")) if isinstance(patient, Mapping) else None
     all_resources = [r for key in data.resources for r in data.of(key)]
-    refs = reference_index([*all_resources, *drafts])
+    refs = LazyReferenceIndex(lambda: [*all_resources, *drafts])
 
     medications = []
     for res in data.of("medications"):

@@ -302,3 +302,21 @@ def test_zero_frequency_or_dose_is_unknown(reader):
     res["dosageInstruction"][0]["doseAndRate"][0]["doseQuantity"]["value"] = 0
     order = reader.read(res)
     assert order.mg_per_dose is None and order.mg_per_day is None
+
+
+def test_reference_index_is_built_only_when_a_reference_is_looked_up():
+    from cds_service.orders import LazyReferenceIndex
+
+    built = []
+    resources = [{"resourceType": "Medication", "id": "m1", "code": {"text": "diazepam"}}]
+
+    def source():
+        built.append(1)
+        return resources
+
+    index = LazyReferenceIndex(source)
+    assert built == []
+    assert index.get("Medication/m1") is resources[0]
+    assert index.get("Medication/other") is None
+    assert len(index) == 1 and list(index) == ["Medication/m1"]
+    assert built == [1]  # built once, then reused
