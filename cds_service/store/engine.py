@@ -40,6 +40,8 @@ import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy.engine import Engine, make_url
 
+from cds_service.store.checkpoint import BACKSTOP_AUTOCHECKPOINT_PAGES
+
 SQLITE_BUSY_TIMEOUT_MS = 10_000
 WRITE = {"cds_write": True}  # execution option: this transaction will write
 SQLITE_WRITE_LOCK = threading.Lock()  # one per process: see module doc
@@ -71,6 +73,8 @@ def _sqlite_engine(url: str) -> Engine:
             cursor.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}")
             cursor.execute("PRAGMA journal_mode = WAL")
             cursor.execute("PRAGMA synchronous = NORMAL")
+            # checkpoints are the background thread's job (store.checkpoint); this is a backstop
+            cursor.execute(f"PRAGMA wal_autocheckpoint = {BACKSTOP_AUTOCHECKPOINT_PAGES}")
             cursor.execute("PRAGMA foreign_keys = ON")
         finally:
             cursor.close()
@@ -130,6 +134,16 @@ def _restore_normal(connection: sa.Connection) -> None:
         # a connection that cannot be reset must not go back to the pool in FULL (slow) or
         # in an unknown state
         connection.invalidate()
+
+
+def sqlite_file(engine: Engine) -> str | None:
+    """The database file of a SQLite engine; None for other databases and in-memory ones."""
+    if engine.dialect.name != "sqlite":
+        return None
+    database = engine.url.database or ""
+    if not database or database == ":memory:" or database.startswith("file:"):
+        return None
+    return str(Path(database).expanduser().resolve())
 
 
 def redacted(url: str) -> str:

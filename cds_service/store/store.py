@@ -13,6 +13,7 @@ import logging
 import secrets
 import threading
 import time
+import weakref
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
@@ -25,10 +26,12 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
 
 from cds_service.store import migrate
+from cds_service.store.checkpoint import WalCheckpointer
 from cds_service.store.engine import (
     Durability,
     create_store_engine,
     redacted,
+    sqlite_file,
     write_transaction,
 )
 from cds_service.store.tables import (
@@ -178,6 +181,10 @@ class Store(RecordsMixin):
         self.engine = engine or create_store_engine(url)
         self._next_purge = 0.0
         self._purge_lock = threading.Lock()
+        database_file = sqlite_file(self.engine)
+        self._checkpointer = WalCheckpointer(database_file) if database_file else None
+        if self._checkpointer is not None:  # a Store dropped without dispose() stops it too
+            weakref.finalize(self, self._checkpointer.stop)
 
     @property
     def dialect(self) -> str:
@@ -196,11 +203,15 @@ class Store(RecordsMixin):
             connection.execute(sa.text("SELECT 1")).scalar_one()
 
     def dispose(self) -> None:
+        if self._checkpointer is not None:
+            self._checkpointer.stop()
         self.engine.dispose()
 
     def write(self, durability: Durability) -> AbstractContextManager[sa.Connection]:
         """A write transaction (committed on exit) taking the write lock up front; see
         ``store.engine`` for what each durability means on each database."""
+        if self._checkpointer is not None:
+            self._checkpointer.ensure_running()
         return write_transaction(self.engine, durability)
 
     # -- JWT replay -----------------------------------------------------------------------
