@@ -76,6 +76,24 @@ def _upsert_statement(dialect: str, table: sa.Table) -> Any:
 _JTI_INSERT = jwt_replay.insert()
 
 
+# Repeat suppression's query, built once with bound parameters (one per order-sign call);
+# served by ix_issued_cards_lookup (migration 0002).
+_OVERRIDDEN = (
+    sa.select(issued_cards.c.order_id, issued_cards.c.topic_code)
+    .join(feedback, feedback.c.card_uuid == issued_cards.c.card_uuid)
+    .where(
+        issued_cards.c.service_id == sa.bindparam("service_id"),
+        issued_cards.c.order_id.in_(sa.bindparam("order_ids", expanding=True)),
+        issued_cards.c.user_hash == sa.bindparam("user_hash"),
+        issued_cards.c.patient_hash == sa.bindparam("patient_hash"),
+        issued_cards.c.topic_code.is_not(None),
+        feedback.c.outcome == "overridden",
+        feedback.c.received_at >= sa.bindparam("since"),
+    )
+    .distinct()
+)
+
+
 def _inserted(connection: sa.Connection, statement: Any, row: dict[str, Any]) -> bool:
     return connection.execute(statement, row).first() is not None
 
@@ -157,22 +175,15 @@ class RecordsMixin:
         for this patient, was overridden in feedback received since ``since``."""
         if not order_ids:
             return set()
-        query = (
-            sa.select(issued_cards.c.order_id, issued_cards.c.topic_code)
-            .join(feedback, feedback.c.card_uuid == issued_cards.c.card_uuid)
-            .where(
-                issued_cards.c.service_id == service_id,
-                issued_cards.c.order_id.in_(sorted(set(order_ids))),
-                issued_cards.c.user_hash == user_hash,
-                issued_cards.c.patient_hash == patient_hash,
-                issued_cards.c.topic_code.is_not(None),
-                feedback.c.outcome == "overridden",
-                feedback.c.received_at >= as_naive_utc(since),
-            )
-            .distinct()
-        )
+        params = {
+            "service_id": service_id,
+            "order_ids": sorted(set(order_ids)),
+            "user_hash": user_hash,
+            "patient_hash": patient_hash,
+            "since": as_naive_utc(since),
+        }
         with self.engine.connect() as connection:
-            return {(row[0], row[1]) for row in connection.execute(query)}
+            return {(row[0], row[1]) for row in connection.execute(_OVERRIDDEN, params)}
 
 
 class Store(RecordsMixin):

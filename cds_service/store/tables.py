@@ -67,6 +67,8 @@ issued_cards = sa.Table(
     sa.Column("patient_hash", sa.String(64), nullable=False),
     sa.Column("user_hash", sa.String(64), nullable=False),
     sa.Column("issued_at", sa.DateTime(), nullable=False, index=True),
+    # repeat suppression's look-up (migration 0002): order ids alone repeat across patients
+    sa.Index("ix_issued_cards_lookup", "service_id", "order_id", "patient_hash", "user_hash"),
 )
 
 feedback = sa.Table(

@@ -141,3 +141,35 @@ def test_state_value_agrees_under_a_race(store: Store, second_store: Store) -> N
         )
     assert len({value for value, _ in results}) == 1
     assert sum(created for _, created in results) == 1
+
+
+def test_repeat_suppression_lookup_stays_an_index_search_on_sqlite(tmp_path) -> None:
+    """Draft order ids repeat (the sandbox's ``MedicationRequest/1``), so the look-up must not
+    be served by the order_id index alone: that scanned every card ever issued for the id."""
+    sqlite_store = Store(f"sqlite:///{tmp_path / 'plan.db'}")
+    sqlite_store.upgrade()
+    seen: list[tuple[str, Any]] = []
+
+    def capture(conn, cursor, statement, parameters, context, executemany):  # type: ignore[no-untyped-def]
+        if "FROM issued_cards JOIN feedback" in statement:
+            seen.append((statement, parameters))
+
+    sa.event.listen(sqlite_store.engine, "before_cursor_execute", capture)
+    try:
+        found = sqlite_store.overridden_topics(
+            service_id="diazepam-order-select",
+            order_ids=["MedicationRequest/1", "MedicationRequest/2"],
+            user_hash="u" * 64,
+            patient_hash="p" * 64,
+            since=datetime.now(UTC) - timedelta(hours=1),
+        )
+        assert found == set() and len(seen) == 1
+        statement, parameters = seen[0]
+        with sqlite_store.engine.connect() as connection:
+            plan = connection.exec_driver_sql(
+                f"EXPLAIN QUERY PLAN {statement}", parameters
+            ).fetchall()
+        details = " | ".join(str(row[-1]) for row in plan)
+        assert "issued_cards USING INDEX ix_issued_cards_lookup" in details, details
+    finally:
+        sqlite_store.dispose()
