@@ -55,3 +55,20 @@ def workers_peak_rss_mib(master_pid: int) -> list[float]:
     """Peak RSS (VmHWM) of each gunicorn worker, MiB: what a worker costs under load."""
     peaks = [status_kib(pid, "VmHWM") for pid in child_pids(master_pid)]
     return [round(p / 1024, 1) for p in peaks if p is not None]
+
+
+def cpu_seconds(pid: int, proc: Path = Path("/proc")) -> float | None:
+    """User + system CPU time of a process, all its threads, from /proc/<pid>/stat."""
+    try:
+        text = (proc / str(pid) / "stat").read_text()
+    except OSError:
+        return None
+    fields = text[text.rindex(")") + 2 :].split()  # after "pid (comm) "; comm may hold spaces
+    utime, stime = int(fields[11]), int(fields[12])  # stat fields 14 and 15
+    return (utime + stime) / os.sysconf("SC_CLK_TCK")
+
+
+def workers_cpu_seconds(master_pid: int, proc: Path = Path("/proc")) -> float:
+    """CPU time used so far by all gunicorn workers of a master (sum over workers)."""
+    used = [cpu_seconds(pid, proc) for pid in child_pids(master_pid, proc)]
+    return sum(u for u in used if u is not None)

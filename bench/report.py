@@ -116,6 +116,28 @@ def render_markdown(results: dict[str, Any]) -> str:
             )
     lines.append("")
     lines.append("Latencies in ms; × = service / floor.")
+    cpu_rows = [
+        (name, conc, point["cpu_ms_per_request"])
+        for name, points in results.get("warm", {}).items()
+        for conc, point in points.items()
+        if point.get("cpu_ms_per_request")
+    ]
+    if cpu_rows:
+        lines += [
+            "",
+            "CPU per call (user + system time of all workers over the measured run, divided by "
+            "the calls answered; hardly moved by machine noise, and at saturation the "
+            "throughput ratio is about floor CPU / service CPU):",
+            "",
+            "| request | conc. | floor CPU ms | service CPU ms | floor / service |",
+            "|---|---:|---:|---:|---:|",
+        ]
+        for name, conc, cpu in cpu_rows:
+            lines.append(
+                f"| {name} | {conc} | {_fmt(cpu.get('floor'), 3)} | "
+                f"{_fmt(cpu.get('service'), 3)} | "
+                f"{_fmt(ratio(cpu.get('floor') or 0, cpu.get('service') or 0))} |"
+            )
     for name, points in results.get("warm", {}).items():
         stages = (points.get("1") or {}).get("service_stages") or {}
         shown = [k for k in STAGES if k in stages]

@@ -34,7 +34,7 @@ import requests
 from bench import payloads
 from bench.cold import timing_summary
 from bench.loadgen import LoadResult, run_load, wrk_available
-from bench.procs import start_floor, workers_peak_rss_mib
+from bench.procs import start_floor, workers_cpu_seconds, workers_peak_rss_mib
 from bench.report import evaluate_targets, render_markdown
 from bench.tokens import create_issuer, mint, mint_pool
 from tests.support.server import RunningServer, start_server
@@ -124,12 +124,14 @@ def measure_point(
     duration_s: float,
     warmup_s: float,
     work: Path,
-) -> tuple[LoadResult, LoadResult, dict[str, Any]]:
+) -> tuple[LoadResult, LoadResult, dict[str, Any], dict[str, float | None]]:
     path = f"/cds-services/{SIGN}"
     floor_url = floor.base_url + path
     service_url = service.base_url + path
     run_load(floor_url, body_file, floor_tokens, connections, warmup_s)
+    cpu_before = workers_cpu_seconds(floor.process.pid)
     floor_result = run_load(floor_url, body_file, floor_tokens, connections, duration_s)
+    floor_cpu = workers_cpu_seconds(floor.process.pid) - cpu_before
 
     # the service can at most match the floor: size its single-use pools from the floor's rate
     def pool(seconds: float, name: str) -> Path:
@@ -140,9 +142,21 @@ def measure_point(
     run_pool = pool(duration_s, "run.tokens")
     run_load(service_url, body_file, warm_pool, connections, warmup_s)
     log_offset = len(service.log_text())
+    cpu_before = workers_cpu_seconds(service.process.pid)
     service_result = run_load(service_url, body_file, run_pool, connections, duration_s)
+    service_cpu = workers_cpu_seconds(service.process.pid) - cpu_before
     stages = timing_summary(service.log_text()[log_offset:], SIGN)
-    return floor_result, service_result, stages
+    # CPU per answered call: unlike req/s it hardly moves with what else the machine is doing,
+    # and at saturation the throughput ratio is about floor CPU / service CPU
+    cpu = {
+        "floor": per_request_ms(floor_cpu, floor_result.requests),
+        "service": per_request_ms(service_cpu, service_result.requests),
+    }
+    return floor_result, service_result, stages, cpu
+
+
+def per_request_ms(cpu_s: float, requests: int) -> float | None:
+    return round(cpu_s * 1000 / requests, 3) if requests else None
 
 
 def run_cold(
@@ -290,7 +304,7 @@ def main(argv: list[str] | None = None) -> int:
             results["warm"][name] = {}
             for c in concurrencies:
                 log(f"warm {name} c={c}")
-                floor_r, service_r, stages = measure_point(
+                floor_r, service_r, stages, cpu = measure_point(
                     floor=floor,
                     service=service,
                     body_file=body_files[name],
@@ -305,6 +319,7 @@ def main(argv: list[str] | None = None) -> int:
                     "floor": floor_r.to_json(),
                     "service": service_r.to_json(),
                     "service_stages": stages,
+                    "cpu_ms_per_request": cpu,
                 }
                 log(
                     f"  floor {floor_r.rps:.0f} rps p99 {floor_r.p99_ms:.2f} ms | service "

@@ -124,3 +124,27 @@ def test_percentile_is_nearest_rank():
 
 def test_wrk_never_gets_more_threads_than_connections():
     assert [wrk_threads(c) for c in (1, 2, 8, 32)] == [1, 2, 2, 2]
+
+
+def test_cpu_per_call_table_shows_the_floor_to_service_ratio():
+    results = _results(900, 12)
+    results["warm"]["large"]["8"]["cpu_ms_per_request"] = {"floor": 1.2, "service": 4.8}
+    table = render_markdown(results)
+    assert "| large | 8 | 1.200 | 4.800 | 0.25 |" in table
+    # points measured before CPU accounting existed still render
+    assert "| large | 1 |" not in table.split("CPU per call")[1]
+
+
+def test_worker_cpu_time_is_read_from_proc(tmp_path):
+    from bench.procs import cpu_seconds, workers_cpu_seconds
+
+    tick = __import__("os").sysconf("SC_CLK_TCK")
+    for pid, ppid, utime, stime in ((10, 1, 0, 0), (11, 10, 3 * tick, tick), (12, 10, tick, 0)):
+        (tmp_path / str(pid)).mkdir()
+        (tmp_path / str(pid) / "status").write_text(f"Name:\tx\nPPid:\t{ppid}\n")
+        # comm with a space and a parenthesis, as gunicorn's "gunicorn: worker [app)]" can be
+        fields = ["S", str(ppid)] + ["0"] * 9 + [str(utime), str(stime)] + ["0"] * 20
+        (tmp_path / str(pid) / "stat").write_text(f"{pid} (gun (w) x) " + " ".join(fields))
+    assert cpu_seconds(11, tmp_path) == 4.0
+    assert workers_cpu_seconds(10, tmp_path) == 5.0
+    assert cpu_seconds(99, tmp_path) is None
