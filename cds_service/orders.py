@@ -161,7 +161,7 @@ class OrderReader:
         self, resource: Mapping[str, Any], refs: Mapping[str, Mapping[str, Any]] | None = None
     ) -> DiazepamOrder | None:
         """A DiazepamOrder if the resource orders diazepam, else None."""
-        refs = refs or {}
+        refs = refs if refs is not None else {}  # not `or`: that would build a lazy index
         identity = self._identify(resource, refs)
         if identity is None:
             return None

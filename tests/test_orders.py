@@ -320,3 +320,25 @@ def test_reference_index_is_built_only_when_a_reference_is_looked_up():
     assert index.get("Medication/other") is None
     assert len(index) == 1 and list(index) == ["Medication/m1"]
     assert built == [1]  # built once, then reused
+
+
+def test_reading_a_coded_order_never_builds_the_reference_index(reader):
+    from cds_service.orders import LazyReferenceIndex
+
+    built = []
+    index = LazyReferenceIndex(lambda: built.append(1) or [])
+    order = reader.read(
+        {
+            "resourceType": "MedicationRequest",
+            "id": "rx-1",
+            "status": "draft",
+            "intent": "order",
+            "subject": {"reference": "Patient/p1"},
+            "medicationCodeableConcept": {
+                "coding": [{"system": RX, "code": "197589", "display": "diazepam 5 MG Oral Tablet"}]
+            },
+        },
+        index,
+    )
+    assert order is not None and order.code == "197589"
+    assert built == []
