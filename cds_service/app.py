@@ -20,7 +20,7 @@ from cds_service.api import bp, log_request
 from cds_service.config import Settings, load_settings
 from cds_service.errors import register_error_handlers
 from cds_service.feedback import register_feedback
-from cds_service.hook_request import SCHEMA_FILES, validator
+from cds_service.hook_request import SCHEMA_FILES, fast_check, validator
 from cds_service.logs import configure_logging
 from cds_service.metrics import register_metrics
 from cds_service.security import register_security
@@ -76,6 +76,7 @@ def register_cors(app: Flask, settings: Settings) -> None:
 def register_schemas(app: Flask) -> None:
     for name in SCHEMA_FILES:
         validator(name)  # compile once per worker; a broken schema stops start-up
+        fast_check(name)  # and its compiled fast path, so no hook call pays for code generation
 
 
 def register_advisor(app: Flask, settings: Settings) -> None:

@@ -1,8 +1,8 @@
 """Turn a request body into a validated, typed hook request (or a 400 that names the field).
 
-Validators are compiled once per worker: jsonschema compiles a schema into a validator object
-whose construction costs far more than one validation, so the hot path only calls
-``iter_errors``.
+Validators are compiled once per worker (at start-up, ``register_schemas``): a compiled
+fastjsonschema check answers the common case, "valid", in a few microseconds; only a body it
+refuses reaches jsonschema, whose errors name the field in the 400.
 """
 
 from __future__ import annotations

@@ -172,3 +172,11 @@ def near_valid_feedback(draw):
 def test_fast_feedback_check_never_accepts_what_jsonschema_refuses(body):
     if _fast_valid("feedback", body):
         assert _jsonschema_valid("feedback", body), body
+
+
+def test_app_start_up_compiles_the_fast_checks(make_app):
+    from cds_service.hook_request import SCHEMA_FILES, fast_check
+
+    fast_check.cache_clear()
+    make_app()
+    assert fast_check.cache_info().currsize == len(SCHEMA_FILES)
