@@ -55,19 +55,16 @@ def new_secret() -> str:
     return secrets.token_hex(32)
 
 
-def _insert_ignoring_duplicates(connection: sa.Connection, table: sa.Table) -> Any:
-    """INSERT ... ON CONFLICT DO NOTHING RETURNING <primary key> in the connection's dialect
-    (both databases speak it): a duplicate key is a no-op inside the transaction instead of
-    aborting it, and a returned row says the insert happened (``rowcount`` is not reliable
-    for this across drivers)."""
-    return _upsert_statement(connection.dialect.name, table)
-
-
 @functools.cache
-def _upsert_statement(dialect: str, table: sa.Table) -> Any:
-    # Built once: SQLAlchemy caches the compiled SQL by statement, and a statement with the
-    # values baked in (``.values(**row)``) costs a fresh cache key per call (the profile showed
-    # it as most of a jti claim's time). Rows go in as execute() parameters instead.
+def _insert_ignoring_duplicates(dialect: str, table: sa.Table) -> Any:
+    """INSERT ... ON CONFLICT DO NOTHING RETURNING <primary key> in the given dialect (both
+    databases speak it): a duplicate key is a no-op inside the transaction instead of
+    aborting it, and a returned row says the insert happened (``rowcount`` is not reliable
+    for this across drivers).
+
+    Built once per dialect and table: SQLAlchemy caches compiled SQL by statement, and a
+    statement with the values baked in (``.values(**row)``) cost a fresh cache key per call
+    (most of a jti claim's time in the profile). Rows go in as execute() parameters."""
     insert = pg_insert if dialect == "postgresql" else sqlite_insert
     return insert(table).on_conflict_do_nothing().returning(*table.primary_key.columns)
 
@@ -124,7 +121,7 @@ class RecordsMixin:
         if not rows:
             return 0
         with self.write("fast") as connection:
-            statement = _insert_ignoring_duplicates(connection, issued_cards)
+            statement = _insert_ignoring_duplicates(connection.dialect.name, issued_cards)
             return len(connection.execute(statement, rows).all())
 
     def save_feedback(self, service_id: str, items: list[dict[str, Any]]) -> FeedbackOutcome:
@@ -145,7 +142,7 @@ class RecordsMixin:
                     )
                 ).all()
             )
-            statement = _insert_ignoring_duplicates(connection, feedback)
+            statement = _insert_ignoring_duplicates(connection.dialect.name, feedback)
             for item in items:
                 known = item["card_uuid"] in topics
                 row = {
