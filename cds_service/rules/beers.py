@@ -14,13 +14,20 @@ from cds_service.rules.common import (
 )
 
 
+def _beers_applies(order: DiazepamOrder, record: PatientRecord, policy: Policy) -> bool:
+    """Both Beers statements share who they are about: an older adult, outside the safety
+    pathway (``pathway``: seizure, tetanus, withdrawal, procedural, or a non-oral route with
+    no musculoskeletal reason), and not in hospice when the policy says so."""
+    if not is_older(record, policy) or pathway(order, record, policy) == "safety":
+        return False
+    return not (policy["beers"]["hospice_suppresses"] and hospice(record))
+
+
 def beers_benzodiazepine(
     order: DiazepamOrder, record: PatientRecord, policy: Policy
 ) -> list[Finding]:
     rule = policy["beers"]
-    if not is_older(record, policy) or pathway(order, record, policy) == "safety":
-        return []
-    if rule["hospice_suppresses"] and hospice(record):
+    if not _beers_applies(order, record, policy):
         return []
     kind = indication(order, record, policy).kind
     if kind in rule["exception_indications"]:
@@ -54,9 +61,7 @@ def beers_benzodiazepine(
 
 def beers_cns_active(order: DiazepamOrder, record: PatientRecord, policy: Policy) -> list[Finding]:
     rule = policy["beers"]
-    if not is_older(record, policy) or pathway(order, record, policy) == "safety":
-        return []
-    if rule["hospice_suppresses"] and hospice(record):
+    if not _beers_applies(order, record, policy):
         return []
     kind = indication(order, record, policy).kind
     if not rule["cns_applies_to_exceptions"] and kind in rule["exception_indications"]:
