@@ -81,7 +81,7 @@ def register_schemas(app: Flask) -> None:
 
 def register_advisor(app: Flask, settings: Settings) -> None:
     """The clinical engine: value sets, policy and card templates loaded and validated once."""
-    from cds_service.engine import Engine
+    from cds_service.clinical.engine import Engine
 
     app.extensions["cds.advisor"] = Engine.from_settings(settings)
 

@@ -14,7 +14,7 @@ from datetime import date
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from cds_service import dosing
+from cds_service.clinical import dosing
 
 FAST = settings(max_examples=300, deadline=None, database=None, derandomize=True)
 

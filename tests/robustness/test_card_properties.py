@@ -20,13 +20,13 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from cds_service.app import create_app
-from cds_service.cards import SUMMARY_MAX, load_templates, placeholders, render
+from cds_service.clinical.cards import SUMMARY_MAX, load_templates, placeholders, render
+from cds_service.clinical.models import DiazepamOrder, Finding
+from cds_service.clinical.policy import load_policy
+from cds_service.clinical.valuesets import load_valuesets
 from cds_service.compare import card_problems as spec_card_problems
 from cds_service.config import load_settings
-from cds_service.models import DiazepamOrder, Finding
 from cds_service.pipeline import prune
-from cds_service.policy import load_policy
-from cds_service.valuesets import load_valuesets
 from tests.robustness.contract import card_problems, schema_errors
 
 FIXTURES = Path(__file__).resolve().parents[2] / "fixtures" / "scenarios"

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from cds_service import record
 from cds_service.app import create_app
+from cds_service.clinical import record
 from cds_service.hook_request import build_hook_request
 from tests.robustness.hostile import load_cases
 
@@ -90,10 +90,10 @@ def test_orders_past_the_cap_are_counted_in_the_log_without_ids(tmp_path, caplog
     app = _app(tmp_path, max_orders_per_request=3)
     body = _body(10)
     engine = app.extensions["cds.advisor"]
-    with caplog.at_level(logging.WARNING, logger="cds_service.engine"):
+    with caplog.at_level(logging.WARNING, logger="cds_service.clinical.engine"):
         response = app.test_client().post(SIGN, json=body)
     assert response.status_code == 200 and response.get_json()["cards"]
-    [message] = [r.getMessage() for r in caplog.records if r.name == "cds_service.engine"]
+    [message] = [r.getMessage() for r in caplog.records if r.name == "cds_service.clinical.engine"]
     assert "advised on 3 diazepam draft orders, 7 more not advised" in message
     ids = [e["resource"]["id"] for e in body["context"]["draftOrders"]["entry"]]
     assert not any(i in message for i in ids)  # counts only: no order ids, no patient data

@@ -1,0 +1,186 @@
+"""Card templates (top-level ``cards/``) and rendering a Finding into a CDS Hooks card.
+
+Templates are validated at start-up against ``data/schemas/card-template.schema.json``; a bad
+template, a missing topic, an unknown link key or a placeholder the rules never fill stops
+start-up with a message naming the file. Rendering is string formatting and dict building.
+"""
+
+from __future__ import annotations
+
+import json
+import string
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from jsonschema import Draft202012Validator
+
+from cds_service.clinical.models import DiazepamOrder, Finding
+from cds_service.clinical.policy import Policy
+from cds_service.clinical.suggestions import shape_suggestions
+from cds_service.clinical.valuesets import SCHEMA_DIR
+from cds_service.config import ConfigError
+
+TOPICS = (
+    "diazepam-contraindication",
+    "opioid-benzodiazepine",
+    "beers-benzodiazepine",
+    "beers-cns-active",
+    "duration-limit",
+    "dose-limit",
+    "muscle-relaxant-alternative",
+    "no-suitable-alternative",
+    "taper-required",
+    "pregnancy-lactation",
+    "indication-missing",
+)
+SUMMARY_MAX = 139
+
+
+class TemplateError(ConfigError):
+    """A card template cannot be used; start-up stops with this message."""
+
+
+@dataclass(frozen=True)
+class Template:
+    topic: str
+    data: dict[str, Any]
+    links: tuple[dict[str, str], ...]
+
+    def variant(self, name: str) -> dict[str, str]:
+        variants = self.data["variants"]
+        return variants.get(name) or variants.get("default") or next(iter(variants.values()))
+
+
+class _Blank(dict):  # type: ignore[type-arg]
+    """Missing placeholders render as '?' rather than raising on a clinician's click."""
+
+    def __missing__(self, key: str) -> str:
+        return "?"
+
+
+def _validator(name: str) -> Draft202012Validator:
+    schema = json.loads((SCHEMA_DIR / name).read_text(encoding="utf-8"))
+    Draft202012Validator.check_schema(schema)
+    return Draft202012Validator(schema)
+
+
+def _first_error(validator: Draft202012Validator, data: Any) -> str | None:
+    errors = sorted(validator.iter_errors(data), key=lambda e: list(e.absolute_path))
+    if not errors:
+        return None
+    where = "/".join(str(p) for p in errors[0].absolute_path) or "(root)"
+    return f"{where}: {errors[0].message}"
+
+
+def placeholders(text: str) -> set[str]:
+    return {field for _, field, _, _ in string.Formatter().parse(text) if field}
+
+
+def load_templates(cards_dir: str | Path) -> dict[str, Template]:
+    base = Path(cards_dir)
+    if not base.is_dir():
+        raise TemplateError(f"cards directory {base} does not exist (CDS_CARDS_DIR)")
+    links_file = base / "links.json"
+    try:
+        links = json.loads(links_file.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise TemplateError(f"card links file {links_file} unreadable: {exc}") from exc
+    problem = _first_error(_validator("card-links.schema.json"), links)
+    if problem:
+        raise TemplateError(f"card links file {links_file}: {problem}")
+    validator = _validator("card-template.schema.json")
+    templates: dict[str, Template] = {}
+    for path in sorted(base.glob("*.json")):
+        if path.name == "links.json":
+            continue
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            raise TemplateError(f"card template {path} unreadable: {exc}") from exc
+        problem = _first_error(validator, data)
+        if problem:
+            raise TemplateError(f"card template {path.name} invalid at {problem}")
+        topic = data["topic"]["code"]
+        if path.stem != topic:
+            raise TemplateError(f"card template {path.name} declares topic {topic!r}")
+        unknown = [key for key in data["links"] if key not in links]
+        if unknown:
+            raise TemplateError(f"card template {path.name}: unknown link keys {unknown}")
+        for name, variant in data["variants"].items():
+            try:
+                placeholders(variant["summary"])
+                placeholders(variant["detail"])
+            except ValueError as exc:
+                raise TemplateError(f"card template {path.name} variant {name}: {exc}") from exc
+        templates[topic] = Template(
+            topic=topic,
+            data=data,
+            links=tuple({**links[key], "type": "absolute"} for key in data["links"]),
+        )
+    missing = [t for t in TOPICS if t not in templates]
+    if missing:
+        raise TemplateError(f"cards directory {base} lacks templates for topics {missing}")
+    return templates
+
+
+def _summary(text: str) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= SUMMARY_MAX else text[: SUMMARY_MAX - 1].rstrip() + "…"
+
+
+def render(
+    finding: Finding,
+    template: Template,
+    order: DiazepamOrder,
+    policy: Policy,
+    profile: str,
+    general_unknowns: list[str],
+    missing: frozenset[str] = frozenset(),
+) -> dict[str, Any]:
+    variant = template.variant(finding.variant)
+    facts = _Blank({k: v for k, v in finding.facts.items() if v is not None})
+    summary = _summary(variant["summary"].format_map(facts))
+    detail = variant["detail"].format_map(facts)
+    for note in finding.notes:
+        detail += "\n\n" + note
+    unknowns = list(dict.fromkeys([*finding.unknowns, *general_unknowns]))
+    if unknowns:
+        detail += "\n\n**Not known when this advice was made:** " + "; ".join(unknowns) + "."
+    suggestions, behaviour = shape_suggestions(finding.options, order, profile, policy)
+    if profile == "epic" and suggestions:
+        detail += "\n\n**Suggested orders:**\n" + "\n".join(f"- {s['label']}" for s in suggestions)
+    card: dict[str, Any] = {
+        "uuid": str(uuid.uuid4()),
+        "summary": summary,
+        "indicator": finding.indicator,
+        "detail": detail,
+        "source": {
+            "label": template.data["source"]["label"],
+            "url": template.data["source"]["url"],
+            "topic": {
+                "system": policy["topic_system"],
+                "code": template.topic,
+                "display": template.data["topic"]["display"],
+            },
+        },
+        "overrideReasons": [
+            {"system": policy["override_system"], "code": r["code"], "display": r["display"]}
+            for r in template.data["override_reasons"]
+        ],
+        "links": [dict(link) for link in template.links],
+    }
+    if suggestions:
+        card["selectionBehavior"] = behaviour
+        card["suggestions"] = suggestions
+    audit = dict(finding.audit)
+    audit.setdefault("order_id", order.ref)
+    audit.setdefault("rule", template.topic)
+    audit["indicator"] = finding.indicator
+    audit["draft_valid_r4"] = order.fhir_valid
+    audit["route_source"] = order.route_source
+    if missing:
+        audit["missing"] = sorted(missing)
+    card["_audit"] = {k: v for k, v in audit.items() if v not in (None, [], {}, "")}
+    return card

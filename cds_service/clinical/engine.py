@@ -1,0 +1,127 @@
+"""The clinical engine behind the pipeline's ``Advisor`` protocol.
+
+Built once per worker from settings (value sets, policy, card templates: all validated, so a
+bad file stops start-up); per request it reads the diazepam orders, builds the patient record,
+runs the pure rules and renders one card per finding, most urgent first.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from cds_service.clinical.cards import Template, load_templates, render
+from cds_service.clinical.compose import compose_order, dedupe_patient_cards
+from cds_service.clinical.models import DiazepamOrder, Finding, PatientRecord
+from cds_service.clinical.orders import OrderReader
+from cds_service.clinical.policy import Policy, load_policy
+from cds_service.clinical.record import prepare_record, record_for
+from cds_service.clinical.rules import RULES, Rule
+from cds_service.clinical.valuesets import ValueSets, load_valuesets
+from cds_service.config import ConfigError, Settings
+from cds_service.fhir.prefetch import PatientData
+from cds_service.hook_request import HookRequest
+
+log = logging.getLogger(__name__)
+
+
+class Engine:
+    """Implements ``cds_service.pipeline.Advisor``."""
+
+    def __init__(
+        self,
+        valuesets: ValueSets,
+        policy: Policy,
+        templates: dict[str, Template],
+        rules: Sequence[Rule] = RULES,
+        profile: str | None = None,
+    ) -> None:
+        self.valuesets = valuesets
+        self.policy = policy
+        self.templates = templates
+        self.rules = tuple(rules)
+        self.reader = OrderReader(valuesets)
+        self.default_profile = profile or policy.default_profile
+        if self.default_profile not in policy["profiles"]:
+            raise ConfigError(
+                f"EHR profile {self.default_profile!r} unknown; "
+                f"known: {', '.join(policy['profiles'])}"
+            )
+        self._severity = {name: i for i, name in enumerate(policy["indicator_order"])}
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Engine:
+        valuesets = load_valuesets()
+        policy = load_policy(settings.policy_file or None, valuesets=valuesets)
+        templates = load_templates(settings.cards_dir)
+        return cls(valuesets, policy, templates, profile=settings.ehr_profile or None)
+
+    # -- Advisor -------------------------------------------------------------------------
+    def orders_in_scope(self, request: HookRequest) -> list[DiazepamOrder]:
+        """At most ``policy["max_orders_per_request"]`` diazepam orders: advice on the first
+        ones is what a clinician can read (cards are capped too), and a request with hundreds
+        of diazepam drafts must not pin a worker. The rest are counted in the log."""
+        limit = int(self.policy["max_orders_per_request"])
+        orders, skipped = self.reader.scan(request, limit=limit)
+        if skipped:
+            log.warning(
+                "advised on %d diazepam draft orders, %d more not advised "
+                "(policy max_orders_per_request=%d)",
+                len(orders),
+                skipped,
+                limit,
+            )
+        return orders
+
+    def findings(
+        self, order: DiazepamOrder, record: PatientRecord
+    ) -> tuple[list[Finding], frozenset[str]]:
+        found: list[Finding] = []
+        for rule in self.rules:
+            found.extend(rule(order, record, self.policy))
+        return compose_order(found, self.policy), record.unknown
+
+    def advise(
+        self,
+        request: HookRequest,
+        orders: Sequence[Any],
+        data: PatientData,
+        profile: str,
+        timings: dict[str, float],
+    ) -> list[dict[str, Any]]:
+        started = time.perf_counter()
+        # classify the patient's data and the drafts once; each order gets a cheap view
+        base = prepare_record(data, self.valuesets, self.policy, request.draft_resources)
+        per_order = [
+            (order, *self.findings(order, record_for(base, order, self.policy))) for order in orders
+        ]
+        ruled = time.perf_counter()
+        timings["rules_ms"] = (ruled - started) * 1000
+        if profile not in self.policy["profiles"]:
+            profile = self.default_profile
+        notes = self.policy["unknown_notes"]
+        cards: list[tuple[int, int, dict[str, Any]]] = []
+        for order, findings, unknown in per_order:
+            for finding in findings:
+                general = [
+                    note["text"]
+                    for key, note in notes.items()
+                    if key in unknown and finding.topic in note["topics"]
+                ]
+                card = render(
+                    finding,
+                    self.templates[finding.topic],
+                    order,
+                    self.policy,
+                    profile,
+                    general,
+                    unknown,
+                )
+                cards.append((self._severity.get(finding.indicator, 99), len(cards), card))
+        cards.sort(key=lambda item: (item[0], item[1]))
+        unique = dedupe_patient_cards([card for _, _, card in cards], self.policy)
+        result = unique[: int(self.policy["max_cards"])]
+        timings["render_ms"] = (time.perf_counter() - ruled) * 1000
+        return result

@@ -1,0 +1,96 @@
+"""R6 dose: geriatric starting dose (label) and the 40 mg/day ceiling [D, derived]."""
+
+from __future__ import annotations
+
+from cds_service.clinical.models import DiazepamOrder, Finding, Option, PatientRecord
+from cds_service.clinical.policy import Policy
+from cds_service.clinical.rules.common import fmt, indication, is_older, new_finding, pathway
+from cds_service.clinical.suggestions import rewrite_order
+
+
+def dose_limit(order: DiazepamOrder, record: PatientRecord, policy: Policy) -> list[Finding]:
+    rule = policy["dose"]
+    kind = indication(order, record, policy).kind
+    if (
+        kind == "alcohol_withdrawal"
+        and policy["hepatic"]["alcohol_withdrawal_note"]
+        and any(record.has(g) for g in policy["hepatic"]["impaired_groups"])
+        and not any(record.has(g) for g in policy["hepatic"]["severe_groups"])
+    ):
+        return [
+            new_finding(
+                "dose-limit",
+                policy["hepatic"]["alcohol_withdrawal_indicator"],
+                order,
+                record,
+                variant="hepatic",
+                facts={},
+                audit={"indication": kind},
+            )
+        ]
+    if pathway(order, record, policy) != "acute":
+        return []
+    per_dose, per_day, mg_day = order.mg_per_dose, order.doses_per_day, order.mg_per_day
+    facts = {
+        "mg": fmt(per_dose),
+        "times": fmt(per_day),
+        "mg_day": fmt(mg_day),
+        "max": fmt(rule["max_mg_per_day"]),
+        "age": record.age_years,
+        "start_mg": fmt(rule["geriatric_max_mg_per_dose"]),
+        "start_times": fmt(rule["geriatric_max_doses_per_day"]),
+    }
+    audit = {"mg_per_dose": per_dose, "doses_per_day": per_day, "mg_per_day": mg_day}
+    if mg_day is not None and mg_day > rule["max_mg_per_day"]:
+        return [
+            new_finding(
+                "dose-limit",
+                rule["max_indicator"],
+                order,
+                record,
+                variant="max",
+                facts=facts,
+                audit=audit,
+            )
+        ]
+    if not is_older(record, policy) or order.route not in ("oral", "unknown"):
+        return []
+    too_much = (per_dose is not None and per_dose > rule["geriatric_max_mg_per_dose"]) or (
+        per_day is not None and per_day > rule["geriatric_max_doses_per_day"]
+    )
+    if not too_much:
+        return []
+    options = []
+    if order.unit in (None, "tablet"):
+        mg, times = rule["geriatric_suggested_mg"], rule["geriatric_suggested_doses_per_day"]
+        cap = policy["duration"]["cap_to_days"]
+        days = cap if order.days_supply and order.days_supply > cap else None
+        product = policy.diazepam_product(rule["geriatric_suggested_code"])
+        resource = rewrite_order(
+            order, days=days, mg_per_dose=mg, doses_per_day=times, product=product
+        )
+        if resource is not None:  # None: an impossible number the rewrite keeps (no offer)
+            options.append(
+                Option(
+                    kind="update",
+                    label=f"Change to diazepam {fmt(mg)} mg up to {fmt(times)} times a day"
+                    + (f" for {fmt(days)} days" if days else ""),
+                    description=f"Rewrite the diazepam order to {fmt(mg)} mg, at most "
+                    f"{fmt(times)} times a day (geriatric starting dose)",
+                    resource=resource,
+                    recommended=True,
+                    code=rule["geriatric_suggested_code"],
+                )
+            )
+    return [
+        new_finding(
+            "dose-limit",
+            rule["geriatric_indicator"],
+            order,
+            record,
+            variant="geriatric",
+            facts=facts,
+            audit=audit,
+            options=options,
+        )
+    ]

@@ -1,0 +1,78 @@
+"""R6 duration: short-term use for acute spasm (ideal 7, maximum 14 days) [D]."""
+
+from __future__ import annotations
+
+from cds_service.clinical.models import DiazepamOrder, Finding, Option, PatientRecord
+from cds_service.clinical.policy import Policy
+from cds_service.clinical.rules.common import (
+    amount,
+    effective_route,
+    fmt,
+    indication,
+    is_older,
+    new_finding,
+    pathway,
+)
+from cds_service.clinical.suggestions import rewrite_order
+
+
+def duration_limit(order: DiazepamOrder, record: PatientRecord, policy: Policy) -> list[Finding]:
+    rule = policy["duration"]
+    if pathway(order, record, policy) != "acute":
+        return []
+    if effective_route(order, policy) not in rule["routes"] or order.days_supply is None:
+        return []
+    days = order.days_supply
+    if days <= rule["ideal_days"]:
+        return []
+    older = is_older(record, policy)
+    if days > rule["max_days"]:
+        indicator = rule["indicator_over_max_age65"] if older else rule["indicator_over_max"]
+        variant = "over_max"
+    else:
+        indicator, variant = rule["indicator_over_ideal"], "over_ideal"
+    cap = rule["cap_to_days"]
+    rewritten = rewrite_order(order, days=cap)
+    options = []
+    if rewritten is None:
+        # the order carries an impossible dose or timing: warn about the duration, offer no
+        # copy of it to sign (the card says why instead of echoing the number)
+        variant += "_no_rewrite"
+    else:
+        qty = (rewritten.get("dispenseRequest") or {}).get("quantity") or {}
+        qty_text = f" ({amount(qty['value'], qty.get('unit'))})" if qty.get("value") else ""
+        options.append(
+            Option(
+                kind="update",
+                label=f"Limit diazepam to {fmt(cap)} days{qty_text}",
+                description=f"Rewrite the diazepam order to a {fmt(cap)}-day supply, no refills",
+                resource=rewritten,
+                recommended=True,
+            )
+        )
+    return [
+        new_finding(
+            "duration-limit",
+            indicator,
+            order,
+            record,
+            variant=variant,
+            facts={
+                "days": fmt(days),
+                "cap": fmt(cap),
+                "ideal": fmt(rule["ideal_days"]),
+                "max": fmt(rule["max_days"]),
+                "source": order.days_source,
+                "use": "acute muscle spasm use"
+                if indication(order, record, policy).kind == "acute_spasm"
+                else "use without a recorded indication",
+            },
+            audit={
+                "days_supply": round(days, 2),
+                "cap_days": cap,
+                "days_source": order.days_source,
+                "rewrite_offered": rewritten is not None,
+            },
+            options=options,
+        )
+    ]

@@ -1,0 +1,42 @@
+from datetime import date
+
+from cds_service.clinical.rules.indication import indication_missing
+from cds_service.clinical.rules.pregnancy import pregnancy_lactation
+from cds_service.clinical.rules.taper import taper_required
+from tests.clinical.rules.conftest import med, patient
+
+
+def test_taper_after_four_weeks_only(order, policy, vs):
+    long = patient(50, meds=[med(vs, "diazepam", start=date(2025, 10, 1))])
+    [f] = taper_required(order(reason="M62.830"), long, policy)
+    assert f.indicator == "info" and f.facts["weeks"] >= 4
+    recent = patient(50, meds=[med(vs, "lorazepam", start=date(2026, 1, 5))])
+    assert taper_required(order(reason="M62.830"), recent, policy) == []
+    undated = patient(50, meds=[med(vs, "lorazepam")])
+    assert taper_required(order(reason="M62.830"), undated, policy) == []
+
+
+def test_pregnancy_and_breastfeeding_are_info(order, policy):
+    [f] = pregnancy_lactation(
+        order(reason="M62.830"), patient(30, conditions={"pregnancy": None}), policy
+    )
+    assert (f.indicator, f.variant) == ("info", "pregnancy")
+    [f] = pregnancy_lactation(order(), patient(30, conditions={"breastfeeding": None}), policy)
+    assert f.variant == "breastfeeding"
+    assert (
+        pregnancy_lactation(
+            order(code="801961"), patient(30, conditions={"pregnancy": None}), policy
+        )
+        == []
+    )
+
+
+def test_missing_indication_offers_reason_updates(order, policy):
+    [f] = indication_missing(order(), patient(40), policy)
+    assert f.indicator == "info"
+    codes = [o.resource["reasonCode"][0]["coding"][0]["code"] for o in f.options]
+    assert "M62.830" in codes and all(o.kind == "update" for o in f.options)
+    assert indication_missing(order(reason="M62.830"), patient(40), policy) == []
+    # a problem-list condition counts as the indication
+    assert indication_missing(order(), patient(40, conditions={"muscle_spasm": None}), policy) == []
+    assert indication_missing(order(code="309845"), patient(40), policy) == []  # IV: R8
