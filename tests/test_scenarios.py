@@ -90,12 +90,13 @@ def _whats(mismatches: list[Mismatch]) -> list[str]:
 def test_comparer_reports_a_missing_topic_and_a_wrong_indicator() -> None:
     fixture = _fixture("elderly-78-egfr45-no-baclofen")
     body = {"cards": reference_cards(fixture)}
-    body["cards"].remove(_card(body, "dose-limit"))
+    body["cards"].remove(_card(body, "muscle-relaxant-alternative"))
     _card(body, "beers-benzodiazepine")["indicator"] = "info"
     mismatches = compare(fixture["expected"], body)
     assert sorted(_whats(mismatches)) == [
+        "recommended alternative",
         "topic beers-benzodiazepine indicator",
-        "topic dose-limit",
+        "topic muscle-relaxant-alternative",
     ]
     assert str(mismatches[0]) == (
         "topic beers-benzodiazepine indicator: expected warning, got info"
@@ -227,4 +228,4 @@ def test_ingredient_of_resolves_codes_contained_and_names() -> None:
 
 def test_describe_expected_is_one_readable_line() -> None:
     text = describe_expected(_fixture("elderly-78-egfr45-no-baclofen")["expected"])
-    assert "duration-limit:warning" in text and "rec=tizanidine" in text and "cap=7" in text
+    assert "duration-limit:info" in text and "rec=tizanidine" in text and "cap=7" in text

@@ -34,6 +34,9 @@ TOPICS = (
     "taper-required",
     "pregnancy-lactation",
     "indication-missing",
+    "substance-use-risk",
+    "cns-depressant-combination",
+    "diazepam-interaction",
 )
 SUMMARY_MAX = 139
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from cds_service.clinical.models import Finding
+from cds_service.clinical.models import Finding, PatientRecord
 from cds_service.clinical.policy import Policy
 
 
@@ -72,3 +72,87 @@ def dedupe_patient_cards(cards: Sequence[dict[str, Any]], policy: Policy) -> lis
         if audit.get("order_id") and audit["order_id"] not in ids:
             ids.append(audit["order_id"])
     return out
+
+
+def copd_caution(findings: list[Finding], record: PatientRecord, policy: Policy) -> list[Finding]:
+    """R21: COPD or other chronic lung disease is a caution line on the first dose, duration
+    or taper card (no card of its own); with an opioid too, that card is at least a warning."""
+    rule = policy["copd"]
+    groups = [g for g in rule["groups"] if record.has(g)]
+    if not groups:
+        return findings
+    host = next((f for f in findings if f.topic in rule["topics"]), None)
+    if host is None:
+        return findings
+    names = " and ".join(policy.group_titles.get(g, g) for g in groups)
+    host.notes.append(
+        f"**Caution, {names}:** diazepam can depress breathing; use the lowest dose and "
+        "watch for sedation (seed-1; FDA label warnings)."
+    )
+    host.audit["copd_caution"] = groups
+    opioid = any("opioid" in m.classes for m in [*record.medications, *record.draft_medications])
+    if opioid and host.indicator == "info":
+        host.indicator = "warning"
+    return findings
+
+
+def _topic(card: dict[str, Any]) -> str:
+    return str(card["source"]["topic"]["code"])
+
+
+def _order_of(card: dict[str, Any]) -> Any:
+    return (card.get("_audit") or {}).get("order_id")
+
+
+def fold_actionless(cards: list[dict[str, Any]], policy: Policy) -> list[dict[str, Any]]:
+    """F.2a "no actionless noise": an info card of a foldable topic with nothing to do (its
+    rewrite moved to another card) becomes a line of the card that carries the action for
+    the same order. Without such a card it stays."""
+    foldable = set(policy["compose"]["fold_topics"])
+    out: list[dict[str, Any]] = []
+    folded: list[dict[str, Any]] = []
+    for card in cards:
+        if card["indicator"] == "info" and _topic(card) in foldable and not card.get("suggestions"):
+            folded.append(card)
+        else:
+            out.append(card)
+    owners = list(policy["compose"]["update_owner"])
+    for card in folded:
+        mates = [c for c in out if c.get("suggestions") and _order_of(c) == _order_of(card)]
+        # the card its rewrite moved to (the update owner) first, else any card with an action
+        mates.sort(key=lambda c: owners.index(_topic(c)) if _topic(c) in owners else len(owners))
+        host = mates[0] if mates else None
+        if host is None:
+            out.append(card)
+            continue
+        host["detail"] += f"\n\n**Also:** {card['summary']}."
+        host.setdefault("_audit", {}).setdefault("folded", []).append(_topic(card))
+    return out
+
+
+def fit_budget(cards: list[dict[str, Any]], policy: Policy) -> list[dict[str, Any]]:
+    """R22 / F.0-5: at most ``max_cards`` cards, but a safety topic is never dropped. Cards
+    beyond the budget (most urgent first, so the least urgent go) are not lost either: their
+    summaries become "Also noted" lines of the last card kept."""
+    limit = int(policy["max_cards"])
+    if len(cards) <= limit:
+        return cards
+    safety = set(policy["safety_topics"])
+    keep_safety = sum(1 for c in cards if _topic(c) in safety)
+    room = max(limit - keep_safety, 0)
+    kept: list[dict[str, Any]] = []
+    extra: list[dict[str, Any]] = []
+    for card in cards:
+        if _topic(card) in safety:
+            kept.append(card)
+        elif room > 0:
+            kept.append(card)
+            room -= 1
+        else:
+            extra.append(card)
+    if extra and kept:
+        host = kept[-1]
+        lines = "\n".join(f"- {c['summary']}" for c in extra)
+        host["detail"] += f"\n\n**Also noted:**\n{lines}"
+        host.setdefault("_audit", {}).setdefault("merged", []).extend(_topic(c) for c in extra)
+    return kept

@@ -103,13 +103,15 @@ def test_sandbox_requests_give_sensible_cards(standard, sandbox_request, name):
         assert "_audit" not in card
     topics = by_topic(cards)
     # 77-year-old, 5 mg once daily for 30 days, no indication
-    assert topics["duration-limit"]["indicator"] == "critical"
+    assert topics["duration-limit"]["indicator"] == "warning"  # F.0-6: never critical
     assert "30 days" in topics["duration-limit"]["summary"]
     assert topics["beers-benzodiazepine"]["indicator"] == "warning"
     assert "Age 77" in topics["beers-benzodiazepine"]["summary"]
     alt = topics["muscle-relaxant-alternative"]
     first = alt["suggestions"][0]
-    assert first["isRecommended"] is True
+    # R12: with no indication at all, nothing is recommended and each label says what for
+    assert not any(s.get("isRecommended") for s in alt["suggestions"])
+    assert all(s["label"].startswith("If for muscle spasm:") for s in alt["suggestions"])
     created = [a["resource"] for a in first["actions"] if a["type"] == "create"][0]
     assert created["medicationCodeableConcept"]["coding"][0]["code"] == "313412"  # tizanidine
     assert "renal function unknown: baclofen not ranked first" in alt["detail"]
@@ -208,16 +210,26 @@ def test_engine_cards_carry_audit_with_order_and_rule(engine, sandbox_request):
     )
 
 
-def test_max_cards_from_policy(sandbox_request, tmp_path):
-    policy = tmp_path / "policy.json"
-    policy.write_text('{"max_cards": 2}')
-    engine = Engine.from_settings(load_settings(environ={}, overrides={"policy_file": str(policy)}))
+def test_max_cards_merges_lesser_cards_but_never_drops_a_safety_topic(sandbox_request, tmp_path):
+    """R22 / F.0-5: with a budget of one card, the Beers card (a safety topic) stays, one
+    more card is not kept, and what did not fit is merged as 'Also noted' lines."""
     body = with_prefetch(sandbox_request("order-sign-request_r4-server"))
     request = build_hook_request(body)
+    full = Engine.from_settings(load_settings(environ={})).advise(
+        request, Engine.from_settings(load_settings(environ={})).orders_in_scope(request),
+        read_prefetch(body["prefetch"]), "standard", {},
+    )
+    policy = tmp_path / "policy.json"
+    policy.write_text('{"max_cards": 1}')
+    engine = Engine.from_settings(load_settings(environ={}, overrides={"policy_file": str(policy)}))
     cards = engine.advise(
         request, engine.orders_in_scope(request), read_prefetch(body["prefetch"]), "standard", {}
     )
-    assert len(cards) == 2 and cards[0]["indicator"] == "critical"
+    assert len(full) > 1
+    assert [c["source"]["topic"]["code"] for c in cards] == ["beers-benzodiazepine"]
+    merged = cards[0]["_audit"]["merged"]
+    assert set(merged) == {c["source"]["topic"]["code"] for c in full} - {"beers-benzodiazepine"}
+    assert "Also noted" in cards[0]["detail"]
 
 
 def test_hot_path_is_fast(engine, sandbox_request):
@@ -261,7 +273,12 @@ def test_updates_of_one_order_live_on_one_card(engine, sandbox_request):
     }
     cards = _advise(engine, body)
     topics = by_topic(cards)
-    assert {"duration-limit", "dose-limit", "indication-missing"} <= set(topics)  # 77 y, 5 mg TID
+    assert {"duration-limit", "indication-missing"} <= set(topics)  # 77 y, 5 mg TID
+    # the dose card's only action moved to the duration card: it is folded in (F.2a, R22)
+    assert "dose-limit" not in topics
+    assert topics["duration-limit"]["_audit"]["folded"] == ["dose-limit"], [
+        (c["source"]["topic"]["code"], c["_audit"]) for c in cards
+    ]
     assert set(_update_targets(cards)) == {"duration-limit"}
     duration = topics["duration-limit"]
     assert duration["selectionBehavior"] == "at-most-one"
@@ -272,7 +289,7 @@ def test_updates_of_one_order_live_on_one_card(engine, sandbox_request):
     doses = [r["dosageInstruction"][0]["doseAndRate"] for r in rewrites]
     assert original["doseAndRate"] in doses  # limit the days only, dose as written
     assert [{"doseQuantity": {"value": 2, "unit": "mg", "system": UCUM, "code": "mg"}}] in doses
-    assert "duration" in topics["dose-limit"]["detail"].lower()
+    assert "label's starting dose" in topics["duration-limit"]["detail"]
     assert "indication" in topics["indication-missing"]["detail"].lower()
 
 
