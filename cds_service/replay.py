@@ -218,7 +218,9 @@ def run_scenario(fixture: dict[str, Any], options: Options) -> Result:
     except ValueError:
         result.got, result.error = "not JSON", "response body is not JSON"
         return result
-    result.mismatches = compare(fixture["expected"], answer, profile=options.profile)
+    result.mismatches = compare(
+        fixture["expected"], answer, profile=options.profile, request=fixture.get("request")
+    )
     cards = answer.get("cards") if isinstance(answer, dict) else None
     result.got = observe(cards if isinstance(cards, list) else []).short()
     result.verdict = FAIL if result.mismatches else PASS
