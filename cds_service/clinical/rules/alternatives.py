@@ -22,6 +22,7 @@ from cds_service.clinical.rules.common import (
     is_older,
     new_finding,
     pathway,
+    unsure_indication,
 )
 from cds_service.clinical.suggestions import alternative_request
 
@@ -248,7 +249,7 @@ def muscle_relaxant_alternative(
     options = []
     lines = []
     # R12: with no indication at all nothing is recommended, and each label says what for
-    no_reason = indication(order, record, policy).source == "none"
+    no_reason = unsure_indication(order, record, policy)
     for rank, drug in enumerate(kept):
         regimen = alt["regimens"][scenario][drug]
         product = policy.products[regimen["code"]]

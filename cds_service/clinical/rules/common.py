@@ -64,18 +64,21 @@ def effective_route(order: DiazepamOrder, policy: Policy) -> str:
 
 
 def pathway(order: DiazepamOrder, record: PatientRecord, policy: Policy) -> str:
-    """safety (R8-R10, stated) | inferred_safety | acute (R6/R12) | spasticity (R7) |
-    anxiety (R11).
+    """safety (R8-R10, stated) | acute (R6/R12) | spasticity (R7) | anxiety (R11).
 
     Only a *stated* indication (the order's reason) or the route puts an order on the safety
-    pathway (F.0-4). A seizure or withdrawal code found only on the problem list is
-    ``inferred_safety``: it still chooses the alternatives (none) and skips the spasm cap,
-    but every safety check runs and the indication card asks to document it (R8/R12)."""
+    pathway (F.0-4). A seizure or withdrawal code found only on the problem list does not:
+    the oral order gets the R6 defaults (R12), every safety check runs, the alternatives are
+    labelled "If for muscle spasm" with none recommended, and the indication card asks to
+    document the inferred indication."""
     found = indication(order, record, policy)
     kind = found.kind
     route = effective_route(order, policy)
     if kind in SAFETY_KINDS:
-        return "safety" if found.source in ("reason", "route") else "inferred_safety"
+        # inferred from the problem list: R12 applies the R6 defaults to the oral order
+        if found.source in ("reason", "route") or route != "oral":
+            return "safety"
+        return "acute"
     if kind == "spasticity":
         return "spasticity"
     if kind == "acute_spasm":
@@ -85,6 +88,13 @@ def pathway(order: DiazepamOrder, record: PatientRecord, policy: Policy) -> str:
     if kind in ANXIETY_KINDS:
         return "anxiety"
     return "acute"  # unknown + oral: R12 applies the R6 defaults
+
+
+def unsure_indication(order: DiazepamOrder, record: PatientRecord, policy: Policy) -> bool:
+    """R12: no indication at all, or one inferred off the acute-spasm path: alternatives are
+    offered "if for muscle spasm" and none is recommended."""
+    found = indication(order, record, policy)
+    return found.source == "none" or (found.source == "condition" and found.kind in SAFETY_KINDS)
 
 
 def stated_safety(order: DiazepamOrder, record: PatientRecord, policy: Policy) -> bool:
