@@ -55,8 +55,12 @@ def rules(args: argparse.Namespace) -> int:
 
     policy, templates = load_inputs(args.policy, args.cards)
     if args.markdown:
-        override = Path(args.policy).name if args.policy else None
-        text = render_markdown(policy, templates, override)
+        text = render_markdown(
+            policy,
+            templates,
+            Path(args.policy).name if args.policy else None,
+            Path(args.cards).name if args.cards else None,
+        )
     else:
         text = render_text(policy, templates)
     if args.output:

@@ -233,11 +233,15 @@ def levels(template: Template, policy: Policy) -> list[Level]:
     return out
 
 
-def distinct_levels(template: Template, policy: Policy) -> list[str]:
-    """The levels a topic can show, most severe first (``indicator_order`` of the policy)."""
+def by_severity(found: Iterable[str], policy: Policy) -> list[str]:
+    """Distinct levels, most severe first (the policy's ``indicator_order``), others last."""
     order = list(policy.data.get("indicator_order", []))
-    found = {lv.level for lv in levels(template, policy)}
-    return sorted(found, key=lambda x: (order.index(x) if x in order else len(order), x))
+    return sorted(set(found), key=lambda x: (order.index(x) if x in order else len(order), x))
+
+
+def distinct_levels(template: Template, policy: Policy) -> list[str]:
+    """The levels a topic can show, most severe first."""
+    return by_severity((lv.level for lv in levels(template, policy)), policy)
 
 
 # --- rendering ----------------------------------------------------------------------------
@@ -256,7 +260,7 @@ def _code(text: str) -> str:
 def _topic_section(template: Template, policy: Policy) -> list[str]:
     data = template.data
     topic = template.topic
-    out = [f"## {_code(topic)}: {data['topic']['display']}", ""]
+    out = [f'<a id="{topic}"></a>', "", f"## {_code(topic)}: {data['topic']['display']}", ""]
     block = data.get("catalogue")
     code = _rule_code(topic)
     if block is None:
@@ -295,15 +299,13 @@ def _topic_section(template: Template, policy: Policy) -> list[str]:
     if block is not None:
         for lv in levels(template, policy):
             for name in lv.variants:
-                by_variant.setdefault(name, [])
-                if lv.level not in by_variant[name]:
-                    by_variant[name].append(lv.level)
+                by_variant.setdefault(name, []).append(lv.level)
     out += _table(
         ["Variant", "Level", "Summary"],
         (
             [
                 _code(name),
-                ", ".join(_code(x) for x in by_variant.get(name, [])) or "—",
+                ", ".join(_code(x) for x in by_severity(by_variant.get(name, []), policy)) or "—",
                 _cell(data["variants"][name]["summary"]),
             ]
             for name in sorted(data["variants"])
@@ -344,22 +346,36 @@ def _covered(key: str, named: set[str]) -> bool:
 
 
 def render_markdown(
-    policy: Policy, templates: Mapping[str, Template], policy_override: str | None = None
+    policy: Policy,
+    templates: Mapping[str, Template],
+    policy_override: str | None = None,
+    cards_override: str | None = None,
 ) -> str:
+    """The catalogue. ``policy_override``/``cards_override`` name (without a directory, so the
+    text does not depend on where it ran) a site's policy file and card directory."""
     version = policy.data.get("version", "unversioned")
     topics = sorted(templates)
     missing = undescribed(templates)
-    source = "the shipped policy (`cds_service/data/policy.json`)"
+    policy_text = "the shipped policy (`cds_service/data/policy.json`)"
+    cards_text = "the card templates (`cards/*.json`, `cards/links.json`)"
+    command = REGENERATE
+    stale = "; a test fails when this file is out of date"
+    if policy_override or cards_override:
+        command, stale = "diazepam-cds rules --markdown", ""
     if policy_override:
-        source += f" merged with the site override `{policy_override}`"
+        policy_text += f" merged with the site override `{policy_override}`"
+        command += f" --policy {policy_override}"
+    if cards_override:
+        cards_text = f"the card templates in `{cards_override}`"
+        command += f" --cards {cards_override}"
     out = [
-        f"<!-- GENERATED FILE: do not edit by hand. Regenerate with `{REGENERATE}`. -->",
+        f"<!-- GENERATED FILE: do not edit by hand. Regenerate with `{command}`. -->",
         "",
         "# Clinical rule catalogue",
         "",
-        f"> **Generated** by `{REGENERATE}` from {source} and the card templates "
-        "(`cards/*.json`, `cards/links.json`). **Do not edit by hand:** change the policy or a "
-        "template's `catalogue` block and regenerate; a test fails when this file is out of date.",
+        f"> **Generated** by `{command}` from {policy_text} and {cards_text}. **Do not edit by "
+        "hand:** change the policy or a template's `catalogue` block and regenerate"
+        f"{stale}.",
         "",
         f"Policy version: **{version}** · Topics: **{len(topics)}**"
         + (f" · Not described: {', '.join(_code(t) for t in missing)}" if missing else ""),
@@ -415,7 +431,12 @@ def render_text(policy: Policy, templates: Mapping[str, Template]) -> str:
 def generate(policy_file: str | Path | None = None, cards_dir: str | Path | None = None) -> str:
     """The Markdown catalogue for the shipped (or a site's) policy and card templates."""
     policy, templates = load_inputs(policy_file, cards_dir)
-    return render_markdown(policy, templates, Path(policy_file).name if policy_file else None)
+    return render_markdown(
+        policy,
+        templates,
+        Path(policy_file).name if policy_file else None,
+        Path(cards_dir).name if cards_dir else None,
+    )
 
 
 def load_inputs(
