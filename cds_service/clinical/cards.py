@@ -117,6 +117,13 @@ def load_templates(cards_dir: str | Path) -> dict[str, Template]:
                 placeholders(variant["detail"])
             except ValueError as exc:
                 raise TemplateError(f"card template {path.name} variant {name}: {exc}") from exc
+        for entry in data.get("catalogue", {}).get("indicators", []):
+            strays = [v for v in entry.get("variants", []) if v not in data["variants"]]
+            if strays:
+                raise TemplateError(
+                    f"card template {path.name}: catalogue indicator names unknown variants "
+                    f"{strays}"
+                )
         templates[topic] = Template(
             topic=topic,
             data=data,
