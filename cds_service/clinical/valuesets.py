@@ -74,6 +74,7 @@ class ConditionGroup:
     snomed: frozenset[str]
     icd10_prefixes: tuple[str, ...]
     text: tuple[str, ...]
+    text_exclude: tuple[str, ...] = ()  # a text naming one of these is not this group
 
 
 def _load_json(path: Path) -> Any:
@@ -116,6 +117,7 @@ class ValueSets:
     _icd_lengths: tuple[int, ...] = ()
     _text_re: re.Pattern[str] | None = None
     _text_groups: dict[str, frozenset[str]] = field(default_factory=dict)
+    _text_excludes: dict[str, re.Pattern[str]] = field(default_factory=dict)
     _route_re: re.Pattern[str] | None = None
     _text_cache: dict[tuple[str, str], frozenset[str]] = field(
         default_factory=dict, repr=False, compare=False
@@ -157,6 +159,13 @@ class ValueSets:
         self._icd_index = {k: frozenset(v) for k, v in icd.items()}
         self._icd_lengths = tuple(sorted({len(k) for k in icd}))
         self._text_groups = {k: frozenset(v) for k, v in text.items()}
+        self._text_excludes = {
+            g.name: re.compile(
+                r"\b(" + "|".join(re.escape(w) for w in g.text_exclude) + ")", re.IGNORECASE
+            )
+            for g in self.conditions.values()
+            if g.text_exclude
+        }
         ordered = sorted(text, key=len, reverse=True)
         # keywords are word starts ("pregnan", "convulsi"), so only the left edge is anchored
         self._text_re = re.compile(
@@ -238,6 +247,9 @@ class ValueSets:
         out: set[str] = set()
         for match in self._text_re.finditer(text):
             out |= self._text_groups.get(match.group(1).lower(), frozenset())
+        for name in out & self._text_excludes.keys():
+            if self._text_excludes[name].search(text):
+                out.discard(name)  # "at risk for falls" is falls_risk, not falls
         return frozenset(out)
 
     def groups_of_concept(self, concept: Mapping[str, Any] | None) -> frozenset[str]:
@@ -365,9 +377,18 @@ def load_valuesets(directory: Path | None = None) -> ValueSets:
             pattern = (
                 re.compile(spec["display_matches"], re.I) if "display_matches" in spec else None
             )
+            excluded = {normalise_icd(str(c)) for c in spec.get("exclude_codes", [])}
+            excluded_prefixes = tuple(
+                normalise_icd(str(c)) for c in spec.get("exclude_icd10_prefixes", [])
+            )
             for rel in files:
                 for item in _fhir_codes(base / rel):
                     if pattern and not pattern.search(item.get("display", "")):
+                        continue
+                    norm = normalise_icd(str(item["code"]))
+                    if norm in excluded or (
+                        item.get("system") in ICD10_SYSTEMS and norm.startswith(excluded_prefixes)
+                    ):
                         continue
                     if item.get("system") == SNOMED:
                         snomed.add(str(item["code"]))
@@ -379,6 +400,7 @@ def load_valuesets(directory: Path | None = None) -> ValueSets:
             snomed=frozenset(snomed),
             icd10_prefixes=tuple(icd),
             text=tuple(g.get("text", [])),
+            text_exclude=tuple(g.get("text_exclude", [])),
         )
 
     return ValueSets(
