@@ -87,12 +87,30 @@ def ingredients_in(display: str, pattern: re.Pattern[str]) -> list[str]:
     return sorted({m.group(1).lower() for m in pattern.finditer(display)})
 
 
-def tty_of(display: str) -> str:
-    """RxNorm term type from the shape of the normalised name (packs in braces; brands in [])."""
+_FORM = re.compile(
+    r"\b(Oral|Tablet|Capsule|Inject|Solution|Suspension|Topical|Transdermal|Nasal|Rectal|"
+    r"Ophthalmic|Otic|Sublingual|Buccal|Film|Spray|Patch|Syrup|Elixir|Pack|Powder|Granule|"
+    r"Suppository|Cream|Gel|Ointment|Lozenge|Chew|Prefilled|Cartridge|Auto-Injector)",
+    re.IGNORECASE,
+)
+
+
+def tty_of(display: str, names: frozenset[str] = frozenset()) -> str:
+    """RxNorm term type read from the shape of the normalised name: packs in braces, a brand in
+    brackets, a strength in products; without a strength, a dose form makes a drug form
+    (SCDF/SBDF), a bare catalogue name an ingredient (IN), a salt a precise ingredient (PIN)
+    and "a / b" a multiple ingredient (MIN)."""
     text = display.strip()
     if text.startswith("{"):
         return "BPCK" if text.endswith("]") else "GPCK"
-    return "SBD" if text.endswith("]") else "SCD"
+    branded = text.endswith("]")
+    if re.search(r"\d", text):
+        return "SBD" if branded else "SCD"
+    if _FORM.search(text):
+        return "SBDF" if branded else "SCDF"
+    if " / " in text:
+        return "MIN"
+    return "IN" if text.lower() in names else "PIN"
 
 
 # -- extract ----------------------------------------------------------------------------------
@@ -272,7 +290,8 @@ def _cdc_source(rel: str) -> tuple[dict[str, Any], dict[str, str]]:
 
 
 def build() -> dict[str, Any]:
-    pattern = name_pattern(catalogue_names())
+    known = frozenset(catalogue_names())
+    pattern = name_pattern(sorted(known, key=len, reverse=True))
     sources: dict[str, dict[str, Any]] = {}
     members: list[tuple[str, str, str, str | None]] = []  # (source id, code, name, tty)
     for rel in CDC_FILES:
@@ -324,7 +343,7 @@ def build() -> dict[str, Any]:
         if entry is None:
             entry = codes[code] = {
                 "display": display,
-                "tty": tty or tty_of(display),
+                "tty": tty or tty_of(display, known),
                 "ingredients": found,
                 "sources": [],
             }
@@ -353,10 +372,10 @@ def build() -> dict[str, Any]:
             "ingredient ids, each mapped to ingredients by its RxNorm name",
             "url": "https://vsac.nlm.nih.gov/",
             "derived_by": "cds_service/data/tools/build_rxnorm_ingredients.py",
-            "notes": "tty is read from the shape of the RxNorm name (packs in braces, brand in "
-            "brackets) except for IN rows. Naloxone in an agonist combination is listed under "
-            "omitted_components, not ingredients (not rescue naloxone). Codes whose sources "
-            "disagree are left out (conflicts).",
+            "notes": "tty is read from the shape of the RxNorm name (see tty_of) except for the "
+            "CPIC IN rows; the PEDSnet OMOP rows carry no term type. Naloxone in an agonist "
+            "combination is listed under omitted_components, not ingredients (not rescue "
+            "naloxone). Codes whose sources disagree are left out (conflicts).",
         },
         "sources": {sid: {**meta, "codes": per_source[sid]} for sid, meta in sources.items()},
         "conflicts": conflicts,
