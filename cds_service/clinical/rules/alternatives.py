@@ -17,6 +17,7 @@ from cds_service.clinical.rules.common import (
     age_band,
     amount,
     chronic_diazepam,
+    emergency_order,
     fmt,
     indication,
     is_older,
@@ -250,6 +251,7 @@ def muscle_relaxant_alternative(
     lines = []
     # R12: with no indication at all nothing is recommended, and each label says what for
     no_reason = unsure_indication(order, record, policy)
+    removable = not emergency_order(order, record, policy)
     for rank, drug in enumerate(kept):
         regimen = alt["regimens"][scenario][drug]
         product = policy.products[regimen["code"]]
@@ -260,16 +262,17 @@ def muscle_relaxant_alternative(
         label = f"Replace with {drug}{tag}: {regimen['text']} ({amount(qty['value'], qty['unit'])})"
         if no_reason:
             label = f"If for muscle spasm: {label[0].lower()}{label[1:]}"
-        options.append(
-            Option(
-                kind="replace",
-                label=label,
-                description=f"Order {product.display}: {regimen['text']}",
-                resource=resource,
-                recommended=rank == 0 and not no_reason,
-                code=product.code,
+        if removable:  # F.0-3: a non-oral (rescue, injection) order is never replaced
+            options.append(
+                Option(
+                    kind="replace",
+                    label=label,
+                    description=f"Order {product.display}: {regimen['text']}",
+                    resource=resource,
+                    recommended=rank == 0 and not no_reason,
+                    code=product.code,
+                )
             )
-        )
         notes = assessed[drug].demoted + assessed[drug].cautions
         note = f" (caution: {'; '.join(notes)})" if notes else ""
         lines.append(f"{rank + 1}. **{drug}**{tag} {regimen['text']}{note}")

@@ -6,6 +6,7 @@ from __future__ import annotations
 from cds_service.clinical.models import DiazepamOrder, Finding, Option, PatientRecord
 from cds_service.clinical.policy import Policy
 from cds_service.clinical.rules.common import (
+    chronic_diazepam,
     effective_route,
     indication,
     new_finding,
@@ -25,8 +26,10 @@ def indication_missing(
     if not inferred and (found.source != "none" or path != "acute"):
         return []
     options = []
+    # a long-term user's order is rewritten only by the taper step (F.0-1): no second update
+    chronic = chronic_diazepam(order, record, policy) is not None
     field = "reasonCode" if order.resource_type == "MedicationRequest" else "reasonCodeableConcept"
-    for reason in policy["indication_missing"]["suggested_reasons"]:
+    for reason in [] if chronic else policy["indication_missing"]["suggested_reasons"]:
         resource = copy_json(order.raw)
         concept = {"coding": [dict(reason)], "text": reason["display"]}
         resource[field] = [concept] if field == "reasonCode" else concept
