@@ -31,11 +31,14 @@ DURATION_TOPIC = "duration-limit"
 # and an excluded drug must be caught wherever it is offered: F.0-2).
 REWRITE_TOPICS = frozenset({DURATION_TOPIC, "dose-limit", "indication-missing"})
 DIAZEPAM = "3322"
+NALOXONE = "7242"  # R2: the naloxone rescue order beside diazepam is not an alternative to it
+NALOXONE_PRODUCTS = ("1725059", "1725064")
 PROFILES = ("standard", "epic")
 
 # RxNorm ingredient (IN) per product code, for the alternatives a suggestion may create
 # (knowledge base D.2). Ingredient codes map to themselves.
 INGREDIENT_OF: dict[str, str] = {
+    **dict.fromkeys(NALOXONE_PRODUCTS, NALOXONE),
     **dict.fromkeys(("1292", "430902", "197391", "197392", "2679605"), "1292"),  # baclofen
     **dict.fromkeys(("57258", "313412", "313413", "485484", "485485", "485486"), "57258"),
     **dict.fromkeys(  # cyclobenzaprine
@@ -217,6 +220,8 @@ def observe(cards: Iterable[Mapping[str, Any]]) -> Observed:
                 ingredient = named or "(unknown drug)"
                 if ingredient == DIAZEPAM:
                     continue  # re-ordering diazepam is not an alternative
+                if ingredient == NALOXONE:
+                    continue  # overdose rescue beside the benzodiazepine, not a substitute
                 observed.created.add(ingredient)
                 if suggestion.get("isRecommended") is True:
                     observed.recommended.add(ingredient)

@@ -167,8 +167,8 @@ def render(
         "indicator": finding.indicator,
         "detail": detail,
         "source": {
-            "label": template.data["source"]["label"],
-            "url": template.data["source"]["url"],
+            "label": (variant.get("source") or template.data["source"])["label"],
+            "url": (variant.get("source") or template.data["source"])["url"],
             "topic": {
                 "system": policy["topic_system"],
                 "code": template.topic,

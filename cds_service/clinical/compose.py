@@ -23,8 +23,19 @@ def _updates(finding: Finding) -> list[Any]:
 
 
 def compose_order(findings: list[Finding], policy: Policy) -> list[Finding]:
-    """Gather every update of one order's draft onto one card (at most one is accepted)."""
+    """Gather every update of one order's draft onto one card (at most one is accepted).
+
+    When a card offers to cancel the order (an absolute contraindication), no other card may
+    offer to keep it: their rewrites are withdrawn and they point to that card (F.2a: one
+    decision per order; a recommended "keep" beside a critical "cancel" misleads)."""
     rule = policy["compose"]
+    cancel = next((f for f in findings if any(o.kind == "delete" for o in f.options)), None)
+    if cancel is not None:
+        for finding in findings:
+            if finding is cancel or not _updates(finding):
+                continue
+            finding.options = [o for o in finding.options if o.kind != "update"]
+            finding.notes.append(rule["cancel_note"])
     with_updates = [f for f in findings if _updates(f)]
     if len(with_updates) < 2:
         return findings

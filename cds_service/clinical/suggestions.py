@@ -187,6 +187,7 @@ def rewrite_order(
     mg_per_dose: float | None = None,
     doses_per_day: float | None = None,
     product: tuple[str, str, float] | None = None,
+    product_unit: str | None = None,
 ) -> dict[str, Any] | None:
     """The complete diazepam order rewritten to a cap (CDS Hooks ``update`` carries the whole
     resource): supply, quantity and bounds recomputed from the same numbers.
@@ -254,18 +255,19 @@ def rewrite_order(
     total_days = days if days is not None else order.days_supply
     per_dose_units = None
     mg = mg_per_dose if mg_per_dose is not None else order.mg_per_dose
+    unit = product_unit or order.unit
     if mg is not None and mg_unit:
-        per_dose_units = mg / mg_unit if order.unit != "mL" else None
+        per_dose_units = mg / mg_unit if (product_unit or order.unit != "mL") else None
     if per_dose_units is None and order.unit == "mL" and mg is not None and order.mg_per_ml:
         per_dose_units = mg / order.mg_per_ml
     per_day = doses_per_day if doses_per_day is not None else order.doses_per_day
     if "quantity" in dispense or days is not None:
-        if per_dose_units and per_day and total_days and order.unit:
+        if per_dose_units and per_day and total_days and unit:
             units = dosing.capped_quantity(per_dose_units * per_day, total_days)
             if units is None:
                 dispense.pop("quantity", None)
             else:
-                dispense["quantity"] = _units(units, order.unit)
+                dispense["quantity"] = _units(units, unit)
         else:
             dispense.pop("quantity", None)  # cannot be recomputed: the supply duration rules
     res["dispenseRequest"] = dispense
@@ -421,6 +423,10 @@ def shape_suggestions(
                 ]
             elif opt.kind == "delete":
                 actions = [_action_delete(order)]
+            elif opt.kind == "create" and opt.resource is not None:
+                actions = [
+                    {"type": "create", "description": opt.description, "resource": opt.resource}
+                ]
             if actions:
                 suggestions.append(_suggestion(opt.label, actions, opt.recommended))
         return suggestions, spec["selection"] if suggestions else None
@@ -428,6 +434,16 @@ def shape_suggestions(
     need_delete = False
     for opt in options:
         if opt.kind == "update" and not opt.recreate:
+            continue
+        if opt.kind == "create" and opt.resource is not None:
+            suggestions.append(
+                _suggestion(
+                    opt.label,
+                    [{"type": "create", "description": opt.description,
+                      "resource": copy_json(opt.resource)}],
+                    opt.recommended,
+                )
+            )
             continue
         if opt.kind in ("replace", "update") and opt.resource is not None:
             resource = copy_json(opt.resource)

@@ -333,9 +333,13 @@ def nsaid_text(record: PatientRecord, policy: Policy) -> str:
     if gi and not protected:
         reasons.append(f"{' and '.join(gi)} without a proton-pump inhibitor")
     if reasons:
+        cites = []
+        if record.has("pregnancy"):
+            cites.append("FDA 2020 NSAID pregnancy warning")
+        cites.append("AGS Beers 2023" if is_older(record, policy) else "NSAID labels")
         return (
-            "Avoid NSAIDs here (" + "; ".join(reasons) + "; AGS Beers 2023, FDA 2020 "
-            "pregnancy warning). Acetaminophen is an option for pain."
+            "Avoid NSAIDs here (" + "; ".join(reasons) + "; " + ", ".join(cites) + "). "
+            "Acetaminophen is an option for pain."
         )
     if is_older(record, policy):
         return (

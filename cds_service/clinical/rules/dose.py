@@ -9,6 +9,7 @@ from cds_service.clinical.rules.common import (
     chronic_diazepam,
     effective_route,
     fmt,
+    hospice,
     indication,
     is_older,
     new_finding,
@@ -99,7 +100,9 @@ def dose_limit(order: DiazepamOrder, record: PatientRecord, policy: Policy) -> l
     if order.unit in (None, "tablet"):
         mg, times = rule["geriatric_suggested_mg"], rule["geriatric_suggested_doses_per_day"]
         cap = policy["duration"]["cap_to_days"]
-        days = cap if order.days_supply and order.days_supply > cap else None
+        # R20: in hospice the supply is not shortened, only the dose
+        long_supply = order.days_supply and order.days_supply > cap
+        days = cap if long_supply and not hospice(record) else None
         product = policy.diazepam_product(rule["geriatric_suggested_code"])
         resource = rewrite_order(
             order, days=days, mg_per_dose=mg, doses_per_day=times, product=product

@@ -24,27 +24,43 @@ from cds_service.clinical.rules.common import (
 )
 from cds_service.clinical.suggestions import rewrite_order
 
-# scored diazepam tablets: any whole milligram from 1 mg (half a 2 mg tablet) upwards
+# scored diazepam tablets (halves allowed) and the 1 mg/mL oral solution for the rest
 _TABLETS = (("197589", 10.0), ("197591", 5.0), ("197590", 2.0))
+_MAX_TABLETS_PER_DOSE = 3
 
 
 def taper_step(mg_day: float, doses: float, policy: Policy) -> float | None:
-    """The new dose per administration, or None when no whole-mg dose lowers the daily dose
-    by at least 1 mg and by no more than ``max_step_pct``."""
+    """The new dose per administration (a multiple of 0.5 mg): the daily dose lowered as
+    close to ``step_pct`` as possible, by at least ``min_step_pct`` and at most
+    ``max_step_pct`` (ASAM 2025). None when no such dose exists."""
     rule = policy["taper"]
-    target = mg_day * (1 - rule["step_pct"] / 100)
-    floor = mg_day * (1 - rule["max_step_pct"] / 100)
-    per_dose = math.floor(target / doses)
-    if per_dose < 1 or per_dose * doses < floor - 1e-9 or per_dose * doses >= mg_day:
-        return None
-    return float(per_dose)
+    best: tuple[float, float] | None = None
+    per_dose = mg_day / doses
+    candidate = math.floor(per_dose * 2) / 2
+    while candidate >= 0.5:
+        cut = 100 * (1 - candidate * doses / mg_day)
+        if cut > rule["max_step_pct"] + 1e-9:
+            break
+        if cut >= rule["min_step_pct"] - 1e-9:
+            distance = abs(cut - rule["step_pct"])
+            if best is None or distance < best[0]:
+                best = (distance, candidate)
+        candidate -= 0.5
+    return best[1] if best else None
 
 
-def _product(mg: float) -> tuple[str, str, float] | None:
+def _product(mg: float, policy: Policy) -> tuple[str, str, float] | None:
+    """Whole or half tablets of one strength, else the oral solution (mL measure any dose)."""
     for code, strength in _TABLETS:
-        if mg % strength == 0:
+        units = mg / strength
+        if (units * 2) % 1 == 0 and units <= _MAX_TABLETS_PER_DOSE:
             return code, f"diazepam {fmt(strength)} MG Oral Tablet", strength
-    return None
+    if policy.valuesets is None:
+        return None
+    solution = policy.valuesets.diazepam_products.get(policy["taper"]["solution_code"])
+    if solution is None or not solution.mg_per_ml:
+        return None
+    return solution.code, solution.display, solution.mg_per_ml
 
 
 def taper_required(order: DiazepamOrder, record: PatientRecord, policy: Policy) -> list[Finding]:
@@ -72,7 +88,7 @@ def taper_required(order: DiazepamOrder, record: PatientRecord, policy: Policy) 
     variant = "legit" if legit else "default"
     mg_day, doses = order.mg_per_day, order.doses_per_day
     new_mg = taper_step(mg_day, doses, policy) if mg_day and doses else None
-    product = _product(new_mg) if new_mg else None
+    product = _product(new_mg, policy) if new_mg else None
     if new_mg is not None and product is not None and doses:
         resource = rewrite_order(
             order,
@@ -80,6 +96,7 @@ def taper_required(order: DiazepamOrder, record: PatientRecord, policy: Policy) 
             mg_per_dose=new_mg,
             doses_per_day=doses,
             product=product,
+            product_unit="tablet" if product[0] in dict(_TABLETS) else "mL",
         )
         if resource is not None:
             cut = round(100 * (1 - new_mg * doses / mg_day), 1)  # type: ignore[operator]
