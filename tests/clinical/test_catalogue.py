@@ -93,15 +93,30 @@ def test_sections_carry_levels_thresholds_with_basis_overrides_and_sources(shipp
     taper = shipped.split("\n## `taper-required`")[1].split("\n## ")[0]
     assert "**Knowledge-base row:** R13" in taper
     assert "`cds_service/clinical/rules/taper.py`" in taper
-    assert "| `info` | a long-term benzodiazepine | default | `taper.indicator` |" in taper
+    # R13 is a warning with the first taper step; a stated long-term indication is info
+    assert (
+        "| `warning` | a long-term user with no stated long-term indication, not in hospice "
+        "| default, default_solution | `taper.indicator` |"
+    ) in taper
+    assert "| legit, legit_solution | `taper.legit_indicator` |" in taper
+    assert "| `default` | `warning` |" in taper and "| `legit` | `warning`, `info` |" in taper
     assert "| `windows.taper_min_days` | 28 | [D] R13" in taper
-    assert "- `already-tapering`: Taper plan already in place" in taper
-    assert "- Card source: [FDA label: diazepam (DailyMed)](https://dailymed" in taper
+    assert "| `taper.step_pct` | 10 | [E] ASAM 2025" in taper
+    # override reasons and the card source come from the template (its texts may change)
+    template = json.loads((CARDS / "taper-required.json").read_text(encoding="utf-8"))
+    for reason in template["override_reasons"]:
+        assert f"- `{reason['code']}`: {reason['display']}" in taper
+    source = template["source"]
+    assert f"- Card source: [{source['label']}]({source['url']})" in taper
     assert "](https://www.cdc.gov/mmwr/volumes/71/rr/rr7103a1.htm)" in taper  # links.json
     duration = shipped.split("\n## `duration-limit`")[1].split("\n## ")[0]
-    # several levels, each tied to its policy key and the variants it applies to
-    assert "| `critical` | more than `duration.max_days` days at" in duration
-    assert "| `over_max` | `critical`, `warning` |" in duration
+    # several levels, each tied to its policy key (or the rule code) and the variants it
+    # applies to; a long supply alone is at most a warning (F.0-6), in hospice info (R20)
+    assert "| `warning` | more than `duration.max_days` days at" in duration
+    assert "| hospice | `duration.hospice_indicator` |" in duration
+    assert "| `over_max` | `warning` |" in duration
+    assert "| `over_ideal` | `warning`, `info` |" in duration  # R21: COPD with an opioid
+    assert "| `critical` |" not in duration
     # a basis shared from the section says where it was taken from
     assert "| `duration.max_days` | 14 | [D] seed-1" in duration
     assert "(from `duration.basis`)" in duration
@@ -156,7 +171,7 @@ def test_new_topic_and_variant_appear_without_code_changes(tmp_path):
     def louder(d):
         d["catalogue"]["indicators"][0]["variants"] = ["default"]
         d["catalogue"]["indicators"].append(
-            {"level": "warning", "when": "fixed in the rule", "variants": ["louder"]}
+            {"level": "critical", "when": "fixed in the rule", "variants": ["louder"]}
         )
         d["variants"]["louder"] = dict(d["variants"]["default"], summary="Louder {drugs}")
 
@@ -168,9 +183,9 @@ def test_new_topic_and_variant_appear_without_code_changes(tmp_path):
     templates["zz-new-topic"] = Template("zz-new-topic", data, new.links)
     out = render_markdown(policy, templates)
     assert "\n## `zz-new-topic`: A topic added later" in out
-    assert "[`zz-new-topic`](#zz-new-topic) | R13 | warning, info |" in out
-    assert "| `louder` | `warning` | Louder {drugs} |" in out
-    assert "| `warning` | fixed in the rule | louder | (rule code) | rule code |" in out
+    assert "[`zz-new-topic`](#zz-new-topic) | R13 | critical, warning, info |" in out
+    assert "| `louder` | `critical` | Louder {drugs} |" in out
+    assert "| `critical` | fixed in the rule | louder | (rule code) | rule code |" in out
 
 
 def test_template_without_catalogue_is_marked_not_described(tmp_path, capsys):
