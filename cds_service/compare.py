@@ -31,6 +31,10 @@ DURATION_TOPIC = "duration-limit"
 # and an excluded drug must be caught wherever it is offered: F.0-2).
 REWRITE_TOPICS = frozenset({DURATION_TOPIC, "dose-limit", "indication-missing"})
 DIAZEPAM = "3322"
+# F.2a puts every rewrite of the pended order on one decision card, whatever its topic: a
+# capped order is a diazepam rewrite on any card but the taper step (R13: never a cap) and a
+# reason-only rewrite (same supply; see _pended_supplies)
+NOT_A_CAP_TOPICS = frozenset({"taper-required", "indication-missing"})
 NALOXONE = "7242"  # R2: the naloxone rescue order beside diazepam is not an alternative to it
 NALOXONE_PRODUCTS = ("1725059", "1725064")
 PROFILES = ("standard", "epic")
@@ -186,6 +190,20 @@ def _supply_days(resource: Mapping[str, Any]) -> float | None:
     return None if factor is None else float(duration["value"]) * factor
 
 
+def _pended_supplies(request: Mapping[str, Any]) -> set[float]:
+    """Supplies (days) of the pended orders in the request, as written."""
+    context = request.get("context") if isinstance(request, Mapping) else None
+    drafts = context.get("draftOrders") if isinstance(context, Mapping) else None
+    out: set[float] = set()
+    for entry in (drafts or {}).get("entry") or [] if isinstance(drafts, Mapping) else []:
+        resource = entry.get("resource") if isinstance(entry, Mapping) else None
+        if isinstance(resource, Mapping):
+            days = _supply_days(resource)
+            if days is not None:
+                out.add(days)
+    return out
+
+
 def observe(cards: Iterable[Mapping[str, Any]]) -> Observed:
     observed = Observed()
     for card in cards:
@@ -207,7 +225,7 @@ def observe(cards: Iterable[Mapping[str, Any]]) -> Observed:
                 kind = action.get("type")
                 named = ingredient_of(resource)
                 if (
-                    topic == DURATION_TOPIC
+                    topic not in NOT_A_CAP_TOPICS
                     and kind in ("update", "create")
                     and named in (None, DIAZEPAM)
                 ):
@@ -375,6 +393,24 @@ def _profile_problems(cards: list[Any], profile: str) -> list[str]:
                 )
         if any(a.get("type") == "update" for a in _actions(card)):
             problems.append(f"cards[{i}] has an update action (epic profile: none)")
+        for j, suggestion in enumerate(card.get("suggestions") or []):
+            if not isinstance(suggestion, dict):
+                continue
+            for action in suggestion.get("actions") or []:
+                resource = action.get("resource") if isinstance(action, dict) else None
+                if not isinstance(resource, dict) or action.get("type") != "create":
+                    continue
+                named = ingredient_of(resource)
+                if named == DIAZEPAM:
+                    problems.append(
+                        f"cards[{i}].suggestions[{j}] creates diazepam "
+                        "(epic profile: never re-create it, F.2a)"
+                    )
+                elif named != NALOXONE and suggestion.get("isRecommended") is True:
+                    problems.append(
+                        f"cards[{i}].suggestions[{j}] recommends an alternative "
+                        "(epic profile: none is isRecommended, F.2a)"
+                    )
     return problems
 
 
@@ -437,7 +473,9 @@ def compare(
             got = "/".join(observed.indicators(topic))
             mismatches.append(Mismatch(f"topic {topic}", "absent", f"present ({got})"))
 
-    if "recommended_alternative" in expected:
+    # epic: alternatives are additions, never recommended, and diazepam is never re-created
+    # (F.2a; _profile_problems checks both), so these two are written for the standard profile
+    if "recommended_alternative" in expected and profile == "standard":
         want = expected["recommended_alternative"]
         want_set = set() if want is None else {str(want)}
         if observed.recommended != want_set:
@@ -454,9 +492,11 @@ def compare(
                 Mismatch(f"alternative {_name(str(ingredient))}", "not offered", "offered")
             )
 
-    if "capped_days" in expected:
+    if "capped_days" in expected and profile == "standard":
         want = expected["capped_days"]
         want_days = set() if want is None else {float(want)}
+        if request is not None:  # a rewrite that keeps the pended supply caps nothing
+            observed.capped_days -= _pended_supplies(request) - want_days
         if observed.capped_days != want_days:
             got = (
                 ", ".join(

@@ -18,7 +18,7 @@ from jsonschema import Draft202012Validator
 
 from cds_service.clinical.models import DiazepamOrder, Finding
 from cds_service.clinical.policy import Policy
-from cds_service.clinical.suggestions import shape_suggestions
+from cds_service.clinical.suggestions import edits_in_text, shape_suggestions
 from cds_service.clinical.valuesets import SCHEMA_DIR
 from cds_service.config import ConfigError
 
@@ -159,8 +159,18 @@ def render(
     if unknowns:
         detail += "\n\n**Not known when this advice was made:** " + "; ".join(unknowns) + "."
     suggestions, behaviour = shape_suggestions(finding.options, order, profile, policy)
-    if profile == "epic" and suggestions:
-        detail += "\n\n**Suggested orders:**\n" + "\n".join(f"- {s['label']}" for s in suggestions)
+    edits = edits_in_text(finding.options, profile, policy)
+    if edits:
+        detail = (
+            "**To change the pended order, edit it:** "
+            + " or ".join(edits)
+            + ".\n\n"
+            + detail
+        )
+    if any(o.kind == "replace" for o in finding.options) and not policy["profiles"].get(
+        profile, policy["profiles"]["standard"]
+    )["updates"]:
+        detail = "**To switch: select both Remove diazepam and one alternative.**\n\n" + detail
     card: dict[str, Any] = {
         "uuid": str(uuid.uuid4()),
         "summary": summary,

@@ -38,7 +38,7 @@ def compose_order(findings: list[Finding], policy: Policy) -> list[Finding]:
             finding.notes.append(rule["cancel_note"])
     with_updates = [f for f in findings if _updates(f)]
     if len(with_updates) < 2:
-        return findings
+        return one_decision(findings, policy)
     rank = {topic: i for i, topic in enumerate(rule["update_owner"])}
     owner = min(with_updates, key=lambda f: rank.get(f.topic, len(rank)))
     owner_title = rule["titles"].get(owner.topic, owner.topic)
@@ -56,6 +56,49 @@ def compose_order(findings: list[Finding], policy: Policy) -> list[Finding]:
             finding.notes.append(rule["moved_note"].format(card=owner_title))
         else:
             finding.notes.append(rule["dropped_note"].format(card=owner_title))
+    return one_decision(findings, policy)
+
+
+_DRAFT_KINDS = ("replace", "update", "delete")  # actions on the pended diazepam order
+
+
+def one_decision(findings: list[Finding], policy: Policy) -> list[Finding]:
+    """F.2a: every action on the pended diazepam order sits on ONE card, as choices that
+    exclude each other (replace with X | keep, shorter | lower dose | cancel), so two accepted
+    suggestions can never conflict. The other cards explain and say where the choice is;
+    actions that do not touch the order (a naloxone order) stay where they are. At most one
+    choice is recommended: the first recommended in that order."""
+    rule = policy["compose"]
+    holders = [f for f in findings if any(o.kind in _DRAFT_KINDS for o in f.options)]
+    if not holders:
+        return findings
+    rank = {topic: i for i, topic in enumerate(rule["decision_owner"])}
+    severity = {name: i for i, name in enumerate(policy["indicator_order"])}
+    # the most urgent card that acts on the order hosts the choice (a warning-level switch
+    # must not hide on an info card); among equals, the policy's order
+    host = min(
+        holders,
+        key=lambda f: (severity.get(f.indicator, 99), rank.get(f.topic, len(rank))),
+    )
+    title = rule["titles"].get(host.topic, host.topic)
+    for finding in holders:
+        if finding is host:
+            continue
+        moved = [o for o in finding.options if o.kind in _DRAFT_KINDS]
+        finding.options = [o for o in finding.options if o.kind not in _DRAFT_KINDS]
+        host.options.extend(moved)
+        finding.notes.append(rule["decision_note"].format(card=title))
+        host.audit.setdefault("decision_from", []).append(finding.topic)
+    order = {"replace": 0, "update": 1, "delete": 2, "create": 3}
+    draft = sorted(
+        (o for o in host.options if o.kind in _DRAFT_KINDS), key=lambda o: order[o.kind]
+    )
+    others = [o for o in host.options if o.kind not in _DRAFT_KINDS]
+    host.options = draft + others
+    seen = False
+    for option in draft:
+        option.recommended = option.recommended and not seen
+        seen = seen or option.recommended
     return findings
 
 

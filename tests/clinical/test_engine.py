@@ -108,49 +108,69 @@ def test_sandbox_requests_give_sensible_cards(standard, sandbox_request, name):
     assert topics["beers-benzodiazepine"]["indicator"] == "warning"
     assert "Age 77" in topics["beers-benzodiazepine"]["summary"]
     alt = topics["muscle-relaxant-alternative"]
-    first = alt["suggestions"][0]
-    # R12: with no indication at all, nothing is recommended and each label says what for
-    assert not any(s.get("isRecommended") for s in alt["suggestions"])
-    assert all(s["label"].startswith("If for muscle spasm:") for s in alt["suggestions"])
-    created = [a["resource"] for a in first["actions"] if a["type"] == "create"][0]
-    assert created["medicationCodeableConcept"]["coding"][0]["code"] == "313412"  # tizanidine
     assert "renal function unknown: baclofen not ranked first" in alt["detail"]
     assert "indication-missing" in topics
+    # F.2a: one decision card for the order (the duration card: both are warnings, and the
+    # policy's decision_owner puts duration first) carries every choice; the others explain
+    decision = [c for c in cards if c.get("suggestions")]
+    assert [c["source"]["topic"]["code"] for c in decision] == ["duration-limit"]
+    choices = topics["duration-limit"]["suggestions"]
+    replaces = [s for s in choices if [a["type"] for a in s["actions"]] == ["delete", "create"]]
+    # R12: with no indication at all, nothing is recommended and each label says what for
+    assert not any(s.get("isRecommended") for s in replaces)
+    assert all(s["label"].startswith("If for muscle spasm:") for s in replaces)
+    created = [a["resource"] for a in replaces[0]["actions"] if a["type"] == "create"][0]
+    assert created["medicationCodeableConcept"]["coding"][0]["code"] == "313412"  # tizanidine
+    assert "choices for this order" in alt["detail"]
 
 
 def test_standard_profile_shapes(standard, sandbox_request):
     body = with_prefetch(sandbox_request("order-sign-request_r4-server"))
     topics = by_topic(standard.post(SIGN, json=body).get_json()["cards"])
-    alt = topics["muscle-relaxant-alternative"]
-    assert alt["selectionBehavior"] == "at-most-one"
-    for suggestion in alt["suggestions"]:
-        assert [a["type"] for a in suggestion["actions"]] == ["delete", "create"]
-        assert suggestion["actions"][0]["resourceId"] == "MedicationRequest/request-123"
-    [update] = topics["duration-limit"]["suggestions"][0]["actions"]
-    assert update["type"] == "update"
-    resource = update["resource"]
+    decision = topics["duration-limit"]
+    assert decision["selectionBehavior"] == "at-most-one"
+    kinds = [[a["type"] for a in s["actions"]] for s in decision["suggestions"]]
+    # F.2a order: replace with X | keep, shorter (| lower dose | cancel)
+    assert kinds[0] == ["delete", "create"] and ["update"] in kinds
+    assert kinds.index(["update"]) > max(i for i, k in enumerate(kinds) if k[0] == "delete")
+    for suggestion in decision["suggestions"]:
+        if suggestion["actions"][0]["type"] == "delete":
+            assert suggestion["actions"][0]["resourceId"] == "MedicationRequest/request-123"
+    updates = [
+        s["actions"][0] for s in decision["suggestions"] if s["actions"][0]["type"] == "update"
+    ]
+    resource = updates[0]["resource"]  # keep diazepam, 7 days (the dose change is second)
     assert resource["id"] == "request-123"
     assert resource["dispenseRequest"]["expectedSupplyDuration"]["value"] == 7
     assert resource["dispenseRequest"]["quantity"]["value"] == 7  # 1 tablet a day
+    assert "suggestions" not in topics["muscle-relaxant-alternative"]
 
 
 def test_epic_profile_shapes(epic, sandbox_request):
+    """F.2a, Epic: one action per suggestion, never a re-created diazepam, one Remove listed
+    first, alternatives labelled as additions and never recommended, edits stated in text."""
     body = with_prefetch(sandbox_request("order-sign-request_r4-server"))
     cards = epic.post(SIGN, json=body).get_json()["cards"]
     for card in cards:
         assert_spec_valid(card)
         for suggestion in card.get("suggestions", []):
             assert len(suggestion["actions"]) == 1
-            assert suggestion["actions"][0]["type"] != "update"
+            action = suggestion["actions"][0]
+            assert action["type"] != "update"
+            if action["type"] == "create":
+                coding = action["resource"]["medicationCodeableConcept"]["coding"][0]
+                assert coding["code"] not in ("197589", "197590", "197591")  # no diazepam
+                assert not suggestion.get("isRecommended")
         if "suggestions" in card:
             assert card["selectionBehavior"] == "any"
     topics = by_topic(cards)
-    labels = [s["label"] for s in topics["duration-limit"]["suggestions"]]
-    assert any("7 days" in label and "mg" in label for label in labels)
-    assert any(label.startswith("Remove the diazepam draft") for label in labels)
-    alt = topics["muscle-relaxant-alternative"]
-    assert "2 mg" in alt["suggestions"][0]["label"]
-    assert "Suggested orders" in alt["detail"]
+    decision = topics["duration-limit"]
+    labels = [s["label"] for s in decision["suggestions"]]
+    assert labels[0].startswith("Remove the pended diazepam order")
+    assert sum(label.startswith("Remove") for label in labels) == 1
+    assert all("diazepam stays unless you also remove it" in label for label in labels[1:])
+    assert decision["detail"].startswith("**To switch: select both Remove diazepam")
+    assert "edit it:** Keep diazepam, 7 days" in decision["detail"]
 
 
 def test_non_diazepam_and_unselected_orders_get_nothing(standard, sandbox_request):
@@ -282,7 +302,11 @@ def test_updates_of_one_order_live_on_one_card(engine, sandbox_request):
     assert set(_update_targets(cards)) == {"duration-limit"}
     duration = topics["duration-limit"]
     assert duration["selectionBehavior"] == "at-most-one"
-    rewrites = [s["actions"][0]["resource"] for s in duration["suggestions"]]
+    rewrites = [
+        s["actions"][0]["resource"]
+        for s in duration["suggestions"]
+        if s["actions"][0]["type"] == "update"
+    ]
     days = {r["dispenseRequest"]["expectedSupplyDuration"]["value"] for r in rewrites}
     assert days == {7}  # every choice keeps the cap
     original = body["context"]["draftOrders"]["entry"][0]["resource"]["dosageInstruction"][0]
@@ -304,7 +328,13 @@ def test_dose_card_keeps_its_update_when_alone(engine, sandbox_request):
         {"coding": [{"system": "http://hl7.org/fhir/sid/icd-10-cm", "code": "M62.830"}]}
     ]
     cards = _advise(engine, body)
-    assert _update_targets(cards) == ["dose-limit"]
+    # 77 y, 5 days: no duration card; the dose rewrite is a choice on the one decision card,
+    # the most urgent card acting on the order (the alternatives warning, F.2a)
+    assert _update_targets(cards) == ["muscle-relaxant-alternative"]
+    [decision] = [c for c in cards if c.get("suggestions")]
+    [update] = [s for s in decision["suggestions"] if s["actions"][0]["type"] == "update"]
+    dose = update["actions"][0]["resource"]["dosageInstruction"][0]["doseAndRate"][0]
+    assert dose["doseQuantity"]["value"] == 2
 
 
 def test_two_diazepam_drafts_do_not_repeat_patient_cards(engine, sandbox_request):

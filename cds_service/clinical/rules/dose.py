@@ -101,7 +101,9 @@ def dose_limit(order: DiazepamOrder, record: PatientRecord, policy: Policy) -> l
         mg, times = rule["geriatric_suggested_mg"], rule["geriatric_suggested_doses_per_day"]
         cap = policy["duration"]["cap_to_days"]
         # R20: in hospice the supply is not shortened, only the dose
-        long_supply = order.days_supply and order.days_supply > cap
+        # the 7-day cap belongs to the acute-spasm path only (R6); anxiety keeps its supply
+        acute = pathway(order, record, policy) == "acute"
+        long_supply = acute and order.days_supply and order.days_supply > cap
         days = cap if long_supply and not hospice(record) else None
         product = policy.diazepam_product(rule["geriatric_suggested_code"])
         resource = rewrite_order(
