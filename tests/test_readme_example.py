@@ -28,5 +28,7 @@ def test_readme_example_matches_the_real_answer(client) -> None:
     block = _readme_block()
     written = re.findall(r'"summary": "([^"]+)",\s*"indicator": "(\w+)"', block)
     assert written == [(c["summary"], c["indicator"]) for c in cards]
-    labels = re.findall(r'"label": "((?:Replace|Keep)[^"]+)"', block)
-    assert labels == [s["label"] for c in cards for s in c.get("suggestions", [])]
+    # per card: the labels written inside each card's block, in order (F.2a: all on one card)
+    per_card = re.split(r'\n \{"summary"', block)[1:]
+    written_labels = [re.findall(r'"label": "((?:Replace|Keep)[^"]+)"', part) for part in per_card]
+    assert written_labels == [[s["label"] for s in c.get("suggestions", [])] for c in cards]

@@ -17,6 +17,13 @@ from cds_service.clinical.rules.common import (
 )
 from cds_service.clinical.suggestions import rewrite_order
 
+# where the supply was read, in words a prescriber uses (F.2a: no FHIR field names)
+_SOURCE_WORDS = {
+    "expectedSupplyDuration": "the days supply",
+    "quantity": "the quantity and the dose",
+    "bounds": "the dosing period",
+}
+
 
 def duration_limit(order: DiazepamOrder, record: PatientRecord, policy: Policy) -> list[Finding]:
     rule = policy["duration"]
@@ -74,7 +81,7 @@ def duration_limit(order: DiazepamOrder, record: PatientRecord, policy: Policy) 
                 "cap": fmt(cap),
                 "ideal": fmt(rule["ideal_days"]),
                 "max": fmt(rule["max_days"]),
-                "source": order.days_source,
+                "source": _SOURCE_WORDS.get(order.days_source or "", "the order"),
                 "use": "acute muscle spasm use"
                 if indication(order, record, policy).kind == "acute_spasm"
                 else "use without a recorded indication",
