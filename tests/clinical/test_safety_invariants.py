@@ -467,12 +467,55 @@ typical_older_spasm_cases = pt.cases(
     egfr=(60, 120),
 )
 
+# F.0-1: an older long-term user renewing an oral order (issue 14 finding 1: the geriatric
+# starting-dose rewrite is for new starts only).
+older_renewal_cases = pt.cases(
+    min_age_days=pt.years(65),
+    products=pt.ORAL_PRODUCTS,
+    reasons=(None, "back-spasm", "gad"),
+    chronic=True,
+    conditions=(),
+    allergies=(),
+    max_meds=0,
+)
+
+# F.0-2 / issue 14 finding 5: a CYP1A2 inhibitor or an MAOI, active or in the same order set,
+# coded with product code + display, product code only, or text only; adults, no other
+# exclusion, so an alternative is likely to be offered.
+_interacting = st.builds(
+    Med,
+    drug=st.sampled_from(sorted(pt.CYP1A2_STRONG | pt.MAOIS)),
+    style=st.sampled_from(pt.CODING_STYLES),
+)
+
+
+@st.composite
+def interacting_drug_cases(draw: st.DrawFn) -> Case:
+    case = draw(
+        pt.cases(
+            min_age_days=pt.years(18),
+            max_age_days=pt.years(64),
+            products=pt.ORAL_PRODUCTS,
+            reasons=(None, "back-spasm"),
+            chronic=False,
+            active_drugs=(),
+            draft_drugs=(),
+            conditions=(),
+            allergies=(),
+        )
+    )
+    med = draw(_interacting)
+    if draw(st.booleans(), label="drafted (else active)"):
+        return replace(case, drafts=(med,))
+    return replace(case, active=(med,))
+
+
 # --- the invariants ---------------------------------------------------------------------------
 
 
 @by_profile
 @INVARIANT
-@given(case=pt.cases(chronic=True))
+@given(case=st.one_of(pt.cases(chronic=True), older_renewal_cases))
 def test_f0_1_long_term_user_is_never_stopped_abruptly(apps, profile, case):
     cards = advise(apps, profile, case)
     current = case.daily_mg if case.oral else None
@@ -480,6 +523,13 @@ def test_f0_1_long_term_user_is_never_stopped_abruptly(apps, profile, case):
         resource = diazepam_rewrite(action, case)
         if resource is None:
             continue
+        new = daily_mg(resource)
+        if current is not None and new is not None and new < 0.75 * current - 1e-9:
+            raise violated(
+                "DoseCutOver25Percent",
+                f"cuts the daily dose from {current:g} to {new:g} mg (over 25 %): "
+                f"{where(card, suggestion)}",
+            )
         days = supply_days(resource)
         # A rewrite that keeps an already short order's own supply (e.g. only adding a
         # reasonCode) shortens nothing; one that cuts the supply below 14 days does.
@@ -487,13 +537,6 @@ def test_f0_1_long_term_user_is_never_stopped_abruptly(apps, profile, case):
             raise violated(
                 "ShortRewrite",
                 f"rewrites diazepam from {case.days_supply} to {days:g} days (under 14): "
-                f"{where(card, suggestion)}",
-            )
-        new = daily_mg(resource)
-        if current is not None and new is not None and new < 0.75 * current - 1e-9:
-            raise violated(
-                "DoseCutOver25Percent",
-                f"cuts the daily dose from {current:g} to {new:g} mg (over 25 %): "
                 f"{where(card, suggestion)}",
             )
     for ingredient, card, suggestion in created_alternatives(cards):
@@ -520,6 +563,22 @@ def test_f0_2_no_alternative_meets_a_hard_exclusion(apps, profile, case):
                 f"Excluded {ALTERNATIVES[ingredient]} offered",
                 f"offers {ALTERNATIVES[ingredient]} despite {excluded[ingredient]}: "
                 f"{where(card, suggestion)}",
+            )
+
+
+@by_profile
+@INVARIANT
+@given(case=interacting_drug_cases())
+def test_f0_2_interacting_drugs_are_seen_in_drafts_and_in_any_coding(apps, profile, case):
+    excluded = hard_exclusions(case)
+    for ingredient, card, suggestion in created_alternatives(advise(apps, profile, case)):
+        if ingredient in excluded:
+            med = (*case.active, *case.drafts)[0]
+            where_from = "drafted" if case.drafts else "active"
+            raise violated(
+                f"Interacting {med.drug} missed",
+                f"offers {ALTERNATIVES[ingredient]} with {med!r} {where_from} "
+                f"({excluded[ingredient]}): {where(card, suggestion)}",
             )
 
 
