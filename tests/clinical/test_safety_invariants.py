@@ -399,7 +399,7 @@ def with_opioid(draw: st.DrawFn, base: st.SearchStrategy[Case]) -> Case:
 
 # Orders R8 puts on the safety pathway too: a stated seizure / withdrawal reason, or a non-oral
 # product with no musculoskeletal reason.
-_pathway_reasons = (None, *sorted(pt.EMERGENCY_REASONS))
+_pathway_reasons = (None, "gad", *sorted(pt.EMERGENCY_REASONS))
 emergency_cases = st.one_of(
     pt.cases(products=pt.NON_ORAL_PRODUCTS, reasons=_pathway_reasons),
     pt.cases(reasons=tuple(sorted(pt.EMERGENCY_REASONS))),
@@ -417,7 +417,7 @@ emergency_cases = st.one_of(
 # ("with no musculoskeletal reason"), but F.0-3, which overrides the rows, still forbids a delete.
 non_oral_musculoskeletal_cases = pt.cases(
     products=pt.NON_ORAL_PRODUCTS,
-    reasons=("back-spasm", "gad", "ms-spasticity", "cp-spasticity"),
+    reasons=("back-spasm", "ms-spasticity", "cp-spasticity"),
 )
 
 _off_pathway_reasons = (None, "back-spasm", "gad", "ms-spasticity", "cp-spasticity")
