@@ -49,12 +49,15 @@ from itertools import count
 from typing import Any
 
 import pytest
+from fhir.resources.R4B import get_fhir_model_class
 from flask import Flask
 from hypothesis import HealthCheck, assume, given, note, settings
 from hypothesis import strategies as st
 
 from cds_service.app import create_app
 from cds_service.compare import card_problems, ingredient_of, topic_of
+from cds_service.discovery import PREFETCH_TEMPLATES
+from cds_service.hook_request import validate as validate_hook_request
 from tests.support import patients as pt
 from tests.support.patients import Case, Med
 
@@ -741,3 +744,19 @@ def test_the_generator_covers_the_pools():
     ]
     assert any("text" not in s and "display" not in s["coding"][0] for s in styles)
     assert any("coding" not in s for s in styles)
+
+
+@settings(INVARIANT, max_examples=15)
+@given(case=pt.cases())
+def test_generated_requests_are_valid_r4_hook_requests(case):
+    """The generator's output is what an EHR could send: the service's own request schema, the
+    prefetch keys it asks for, and every resource valid FHIR R4 (fhir.resources R4B models)."""
+    request = case.request(7)
+    validate_hook_request("order-sign", request)
+    assert set(request["prefetch"]) == set(PREFETCH_TEMPLATES)
+    resources = [request["prefetch"]["patient"]]
+    for bundle in (request["context"]["draftOrders"], *list(request["prefetch"].values())[1:]):
+        resources.append(bundle)
+        resources.extend(entry["resource"] for entry in bundle.get("entry") or [])
+    for resource in resources:
+        get_fhir_model_class(resource["resourceType"]).model_validate(resource)
