@@ -681,7 +681,7 @@ def cases(
     max_conditions: int = 4,
     max_meds: int = 3,
     allergies: tuple[str, ...] = tuple(ALLERGENS),
-    egfr: bool = True,
+    egfr: bool | tuple[int, int] = True,  # False: none; (lo, hi): always one in that range
     min_days: int = 1,
 ) -> Case:
     """One whole patient. ``chronic``: None = a running diazepam Rx may or may not be there;
@@ -728,7 +728,10 @@ def cases(
         else:
             chosen = tuple(c for c in chosen if c != "pregnancy")
     mi_days = draw(st.integers(3, 25), label="MI days ago") if "recent-mi" in chosen else 10
-    egfr_value = draw(st.none() | st.integers(10, 120), label="eGFR") if egfr else None
+    if isinstance(egfr, tuple):
+        egfr_value = draw(st.integers(*egfr), label="eGFR")
+    else:
+        egfr_value = draw(st.none() | st.integers(10, 120), label="eGFR") if egfr else None
     allergy = draw(
         st.lists(st.sampled_from(allergies), max_size=2, unique=True) if allergies else st.just([]),
         label="allergies",
