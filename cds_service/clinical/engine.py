@@ -131,5 +131,22 @@ class Engine:
         cards.sort(key=lambda item: (item[0], item[1]))
         unique = dedupe_patient_cards([card for _, _, card in cards], self.policy)
         result = fit_budget(fold_actionless(unique, self.policy), self.policy)
+        _add_requester(result, request.user_id)
         timings["render_ms"] = (time.perf_counter() - ruled) * 1000
         return result
+
+
+_REQUESTER_TYPES = ("Practitioner", "PractitionerRole", "Organization", "Patient", "RelatedPerson")
+
+
+def _add_requester(cards: list[dict[str, Any]], user_id: str) -> None:
+    """F.2a "orders ready to sign": every order a suggestion creates names its requester, the
+    user who is ordering (``context.userId``), when that is a reference a requester may hold."""
+    if not isinstance(user_id, str) or user_id.split("/")[0] not in _REQUESTER_TYPES:
+        return
+    for card in cards:
+        for suggestion in card.get("suggestions") or []:
+            for action in suggestion.get("actions") or []:
+                resource = action.get("resource")
+                if action.get("type") == "create" and isinstance(resource, dict):
+                    resource.setdefault("requester", {"reference": user_id})

@@ -355,6 +355,23 @@ def test_two_diazepam_drafts_do_not_repeat_patient_cards(engine, sandbox_request
         c["_audit"]["order_id"] for c in cards if c["source"]["topic"]["code"] == "duration-limit"
     }
     assert capped == {"MedicationRequest/request-123", "MedicationRequest/request-456"}
+    # a second pended diazepam order is a duplicate benzodiazepine, said once (review case 22)
+    [dup] = [c for c in cards if c["source"]["topic"]["code"] == "cns-depressant-combination"]
+    assert "diazepam (another pended order)" in dup["summary"]
+
+
+def test_created_orders_name_the_ordering_user_as_requester(engine, sandbox_request):
+    """F.2a: orders ready to sign carry ``requester`` = context.userId."""
+    body = with_prefetch(sandbox_request("order-sign-request_r4-server"))
+    body["context"]["userId"] = "Practitioner/example"
+    creates = [
+        a["resource"]
+        for c in _advise(engine, body)
+        for s in c.get("suggestions", [])
+        for a in s["actions"]
+        if a["type"] == "create"
+    ]
+    assert creates and all(r["requester"] == {"reference": "Practitioner/example"} for r in creates)
 
 
 def test_unknown_medications_say_opioid_check_not_done_even_for_rescue(engine, sandbox_request):

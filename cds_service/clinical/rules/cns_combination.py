@@ -17,9 +17,12 @@ def cns_depressant_combination(
     drugs = sorted(
         {d for cls in rule["classes"] for d in by_class.get(cls, set()) if d != "diazepam"}
     )
+    # another pended diazepam order in the same set doubles the benzodiazepine (a duplicate)
+    if any("diazepam" in m.ingredients for m in record.draft_medications):
+        drugs = sorted({*drugs, "diazepam (another pended order)"})
     if not drugs:
         return []
-    if beers_cns_fires(order, record, policy):
+    if beers_cns_fires(order, record, policy) and not any("another" in d for d in drugs):
         return []  # at 65+ the Beers three-or-more card names them: one card, not two
     return [
         new_finding(
