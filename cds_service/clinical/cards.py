@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import string
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -50,10 +50,20 @@ class Template:
     topic: str
     data: dict[str, Any]
     links: tuple[dict[str, str], ...]
+    variant_links: dict[str, tuple[dict[str, str], ...]] = field(default_factory=dict)
 
-    def variant(self, name: str) -> dict[str, str]:
+    def variant(self, name: str) -> dict[str, Any]:
         variants = self.data["variants"]
         return variants.get(name) or variants.get("default") or next(iter(variants.values()))
+
+    def links_for(self, name: str) -> tuple[dict[str, str], ...]:
+        """The variant's own links when it names them (its claims rest on other sources,
+        F.0-7), else the template's."""
+        variants = self.data["variants"]
+        chosen = name if name in variants else ("default" if "default" in variants else None)
+        if chosen is None:
+            chosen = next(iter(variants))
+        return self.variant_links.get(chosen, self.links)
 
 
 class _Blank(dict):  # type: ignore[type-arg]
@@ -108,7 +118,8 @@ def load_templates(cards_dir: str | Path) -> dict[str, Template]:
         topic = data["topic"]["code"]
         if path.stem != topic:
             raise TemplateError(f"card template {path.name} declares topic {topic!r}")
-        unknown = [key for key in data["links"] if key not in links]
+        keys = [*data["links"], *(k for v in data["variants"].values() for k in v.get("links", []))]
+        unknown = [key for key in keys if key not in links]
         if unknown:
             raise TemplateError(f"card template {path.name}: unknown link keys {unknown}")
         for name, variant in data["variants"].items():
@@ -128,6 +139,11 @@ def load_templates(cards_dir: str | Path) -> dict[str, Template]:
             topic=topic,
             data=data,
             links=tuple({**links[key], "type": "absolute"} for key in data["links"]),
+            variant_links={
+                name: tuple({**links[key], "type": "absolute"} for key in variant["links"])
+                for name, variant in data["variants"].items()
+                if variant.get("links")
+            },
         )
     missing = [t for t in TOPICS if t not in templates]
     if missing:
@@ -163,7 +179,7 @@ def render(
     if edits:
         detail = (
             "**To change the pended order, edit it:** "
-            + " or ".join(edits)
+            + "; or ".join(edits)
             + ".\n\n"
             + detail
         )
@@ -189,7 +205,7 @@ def render(
             {"system": policy["override_system"], "code": r["code"], "display": r["display"]}
             for r in template.data["override_reasons"]
         ],
-        "links": [dict(link) for link in template.links],
+        "links": [dict(link) for link in template.links_for(finding.variant)],
     }
     if suggestions:
         card["selectionBehavior"] = behaviour

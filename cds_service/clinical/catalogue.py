@@ -336,6 +336,16 @@ def _topic_section(template: Template, policy: Policy) -> list[str]:
     out += ["", "**Sources.**", ""]
     out.append(f"- Card source: [{_cell(data['source']['label'])}]({data['source']['url']})")
     out += [f"- [{_cell(link['label'])}]({link['url']})" for link in template.links]
+    for name in sorted(data["variants"]):
+        variant = data["variants"][name]
+        if variant.get("source"):
+            src = variant["source"]
+            out.append(f"- Variant {_code(name)} source: [{_cell(src['label'])}]({src['url']})")
+        if name in template.variant_links:
+            named = ", ".join(
+                f"[{_cell(link['label'])}]({link['url']})" for link in template.variant_links[name]
+            )
+            out.append(f"- Variant {_code(name)} links (instead of the above): {named}")
     out.append("")
     return out
 

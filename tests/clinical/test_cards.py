@@ -81,3 +81,24 @@ def test_missing_template_and_broken_json(tmp_path):
     (cards / "links.json").write_text("{")
     with pytest.raises(TemplateError, match="unreadable"):
         load_templates(cards)
+
+
+def test_a_variant_may_name_its_own_links(tmp_path):
+    """F.0-7: a variant whose claims rest on other sources links those, not the topic's."""
+    cards = _copy(tmp_path)
+    _mutate(
+        cards / "muscle-relaxant-alternative.json",
+        lambda d: d["variants"]["anxiety"].update(links=["fda_label"]),
+    )
+    template = load_templates(cards)["muscle-relaxant-alternative"]
+    assert [link["url"] for link in template.links_for("anxiety")] == [
+        json.loads((cards / "links.json").read_text())["fda_label"]["url"]
+    ]
+    assert template.links_for("default") == template.links  # the template's own
+    assert template.links_for("no-such-variant") == template.links  # renders as default
+    _mutate(
+        cards / "muscle-relaxant-alternative.json",
+        lambda d: d["variants"]["anxiety"].update(links=["nowhere"]),
+    )
+    with pytest.raises(TemplateError, match="unknown link keys"):
+        load_templates(cards)
