@@ -396,7 +396,7 @@ def _new_id() -> str:
 def _action_delete(order: DiazepamOrder) -> dict[str, Any]:
     return {
         "type": "delete",
-        "description": f"Remove the diazepam draft ({order.display or 'diazepam'})",
+        "description": f"Remove the pended diazepam order ({order.display or 'diazepam'})",
         "resourceId": order.ref,
     }
 

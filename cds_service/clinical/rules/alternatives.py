@@ -34,6 +34,15 @@ class Assessment:
     excluded: list[str] = field(default_factory=list)
     demoted: list[str] = field(default_factory=list)
     cautions: list[str] = field(default_factory=list)
+    # conditions and drugs that make every muscle relaxant a caution (F.2a: they are CNS
+    # depressants too); the same for each drug, so the card says it once
+    sedation: list[str] = field(default_factory=list)
+
+
+def _lower(title: str) -> str:
+    """A condition title inside a sentence: 'Heart failure' -> 'heart failure', but an
+    initialism keeps its capitals ('AV block', 'COPD')."""
+    return title if title[:2].isupper() else title[:1].lower() + title[1:]
 
 
 def _has_any(record: PatientRecord, groups: list[str]) -> list[str]:
@@ -82,13 +91,13 @@ def assess(
             days = policy["windows"]["maoi_days"]
             a.excluded.append(f"MAOI ({', '.join(maois)}) within {days} days")
     for group in _has_any(record, ex.get("groups", [])):
-        a.excluded.append(titles.get(group, group).lower())
+        a.excluded.append(_lower(titles.get(group, group)))
     for group, window_key in ex.get("recent_groups", {}).items():
         if record.has(group):
             when = record.conditions[group]
             days = int(policy["windows"][window_key])
             if when is None or when >= order.order_date - timedelta(days=days):
-                a.excluded.append(f"{titles.get(group, group).lower()} within {days} days")
+                a.excluded.append(f"{_lower(titles.get(group, group))} within {days} days")
     hepatic = policy["hepatic"]
     severe = _has_any(record, hepatic["severe_groups"])
     impaired = _has_any(record, hepatic["impaired_groups"])
@@ -109,12 +118,12 @@ def assess(
     beers_renal = ex.get("egfr_age65") and older and egfr is not None
     if beers_renal and egfr < renal["baclofen_avoid_egfr_age65"]:
         a.excluded.append(
-            f"eGFR {fmt(egfr)} < {renal['baclofen_avoid_egfr_age65']} at age "
+            f"eGFR {fmt(egfr)}, below {renal['baclofen_avoid_egfr_age65']} at age "
             f"{record.age_years} (AGS Beers 2023)"
         )
     low_any = egfr is not None and egfr < renal["baclofen_avoid_egfr_any_age"]
     if ex.get("egfr_any_age") and low_any and not any("eGFR" in e for e in a.excluded):
-        a.excluded.append(f"eGFR {fmt(egfr)} < {renal['baclofen_avoid_egfr_any_age']}")
+        a.excluded.append(f"eGFR {fmt(egfr)}, below {renal['baclofen_avoid_egfr_any_age']}")
     young = record.age_years is not None and not older
     if ex.get("acute_spasm_young") and path == "acute" and young:
         a.excluded.append("not indicated for acute musculoskeletal spasm under 65")
@@ -124,18 +133,16 @@ def assess(
     notes: list[tuple[str, str]] = []
     general = alt["cautions"].get("all", {})
     for group in _has_any(record, general.get("groups", [])):
-        notes.append(("caution", f"{titles.get(group, group).lower()}: also a CNS depressant"))
+        a.sedation.append(_lower(titles.get(group, group)))
     for cls in general.get("classes", []):
-        drugs = _class_drugs(record, cls)
-        if drugs:
-            notes.append(("caution", f"with {', '.join(drugs)}: additive sedation"))
+        a.sedation += _class_drugs(record, cls)
     for cls, effect in soft.get("classes", {}).items():
         drugs = _class_drugs(record, cls)
         if drugs:
             notes.append((effect, f"on {', '.join(drugs)}"))
     for group, effect in soft.get("groups", {}).items():
         if record.has(group):
-            notes.append((effect, titles.get(group, group).lower()))
+            notes.append((effect, _lower(titles.get(group, group))))
     if soft.get("age65") and older:
         text = soft.get("age65_text") or "age {age}: lower individual doses"
         notes.append((soft["age65"], text.format(age=record.age_years)))
@@ -273,9 +280,20 @@ def muscle_relaxant_alternative(
                     code=product.code,
                 )
             )
+        # the card lists the drug with what the prescriber must know about it here; the
+        # regimen is in the suggestion's label, so it is written out only when there is no
+        # suggestion to carry it (F.0-3: a rescue or injection order is never replaced)
         notes = assessed[drug].demoted + assessed[drug].cautions
-        note = f" (caution: {'; '.join(notes)})" if notes else ""
-        lines.append(f"{rank + 1}. **{drug}**{tag} {regimen['text']}{note}")
+        inside = (["off-label"] if off_label else []) + (
+            [f"caution: {'; '.join(notes)}"] if notes else []
+        )
+        regimen_text = "" if removable else f" {regimen['text']}"
+        note = f" ({'; '.join(inside)})" if inside else ""
+        lines.append(f"{rank + 1}. **{drug}**{regimen_text}{note}")
+    sedation = assessed[kept[0]].sedation
+    if sedation:
+        subject = "Each sedates" if len(kept) > 1 else "It sedates"
+        lines.append(f"{subject} too: caution with {_and(sedation)}.")
     top = kept[0]
     top_regimen = alt["regimens"][scenario][top]
     audit["offered"] = [o.code for o in options]
@@ -299,8 +317,12 @@ def muscle_relaxant_alternative(
                 "top_mg": fmt(top_regimen.get("mg") or top_regimen["steps"][0]["mg"]),
                 "days": fmt(supply),
                 "options_md": "\n".join(lines),
-                "excluded_md": "\n".join(f"- {e}" for e in excluded) or "- none",
+                # nothing excluded: no "Not offered" list at all (F.2a: no "- none")
+                "excluded_md": "\n\nNot offered:\n" + "\n".join(f"- {e}" for e in excluded)
+                if excluded
+                else "",
                 "analgesic": analgesic,
+                "injury_note": _injury_note(kept, scenario),
                 "for_what": "for acute muscle spasm"
                 if indication(order, record, policy).kind == "acute_spasm"
                 else "(no indication recorded)",
@@ -310,6 +332,28 @@ def muscle_relaxant_alternative(
             unknowns=unknowns,
         )
     ]
+
+
+def _and(items: list[str]) -> str:
+    return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1]
+
+
+# muscle relaxants not on the AGS Beers 2023 avoid list, which George et al. (J Am Geriatr Soc
+# 2025) found riskier for injury than cyclobenzaprine in adults 65 and older (knowledge B.1, F.3)
+_NOT_BEERS_LISTED = ("baclofen", "tizanidine")
+
+
+def _injury_note(kept: list[str], scenario: str) -> str:
+    """F.3, older adults: "not Beers-listed" is not "safe"; said only when such a drug is
+    offered."""
+    named = [d for d in kept if d in _NOT_BEERS_LISTED]
+    if scenario != "acute_old" or not named:
+        return ""
+    who = named[0].capitalize() if len(named) == 1 else "Both"
+    return (
+        f" {who} had more injuries than cyclobenzaprine in a 2025 cohort, though not "
+        "Beers-listed."
+    )
 
 
 def nsaid_text(record: PatientRecord, policy: Policy) -> str:
@@ -322,7 +366,7 @@ def nsaid_text(record: PatientRecord, policy: Policy) -> str:
     if kidney is None and record.egfr is not None:
         kidney = record.egfr.value
     if kidney is not None and kidney < rule["egfr_below"]:
-        reasons.append(f"kidney function about {fmt(kidney)} mL/min")
+        reasons.append(f"kidney function about {fmt(kidney)} mL/min, below {rule['egfr_below']}")
     reasons += [titles.get(g, g).lower() for g in rule["groups"] if record.has(g)]
     for cls in rule["classes"]:
         drugs = _class_drugs(record, cls)
@@ -337,13 +381,12 @@ def nsaid_text(record: PatientRecord, policy: Policy) -> str:
         if record.has("pregnancy"):
             cites.append("FDA 2020 NSAID pregnancy warning")
         cites.append("AGS Beers 2023" if is_older(record, policy) else "NSAID labels")
-        return (
-            "Avoid NSAIDs here (" + "; ".join(reasons) + "; " + ", ".join(cites) + "). "
-            "Acetaminophen is an option for pain."
+        return "For pain: acetaminophen; avoid NSAIDs (" + "; ".join(reasons) + ": " + (
+            ", ".join(cites) + ")."
         )
     if is_older(record, policy):
         return (
-            "If an analgesic is wanted: acetaminophen, or a topical NSAID; avoid long-term "
-            "oral NSAIDs (AGS Beers 2023)."
+            "For pain: acetaminophen or a topical NSAID, not long-term oral NSAIDs "
+            "(AGS Beers 2023)."
         )
-    return "If an analgesic is wanted: an NSAID (ACP 2017), or acetaminophen."
+    return "For pain: an NSAID (ACP 2017) or acetaminophen."

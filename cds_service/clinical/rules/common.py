@@ -169,6 +169,15 @@ def fmt(value: float | None) -> str:
     return f"{value:.1f}".rstrip("0").rstrip(".") if value % 1 else str(int(value))
 
 
+def times_a_day(doses: float | None) -> str:
+    """'once a day', 'twice a day', '3 times a day' (ISMP: no 'x3/day', no Latin)."""
+    if doses == 1:
+        return "once a day"
+    if doses == 2:
+        return "twice a day"
+    return f"{fmt(doses)} times a day"
+
+
 def new_finding(
     topic: str, indicator: str, order: DiazepamOrder, record: PatientRecord, **kw: Any
 ) -> Finding:

@@ -14,6 +14,7 @@ from cds_service.clinical.rules.common import (
     is_older,
     new_finding,
     pathway,
+    times_a_day,
 )
 from cds_service.clinical.suggestions import rewrite_order
 
@@ -46,6 +47,7 @@ def dose_limit(order: DiazepamOrder, record: PatientRecord, policy: Policy) -> l
     facts = {
         "mg": fmt(per_dose),
         "times": fmt(per_day),
+        "how_often": times_a_day(per_day),
         "mg_day": fmt(mg_day),
         "max": fmt(rule["max_mg_per_day"]),
         "age": record.age_years,

@@ -21,6 +21,7 @@ from cds_service.clinical.rules.common import (
     indication,
     new_finding,
     pathway,
+    times_a_day,
 )
 from cds_service.clinical.suggestions import rewrite_order
 
@@ -100,7 +101,9 @@ def taper_required(order: DiazepamOrder, record: PatientRecord, policy: Policy) 
         )
         if resource is not None:
             cut = round(100 * (1 - new_mg * doses / mg_day), 1)  # type: ignore[operator]
-            facts.update(new_mg=fmt(new_mg), times=fmt(doses), cut=fmt(cut))
+            facts.update(
+                new_mg=fmt(new_mg), times=fmt(doses), how_often=times_a_day(doses), cut=fmt(cut)
+            )
             audit.update(taper_mg_per_dose=new_mg, taper_cut_pct=cut)
             options.append(
                 Option(
