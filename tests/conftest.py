@@ -64,3 +64,22 @@ def with_patient_prefetch(body: dict[str, Any]) -> dict[str, Any]:
     """The sandbox adds a prefetch key only when its own FHIR read succeeded (sandbox notes
     §2.3): this is the request it sends when the patient read worked."""
     return {**body, "prefetch": {"patient": dict(SANDBOX_PATIENT)}}
+
+
+# --- report lines ---------------------------------------------------------------------------
+# A test that measures something for humans (e.g. card word counts) records it as a
+# ``summary_line`` user property; the lines are printed in the terminal summary. User
+# properties travel with the test report, so this works under pytest-xdist too.
+_SUMMARY_LINES: list[str] = []
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    if report.when == "call":
+        _SUMMARY_LINES.extend(str(v) for k, v in report.user_properties if k == "summary_line")
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    if _SUMMARY_LINES:
+        terminalreporter.section("reported measurements")
+        for line in _SUMMARY_LINES:
+            terminalreporter.write_line(line)
