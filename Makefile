@@ -31,7 +31,7 @@ fhir-server: $(FHIR_VENV)/.installed
 
 ## Set up and start the service on the embedded defaults (SQLite under ./var, port 8080).
 run: $(VENV)/.installed-run
-	CDS_ENV=$${CDS_ENV:-development} $(BIN)/diazepam-cds serve --port $(PORT)
+	CDS_ENV=$${CDS_ENV:-development} $(BIN)/diazepam-cds serve --host 127.0.0.1 --port $(PORT)
 
 ## Set up and run the whole test suite (lint included).
 test: $(VENV)/.installed-test $(FHIR_VENV)/.installed

@@ -7,7 +7,7 @@ from typing import Any
 
 from gunicorn.app.base import BaseApplication
 
-from cds_service.config import Settings
+from cds_service.config import Settings, check_startup
 
 
 class _Gunicorn(BaseApplication):  # type: ignore[misc]
@@ -52,10 +52,14 @@ def gunicorn_options(settings: Settings) -> dict[str, Any]:
         "errorlog": "-",
         "loglevel": settings.log_level.lower(),
         "preload_app": False,
+        # X-Forwarded-Proto and friends only from the proxies the operator names (gunicorn's
+        # own default trusts 127.0.0.1, i.e. any local process or a side-car).
+        "forwarded_allow_ips": ",".join(settings.forwarded_allow_ips),
     }
 
 
 def run_gunicorn(settings: Settings) -> int:
+    check_startup(settings)  # the process that binds decides (also done first by `serve`)
     # Metrics: multiprocess mode, set before any worker is forked (see cds_service.metrics).
     from cds_service.metrics import child_exit, prepare_multiprocess_dir
 
