@@ -98,7 +98,10 @@ def json_response(body: dict[str, Any]) -> Response:
     try:
         data = orjson.dumps(body)
     except (TypeError, orjson.JSONEncodeError):
-        return jsonify(body)
+        try:
+            return jsonify(body)
+        except RecursionError:  # a draft nested past the encoder's limit, echoed in a card
+            raise ApiError(400, "Request body nests too deeply.") from None
     return current_app.response_class(data, mimetype="application/json")
 
 
