@@ -1,7 +1,7 @@
 """Issue 17 items 2 (aud with user information), 5 (settings, file modes), 6 (metrics), 7
 (500s from valid requests), 8 (CORS origins) and 10 (FHIR ids, key-fetch cooldown), in one
 process. Real-gunicorn cases (headers, start-up refusals) are in test_hardening_gunicorn.py;
-DNS rebinding and per-issuer FHIR servers in tests/fhir/test_fhir_server_pinning.py."""
+DNS rebinding and per-issuer FHIR servers in test_fhir_server_pinning.py."""
 
 from __future__ import annotations
 
