@@ -19,7 +19,7 @@ from pytest_httpserver import HTTPServer
 
 from cds_service.config import ConfigError, load_settings
 from cds_service.fhir.queries import valid_fhir_id
-from cds_service.metrics import prepare_multiprocess_dir
+from cds_service.metrics import MULTIPROC_ENV, prepare_multiprocess_dir
 from cds_service.security.jwks import RemoteJwks
 from tests.security.helpers import ISS, KeyPair
 from tests.store.helpers import ScriptedAdvisor, hook_body, overridden
@@ -85,8 +85,11 @@ def test_config_file_keys_must_be_exact_setting_names(tmp_path: Path, key: str) 
 
 
 def test_database_file_and_metrics_directory_are_private(
-    make_app: Callable[..., Flask], tmp_path: Path
+    make_app: Callable[..., Flask], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    # prepare_multiprocess_dir points this process's metrics at the directory (as the
+    # gunicorn master does): undone at teardown so later apps keep their own registries
+    monkeypatch.setenv(MULTIPROC_ENV, "")
     make_app()
     database = tmp_path / "data" / "cds.sqlite3"
     assert stat.S_IMODE(database.stat().st_mode) == 0o600
