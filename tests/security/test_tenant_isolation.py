@@ -21,8 +21,6 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from cds_service.report import topic_report
-from cds_service.store import migrate
-from cds_service.store.engine import create_store_engine
 from tests.security.helpers import ISS, OTHER_ISS, KeyPair
 from tests.store.helpers import ScriptedAdvisor, hook_body, overridden
 
@@ -186,55 +184,3 @@ def test_store_holds_no_raw_order_id_and_comments_only_when_asked(
     assert (b"Zelda Quux" in raw) is store_comments
     comments = {r["user_comment"] for r in rows(app, "feedback")}
     assert comments == ({item["overrideReason"]["userComment"]} if store_comments else {None})
-
-
-RAW = "MedicationRequest/raw-77"
-
-
-def _old_rows(engine: sa.Engine) -> None:
-    """Rows as revision 0002 wrote them: a raw order id (column and audit), a comment."""
-    with engine.begin() as connection:
-        connection.execute(
-            sa.text(
-                "INSERT INTO issued_cards (card_uuid, service_id, hook_instance, topic_code, "
-                "indicator, suggestion_uuids, audit, order_id, patient_hash, user_hash, "
-                "issued_at) VALUES ('c1', 'diazepam-order-select', 'h', 'beers-age', 'info', "
-                "'[]', :audit, :raw, 'p', 'u', '2026-01-01 00:00:00')"
-            ),
-            {"audit": json.dumps({"order_id": RAW, "order_ids": [RAW], "age": 80}), "raw": RAW},
-        )
-        connection.execute(
-            sa.text(
-                "INSERT INTO feedback (item_hash, service_id, card_uuid, card_known, topic_code, "
-                "outcome, accepted_suggestions, user_comment, outcome_at, received_at, "
-                "client_iss) VALUES ('x', 'diazepam-order-select', 'c1', 1, 'beers-age', "
-                "'overridden', '[]', 'Mrs Zelda Quux', '2026-01-01 00:00:00', "
-                "'2026-01-01 00:00:00', NULL)"
-            )
-        )
-
-
-@pytest.mark.parametrize("key", ["configured-key", None])
-def test_migration_0003_rekeys_order_ids_and_drops_comments(
-    tmp_path: Path, key: str | None
-) -> None:
-    engine = create_store_engine(f"sqlite:///{tmp_path / 'old.sqlite3'}")
-    migrate.upgrade(engine, "0002")
-    _old_rows(engine)
-    before, after = migrate.upgrade(engine, options={"patient_hash_key": key or ""})
-    assert (before, after) == ("0002", migrate.head_revision())
-    with engine.connect() as connection:
-        card = dict(connection.execute(sa.text("SELECT * FROM issued_cards")).one()._mapping)
-        comment = connection.execute(sa.text("SELECT user_comment FROM feedback")).scalar_one()
-    audit = json.loads(card["audit"])
-    if key:
-        expected = hmac.new(
-            key.encode(), b"order\x00MedicationRequest/raw-77", hashlib.sha256
-        ).hexdigest()
-        assert card["order_id"] == expected
-        assert audit == {"order_id": expected, "order_ids": [expected], "age": 80}
-    else:  # no key anywhere: nothing to hash with, so the raw ids are dropped
-        assert card["order_id"] is None and audit == {"age": 80}
-    assert card["client_iss"] is None and card["client_tenant"] is None
-    assert comment is None
-    engine.dispose()
