@@ -7,7 +7,7 @@ from typing import Any
 
 from gunicorn.app.base import BaseApplication
 
-from cds_service.config import Settings, check_startup
+from cds_service.config import Settings
 
 
 class _Gunicorn(BaseApplication):  # type: ignore[misc]
@@ -59,7 +59,8 @@ def gunicorn_options(settings: Settings) -> dict[str, Any]:
 
 
 def run_gunicorn(settings: Settings) -> int:
-    check_startup(settings)  # the process that binds decides (also done first by `serve`)
+    """Serve ``settings`` under gunicorn. Callers run ``config.check_startup(settings)``
+    first (``diazepam-cds serve`` does, before the database is opened)."""
     # Metrics: multiprocess mode, set before any worker is forked (see cds_service.metrics).
     from cds_service.metrics import child_exit, prepare_multiprocess_dir
 
