@@ -12,7 +12,6 @@ timeouts all make it 1; unusable arguments or fixtures make it 2.
 from __future__ import annotations
 
 import argparse
-import copy
 import json
 import statistics
 import sys
@@ -37,6 +36,7 @@ from cds_service.compare import (
     iter_fixture_paths,
     observe,
 )
+from cds_service.redate import redate
 
 REPO_DIR = Path(__file__).resolve().parent.parent
 DEFAULT_FIXTURES = REPO_DIR / "fixtures" / "scenarios"
@@ -145,8 +145,10 @@ def load_fixtures(paths: Sequence[str], hooks: Sequence[str] | None) -> list[dic
 
 
 def prepare_request(fixture: dict[str, Any], options: Options) -> dict[str, Any]:
-    """The body to send: a fresh hookInstance (unique per call, as the spec requires)."""
-    body = copy.deepcopy(fixture["request"])
+    """The body to send: a fresh hookInstance (unique per call, as the spec requires), and
+    every date moved so the order is dated today (the service counts ages and look-backs to
+    the time of the call; see ``cds_service.redate``)."""
+    body = redate(fixture["request"])
     body["hookInstance"] = str(uuid.uuid4())
     if options.no_prefetch:
         body.pop("prefetch", None)
