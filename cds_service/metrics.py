@@ -80,6 +80,13 @@ class Metrics:
             ("service", "topic", "indicator"),
             registry=self._registry,
         )
+        self.unidentified = Counter(
+            "cds_orders_unidentified",
+            "Draft medication orders in scope whose drug could not be identified "
+            "(no code or text, medicationReference resolved nowhere)",
+            ("service", "reason"),
+            registry=self._registry,
+        )
         self.feedback_items = Counter(
             "cds_feedback",
             "Feedback items stored (duplicates not counted)",
@@ -103,6 +110,10 @@ class Metrics:
         for card in cards:
             topic = ((card.get("source") or {}).get("topic") or {}).get("code")
             self.cards.labels(_label(service), _label(topic), _label(card.get("indicator"))).inc()
+
+    def orders_unidentified(self, service: str, reasons: list[str]) -> None:
+        for reason in reasons:
+            self.unidentified.labels(_label(service), _label(reason)).inc()
 
     def feedback(self, service: str, topic: str | None, outcome: str, reason: str | None) -> None:
         self.feedback_items.labels(
