@@ -10,14 +10,23 @@ just as ambiguous. For such drafts this output stage keeps only what can be appl
 * an ``update`` of it becomes a ``create`` of the rewritten order (no id, status ``draft``);
 * a suggestion left with nothing to apply is dropped, and the card says in its text that the
   original draft must be removed or changed by hand (suggestion labels say it too).
+
+A last safety net: an order to create or update that would still carry a dose, rate, timing or
+supply number that is not a positive finite number (a draft's ``-1e308`` mg copied into a
+rewrite) is never offered for one-click signing; the action is dropped and logged.
 """
 
 from __future__ import annotations
 
 import copy
+import logging
 from collections import Counter
 from collections.abc import Iterable, Mapping
 from typing import Any
+
+from cds_service.clinical.suggestions import impossible_numbers
+
+log = logging.getLogger("cds_service.actions")
 
 HAND_NOTE = (
     "**The EHR sent this diazepam order without an identifier** (or with one shared by "
@@ -61,23 +70,29 @@ def address_actions(
             continue
         kept: list[dict[str, Any]] = []
         changed = False
+        unsafe = False
         for suggestion in suggestions:
-            actions, lost = _fix_actions(suggestion.get("actions") or [], refs)
-            if lost:
-                changed = True
-                if not actions:
-                    continue
+            before = suggestion.get("actions") or []
+            actions, lost, dropped = _fix_actions(before, refs)
+            unsafe |= dropped > 0
+            changed |= lost
+            if not actions:
+                continue  # nothing left that the EHR could apply
+            if actions != before:
                 suggestion["actions"] = actions
+            if lost:
                 label = str(suggestion.get("label") or "")
                 suggestion["label"] = (label[: 200 - len(LABEL_NOTE)] + LABEL_NOTE).strip()
             kept.append(suggestion)
-        if not changed:
+        if not changed and not unsafe:
             continue
         if kept:
             card["suggestions"] = kept
         else:
             card.pop("suggestions", None)
             card.pop("selectionBehavior", None)
+        if not changed:
+            continue
         card["detail"] = (str(card.get("detail") or "") + "\n\n" + HAND_NOTE).strip()
         audit = card.get("_audit")
         if isinstance(audit, dict):
@@ -87,11 +102,21 @@ def address_actions(
 
 def _fix_actions(
     actions: list[dict[str, Any]], refs: Counter[str]
-) -> tuple[list[dict[str, Any]], bool]:
+) -> tuple[list[dict[str, Any]], bool, int]:
+    """The actions that can be applied, whether a draft could not be addressed, and how many
+    orders were dropped for impossible numbers."""
     out: list[dict[str, Any]] = []
     lost = False
+    dropped = 0
     for action in actions:
         kind = action.get("type")
+        resource = action.get("resource")
+        if kind in ("create", "update") and isinstance(resource, Mapping):
+            bad = impossible_numbers(resource)
+            if bad:
+                log.warning("suggested order dropped: impossible numbers", extra={"at": bad[:5]})
+                dropped += 1
+                continue
         if kind == "delete":
             if _addressable(action.get("resourceId"), refs):
                 out.append(action)
@@ -115,4 +140,4 @@ def _fix_actions(
                 )
         else:
             out.append(action)
-    return out, lost
+    return out, lost, dropped

@@ -163,6 +163,8 @@ def _flatten_dose(dosage: dict[str, Any]) -> dict[str, Any]:
     """R4 ``doseAndRate[0]`` back onto the Dosage (STU3 and DSTU2 keep dose and rate there)."""
     out = dict(dosage)
     items = out.pop("doseAndRate", None)
+    if isinstance(items, Mapping):  # a single object where a list belongs (seen in test kits)
+        items = [items]
     first = (
         next((i for i in items if isinstance(i, Mapping)), None)
         if isinstance(items, list)
@@ -173,6 +175,15 @@ def _flatten_dose(dosage: dict[str, Any]) -> dict[str, Any]:
             if key in first and key not in out:
                 out[key] = first[key]
     return out
+
+
+def _no_zero_repeats(dispense: dict[str, Any]) -> dict[str, Any]:
+    """``numberOfRepeatsAllowed`` is a positiveInt before R4: "no refills" (0) cannot be
+    written there, only left unsaid (the card text states the supply)."""
+    repeats = dispense.get("numberOfRepeatsAllowed")
+    if isinstance(repeats, int | float) and not isinstance(repeats, bool) and repeats <= 0:
+        dispense.pop("numberOfRepeatsAllowed")
+    return dispense
 
 
 def _to_stu3(resource: dict[str, Any]) -> dict[str, Any]:
@@ -195,7 +206,9 @@ def _to_stu3(resource: dict[str, Any]) -> dict[str, Any]:
     if not res["dosageInstruction"]:
         res.pop("dosageInstruction")
     if isinstance(res.get("dispenseRequest"), Mapping):
-        res["dispenseRequest"] = _keep(dict(res["dispenseRequest"]), _STU3_DISPENSE_KEYS)
+        res["dispenseRequest"] = _no_zero_repeats(
+            _keep(dict(res["dispenseRequest"]), _STU3_DISPENSE_KEYS)
+        )
     return _keep(res, _STU3_KEYS)
 
 
@@ -263,12 +276,20 @@ def _to_dstu2(resource: dict[str, Any]) -> dict[str, Any]:
     if not res["dosageInstruction"]:
         res.pop("dosageInstruction")
     if isinstance(res.get("dispenseRequest"), Mapping):
-        res["dispenseRequest"] = _keep(dict(res["dispenseRequest"]), _DSTU2_DISPENSE_KEYS)
+        res["dispenseRequest"] = _no_zero_repeats(
+            _keep(dict(res["dispenseRequest"]), _DSTU2_DISPENSE_KEYS)
+        )
     return _keep(res, _DSTU2_KEYS)
 
 
+def _dose_and_rate_list(dosage: dict[str, Any]) -> dict[str, Any]:
+    if isinstance(dosage.get("doseAndRate"), Mapping):
+        dosage["doseAndRate"] = [dosage["doseAndRate"]]
+    return dosage
+
+
 def _r5_dosage(dosage: dict[str, Any]) -> dict[str, Any]:
-    out = dict(dosage)
+    out = _dose_and_rate_list(dict(dosage))
     if "asNeededBoolean" in out:
         out["asNeeded"] = out.pop("asNeededBoolean")
     if "asNeededCodeableConcept" in out:
@@ -282,6 +303,7 @@ def _r5_dosage(dosage: dict[str, Any]) -> dict[str, Any]:
 def _to_r5(resource: dict[str, Any]) -> dict[str, Any]:
     res = dict(resource)
     res["resourceType"] = "MedicationRequest"
+    _category_list(res)
     if isinstance(res.get("medicationCodeableConcept"), Mapping):
         res["medication"] = {"concept": res.pop("medicationCodeableConcept")}
         res.pop("medicationReference", None)
@@ -311,12 +333,19 @@ def _to_r5(resource: dict[str, Any]) -> dict[str, Any]:
     return res
 
 
+def _category_list(res: dict[str, Any]) -> None:
+    """R4 and R5 ``category`` is a list (the sandbox sends one object)."""
+    if isinstance(res.get("category"), Mapping):
+        res["category"] = [res["category"]]
+
+
 def _to_r4(resource: dict[str, Any]) -> dict[str, Any]:
     res = dict(resource)
     res["resourceType"] = "MedicationRequest"
+    _category_list(res)
     dosages = []
     for dosage in _dosages(res):
-        dosage = dict(dosage)
+        dosage = _dose_and_rate_list(dict(dosage))
         moved = {
             k: dosage.pop(k)
             for k in ("doseQuantity", "doseRange", "rateQuantity", "rateRatio", "rateRange")
@@ -339,7 +368,12 @@ def convert_resource(resource: Mapping[str, Any], version: str) -> dict[str, Any
     res = copy.deepcopy(dict(resource))
     if res.get("resourceType") not in _ORDER_TYPES:
         return res
-    return _CONVERTERS.get(version, _to_r4)(res)
+    out = _CONVERTERS.get(version, _to_r4)(res)
+    if out["resourceType"] == "MedicationRequest" and not isinstance(out.get("intent"), str):
+        # required from STU3 on; drafts written without it (PDDI-CDS, the sandbox before a
+        # drug is chosen) are orders being placed
+        out["intent"] = "order"
+    return out
 
 
 def answer_in_version(cards: list[dict[str, Any]], version: str) -> list[dict[str, Any]]:
