@@ -36,6 +36,7 @@ from cds_service.compare import (
     iter_fixture_paths,
     observe,
 )
+from cds_service.fhir.versions import VERSIONS, answer_problems
 from cds_service.redate import redate
 
 REPO_DIR = Path(__file__).resolve().parent.parent
@@ -76,6 +77,7 @@ class Options:
     no_prefetch: bool
     fhir_server: str | None
     profile: str
+    fhir_version: str | None = None
 
 
 class FixtureError(ValueError):
@@ -222,6 +224,11 @@ def run_scenario(fixture: dict[str, Any], options: Options) -> Result:
         return result
     result.mismatches = compare(fixture["expected"], answer, profile=options.profile)
     cards = answer.get("cards") if isinstance(answer, dict) else None
+    if options.fhir_version and isinstance(cards, list):
+        result.mismatches += [
+            Mismatch("suggested resource", f"FHIR {options.fhir_version}", problem)
+            for problem in answer_problems(cards, options.fhir_version)
+        ]
     result.got = observe(cards if isinstance(cards, list) else []).short()
     result.verdict = FAIL if result.mismatches else PASS
     return result
@@ -472,6 +479,13 @@ def _add_replay(sub: Any) -> None:
         default="standard",
         help="EHR profile the service runs for this client (default standard)",
     )
+    p.add_argument(
+        "--fhir-version",
+        choices=VERSIONS,
+        help="also check that every suggested order is a valid resource of this FHIR version "
+        "(the service answers in the version of the drafts; fhir.resources models, DSTU2 by "
+        "shape)",
+    )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
@@ -506,7 +520,13 @@ def replay(args: argparse.Namespace) -> int:
         return _usage(f"cannot sign tokens: {exc}")
     base_url = args.url.rstrip("/")
     options = Options(
-        base_url, headers_for, args.timeout, args.no_prefetch, args.fhir_server, args.profile
+        base_url,
+        headers_for,
+        args.timeout,
+        args.no_prefetch,
+        args.fhir_server,
+        args.profile,
+        args.fhir_version,
     )
     results = run_all(
         fixtures, options, concurrency=args.concurrency, progress=not args.no_progress

@@ -22,6 +22,7 @@ never invented. The tests validate every converted resource with the matching
 from __future__ import annotations
 
 import copy
+import importlib
 from collections.abc import Iterable, Mapping
 from typing import Any
 from urllib.parse import urlsplit
@@ -387,3 +388,51 @@ def answer_in_version(cards: list[dict[str, Any]], version: str) -> list[dict[st
         if isinstance(audit, dict):
             audit["fhir_version"] = version
     return cards
+
+
+# -- checking (diazepam-cds replay --fhir-version) ----------------------------------------------
+
+_MODEL_PACKAGES = {
+    "STU3": "fhir.resources.STU3",
+    "R4": "fhir.resources.R4B",
+    "R5": "fhir.resources",
+}
+# DSTU2 models are not in fhir.resources 8: a DSTU2 answer is checked for its shape only.
+_NOT_DSTU2 = ("intent", "subject", "authoredOn", "requester", "reasonCode", "category")
+
+
+def resource_problems(resource: Mapping[str, Any], version: str) -> list[str]:
+    """Why ``resource`` is not a valid medication order of ``version`` (empty when it is)."""
+    rtype = resource.get("resourceType")
+    expected = "MedicationOrder" if version == "DSTU2" else "MedicationRequest"
+    if rtype not in _ORDER_TYPES:
+        return []
+    if rtype != expected:
+        return [f"{rtype} is not a {version} medication order ({expected})"]
+    if version == "DSTU2":
+        found = [k for k in _NOT_DSTU2 if k in resource]
+        found += [
+            f"dosageInstruction/{i}/doseAndRate"
+            for i, d in enumerate(_dosages(resource))
+            if "doseAndRate" in d
+        ]
+        return [f"elements not in DSTU2: {', '.join(found)}"] if found else []
+    module = importlib.import_module(f"{_MODEL_PACKAGES[version]}.medicationrequest")
+    try:
+        module.MedicationRequest.model_validate(dict(resource))
+    except Exception as exc:  # pydantic's ValidationError: first lines say where
+        return [" ".join(str(exc).split("\n")[1:3]).strip()[:300] or type(exc).__name__]
+    return []
+
+
+def answer_problems(cards: Iterable[Mapping[str, Any]], version: str) -> list[str]:
+    """Every suggested resource of an answer checked against ``version``."""
+    out = []
+    for card in cards:
+        topic = ((card.get("source") or {}).get("topic") or {}).get("code", "?")
+        for suggestion in card.get("suggestions") or []:
+            for action in suggestion.get("actions") or []:
+                resource = action.get("resource")
+                if isinstance(resource, Mapping):
+                    out += [f"{topic}: {p}" for p in resource_problems(resource, version)]
+    return out
