@@ -16,6 +16,7 @@ from __future__ import annotations
 import copy
 import json
 import re
+import time
 from collections import Counter
 from typing import Any
 
@@ -23,6 +24,7 @@ import pytest
 
 from cds_service.compat import patient_id_of
 from tests.conftest import DATA, load_json
+from tests.fhir.fault_server import Action, fault_server
 from tests.robustness.contract import card_problems
 from tests.support.fhir_server import FhirServer
 from tests.support.fhir_versions import validation_errors
@@ -492,3 +494,41 @@ def test_sandbox_without_medication_yet_counts_no_unidentified_diazepam(interop_
     assert response.status_code == 200
     assert response.get_json() == {"cards": []}
     assert _metric(client, "cds_orders_unidentified_total", reason="no-medication") == 1
+
+
+def test_medication_read_follows_the_rules_of_every_fetch(fhir_server, make_app):
+    """Token, fhirServer guard and deadline apply to the Medication read as to any fetch."""
+    body = _crd("crd-test-kit-order-sign-medication-reference-no-prefetch-r4")
+    for draft in _drafts(body):
+        draft["medicationReference"].pop("display")
+    fhir_server.transaction(
+        [{"resourceType": "Patient", "id": "forprefetch", "birthDate": BIRTH}, DIAZEPAM_MEDICATION]
+    )
+    sent = pointed_at(body, fhir_server)
+    # not allowed to call a loopback server: no read at all, the drafts stay unidentified
+    refused = make_app().test_client()
+    assert refused.post(_service(body), json=sent).get_json() == {"cards": []}
+    assert _metric(refused, "cds_orders_unidentified_total", reason="reference-unresolved") == 2
+    # allowed, but with a token the server refuses
+    app = make_app(fhir_allowlist=("127.0.0.1",), fhir_allow_loopback=True)
+    wrong = copy.deepcopy(sent)
+    wrong["fhirAuthorization"]["access_token"] = "not-the-token"
+    assert app.test_client().post(_service(body), json=wrong).get_json() == {"cards": []}
+    # with the right token it is read, and the order recognised
+    assert app.test_client().post(_service(body), json=sent).get_json()["cards"]
+
+
+def test_a_hung_medication_read_ends_at_the_deadline(make_app):
+    body = _crd("crd-test-kit-order-sign-medication-reference-no-prefetch-r4")
+    for draft in _drafts(body):
+        draft["medicationReference"].pop("display")
+    app = make_app(fhir_allowlist=("127.0.0.1",), fhir_allow_loopback=True, deadline_ms=400)
+    with fault_server(lambda seen: Action(kind="hang")) as server:
+        sent = copy.deepcopy(body)
+        sent["fhirServer"] = server.base_url
+        started = time.perf_counter()
+        response = app.test_client().post(_service(body), json=sent)
+        elapsed = time.perf_counter() - started
+    assert response.status_code == 200 and response.get_json() == {"cards": []}
+    assert elapsed < 1.0, elapsed
+    assert any("/Medication/med-medref" in seen.path for seen in server.seen)
