@@ -162,6 +162,7 @@ def log_request(response: Response) -> Response:
         "cds_client_iss",
         "cds_client_tenant",
         "cds_suppressed",
+        "cds_mapped",
     ):
         if g.get(key):
             fields[key.removeprefix("cds_")] = g.get(key)
