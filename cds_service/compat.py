@@ -101,12 +101,14 @@ def _normalize_prefetch(prefetch: dict[str, Any]) -> tuple[dict[str, Any], list[
 
 
 def _is_wrapper(value: Any) -> bool:
-    """The 1.0-era ``{"response": {...}, "resource": {...}}`` form (no resourceType of its own)."""
+    """The 1.0-era ``{"response": {...}, "resource": {...}}`` form (no resourceType of its own;
+    anything else shaped like it is left for the schema to refuse)."""
     return (
         isinstance(value, dict)
-        and "resourceType" not in value
-        and ("resource" in value or "response" in value)
+        and bool(value)
         and set(value) <= {"resource", "response"}
+        and all(isinstance(v, dict) for v in value.values())
+        and (not isinstance(value.get("resource"), dict) or "resourceType" in value["resource"])
     )
 
 

@@ -43,7 +43,7 @@ def test_prefetch_wrapper_and_unknown_keys():
         {
             "prefetch": {
                 "patient": {"response": {"status": "200 OK"}, "resource": patient},
-                "medications": {"response": {"status": "500"}, "resource": {"x": 1}},
+                "medications": {"response": {"status": "500"}, "resource": {"resourceType": "X"}},
                 "item6": "whatever",
             }
         }
@@ -54,6 +54,14 @@ def test_prefetch_wrapper_and_unknown_keys():
         "prefetch.medications-wrapper-without-resource",
         "prefetch-ignored-keys:1",
     ]
+
+
+def test_a_wrapper_without_a_resource_is_left_for_the_schema_to_refuse(sandbox_request):
+    body = sandbox_request("order-sign-request_r4-server")
+    body["prefetch"] = {"patient": {"resource": {"no": "resourceType"}}}
+    normalized, _ = normalize_body(body)
+    with pytest.raises(ApiError, match="prefetch.patient"):
+        validate("order-sign", normalized)
 
 
 def test_unknown_prefetch_keys_are_not_validated(sandbox_request):
