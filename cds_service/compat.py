@@ -54,7 +54,8 @@ def normalize_body(body: Any) -> tuple[Any, list[str]]:
                     notes.append(f"context.{field}<-{name}")
                     break
         body["context"] = context
-    if "fhirAuthorization" in body:
+    if "fhirAuthorization" in body and body.get("fhirServer"):
+        # (without fhirServer the block stays, and the schema's 400 says fhirServer is missing)
         auth = body["fhirAuthorization"]
         if auth is None:
             del body["fhirAuthorization"]

@@ -9,6 +9,7 @@ import pytest
 
 from cds_service.compat import normalize_body, patient_id_of
 from cds_service.errors import ApiError
+from cds_service.fhir.prefetch import read_prefetch
 from cds_service.hook_request import build_hook_request, parse_json_body, validate
 from cds_service.redate import redate
 
@@ -33,8 +34,11 @@ def test_top_level_user_and_patient_fill_only_missing_context_fields():
     [(None, "fhirAuthorization-null"), ({"access_token": "  "}, "fhirAuthorization-empty-token")],
 )
 def test_no_token_means_no_fhir_authorization(auth, note):
-    out, notes = normalize_body({"fhirAuthorization": auth, "context": {}})
+    out, notes = normalize_body({"fhirServer": "https://x", "fhirAuthorization": auth})
     assert "fhirAuthorization" not in out and notes == [note]
+    # without fhirServer the block is left for the schema's 400 ("fhirServer is required")
+    body = {"fhirAuthorization": auth}
+    assert normalize_body(body) == (body, [])
 
 
 def test_prefetch_wrapper_and_unknown_keys():
@@ -56,12 +60,13 @@ def test_prefetch_wrapper_and_unknown_keys():
     ]
 
 
-def test_a_wrapper_without_a_resource_is_left_for_the_schema_to_refuse(sandbox_request):
+def test_a_wrapper_without_a_resource_counts_as_not_prefetched(sandbox_request):
     body = sandbox_request("order-sign-request_r4-server")
     body["prefetch"] = {"patient": {"resource": {"no": "resourceType"}}}
-    normalized, _ = normalize_body(body)
-    with pytest.raises(ApiError, match="prefetch.patient"):
-        validate("order-sign", normalized)
+    normalized, notes = normalize_body(body)
+    assert notes == [] and normalized["prefetch"] == body["prefetch"]
+    validate("order-sign", normalized)
+    assert read_prefetch(normalized["prefetch"]).problems["patient"] == "prefetch-invalid"
 
 
 def test_unknown_prefetch_keys_are_not_validated(sandbox_request):
