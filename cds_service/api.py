@@ -85,6 +85,7 @@ def call_service(service_id: str) -> Response:
     result = run_hook(
         hook_request, advisor=advisor, settings=settings, profile=profile, timings=timings
     )
+    g.cds_fhir_version = result.pop("_fhir_version", None)
     unidentified = result.pop("_unidentified", None) or []
     metrics = current_app.extensions.get("cds.metrics")
     if unidentified and metrics is not None:
@@ -163,6 +164,7 @@ def log_request(response: Response) -> Response:
         "cds_client_tenant",
         "cds_suppressed",
         "cds_mapped",
+        "cds_fhir_version",
     ):
         if g.get(key):
             fields[key.removeprefix("cds_")] = g.get(key)

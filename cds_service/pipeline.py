@@ -73,4 +73,8 @@ def run_hook(
     cards = address_actions(cards, request.draft_resources)
     version = detect_version(request.draft_resources, request.fhir_server)
     cards = answer_in_version(cards, version)
-    return {"cards": [prune(card) for card in cards], "_unidentified": unknown}
+    return {
+        "cards": [prune(card) for card in cards],
+        "_unidentified": unknown,
+        "_fhir_version": version,
+    }

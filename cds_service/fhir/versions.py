@@ -384,9 +384,6 @@ def answer_in_version(cards: list[dict[str, Any]], version: str) -> list[dict[st
             for action in suggestion.get("actions") or []:
                 if isinstance(action.get("resource"), Mapping):
                     action["resource"] = convert_resource(action["resource"], version)
-        audit = card.get("_audit")
-        if isinstance(audit, dict):
-            audit["fhir_version"] = version
     return cards
 
 

@@ -381,6 +381,8 @@ def test_cds_hooks_1_0_top_level_user_and_patient_are_mapped(interop_app, caplog
     assert response.status_code == 200, response.get_json()
     mapped = [r for r in caplog.records if r.getMessage() == "request mapped onto CDS Hooks 2.0"]
     assert mapped and "context.userId<-user" in mapped[0].mapped
+    (line,) = [r for r in caplog.records if r.getMessage() == "request"]
+    assert line.mapped == mapped[0].mapped and line.fhir_version == "STU3"
 
 
 def test_a_body_wrong_under_every_version_is_still_400(interop_app, sandbox_request):
