@@ -112,11 +112,15 @@ def missing_medications(request: HookRequest) -> list[str]:
     """'Medication/<id>' of drafts in scope that neither the draft nor the request holds."""
     known: set[str] | None = None
     wanted: list[str] = []
+    base = (request.fhir_server or "").rstrip("/") + "/"
     for draft in drafts_in_scope(request):
         ref = medication_reference(draft)
-        key = _medication_key(ref.get("reference")) if ref is not None else None
+        target = ref.get("reference") if ref is not None else None
+        key = _medication_key(target)
         if key is None:
             continue
+        if "://" in str(target) and not str(target).startswith(base):
+            continue  # a Medication on another server: never read from this one by id
         if known is None:
             known = _known(request_resources(request))
         if key not in known and key not in wanted:

@@ -534,3 +534,21 @@ def test_a_hung_medication_read_ends_at_the_deadline(make_app):
     assert response.status_code == 200 and response.get_json() == {"cards": []}
     assert elapsed < 1.0, elapsed
     assert any("/Medication/med-medref" in seen.path for seen in server.seen)
+
+
+def test_medication_reference_shapes():
+    from cds_service.fhir.medication import missing_medications
+    from cds_service.hook_request import build_hook_request
+
+    body = _crd("crd-test-kit-order-sign-medication-reference-no-prefetch-r4")
+    pra, rol = _drafts(body)
+    pra["medicationReference"]["reference"] = "https://example/r4/Medication/abs-1/_history/2"
+    rol["medicationReference"]["reference"] = "https://elsewhere.example/fhir/Medication/abs-2"
+    assert missing_medications(build_hook_request(body)) == ["Medication/abs-1"]
+    rol["medicationReference"]["reference"] = "#contained-med"
+    rol["contained"] = [{"resourceType": "Medication", "id": "contained-med"}]
+    pra["medicationReference"]["reference"] = "Medication/in-the-bundle"
+    body["context"]["draftOrders"]["entry"].append(
+        {"resource": {"resourceType": "Medication", "id": "in-the-bundle"}}
+    )
+    assert missing_medications(build_hook_request(body)) == []
