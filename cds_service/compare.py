@@ -25,14 +25,24 @@ LINK_TYPES = ("absolute", "smart")
 SUMMARY_MAX = 140  # CDS Hooks 2.0: summary "<140 characters"
 DURATION_TOPIC = "duration-limit"
 # Cards whose created/updated orders rewrite the diazepam order itself (the epic profile has no
-# update: it re-creates the capped order); they are never "alternatives".
+# update: it re-creates the capped order). A diazepam order, or one the comparer cannot name, on
+# such a card is a rewrite, not an alternative; a named muscle relaxant there still counts as an
+# offered alternative (F.2a puts every action on a diazepam order on one card, whatever its topic,
+# and an excluded drug must be caught wherever it is offered: F.0-2).
 REWRITE_TOPICS = frozenset({DURATION_TOPIC, "dose-limit", "indication-missing"})
 DIAZEPAM = "3322"
+# F.2a puts every rewrite of the pended order on one decision card, whatever its topic: a
+# capped order is a diazepam rewrite on any card but the taper step (R13: never a cap) and a
+# reason-only rewrite (same supply; see _pended_supplies)
+NOT_A_CAP_TOPICS = frozenset({"taper-required", "indication-missing"})
+NALOXONE = "7242"  # R2: the naloxone rescue order beside diazepam is not an alternative to it
+NALOXONE_PRODUCTS = ("1725059", "1725064")
 PROFILES = ("standard", "epic")
 
 # RxNorm ingredient (IN) per product code, for the alternatives a suggestion may create
 # (knowledge base D.2). Ingredient codes map to themselves.
 INGREDIENT_OF: dict[str, str] = {
+    **dict.fromkeys(NALOXONE_PRODUCTS, NALOXONE),
     **dict.fromkeys(("1292", "430902", "197391", "197392", "2679605"), "1292"),  # baclofen
     **dict.fromkeys(("57258", "313412", "313413", "485484", "485485", "485486"), "57258"),
     **dict.fromkeys(  # cyclobenzaprine
@@ -180,6 +190,20 @@ def _supply_days(resource: Mapping[str, Any]) -> float | None:
     return None if factor is None else float(duration["value"]) * factor
 
 
+def _pended_supplies(request: Mapping[str, Any]) -> set[float]:
+    """Supplies (days) of the pended orders in the request, as written."""
+    context = request.get("context") if isinstance(request, Mapping) else None
+    drafts = context.get("draftOrders") if isinstance(context, Mapping) else None
+    out: set[float] = set()
+    for entry in (drafts or {}).get("entry") or [] if isinstance(drafts, Mapping) else []:
+        resource = entry.get("resource") if isinstance(entry, Mapping) else None
+        if isinstance(resource, Mapping):
+            days = _supply_days(resource)
+            if days is not None:
+                out.add(days)
+    return out
+
+
 def observe(cards: Iterable[Mapping[str, Any]]) -> Observed:
     observed = Observed()
     for card in cards:
@@ -199,14 +223,23 @@ def observe(cards: Iterable[Mapping[str, Any]]) -> Observed:
                 if resource.get("resourceType") != "MedicationRequest":
                     continue
                 kind = action.get("type")
-                if topic == DURATION_TOPIC and kind in ("update", "create"):
+                named = ingredient_of(resource)
+                if (
+                    topic not in NOT_A_CAP_TOPICS
+                    and kind in ("update", "create")
+                    and named in (None, DIAZEPAM)
+                ):
                     supply = _supply_days(resource)
                     observed.capped_days.add(supply if supply is not None else -1.0)
-                if kind != "create" or topic in REWRITE_TOPICS:
+                if kind != "create":
                     continue
-                ingredient = ingredient_of(resource) or "(unknown drug)"
+                if topic in REWRITE_TOPICS and named is None:
+                    continue  # a rewrite card's order we cannot name: taken as the rewrite
+                ingredient = named or "(unknown drug)"
                 if ingredient == DIAZEPAM:
                     continue  # re-ordering diazepam is not an alternative
+                if ingredient == NALOXONE:
+                    continue  # overdose rescue beside the benzodiazepine, not a substitute
                 observed.created.add(ingredient)
                 if suggestion.get("isRecommended") is True:
                     observed.recommended.add(ingredient)
@@ -360,6 +393,24 @@ def _profile_problems(cards: list[Any], profile: str) -> list[str]:
                 )
         if any(a.get("type") == "update" for a in _actions(card)):
             problems.append(f"cards[{i}] has an update action (epic profile: none)")
+        for j, suggestion in enumerate(card.get("suggestions") or []):
+            if not isinstance(suggestion, dict):
+                continue
+            for action in suggestion.get("actions") or []:
+                resource = action.get("resource") if isinstance(action, dict) else None
+                if not isinstance(resource, dict) or action.get("type") != "create":
+                    continue
+                named = ingredient_of(resource)
+                if named == DIAZEPAM:
+                    problems.append(
+                        f"cards[{i}].suggestions[{j}] creates diazepam "
+                        "(epic profile: never re-create it, F.2a)"
+                    )
+                elif named != NALOXONE and suggestion.get("isRecommended") is True:
+                    problems.append(
+                        f"cards[{i}].suggestions[{j}] recommends an alternative "
+                        "(epic profile: none is isRecommended, F.2a)"
+                    )
     return problems
 
 
@@ -386,8 +437,17 @@ def _listing(values: Iterable[str]) -> str:
     return "[" + ", ".join(values) + "]" if values else "[]"
 
 
-def compare(expected: Mapping[str, Any], body: Any, *, profile: str = "standard") -> list[Mismatch]:
-    """Every way the response differs from the expected outcome (empty list: it matches)."""
+def compare(
+    expected: Mapping[str, Any],
+    body: Any,
+    *,
+    profile: str = "standard",
+    request: Mapping[str, Any] | None = None,
+) -> list[Mismatch]:
+    """Every way the response differs from the expected outcome (empty list: it matches).
+
+    ``request`` (the hook request that was sent) is needed only by `max_dose_reduction_pct`,
+    which compares rewritten doses with the pended diazepam order's daily dose."""
     if profile not in PROFILES:
         raise ValueError(f"unknown EHR profile {profile!r}; known: {', '.join(PROFILES)}")
     mismatches = [
@@ -413,7 +473,9 @@ def compare(expected: Mapping[str, Any], body: Any, *, profile: str = "standard"
             got = "/".join(observed.indicators(topic))
             mismatches.append(Mismatch(f"topic {topic}", "absent", f"present ({got})"))
 
-    if "recommended_alternative" in expected:
+    # epic: alternatives are additions, never recommended, and diazepam is never re-created
+    # (F.2a; _profile_problems checks both), so these two are written for the standard profile
+    if "recommended_alternative" in expected and profile == "standard":
         want = expected["recommended_alternative"]
         want_set = set() if want is None else {str(want)}
         if observed.recommended != want_set:
@@ -430,9 +492,11 @@ def compare(expected: Mapping[str, Any], body: Any, *, profile: str = "standard"
                 Mismatch(f"alternative {_name(str(ingredient))}", "not offered", "offered")
             )
 
-    if "capped_days" in expected:
+    if "capped_days" in expected and profile == "standard":
         want = expected["capped_days"]
         want_days = set() if want is None else {float(want)}
+        if request is not None:  # a rewrite that keeps the pended supply caps nothing
+            observed.capped_days -= _pended_supplies(request) - want_days
         if observed.capped_days != want_days:
             got = (
                 ", ".join(
@@ -450,7 +514,146 @@ def compare(expected: Mapping[str, Any], body: Any, *, profile: str = "standard"
                     got,
                 )
             )
+    mismatches += _compare_safety(expected, cards, request)
     return mismatches
+
+
+# --- safety invariants (knowledge base F.0) ------------------------------------------------------
+
+
+def _suggestions_of(cards: Iterable[Any]) -> Iterator[tuple[str, dict[str, Any]]]:
+    for card in cards:
+        if not isinstance(card, dict):
+            continue
+        for suggestion in card.get("suggestions") or []:
+            if isinstance(suggestion, dict):
+                yield topic_of(card), suggestion
+
+
+def _diazepam_rewrites(cards: Iterable[Any]) -> Iterator[tuple[str, dict[str, Any]]]:
+    """(topic, resource) of every diazepam MedicationRequest a suggestion creates or updates."""
+    for topic, suggestion in _suggestions_of(cards):
+        for action in suggestion.get("actions") or []:
+            if not isinstance(action, dict) or action.get("type") not in ("create", "update"):
+                continue
+            resource = action.get("resource")
+            if (
+                isinstance(resource, dict)
+                and resource.get("resourceType") == "MedicationRequest"
+                and ingredient_of(resource) == DIAZEPAM
+            ):
+                yield topic, resource
+
+
+_PERIOD_DAYS = {"s": 1 / 86400, "min": 1 / 1440, "h": 1 / 24, "d": 1.0, "wk": 7.0, "mo": 30.0}
+
+
+def daily_dose_mg(resource: Mapping[str, Any]) -> float | None:
+    """Total scheduled mg per day of a MedicationRequest (doses in mg only; None: not derivable)."""
+    total = 0.0
+    found = False
+    for dosage in resource.get("dosageInstruction") or []:
+        if not isinstance(dosage, dict):
+            continue
+        dose = None
+        for rate in dosage.get("doseAndRate") or []:
+            if not isinstance(rate, dict):
+                continue
+            quantity = rate.get("doseQuantity")
+            if not isinstance(quantity, dict):
+                dose_range = rate.get("doseRange")
+                quantity = dose_range.get("high") if isinstance(dose_range, dict) else None
+            if (
+                isinstance(quantity, dict)
+                and str(quantity.get("code") or quantity.get("unit")) == "mg"
+            ):
+                value = quantity.get("value")
+                if isinstance(value, int | float):
+                    dose = float(value)
+        timing = dosage.get("timing")
+        repeat = timing.get("repeat") if isinstance(timing, dict) else None
+        if dose is None or not isinstance(repeat, dict):
+            continue
+        frequency = repeat.get("frequencyMax") or repeat.get("frequency") or 1
+        period = repeat.get("period") or 1
+        unit = _PERIOD_DAYS.get(str(repeat.get("periodUnit") or "d"))
+        if unit is None or not isinstance(frequency, int | float) or not period:
+            continue
+        total += dose * float(frequency) / (float(period) * unit)
+        found = True
+    return total if found else None
+
+
+def _pended_diazepam(request: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    context = request.get("context") if isinstance(request, Mapping) else None
+    drafts = context.get("draftOrders") if isinstance(context, dict) else None
+    for entry in (drafts.get("entry") if isinstance(drafts, dict) else None) or []:
+        resource = entry.get("resource") if isinstance(entry, dict) else None
+        if (
+            isinstance(resource, dict)
+            and resource.get("resourceType") == "MedicationRequest"
+            and ingredient_of(resource) == DIAZEPAM
+        ):
+            return resource
+    return None
+
+
+def _compare_safety(
+    expected: Mapping[str, Any], cards: list[Any], request: Mapping[str, Any] | None
+) -> list[Mismatch]:
+    out: list[Mismatch] = []
+    floor = expected.get("min_cards")
+    if floor is not None and len(cards) < floor:
+        out.append(Mismatch("card count", f"at least {floor}", str(len(cards))))
+    limit = expected.get("max_cards")
+    if limit is not None and len(cards) > limit:
+        got = ", ".join(sorted(topic_of(c) for c in cards if isinstance(c, dict)))
+        out.append(Mismatch("card count", f"at most {limit}", f"{len(cards)} ({got})"))
+    if expected.get("no_delete"):
+        for topic, suggestion in _suggestions_of(cards):
+            if any(
+                isinstance(a, dict) and a.get("type") == "delete"
+                for a in suggestion.get("actions") or []
+            ):
+                out.append(Mismatch(f"topic {topic} suggestion", "no delete", "a delete action"))
+    for topic, suggestion in _suggestions_of(cards):
+        if topic in (expected.get("not_recommended") or []) and suggestion.get("isRecommended"):
+            out.append(Mismatch(f"topic {topic} suggestion", "not isRecommended", "isRecommended"))
+    least = expected.get("min_supply_days")
+    if least is not None:
+        for topic, resource in _diazepam_rewrites(cards):
+            days = _supply_days(resource)
+            if days is not None and days < least:
+                out.append(
+                    Mismatch(
+                        f"topic {topic} diazepam order supply",
+                        f"at least {least} days",
+                        f"{_num(days)} days",
+                    )
+                )
+    most = expected.get("max_dose_reduction_pct")
+    if most is not None:
+        pended = _pended_diazepam(request)
+        before = daily_dose_mg(pended) if pended is not None else None
+        if before is None:
+            out.append(
+                Mismatch("dose reduction", "a pended diazepam order with a daily dose", "none")
+            )
+        else:
+            for topic, resource in _diazepam_rewrites(cards):
+                after = daily_dose_mg(resource)
+                if after is None or before <= 0:
+                    continue
+                cut = 100.0 * (before - after) / before
+                if cut > most + 1e-9:
+                    out.append(
+                        Mismatch(
+                            f"topic {topic} diazepam dose",
+                            f"a cut of at most {most} % from {_num(before)} mg/day",
+                            f"{_num(after)} mg/day ({cut:.0f} % less)",
+                        )
+                    )
+    return out
 
 
 def _compare_topic(
@@ -502,4 +705,14 @@ def describe_expected(expected: Mapping[str, Any]) -> str:
         parts.append("rec=" + _short(str(expected["recommended_alternative"])))
     if expected.get("capped_days"):
         parts.append(f"cap={expected['capped_days']}")
+    if expected.get("min_cards") is not None:
+        parts.append(f"cards>={expected['min_cards']}")
+    if expected.get("max_cards") is not None:
+        parts.append(f"cards<={expected['max_cards']}")
+    if expected.get("no_delete"):
+        parts.append("no-delete")
+    if expected.get("min_supply_days") is not None:
+        parts.append(f"supply>={expected['min_supply_days']}")
+    if expected.get("max_dose_reduction_pct") is not None:
+        parts.append(f"cut<={expected['max_dose_reduction_pct']}%")
     return " ".join(parts) or "(anything valid)"

@@ -222,7 +222,9 @@ def run_scenario(fixture: dict[str, Any], options: Options) -> Result:
     except ValueError:
         result.got, result.error = "not JSON", "response body is not JSON"
         return result
-    result.mismatches = compare(fixture["expected"], answer, profile=options.profile)
+    result.mismatches = compare(
+        fixture["expected"], answer, profile=options.profile, request=fixture.get("request")
+    )
     cards = answer.get("cards") if isinstance(answer, dict) else None
     if options.fhir_version and isinstance(cards, list):
         result.mismatches += [

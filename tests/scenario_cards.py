@@ -15,9 +15,15 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+from cds_service.compare import topic_of
+
 REPO = Path(__file__).resolve().parents[1]
 FIXTURES_DIR = REPO / "fixtures" / "scenarios"
 SCHEMA_PATH = REPO / "fixtures" / "scenario.schema.json"
+# Every topic code the fixture format knows (the schema is the single list).
+TOPICS: tuple[str, ...] = tuple(
+    json.loads(SCHEMA_PATH.read_text(encoding="utf-8"))["$defs"]["topic"]["enum"]
+)
 TOPIC_SYSTEM = "https://diazepam-cds.example.org/fhir/CodeSystem/cds-topic"
 RXNORM = "http://www.nlm.nih.gov/research/umls/rxnorm"
 ALTERNATIVE_SCD = {
@@ -121,7 +127,24 @@ def reference_cards(fixture: dict[str, Any]) -> list[dict[str, Any]]:
         draft = diazepam_draft(fixture)
         cards[0]["selectionBehavior"] = "at-most-one"
         cards[0].setdefault("suggestions", []).append(_replacement(recommended, draft, True))
+    absent = set(expected.get("absent_topics") or []) | {topic_of(c) for c in cards}
+    spare = [t for t in TOPICS if t not in absent]
+    while len(cards) < (expected.get("min_cards") or 0) and spare:
+        cards.append(_info_card(spare.pop(0)))
     return cards
+
+
+def _info_card(topic: str) -> dict[str, Any]:
+    """An actionless info card of a topic the fixture leaves open (for `min_cards`)."""
+    return {
+        "uuid": _uuid(),
+        "summary": f"Reference card for {topic}",
+        "indicator": "info",
+        "source": {
+            "label": "diazepam-cds reference",
+            "topic": {"system": TOPIC_SYSTEM, "code": topic},
+        },
+    }
 
 
 def _replacement(ingredient: str, draft: dict[str, Any], recommended: bool) -> dict[str, Any]:
@@ -154,7 +177,7 @@ def _suggestions(topic: str, types: set[str], fixture: dict[str, Any]) -> list[d
     out: list[dict[str, Any]] = []
     if "update" in types:
         updated = copy.deepcopy(draft)
-        days = expected.get("capped_days") or 7
+        days = max(expected.get("capped_days") or 7, expected.get("min_supply_days") or 0)
         updated.setdefault("dispenseRequest", {})["expectedSupplyDuration"] = {
             "value": days,
             "unit": "days",

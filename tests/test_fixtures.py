@@ -122,6 +122,20 @@ def test_fixture_is_consistent_and_de_identified(path: Path) -> None:
     assert recommended not in (expected.get("excluded_alternatives") or [])
     if expected.get("card_count") == 0:
         assert not expected["topics"] and recommended is None
+    if expected.get("no_delete"):
+        for spec in expected["topics"].values():
+            assert "delete" not in (
+                spec.get("action_types") or spec.get("action_types_include") or []
+            )
+    if expected.get("min_cards") is not None and expected.get("max_cards") is not None:
+        assert expected["min_cards"] <= expected["max_cards"]
+    if expected.get("max_cards") is not None:
+        assert (
+            len([s for s in expected["topics"].values() if not s.get("optional")])
+            <= (expected["max_cards"])
+        )
+    if expected.get("min_supply_days") and expected.get("capped_days"):
+        assert expected["capped_days"] >= expected["min_supply_days"]
 
 
 def test_schema_rejects_a_malformed_expectation(schema_validator: Draft202012Validator) -> None:

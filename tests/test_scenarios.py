@@ -21,6 +21,7 @@ from cds_service.compare import (
     Mismatch,
     card_problems,
     compare,
+    daily_dose_mg,
     describe_expected,
     ingredient_of,
     observe,
@@ -62,7 +63,7 @@ def test_scenario_through_the_http_api(path: Path, profile: str, apps: dict[str,
     response = client.post(f"/cds-services/{fixture['service']}", json=redate(fixture["request"]))
     assert response.status_code == 200, response.get_data(as_text=True)[:500]
     body = response.get_json()
-    mismatches = compare(fixture["expected"], body, profile=profile)
+    mismatches = compare(fixture["expected"], body, profile=profile, request=fixture["request"])
     assert not mismatches, _report(fixture["name"], mismatches, body)
 
 
@@ -74,7 +75,7 @@ def test_reference_response_matches_its_fixture(path: Path) -> None:
     """The expectation is satisfiable by spec-valid cards, and the comparer accepts them."""
     fixture = load(path)
     body = {"cards": reference_cards(fixture)}
-    assert compare(fixture["expected"], body) == []
+    assert compare(fixture["expected"], body, request=fixture["request"]) == []
 
 
 def _fixture(name: str) -> dict[str, Any]:
@@ -92,12 +93,14 @@ def _whats(mismatches: list[Mismatch]) -> list[str]:
 def test_comparer_reports_a_missing_topic_and_a_wrong_indicator() -> None:
     fixture = _fixture("elderly-78-egfr45-no-baclofen")
     body = {"cards": reference_cards(fixture)}
-    body["cards"].remove(_card(body, "dose-limit"))
+    body["cards"].remove(_card(body, "muscle-relaxant-alternative"))
     _card(body, "beers-benzodiazepine")["indicator"] = "info"
     mismatches = compare(fixture["expected"], body)
     assert sorted(_whats(mismatches)) == [
+        "capped days",  # the 7-day choice was on that card too (F.2a: one decision card)
+        "recommended alternative",
         "topic beers-benzodiazepine indicator",
-        "topic dose-limit",
+        "topic muscle-relaxant-alternative",
     ]
     assert str(mismatches[0]) == (
         "topic beers-benzodiazepine indicator: expected warning, got info"
@@ -117,6 +120,8 @@ def test_comparer_checks_recommended_and_excluded_alternatives_by_ingredient() -
     fixture = _fixture("elderly-78-egfr45-no-baclofen")
     body = {"cards": reference_cards(fixture)}
     for suggestion in _card(body, "muscle-relaxant-alternative")["suggestions"]:
+        if suggestion["actions"][-1]["type"] != "create":
+            continue  # the keep-diazepam choices on the same decision card
         create = suggestion["actions"][-1]["resource"]["medicationCodeableConcept"]
         create["coding"][0].update(code="197391", display="baclofen 10 MG Oral Tablet")
     mismatches = compare(fixture["expected"], body)
@@ -141,10 +146,11 @@ def test_comparer_reads_capped_days_from_the_duration_update_in_weeks_too() -> N
 def test_comparer_checks_exact_action_types() -> None:
     fixture = _fixture("young-adult-back-spasm-30d")
     body = {"cards": reference_cards(fixture)}
-    for suggestion in _card(body, "muscle-relaxant-alternative")["suggestions"]:
+    for suggestion in _card(body, "duration-limit")["suggestions"]:  # the decision card
         suggestion["actions"] = [a for a in suggestion["actions"] if a["type"] != "delete"]
     assert [str(m) for m in compare(fixture["expected"], body)] == [
-        "topic muscle-relaxant-alternative action types: expected [create, delete], got [create]"
+        "topic duration-limit action types: expected [create, delete, update], "
+        "got [create, update]"
     ]
 
 
@@ -229,4 +235,95 @@ def test_ingredient_of_resolves_codes_contained_and_names() -> None:
 
 def test_describe_expected_is_one_readable_line() -> None:
     text = describe_expected(_fixture("elderly-78-egfr45-no-baclofen")["expected"])
-    assert "duration-limit:warning" in text and "rec=tizanidine" in text and "cap=7" in text
+    assert "duration-limit:info" in text and "rec=tizanidine" in text and "cap=7" in text
+
+
+def test_comparer_checks_the_safety_invariant_keys() -> None:
+    """F.0-1 for a long-term user: no delete, no rewrite under 14 days, no cut above 25 %."""
+    fixture = _fixture("f01-long-term-renewal-78-taper")
+    request = fixture["request"]
+    body = {"cards": reference_cards(fixture)}
+    assert compare(fixture["expected"], body, request=request) == []
+    step = _card(body, "taper-required")["suggestions"][0]["actions"][0]["resource"]
+    assert step["dispenseRequest"]["expectedSupplyDuration"]["value"] == 14
+    step["dosageInstruction"][0]["doseAndRate"][0]["doseQuantity"]["value"] = 4  # 8 mg/day: -20 %
+    assert compare(fixture["expected"], body, request=request) == []
+    step["dosageInstruction"][0]["doseAndRate"][0]["doseQuantity"]["value"] = 2  # 4 mg/day: -60 %
+    step["dispenseRequest"]["expectedSupplyDuration"].update(value=1, code="wk", unit="week")
+    _card(body, "taper-required")["suggestions"].append(
+        {
+            "uuid": "u-remove",
+            "label": "Remove the pended diazepam order",
+            "actions": [
+                {
+                    "type": "delete",
+                    "description": "Remove",
+                    "resourceId": f"MedicationRequest/{step['id']}",
+                }
+            ],
+        }
+    )
+    assert [str(m) for m in compare(fixture["expected"], body, request=request)] == [
+        "topic taper-required suggestion: expected no delete, got a delete action",
+        "topic taper-required diazepam order supply: expected at least 14 days, got 7 days",
+        "topic taper-required diazepam dose: expected a cut of at most 25 % from 10 mg/day, "
+        "got 4 mg/day (60 % less)",
+    ]
+    assert _whats(compare(fixture["expected"], body)) == [  # no request: the cut is unknowable
+        "topic taper-required suggestion",
+        "topic taper-required diazepam order supply",
+        "dose reduction",
+    ]
+
+
+def test_comparer_checks_card_bounds_and_not_recommended() -> None:
+    fixture = _fixture("f13-typical-68-spasm-at-most-3-cards")
+    body = {"cards": reference_cards(fixture)}
+    assert compare(fixture["expected"], body) == []
+    body["cards"].append(copy.deepcopy(body["cards"][0]) | {"uuid": "another"})
+    assert "card count" in _whats(compare(fixture["expected"], body))
+    nasal = _fixture("f08-nasal-spray-age-1-below-minimum")
+    assert _whats(compare(nasal["expected"], {"cards": []})) == ["card count"]
+    assert compare(nasal["expected"], {"cards": reference_cards(nasal)}) == []
+    spasticity = _fixture("f01-long-term-ms-spasticity-taper-info")
+    body = {"cards": reference_cards(spasticity)}
+    assert compare(spasticity["expected"], body, request=spasticity["request"]) == []
+    taper = _card(body, "taper-required")
+    taper["selectionBehavior"] = "at-most-one"
+    taper["suggestions"] = [{"uuid": "u-step", "label": "First taper step", "isRecommended": True}]
+    assert _whats(compare(spasticity["expected"], body, request=spasticity["request"])) == [
+        "topic taper-required suggestion"
+    ]
+
+
+def test_an_excluded_alternative_is_caught_on_any_card() -> None:
+    """F.2a may put every action on the diazepam order on one card: a tizanidine order offered on
+    the duration card is still an offered alternative (F.0-2)."""
+    fixture = _fixture("f05-tizanidine-cipro-same-draft-set")
+    body = {"cards": reference_cards(fixture)}
+    assert compare(fixture["expected"], body) == []
+    alternative = _card(body, "muscle-relaxant-alternative")
+    alternative["source"]["topic"]["code"] = "duration-limit"
+    tizanidine = copy.deepcopy(alternative["suggestions"][0])
+    create = tizanidine["actions"][-1]["resource"]["medicationCodeableConcept"]
+    create["coding"][0].update(code="313412", display="tizanidine 2 MG Oral Tablet")
+    tizanidine.pop("isRecommended", None)
+    alternative["suggestions"].append(tizanidine)
+    whats = _whats(compare(fixture["expected"], body))
+    assert "alternative tizanidine (57258)" in whats
+
+
+def test_daily_dose_reads_frequency_period_and_units() -> None:
+    def order(dose: dict[str, Any], repeat: dict[str, Any]) -> dict[str, Any]:
+        return {
+            "dosageInstruction": [
+                {"timing": {"repeat": repeat}, "doseAndRate": [{"doseQuantity": dose}]}
+            ]
+        }
+
+    mg = {"value": 5, "unit": "mg", "system": "http://unitsofmeasure.org", "code": "mg"}
+    assert daily_dose_mg(order(mg, {"frequency": 3, "period": 1, "periodUnit": "d"})) == 15
+    assert daily_dose_mg(order(mg, {"frequency": 1, "period": 12, "periodUnit": "h"})) == 10
+    assert daily_dose_mg(order(mg, {"frequency": 1, "frequencyMax": 2, "periodUnit": "d"})) == 10
+    assert daily_dose_mg(order({"value": 2, "unit": "mL"}, {"frequency": 2})) is None
+    assert daily_dose_mg({"dosageInstruction": [{"text": "5 mg twice daily"}]}) is None

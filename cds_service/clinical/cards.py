@@ -18,7 +18,7 @@ from jsonschema import Draft202012Validator
 
 from cds_service.clinical.models import DiazepamOrder, Finding
 from cds_service.clinical.policy import Policy
-from cds_service.clinical.suggestions import shape_suggestions
+from cds_service.clinical.suggestions import edits_in_text, shape_suggestions
 from cds_service.clinical.valuesets import SCHEMA_DIR
 from cds_service.config import ConfigError
 
@@ -34,6 +34,9 @@ TOPICS = (
     "taper-required",
     "pregnancy-lactation",
     "indication-missing",
+    "substance-use-risk",
+    "cns-depressant-combination",
+    "diazepam-interaction",
 )
 SUMMARY_MAX = 139
 
@@ -114,6 +117,13 @@ def load_templates(cards_dir: str | Path) -> dict[str, Template]:
                 placeholders(variant["detail"])
             except ValueError as exc:
                 raise TemplateError(f"card template {path.name} variant {name}: {exc}") from exc
+        for entry in data.get("catalogue", {}).get("indicators", []):
+            strays = [v for v in entry.get("variants", []) if v not in data["variants"]]
+            if strays:
+                raise TemplateError(
+                    f"card template {path.name}: catalogue indicator names unknown variants "
+                    f"{strays}"
+                )
         templates[topic] = Template(
             topic=topic,
             data=data,
@@ -149,16 +159,26 @@ def render(
     if unknowns:
         detail += "\n\n**Not known when this advice was made:** " + "; ".join(unknowns) + "."
     suggestions, behaviour = shape_suggestions(finding.options, order, profile, policy)
-    if profile == "epic" and suggestions:
-        detail += "\n\n**Suggested orders:**\n" + "\n".join(f"- {s['label']}" for s in suggestions)
+    edits = edits_in_text(finding.options, profile, policy)
+    if edits:
+        detail = (
+            "**To change the pended order, edit it:** "
+            + " or ".join(edits)
+            + ".\n\n"
+            + detail
+        )
+    if any(o.kind == "replace" for o in finding.options) and not policy["profiles"].get(
+        profile, policy["profiles"]["standard"]
+    )["updates"]:
+        detail = "**To switch: select both Remove diazepam and one alternative.**\n\n" + detail
     card: dict[str, Any] = {
         "uuid": str(uuid.uuid4()),
         "summary": summary,
         "indicator": finding.indicator,
         "detail": detail,
         "source": {
-            "label": template.data["source"]["label"],
-            "url": template.data["source"]["url"],
+            "label": (variant.get("source") or template.data["source"])["label"],
+            "url": (variant.get("source") or template.data["source"])["url"],
             "topic": {
                 "system": policy["topic_system"],
                 "code": template.topic,

@@ -13,7 +13,13 @@ from collections.abc import Sequence
 from typing import Any
 
 from cds_service.clinical.cards import Template, load_templates, render
-from cds_service.clinical.compose import compose_order, dedupe_patient_cards
+from cds_service.clinical.compose import (
+    compose_order,
+    copd_caution,
+    dedupe_patient_cards,
+    fit_budget,
+    fold_actionless,
+)
 from cds_service.clinical.models import DiazepamOrder, Finding, PatientRecord
 from cds_service.clinical.orders import OrderReader
 from cds_service.clinical.policy import Policy, load_policy
@@ -79,8 +85,10 @@ class Engine:
         self, order: DiazepamOrder, record: PatientRecord
     ) -> tuple[list[Finding], frozenset[str]]:
         found: list[Finding] = []
+        disabled = set(self.policy["disabled_topics"])
         for rule in self.rules:
-            found.extend(rule(order, record, self.policy))
+            found.extend(f for f in rule(order, record, self.policy) if f.topic not in disabled)
+        found = copd_caution(found, record, self.policy)
         return compose_order(found, self.policy), record.unknown
 
     def advise(
@@ -122,6 +130,23 @@ class Engine:
                 cards.append((self._severity.get(finding.indicator, 99), len(cards), card))
         cards.sort(key=lambda item: (item[0], item[1]))
         unique = dedupe_patient_cards([card for _, _, card in cards], self.policy)
-        result = unique[: int(self.policy["max_cards"])]
+        result = fit_budget(fold_actionless(unique, self.policy), self.policy)
+        _add_requester(result, request.user_id)
         timings["render_ms"] = (time.perf_counter() - ruled) * 1000
         return result
+
+
+_REQUESTER_TYPES = ("Practitioner", "PractitionerRole", "Organization", "Patient", "RelatedPerson")
+
+
+def _add_requester(cards: list[dict[str, Any]], user_id: str) -> None:
+    """F.2a "orders ready to sign": every order a suggestion creates names its requester, the
+    user who is ordering (``context.userId``), when that is a reference a requester may hold."""
+    if not isinstance(user_id, str) or user_id.split("/")[0] not in _REQUESTER_TYPES:
+        return
+    for card in cards:
+        for suggestion in card.get("suggestions") or []:
+            for action in suggestion.get("actions") or []:
+                resource = action.get("resource")
+                if action.get("type") == "create" and isinstance(resource, dict):
+                    resource.setdefault("requester", {"reference": user_id})

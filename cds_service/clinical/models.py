@@ -114,7 +114,7 @@ class Indication:
 class Option:
     """A change a card proposes, before it is shaped for an EHR profile (suggestions.py)."""
 
-    kind: str  # replace | update | delete
+    kind: str  # replace | update | delete | create (a new order beside diazepam: naloxone)
     label: str
     description: str
     resource: dict[str, Any] | None = None

@@ -64,6 +64,16 @@ class Policy:
         return {name: g.title for name, g in self.valuesets.conditions.items()}
 
     @property
+    def class_titles(self) -> dict[str, str]:
+        """How a card names a drug class ("potent CYP1A2 inhibitor")."""
+        return dict(self.data["alternatives"].get("class_titles") or {})
+
+    @property
+    def kind_titles(self) -> dict[str, str]:
+        """How a card names an indication kind ("a seizure disorder")."""
+        return dict(self.data["indication"].get("titles") or {})
+
+    @property
     def cns_active_classes(self) -> frozenset[str]:
         return self.valuesets.cns_active_classes if self.valuesets else frozenset()
 

@@ -36,6 +36,34 @@ def _status_code(concept: Any) -> str | None:
     return None
 
 
+def _period(resource: Mapping[str, Any]) -> tuple[date | None, date | None]:
+    """(start, end) of a medication order or statement. The start is the EARLIEST of every date
+    that says when it began (F.1 chronic_benzo: "the earliest of several"): ``authoredOn`` /
+    ``dateWritten``, ``dispenseRequest.validityPeriod.start``, each dosage's
+    ``timing.repeat.boundsPeriod.start`` and, for a MedicationStatement, ``effectiveDateTime`` /
+    ``effectivePeriod.start``. The end is the first stated one (validity, bounds, effective)."""
+    starts = [
+        dosing.parse_date(resource.get("authoredOn") or resource.get("dateWritten")),
+        dosing.parse_date(resource.get("effectiveDateTime")),
+    ]
+    ends: list[date | None] = []
+    dispense = resource.get("dispenseRequest")
+    periods = [
+        dispense.get("validityPeriod") if isinstance(dispense, Mapping) else None,
+        resource.get("effectivePeriod"),
+    ]
+    for dosage in resource.get("dosageInstruction") or resource.get("dosage") or []:
+        timing = dosage.get("timing") if isinstance(dosage, Mapping) else None
+        repeat = timing.get("repeat") if isinstance(timing, Mapping) else None
+        periods.append(repeat.get("boundsPeriod") if isinstance(repeat, Mapping) else None)
+    for period in periods:
+        if isinstance(period, Mapping):
+            starts.append(dosing.parse_date(period.get("start")))
+            ends.append(dosing.parse_date(period.get("end")))
+    known = [d for d in starts if d is not None]
+    return (min(known) if known else None), next((d for d in ends if d is not None), None)
+
+
 def medication_use(
     resource: Mapping[str, Any], vs: ValueSets, refs: Mapping[str, Mapping[str, Any]]
 ) -> MedicationUse | None:
@@ -69,20 +97,7 @@ def medication_use(
     ingredients = vs.ingredients_of(codings, text)
     if not ingredients:
         return None
-    dispense = resource.get("dispenseRequest")
-    validity = dispense.get("validityPeriod") if isinstance(dispense, Mapping) else None
-    start = dosing.parse_date(resource.get("authoredOn") or resource.get("dateWritten"))
-    end = None
-    if isinstance(validity, Mapping):
-        start = start or dosing.parse_date(validity.get("start"))
-        end = dosing.parse_date(validity.get("end"))
-    for dosage in resource.get("dosageInstruction") or []:
-        timing = dosage.get("timing") if isinstance(dosage, Mapping) else None
-        repeat = timing.get("repeat") if isinstance(timing, Mapping) else None
-        bounds = repeat.get("boundsPeriod") if isinstance(repeat, Mapping) else None
-        if isinstance(bounds, Mapping):
-            start = start or dosing.parse_date(bounds.get("start"))
-            end = end or dosing.parse_date(bounds.get("end"))
+    start, end = _period(resource)
     display = next((str(c.get("display")) for c in codings if c.get("display")), None)
     return MedicationUse(
         ref=f"{resource.get('resourceType')}/{resource.get('id')}",
@@ -165,14 +180,16 @@ def prepare_record(
         use = medication_use(res, vs, refs)
         if use is not None:
             medications.append(use)
+    # The request's other draft orders are always classified, like active medications: every
+    # drug-based input (F.1 "interacting drugs") reads them. Policy flags only decide which
+    # rules count them (Beers CNS count, opioid co-use), not whether they are seen.
     draft_uses = []
-    if policy["beers"]["cns_count_includes_drafts"] or policy["opioid"]["count_draft_opioids"]:
-        for res in drafts:
-            if not isinstance(res, Mapping) or res.get("resourceType") not in ORDER_TYPES:
-                continue
-            use = medication_use(res, vs, refs)
-            if use is not None:
-                draft_uses.append(use)
+    for res in drafts:
+        if not isinstance(res, Mapping) or res.get("resourceType") not in ORDER_TYPES:
+            continue
+        use = medication_use(res, vs, refs)
+        if use is not None:
+            draft_uses.append(use)
 
     conditions, condition_codes, condition_refs = _conditions(data, vs, policy)
     labs = []

@@ -187,6 +187,7 @@ def rewrite_order(
     mg_per_dose: float | None = None,
     doses_per_day: float | None = None,
     product: tuple[str, str, float] | None = None,
+    product_unit: str | None = None,
 ) -> dict[str, Any] | None:
     """The complete diazepam order rewritten to a cap (CDS Hooks ``update`` carries the whole
     resource): supply, quantity and bounds recomputed from the same numbers.
@@ -254,18 +255,19 @@ def rewrite_order(
     total_days = days if days is not None else order.days_supply
     per_dose_units = None
     mg = mg_per_dose if mg_per_dose is not None else order.mg_per_dose
+    unit = product_unit or order.unit
     if mg is not None and mg_unit:
-        per_dose_units = mg / mg_unit if order.unit != "mL" else None
+        per_dose_units = mg / mg_unit if (product_unit or order.unit != "mL") else None
     if per_dose_units is None and order.unit == "mL" and mg is not None and order.mg_per_ml:
         per_dose_units = mg / order.mg_per_ml
     per_day = doses_per_day if doses_per_day is not None else order.doses_per_day
     if "quantity" in dispense or days is not None:
-        if per_dose_units and per_day and total_days and order.unit:
+        if per_dose_units and per_day and total_days and unit:
             units = dosing.capped_quantity(per_dose_units * per_day, total_days)
             if units is None:
                 dispense.pop("quantity", None)
             else:
-                dispense["quantity"] = _units(units, order.unit)
+                dispense["quantity"] = _units(units, unit)
         else:
             dispense.pop("quantity", None)  # cannot be recomputed: the supply duration rules
     res["dispenseRequest"] = dispense
@@ -421,43 +423,67 @@ def shape_suggestions(
                 ]
             elif opt.kind == "delete":
                 actions = [_action_delete(order)]
+            elif opt.kind == "create" and opt.resource is not None:
+                actions = [
+                    {"type": "create", "description": opt.description, "resource": opt.resource}
+                ]
             if actions:
                 suggestions.append(_suggestion(opt.label, actions, opt.recommended))
         return suggestions, spec["selection"] if suggestions else None
-    # split: one action per suggestion, never an update
-    need_delete = False
-    for opt in options:
-        if opt.kind == "update" and not opt.recreate:
-            continue
-        if opt.kind in ("replace", "update") and opt.resource is not None:
-            resource = copy_json(opt.resource)
-            if opt.kind == "update":
-                resource.pop("id", None)
-                resource["status"] = "draft"
-            label = opt.label
-            if opt.kind == "update":
-                label = f"{opt.label}: {_spelled(resource)}"
-            # a rewritten diazepam copy only works together with removing the draft, so it is
-            # not flagged as the recommended pick on its own
-            suggestions.append(
-                _suggestion(
-                    label,
-                    [{"type": "create", "description": opt.description, "resource": resource}],
-                    opt.recommended and opt.kind == "replace",
-                )
-            )
-            need_delete = True
-        elif opt.kind == "delete":
-            need_delete = True
-    if need_delete:
+    # split (Epic, F.2a): one action per suggestion, and diazepam is never re-created. A cap
+    # or dose change is an edit stated in the card text (``edits_in_text``); the pended order
+    # is removed only by one "Remove" suggestion, listed first; an alternative is an addition
+    # labelled as such, never recommended (ticking it alone must not read as a switch).
+    removes = any(opt.kind in ("replace", "delete") for opt in options)
+    if removes:
         suggestions.append(
             _suggestion(
-                f"Remove the diazepam draft ({order.display or 'diazepam'})",
+                f"Remove the pended diazepam order ({order.display or 'diazepam'})",
                 [_action_delete(order)],
                 False,
             )
         )
+    for opt in options:
+        if opt.kind not in ("replace", "create") or opt.resource is None:
+            continue
+        label = opt.label
+        if opt.kind == "replace":
+            label = _addition_label(opt.label)
+        suggestions.append(
+            _suggestion(
+                label,
+                [
+                    {
+                        "type": "create",
+                        "description": opt.description,
+                        "resource": copy_json(opt.resource),
+                    }
+                ],
+                opt.recommended and opt.kind == "create",
+            )
+        )
     return suggestions, spec["selection"] if suggestions else None
+
+
+def _addition_label(label: str) -> str:
+    """'Replace with tizanidine: 2 mg …' → 'Add tizanidine: 2 mg … (diazepam stays unless you
+    also remove it)' — what one Epic action really does."""
+    prefix = ""
+    if label.startswith("If for muscle spasm: "):
+        prefix, label = "If for muscle spasm: ", label[len("If for muscle spasm: ") :]
+        label = label[0].upper() + label[1:]
+    if label.lower().startswith("replace with "):
+        label = "Add " + label[len("replace with ") :]
+    return f"{prefix}{label} (diazepam stays unless you also remove it)"
+
+
+def edits_in_text(options: list[Option], profile: str, policy: Policy) -> list[str]:
+    """In a profile without updates (Epic), the rewrites of the pended order as edits to make
+    by hand: 'Keep diazepam, 7 days (21 tablets), no refills'."""
+    spec = policy["profiles"].get(profile) or policy["profiles"]["standard"]
+    if spec["updates"]:
+        return []
+    return [opt.label for opt in options if opt.kind == "update"]
 
 
 def _spelled(resource: Mapping[str, Any]) -> str:

@@ -17,6 +17,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+import fastjsonschema
 from jsonschema import Draft202012Validator
 
 from cds_service.config import ConfigError
@@ -30,13 +31,9 @@ DATA_DIR = Path(str(resources.files("cds_service") / "data"))
 VALUESET_DIR = DATA_DIR / "valuesets"
 SCHEMA_DIR = DATA_DIR / "schemas"
 
-# RxNorm value sets whose displays feed the code → ingredient index (source named in each file)
-_INDEXED_VALUESETS = (
-    "cdc/benzodiazepine-medications.json",
-    "cdc/opioid-analgesics-with-ambulatory-misuse-potential.json",
-    "cdc/extended-release-opioid-with-ambulatory-misuse-potential.json",
-    "cdc/buprenorphine-and-methadone-medications.json",
-)
+# RxNorm product/ingredient code → ingredients, built at development time from published
+# value-set expansions (each code names its sources; tools/build_rxnorm_ingredients.py)
+RXNORM_TABLE = "rxnorm-ingredients.json"
 
 
 # Text-match memo (per ValueSets, i.e. per worker): EHRs repeat the same few medication and
@@ -77,6 +74,7 @@ class ConditionGroup:
     snomed: frozenset[str]
     icd10_prefixes: tuple[str, ...]
     text: tuple[str, ...]
+    text_exclude: tuple[str, ...] = ()  # a text naming one of these is not this group
 
 
 def _load_json(path: Path) -> Any:
@@ -119,6 +117,7 @@ class ValueSets:
     _icd_lengths: tuple[int, ...] = ()
     _text_re: re.Pattern[str] | None = None
     _text_groups: dict[str, frozenset[str]] = field(default_factory=dict)
+    _text_excludes: dict[str, re.Pattern[str]] = field(default_factory=dict)
     _route_re: re.Pattern[str] | None = None
     _text_cache: dict[tuple[str, str], frozenset[str]] = field(
         default_factory=dict, repr=False, compare=False
@@ -160,6 +159,13 @@ class ValueSets:
         self._icd_index = {k: frozenset(v) for k, v in icd.items()}
         self._icd_lengths = tuple(sorted({len(k) for k in icd}))
         self._text_groups = {k: frozenset(v) for k, v in text.items()}
+        self._text_excludes = {
+            g.name: re.compile(
+                r"\b(" + "|".join(re.escape(w) for w in g.text_exclude) + ")", re.IGNORECASE
+            )
+            for g in self.conditions.values()
+            if g.text_exclude
+        }
         ordered = sorted(text, key=len, reverse=True)
         # keywords are word starts ("pregnan", "convulsi"), so only the left edge is anchored
         self._text_re = re.compile(
@@ -241,6 +247,9 @@ class ValueSets:
         out: set[str] = set()
         for match in self._text_re.finditer(text):
             out |= self._text_groups.get(match.group(1).lower(), frozenset())
+        for name in out & self._text_excludes.keys():
+            if self._text_excludes[name].search(text):
+                out.discard(name)  # "at risk for falls" is falls_risk, not falls
         return frozenset(out)
 
     def groups_of_concept(self, concept: Mapping[str, Any] | None) -> frozenset[str]:
@@ -271,8 +280,28 @@ def _schema_validator(name: str) -> Draft202012Validator:
     return Draft202012Validator(schema)
 
 
+@cache
+def _fast_validator(name: str) -> Callable[[Any], Any] | None:
+    """fastjsonschema's compiled check (the RxNorm table has thousands of entries: ~10 ms
+    instead of ~0.4 s per worker start). It only says "valid"; jsonschema words a refusal."""
+    schema = dict(_load_json(SCHEMA_DIR / name))
+    schema["$schema"] = "http://json-schema.org/draft-07/schema#"
+    try:
+        return fastjsonschema.compile(schema, use_formats=False)  # type: ignore[no-any-return]
+    except fastjsonschema.JsonSchemaDefinitionException:
+        return None
+
+
 def _validated(path: Path, schema: str) -> dict[str, Any]:
     data = _load_json(path)
+    _schema_validator(schema)  # the schema itself is checked whichever path decides
+    fast = _fast_validator(schema)
+    if fast is not None:
+        try:
+            fast(data)
+            return data  # type: ignore[no-any-return]
+        except fastjsonschema.JsonSchemaException:
+            pass
     errors = sorted(_schema_validator(schema).iter_errors(data), key=lambda e: list(e.path))
     if errors:
         where = "/".join(str(p) for p in errors[0].absolute_path) or "(root)"
@@ -295,6 +324,7 @@ def load_valuesets(directory: Path | None = None) -> ValueSets:
     cond = _validated(base / "conditions.json", "conditions.schema.json")
     kidney = _validated(base / "kidney-loinc.json", "valueset.schema.json")
     routes = _validated(base / "route-codes.json", "valueset.schema.json")
+    rxnorm = _validated(base / RXNORM_TABLE, "rxnorm-ingredients.schema.json")
 
     products = {
         code: DiazepamProduct(
@@ -321,13 +351,14 @@ def load_valuesets(directory: Path | None = None) -> ValueSets:
     classes = {name: frozenset(e["classes"]) for name, e in ingr["ingredients"].items()}
     brands = {k.lower(): v for k, v in ingr.get("brands", {}).items()}
 
-    name_re = _word_pattern(list(classes))
     code_ingredients: dict[str, frozenset[str]] = {}
-    for rel in _INDEXED_VALUESETS:
-        for item in _fhir_codes(base / rel):
-            names = frozenset(m.group(1).lower() for m in name_re.finditer(item["display"]))
-            if names:
-                code_ingredients[str(item["code"])] = names
+    for code, entry in rxnorm["codes"].items():
+        unknown = set(entry["ingredients"]) - set(classes)
+        if unknown:
+            raise ValueSetError(
+                f"{RXNORM_TABLE}: code {code} names {sorted(unknown)}, not in ingredients.json"
+            )
+        code_ingredients[code] = frozenset(entry["ingredients"])
     for code in products:
         code_ingredients[code] = frozenset({"diazepam"})
     for code, alt in alternatives.items():
@@ -346,9 +377,18 @@ def load_valuesets(directory: Path | None = None) -> ValueSets:
             pattern = (
                 re.compile(spec["display_matches"], re.I) if "display_matches" in spec else None
             )
+            excluded = {normalise_icd(str(c)) for c in spec.get("exclude_codes", [])}
+            excluded_prefixes = tuple(
+                normalise_icd(str(c)) for c in spec.get("exclude_icd10_prefixes", [])
+            )
             for rel in files:
                 for item in _fhir_codes(base / rel):
                     if pattern and not pattern.search(item.get("display", "")):
+                        continue
+                    norm = normalise_icd(str(item["code"]))
+                    if norm in excluded or (
+                        item.get("system") in ICD10_SYSTEMS and norm.startswith(excluded_prefixes)
+                    ):
                         continue
                     if item.get("system") == SNOMED:
                         snomed.add(str(item["code"]))
@@ -360,6 +400,7 @@ def load_valuesets(directory: Path | None = None) -> ValueSets:
             snomed=frozenset(snomed),
             icd10_prefixes=tuple(icd),
             text=tuple(g.get("text", [])),
+            text_exclude=tuple(g.get("text_exclude", [])),
         )
 
     return ValueSets(
@@ -377,6 +418,6 @@ def load_valuesets(directory: Path | None = None) -> ValueSets:
         route_words={k.lower(): v for k, v in routes.get("words", {}).items()},
         sources={
             d["id"]: d["source"].get("url", d["source"]["label"])
-            for d in (diaz, alts, ingr, cond, kidney, routes)
+            for d in (diaz, alts, ingr, cond, kidney, routes, rxnorm)
         },
     )

@@ -108,52 +108,74 @@ def test_sandbox_requests_give_sensible_cards(standard, sandbox_request, name):
     # indication; the age is counted to the time of the call, not to the draft's date
     today = datetime.now(UTC).date()
     age = today.year - 1948 - ((today.month, today.day) < (3, 2))
-    assert topics["duration-limit"]["indicator"] == "critical"
+    assert topics["duration-limit"]["indicator"] == "warning"  # F.0-6: never critical
     assert "30 days" in topics["duration-limit"]["summary"]
     assert topics["beers-benzodiazepine"]["indicator"] == "warning"
     assert f"Age {age}" in topics["beers-benzodiazepine"]["summary"]
     alt = topics["muscle-relaxant-alternative"]
-    first = alt["suggestions"][0]
-    assert first["isRecommended"] is True
-    created = [a["resource"] for a in first["actions"] if a["type"] == "create"][0]
-    assert created["medicationCodeableConcept"]["coding"][0]["code"] == "313412"  # tizanidine
     assert "renal function unknown: baclofen not ranked first" in alt["detail"]
     assert "indication-missing" in topics
+    # F.2a: one decision card for the order (the duration card: both are warnings, and the
+    # policy's decision_owner puts duration first) carries every choice; the others explain
+    decision = [c for c in cards if c.get("suggestions")]
+    assert [c["source"]["topic"]["code"] for c in decision] == ["duration-limit"]
+    choices = topics["duration-limit"]["suggestions"]
+    replaces = [s for s in choices if [a["type"] for a in s["actions"]] == ["delete", "create"]]
+    # R12: with no indication at all, nothing is recommended and each label says what for
+    assert not any(s.get("isRecommended") for s in replaces)
+    assert all(s["label"].startswith("If for muscle spasm:") for s in replaces)
+    created = [a["resource"] for a in replaces[0]["actions"] if a["type"] == "create"][0]
+    assert created["medicationCodeableConcept"]["coding"][0]["code"] == "313412"  # tizanidine
+    assert "choices for this order" in alt["detail"]
 
 
 def test_standard_profile_shapes(standard, sandbox_request):
     body = with_prefetch(sandbox_request("order-sign-request_r4-server"))
     topics = by_topic(standard.post(SIGN, json=body).get_json()["cards"])
-    alt = topics["muscle-relaxant-alternative"]
-    assert alt["selectionBehavior"] == "at-most-one"
-    for suggestion in alt["suggestions"]:
-        assert [a["type"] for a in suggestion["actions"]] == ["delete", "create"]
-        assert suggestion["actions"][0]["resourceId"] == "MedicationRequest/request-123"
-    [update] = topics["duration-limit"]["suggestions"][0]["actions"]
-    assert update["type"] == "update"
-    resource = update["resource"]
+    decision = topics["duration-limit"]
+    assert decision["selectionBehavior"] == "at-most-one"
+    kinds = [[a["type"] for a in s["actions"]] for s in decision["suggestions"]]
+    # F.2a order: replace with X | keep, shorter (| lower dose | cancel)
+    assert kinds[0] == ["delete", "create"] and ["update"] in kinds
+    assert kinds.index(["update"]) > max(i for i, k in enumerate(kinds) if k[0] == "delete")
+    for suggestion in decision["suggestions"]:
+        if suggestion["actions"][0]["type"] == "delete":
+            assert suggestion["actions"][0]["resourceId"] == "MedicationRequest/request-123"
+    updates = [
+        s["actions"][0] for s in decision["suggestions"] if s["actions"][0]["type"] == "update"
+    ]
+    resource = updates[0]["resource"]  # keep diazepam, 7 days (the dose change is second)
     assert resource["id"] == "request-123"
     assert resource["dispenseRequest"]["expectedSupplyDuration"]["value"] == 7
     assert resource["dispenseRequest"]["quantity"]["value"] == 7  # 1 tablet a day
+    assert "suggestions" not in topics["muscle-relaxant-alternative"]
 
 
 def test_epic_profile_shapes(epic, sandbox_request):
+    """F.2a, Epic: one action per suggestion, never a re-created diazepam, one Remove listed
+    first, alternatives labelled as additions and never recommended, edits stated in text."""
     body = with_prefetch(sandbox_request("order-sign-request_r4-server"))
     cards = epic.post(SIGN, json=body).get_json()["cards"]
     for card in cards:
         assert_spec_valid(card)
         for suggestion in card.get("suggestions", []):
             assert len(suggestion["actions"]) == 1
-            assert suggestion["actions"][0]["type"] != "update"
+            action = suggestion["actions"][0]
+            assert action["type"] != "update"
+            if action["type"] == "create":
+                coding = action["resource"]["medicationCodeableConcept"]["coding"][0]
+                assert coding["code"] not in ("197589", "197590", "197591")  # no diazepam
+                assert not suggestion.get("isRecommended")
         if "suggestions" in card:
             assert card["selectionBehavior"] == "any"
     topics = by_topic(cards)
-    labels = [s["label"] for s in topics["duration-limit"]["suggestions"]]
-    assert any("7 days" in label and "mg" in label for label in labels)
-    assert any(label.startswith("Remove the diazepam draft") for label in labels)
-    alt = topics["muscle-relaxant-alternative"]
-    assert "2 mg" in alt["suggestions"][0]["label"]
-    assert "Suggested orders" in alt["detail"]
+    decision = topics["duration-limit"]
+    labels = [s["label"] for s in decision["suggestions"]]
+    assert labels[0].startswith("Remove the pended diazepam order")
+    assert sum(label.startswith("Remove") for label in labels) == 1
+    assert all("diazepam stays unless you also remove it" in label for label in labels[1:])
+    assert decision["detail"].startswith("**To switch: select both Remove diazepam")
+    assert "edit it:** Keep diazepam, 7 days" in decision["detail"]
 
 
 def test_non_diazepam_and_unselected_orders_get_nothing(standard, sandbox_request):
@@ -216,16 +238,26 @@ def test_engine_cards_carry_audit_with_order_and_rule(engine, sandbox_request):
     )
 
 
-def test_max_cards_from_policy(sandbox_request, tmp_path):
-    policy = tmp_path / "policy.json"
-    policy.write_text('{"max_cards": 2}')
-    engine = Engine.from_settings(load_settings(environ={}, overrides={"policy_file": str(policy)}))
+def test_max_cards_merges_lesser_cards_but_never_drops_a_safety_topic(sandbox_request, tmp_path):
+    """R22 / F.0-5: with a budget of one card, the Beers card (a safety topic) stays, one
+    more card is not kept, and what did not fit is merged as 'Also noted' lines."""
     body = with_prefetch(sandbox_request("order-sign-request_r4-server"))
     request = build_hook_request(body)
+    full = Engine.from_settings(load_settings(environ={})).advise(
+        request, Engine.from_settings(load_settings(environ={})).orders_in_scope(request),
+        read_prefetch(body["prefetch"]), "standard", {},
+    )
+    policy = tmp_path / "policy.json"
+    policy.write_text('{"max_cards": 1}')
+    engine = Engine.from_settings(load_settings(environ={}, overrides={"policy_file": str(policy)}))
     cards = engine.advise(
         request, engine.orders_in_scope(request), read_prefetch(body["prefetch"]), "standard", {}
     )
-    assert len(cards) == 2 and cards[0]["indicator"] == "critical"
+    assert len(full) > 1
+    assert [c["source"]["topic"]["code"] for c in cards] == ["beers-benzodiazepine"]
+    merged = cards[0]["_audit"]["merged"]
+    assert set(merged) == {c["source"]["topic"]["code"] for c in full} - {"beers-benzodiazepine"}
+    assert "Also noted" in cards[0]["detail"]
 
 
 def test_hot_path_is_fast(engine, sandbox_request):
@@ -269,18 +301,27 @@ def test_updates_of_one_order_live_on_one_card(engine, sandbox_request):
     }
     cards = _advise(engine, body)
     topics = by_topic(cards)
-    assert {"duration-limit", "dose-limit", "indication-missing"} <= set(topics)  # 77 y, 5 mg TID
+    assert {"duration-limit", "indication-missing"} <= set(topics)  # 77 y, 5 mg TID
+    # the dose card's only action moved to the duration card: it is folded in (F.2a, R22)
+    assert "dose-limit" not in topics
+    assert topics["duration-limit"]["_audit"]["folded"] == ["dose-limit"], [
+        (c["source"]["topic"]["code"], c["_audit"]) for c in cards
+    ]
     assert set(_update_targets(cards)) == {"duration-limit"}
     duration = topics["duration-limit"]
     assert duration["selectionBehavior"] == "at-most-one"
-    rewrites = [s["actions"][0]["resource"] for s in duration["suggestions"]]
+    rewrites = [
+        s["actions"][0]["resource"]
+        for s in duration["suggestions"]
+        if s["actions"][0]["type"] == "update"
+    ]
     days = {r["dispenseRequest"]["expectedSupplyDuration"]["value"] for r in rewrites}
     assert days == {7}  # every choice keeps the cap
     original = body["context"]["draftOrders"]["entry"][0]["resource"]["dosageInstruction"][0]
     doses = [r["dosageInstruction"][0]["doseAndRate"] for r in rewrites]
     assert original["doseAndRate"] in doses  # limit the days only, dose as written
     assert [{"doseQuantity": {"value": 2, "unit": "mg", "system": UCUM, "code": "mg"}}] in doses
-    assert "duration" in topics["dose-limit"]["detail"].lower()
+    assert "label's starting dose" in topics["duration-limit"]["detail"]
     assert "indication" in topics["indication-missing"]["detail"].lower()
 
 
@@ -295,7 +336,13 @@ def test_dose_card_keeps_its_update_when_alone(engine, sandbox_request):
         {"coding": [{"system": "http://hl7.org/fhir/sid/icd-10-cm", "code": "M62.830"}]}
     ]
     cards = _advise(engine, body)
-    assert _update_targets(cards) == ["dose-limit"]
+    # 77 y, 5 days: no duration card; the dose rewrite is a choice on the one decision card,
+    # the most urgent card acting on the order (the alternatives warning, F.2a)
+    assert _update_targets(cards) == ["muscle-relaxant-alternative"]
+    [decision] = [c for c in cards if c.get("suggestions")]
+    [update] = [s for s in decision["suggestions"] if s["actions"][0]["type"] == "update"]
+    dose = update["actions"][0]["resource"]["dosageInstruction"][0]["doseAndRate"][0]
+    assert dose["doseQuantity"]["value"] == 2
 
 
 def test_two_diazepam_drafts_do_not_repeat_patient_cards(engine, sandbox_request):
@@ -316,6 +363,23 @@ def test_two_diazepam_drafts_do_not_repeat_patient_cards(engine, sandbox_request
         c["_audit"]["order_id"] for c in cards if c["source"]["topic"]["code"] == "duration-limit"
     }
     assert capped == {"MedicationRequest/request-123", "MedicationRequest/request-456"}
+    # a second pended diazepam order is a duplicate benzodiazepine, said once (review case 22)
+    [dup] = [c for c in cards if c["source"]["topic"]["code"] == "cns-depressant-combination"]
+    assert "diazepam (another pended order)" in dup["summary"]
+
+
+def test_created_orders_name_the_ordering_user_as_requester(engine, sandbox_request):
+    """F.2a: orders ready to sign carry ``requester`` = context.userId."""
+    body = with_prefetch(sandbox_request("order-sign-request_r4-server"))
+    body["context"]["userId"] = "Practitioner/example"
+    creates = [
+        a["resource"]
+        for c in _advise(engine, body)
+        for s in c.get("suggestions", [])
+        for a in s["actions"]
+        if a["type"] == "create"
+    ]
+    assert creates and all(r["requester"] == {"reference": "Practitioner/example"} for r in creates)
 
 
 def test_unknown_medications_say_opioid_check_not_done_even_for_rescue(engine, sandbox_request):

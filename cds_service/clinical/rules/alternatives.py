@@ -14,12 +14,16 @@ from typing import Any
 from cds_service.clinical.models import DiazepamOrder, Finding, Option, PatientRecord
 from cds_service.clinical.policy import Policy
 from cds_service.clinical.rules.common import (
+    age_band,
     amount,
+    chronic_diazepam,
+    emergency_order,
     fmt,
     indication,
     is_older,
     new_finding,
     pathway,
+    unsure_indication,
 )
 from cds_service.clinical.suggestions import alternative_request
 
@@ -37,8 +41,17 @@ def _has_any(record: PatientRecord, groups: list[str]) -> list[str]:
 
 
 def _class_drugs(record: PatientRecord, cls: str, include_stopped: bool = False) -> list[str]:
-    meds = list(record.medications) + (list(record.recently_stopped) if include_stopped else [])
+    """Ingredients of a class among active medications, the request's other pended orders
+    (F.0-2: an exclusion from any source in the request) and, if asked, recent stops."""
+    meds = [*record.medications, *record.draft_medications]
+    if include_stopped:
+        meds += record.recently_stopped
     return sorted({i for m in meds if cls in m.classes for i in m.ingredients})
+
+
+def _taking(record: PatientRecord, drug: str) -> bool:
+    """R19: the patient already takes (or has pended) this muscle relaxant."""
+    return any(drug in m.ingredients for m in [*record.medications, *record.draft_medications])
 
 
 def _kidney(record: PatientRecord, policy: Policy) -> float | None:
@@ -60,6 +73,8 @@ def assess(
     a = Assessment(drug)
     if drug in record.allergies:
         a.excluded.append(f"recorded {drug} allergy")
+    if alt["duplicate_excluded"] and _taking(record, drug):
+        a.excluded.append(f"already taking {drug}: optimise its dose before adding diazepam")
     # hard exclusions
     if ex.get("maoi"):
         maois = _class_drugs(record, "maoi", include_stopped=True)
@@ -88,7 +103,7 @@ def assess(
     for cls in ex.get("classes", []):
         drugs = _class_drugs(record, cls)
         if drugs:
-            a.excluded.append(f"on {', '.join(drugs)} (potent CYP1A2 inhibitor)")
+            a.excluded.append(f"on {', '.join(drugs)} ({policy.class_titles.get(cls, cls)})")
     egfr = record.egfr.value if record.egfr is not None else None
     renal = policy["renal"]
     beers_renal = ex.get("egfr_age65") and older and egfr is not None
@@ -107,6 +122,13 @@ def assess(
         a.excluded.append(f"AGS Beers 2023: avoid at age {record.age_years}")
     # soft findings
     notes: list[tuple[str, str]] = []
+    general = alt["cautions"].get("all", {})
+    for group in _has_any(record, general.get("groups", [])):
+        notes.append(("caution", f"{titles.get(group, group).lower()}: also a CNS depressant"))
+    for cls in general.get("classes", []):
+        drugs = _class_drugs(record, cls)
+        if drugs:
+            notes.append(("caution", f"with {', '.join(drugs)}: additive sedation"))
     for cls, effect in soft.get("classes", {}).items():
         drugs = _class_drugs(record, cls)
         if drugs:
@@ -165,6 +187,23 @@ def muscle_relaxant_alternative(
         ]
     if path not in ("acute", "spasticity"):
         return []
+    if chronic_diazepam(order, record, policy) is not None:
+        return []  # F.0-1: no replacement for a long-term user; the taper card leads (R13)
+    band = age_band(record, policy)
+    if band == "infant":
+        return []  # R18: the contraindication card (under 6 months) is the whole answer
+    if band == "child" and alt["child_excluded"]:
+        return [
+            new_finding(
+                "no-suitable-alternative",
+                alt["no_suitable_indicator"],
+                order,
+                record,
+                variant="child",
+                facts={"lead": _lead(record) or "This patient"},
+                audit={"pathway": path, "scenario": "child"},
+            )
+        ]
     scenario = _scenario(record, policy, path)
     assessed = {d: assess(d, order, record, policy, path) for d in alt["ranking"][scenario]}
     last = set(alt["last_resort"].get(scenario, []))
@@ -189,6 +228,7 @@ def muscle_relaxant_alternative(
     }
     if record.egfr is not None:
         audit["egfr"] = record.egfr.value
+    analgesic = nsaid_text(record, policy)
     if not kept:
         return [
             new_finding(
@@ -200,6 +240,7 @@ def muscle_relaxant_alternative(
                     "lead": _lead(record) or "This patient",
                     "excluded_md": "\n".join(f"- {e}" for e in excluded),
                     "drugs": ", ".join(assessed),
+                    "analgesic": analgesic,
                 },
                 audit=audit,
                 unknowns=unknowns,
@@ -208,25 +249,33 @@ def muscle_relaxant_alternative(
     supply = alt["supply_days_spasticity"] if path == "spasticity" else alt["supply_days_acute"]
     options = []
     lines = []
+    # R12: with no indication at all nothing is recommended, and each label says what for
+    no_reason = unsure_indication(order, record, policy)
+    removable = not emergency_order(order, record, policy)
     for rank, drug in enumerate(kept):
         regimen = alt["regimens"][scenario][drug]
         product = policy.products[regimen["code"]]
         resource = alternative_request(order, regimen, product, supply)
         qty = resource["dispenseRequest"]["quantity"]
-        label = f"Replace with {drug}: {regimen['text']} ({amount(qty['value'], qty['unit'])})"
-        options.append(
-            Option(
-                kind="replace",
-                label=label,
-                description=f"Order {product.display}: {regimen['text']}",
-                resource=resource,
-                recommended=rank == 0,
-                code=product.code,
+        off_label = path == "acute" and drug in alt["off_label_for_acute"]
+        tag = " (off-label for acute spasm)" if off_label else ""
+        label = f"Replace with {drug}{tag}: {regimen['text']} ({amount(qty['value'], qty['unit'])})"
+        if no_reason:
+            label = f"If for muscle spasm: {label[0].lower()}{label[1:]}"
+        if removable:  # F.0-3: a non-oral (rescue, injection) order is never replaced
+            options.append(
+                Option(
+                    kind="replace",
+                    label=label,
+                    description=f"Order {product.display}: {regimen['text']}",
+                    resource=resource,
+                    recommended=rank == 0 and not no_reason,
+                    code=product.code,
+                )
             )
-        )
         notes = assessed[drug].demoted + assessed[drug].cautions
         note = f" (caution: {'; '.join(notes)})" if notes else ""
-        lines.append(f"{rank + 1}. **{drug}** {regimen['text']}{note}")
+        lines.append(f"{rank + 1}. **{drug}**{tag} {regimen['text']}{note}")
     top = kept[0]
     top_regimen = alt["regimens"][scenario][top]
     audit["offered"] = [o.code for o in options]
@@ -251,6 +300,7 @@ def muscle_relaxant_alternative(
                 "days": fmt(supply),
                 "options_md": "\n".join(lines),
                 "excluded_md": "\n".join(f"- {e}" for e in excluded) or "- none",
+                "analgesic": analgesic,
                 "for_what": "for acute muscle spasm"
                 if indication(order, record, policy).kind == "acute_spasm"
                 else "(no indication recorded)",
@@ -260,3 +310,40 @@ def muscle_relaxant_alternative(
             unknowns=unknowns,
         )
     ]
+
+
+def nsaid_text(record: PatientRecord, policy: Policy) -> str:
+    """F.3 NSAID rule: name an NSAID only when no NSAID caution holds; otherwise say which
+    holds. Acetaminophen is mentioned on its own, not attributed to the ACP guideline."""
+    rule = policy["alternatives"]["nsaid"]
+    titles = policy.group_titles
+    reasons = []
+    kidney = record.crcl.value if record.crcl is not None else None
+    if kidney is None and record.egfr is not None:
+        kidney = record.egfr.value
+    if kidney is not None and kidney < rule["egfr_below"]:
+        reasons.append(f"kidney function about {fmt(kidney)} mL/min")
+    reasons += [titles.get(g, g).lower() for g in rule["groups"] if record.has(g)]
+    for cls in rule["classes"]:
+        drugs = _class_drugs(record, cls)
+        if drugs:
+            reasons.append(f"on {', '.join(drugs)}")
+    gi = [titles.get(g, g).lower() for g in rule["gi_groups"] if record.has(g)]
+    protected = any(_class_drugs(record, cls) for cls in rule["gi_protect_classes"])
+    if gi and not protected:
+        reasons.append(f"{' and '.join(gi)} without a proton-pump inhibitor")
+    if reasons:
+        cites = []
+        if record.has("pregnancy"):
+            cites.append("FDA 2020 NSAID pregnancy warning")
+        cites.append("AGS Beers 2023" if is_older(record, policy) else "NSAID labels")
+        return (
+            "Avoid NSAIDs here (" + "; ".join(reasons) + "; " + ", ".join(cites) + "). "
+            "Acetaminophen is an option for pain."
+        )
+    if is_older(record, policy):
+        return (
+            "If an analgesic is wanted: acetaminophen, or a topical NSAID; avoid long-term "
+            "oral NSAIDs (AGS Beers 2023)."
+        )
+    return "If an analgesic is wanted: an NSAID (ACP 2017), or acetaminophen."

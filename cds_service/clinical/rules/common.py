@@ -5,9 +5,16 @@ Pure functions of (order, record, policy); cheap enough to call from each rule.
 
 from __future__ import annotations
 
+from datetime import date, timedelta
 from typing import Any
 
-from cds_service.clinical.models import DiazepamOrder, Finding, Indication, PatientRecord
+from cds_service.clinical.models import (
+    DiazepamOrder,
+    Finding,
+    Indication,
+    MedicationUse,
+    PatientRecord,
+)
 from cds_service.clinical.policy import Policy
 
 # indications for which the table offers only the safety cards (R8-R10) [knowledge F.2]
@@ -57,11 +64,21 @@ def effective_route(order: DiazepamOrder, policy: Policy) -> str:
 
 
 def pathway(order: DiazepamOrder, record: PatientRecord, policy: Policy) -> str:
-    """safety (R8-R10) | acute (R6/R12) | spasticity (R7) | anxiety (R11)."""
-    kind = indication(order, record, policy).kind
+    """safety (R8-R10, stated) | acute (R6/R12) | spasticity (R7) | anxiety (R11).
+
+    Only a *stated* indication (the order's reason) or the route puts an order on the safety
+    pathway (F.0-4). A seizure or withdrawal code found only on the problem list does not:
+    the oral order gets the R6 defaults (R12), every safety check runs, the alternatives are
+    labelled "If for muscle spasm" with none recommended, and the indication card asks to
+    document the inferred indication."""
+    found = indication(order, record, policy)
+    kind = found.kind
     route = effective_route(order, policy)
     if kind in SAFETY_KINDS:
-        return "safety"
+        # inferred from the problem list: R12 applies the R6 defaults to the oral order
+        if found.source in ("reason", "route") or route != "oral":
+            return "safety"
+        return "acute"
     if kind == "spasticity":
         return "spasticity"
     if kind == "acute_spasm":
@@ -71,6 +88,59 @@ def pathway(order: DiazepamOrder, record: PatientRecord, policy: Policy) -> str:
     if kind in ANXIETY_KINDS:
         return "anxiety"
     return "acute"  # unknown + oral: R12 applies the R6 defaults
+
+
+def unsure_indication(order: DiazepamOrder, record: PatientRecord, policy: Policy) -> bool:
+    """R12: no indication at all, or one inferred off the acute-spasm path: alternatives are
+    offered "if for muscle spasm" and none is recommended."""
+    found = indication(order, record, policy)
+    return found.source == "none" or (found.source == "condition" and found.kind in SAFETY_KINDS)
+
+
+def stated_safety(order: DiazepamOrder, record: PatientRecord, policy: Policy) -> bool:
+    """F.0-4: the only pathway on which safety checks may stay quiet."""
+    return pathway(order, record, policy) == "safety"
+
+
+def emergency_order(order: DiazepamOrder, record: PatientRecord, policy: Policy) -> bool:
+    """F.0-3: seizure or emergency therapy, which is never offered for removal: a non-oral
+    product, or a stated reason of seizure, status epilepticus, tetanus or withdrawal."""
+    if effective_route(order, policy) != "oral":
+        return True
+    found = indication(order, record, policy)
+    return found.source == "reason" and found.kind in SAFETY_KINDS
+
+
+def chronic_diazepam(
+    order: DiazepamOrder, record: PatientRecord, policy: Policy
+) -> MedicationUse | None:
+    """F.1 chronic_benzo: a running diazepam prescription started at least
+    ``windows.taper_min_days`` before this order (the earliest start of several), i.e. this
+    order renews or continues long-term use. Another benzodiazepine alone is R16, not R13."""
+    since = order.order_date - timedelta(days=int(policy["windows"]["taper_min_days"]))
+    running = [
+        med
+        for med in record.medications
+        if "diazepam" in med.ingredients and med.start is not None and med.start <= since
+    ]
+    return min(running, key=lambda med: med.start or date.max) if running else None
+
+
+def age_band(record: PatientRecord, policy: Policy) -> str:
+    """infant (< 6 months) | child (< 18 years) | adult | older | unknown (F.1 age_band)."""
+    if record.age_years is None:
+        return "unknown"
+    if record.age_months is not None and record.age_months < policy["age"]["min_age_months"]:
+        return "infant"
+    if record.age_years < policy["age"]["adult_age"]:
+        return "child"
+    return "older" if policy.is_older(record.age_years) else "adult"
+
+
+def drug_classes(record: PatientRecord) -> dict[str, set[str]]:
+    """class -> ingredients among active medications AND the request's other drafts (F.1
+    "interacting drugs": every drug-based input reads both)."""
+    return active_classes(record, include_drafts=True)
 
 
 def is_older(record: PatientRecord, policy: Policy) -> bool:

@@ -1,42 +1,95 @@
-"""R1: label contraindications of diazepam (knowledge A.3)."""
+"""R1: contraindications of the ordered diazepam *product* (knowledge A.3, injection and
+rescue labels), and R18's minimum ages.
+
+Tablets and oral solution carry the A.3 list (hepatic failure graded per F.1); injections only
+hypersensitivity and glaucoma; rescue products (rectal gel, nasal, buccal) hypersensitivity
+and acute narrow-angle glaucoma. Relative cautions are the same topic at ``warning`` with no
+delete. A delete is offered only for an oral order off the safety pathway that is not a
+long-term user's renewal (F.0-1, F.0-3).
+"""
 
 from __future__ import annotations
 
 from cds_service.clinical.models import DiazepamOrder, Finding, Option, PatientRecord
 from cds_service.clinical.policy import Policy
-from cds_service.clinical.rules.common import new_finding
+from cds_service.clinical.rules.common import (
+    chronic_diazepam,
+    effective_route,
+    emergency_order,
+    new_finding,
+)
+
+
+def _product_kind(order: DiazepamOrder, policy: Policy) -> str:
+    route = effective_route(order, policy)
+    if route in policy["indication"]["rescue_routes"]:
+        return "rescue"
+    return "parenteral" if route == "parenteral" else "oral"
 
 
 def diazepam_contraindication(
     order: DiazepamOrder, record: PatientRecord, policy: Policy
 ) -> list[Finding]:
     rule = policy["contraindication"]
-    rescue = order.route in policy["indication"]["rescue_routes"]
-    groups = rule["rescue_route_groups"] if rescue else rule["groups"]
-    found = [g for g in groups if record.has(g)]
-    reasons = [policy.group_titles.get(g, g) for g in found]
-    codes = [c for g in found for c in record.condition_codes.get(g, [])]
-    min_months = policy["age"]["min_age_months"]
-    if record.age_months is not None and record.age_months < min_months:
-        reasons.append(f"age {record.age_months} months (under {min_months} months)")
+    kind = _product_kind(order, policy)
+    titles = policy.group_titles
+    hard_groups = {
+        "oral": rule["groups"],
+        "parenteral": rule["parenteral_groups"],
+        "rescue": rule["rescue_route_groups"],
+    }[kind]
+    caution_groups = {
+        "oral": rule["oral_caution_groups"],
+        "parenteral": rule["parenteral_caution_groups"],
+        "rescue": rule["rescue_caution_groups"],
+    }[kind]
+    found = [g for g in hard_groups if record.has(g)]
+    reasons = [titles.get(g, g) for g in found]
     if {"diazepam", "benzodiazepine"} & record.allergies:
         reasons.append("recorded diazepam/benzodiazepine allergy")
-    if not reasons:
+    min_months = policy["age"]["min_age_months"]
+    if kind == "oral" and record.age_months is not None and record.age_months < min_months:
+        reasons.append(f"age {record.age_months} months (under {min_months} months)")
+    cautions = [titles.get(g, g) for g in caution_groups if record.has(g) and g not in found]
+    min_years = policy["age"]["rescue_min_age_years"]
+    if kind == "rescue" and record.age_years is not None and record.age_years < min_years:
+        cautions.append(f"age under {min_years} years (rescue product not established)")
+    codes = [c for g in found for c in record.condition_codes.get(g, [])]
+    if not reasons and not cautions:
         return []
+    chronic = chronic_diazepam(order, record, policy) is not None
+    options = []
+    may_delete = kind == "oral" and not emergency_order(order, record, policy) and not chronic
+    if reasons and may_delete:
+        options.append(
+            Option(
+                kind="delete",
+                label="Cancel the pended diazepam order",
+                description=f"Remove the pended diazepam order {order.ref}",
+            )
+        )
+    if reasons:
+        indicator = rule["indicator"]
+        variant = "chronic" if chronic else ("emergency" if not may_delete else "default")
+        listed = reasons + cautions
+    else:
+        indicator = rule["caution_indicator"]
+        variant = "caution"
+        listed = cautions
     return [
         new_finding(
             "diazepam-contraindication",
-            rule["indicator"],
+            indicator,
             order,
             record,
-            facts={"conditions": "; ".join(reasons), "first": reasons[0]},
-            audit={"conditions": found, "condition_codes": codes},
-            options=[
-                Option(
-                    kind="delete",
-                    label="Cancel the diazepam order",
-                    description=f"Remove the diazepam draft {order.ref}",
-                )
-            ],
+            variant=variant,
+            facts={
+                "conditions": "; ".join(listed),
+                "first": listed[0],
+                "product": {"oral": "tablets and oral solution", "parenteral": "injection",
+                            "rescue": "rescue product"}[kind],
+            },
+            audit={"conditions": found, "condition_codes": codes, "product_kind": kind},
+            options=options,
         )
     ]

@@ -4,7 +4,17 @@ from __future__ import annotations
 
 from cds_service.clinical.models import DiazepamOrder, Finding, Option, PatientRecord
 from cds_service.clinical.policy import Policy
-from cds_service.clinical.rules.common import fmt, indication, is_older, new_finding, pathway
+from cds_service.clinical.rules.common import (
+    age_band,
+    chronic_diazepam,
+    effective_route,
+    fmt,
+    hospice,
+    indication,
+    is_older,
+    new_finding,
+    pathway,
+)
 from cds_service.clinical.suggestions import rewrite_order
 
 
@@ -28,8 +38,10 @@ def dose_limit(order: DiazepamOrder, record: PatientRecord, policy: Policy) -> l
                 audit={"indication": kind},
             )
         ]
-    if pathway(order, record, policy) != "acute":
+    # R6: every oral indication off the stated safety pathway (anxiety and inferred ones too)
+    if pathway(order, record, policy) == "safety" or effective_route(order, policy) != "oral":
         return []
+    chronic = chronic_diazepam(order, record, policy) is not None
     per_dose, per_day, mg_day = order.mg_per_dose, order.doses_per_day, order.mg_per_day
     facts = {
         "mg": fmt(per_dose),
@@ -53,7 +65,31 @@ def dose_limit(order: DiazepamOrder, record: PatientRecord, policy: Policy) -> l
                 audit=audit,
             )
         ]
-    if not is_older(record, policy) or order.route not in ("oral", "unknown"):
+    band = age_band(record, policy)
+    if band == "child" and not chronic:
+        over = (per_dose is not None and per_dose > rule["child_max_mg_per_dose"]) or (
+            per_day is not None and per_day > rule["child_max_doses_per_day"]
+        )
+        if not over:
+            return []
+        facts.update(
+            start_mg=fmt(rule["child_max_mg_per_dose"]),
+            start_times=fmt(rule["child_max_doses_per_day"]),
+        )
+        return [
+            new_finding(
+                "dose-limit",
+                rule["child_indicator"],
+                order,
+                record,
+                variant="child",
+                facts=facts,
+                audit=audit,
+            )
+        ]
+    # the geriatric starting dose is for new starts only: a long-term user's dose is lowered
+    # by taper steps (R13, F.0-1), never cut to a starting dose in one click
+    if not is_older(record, policy) or chronic:
         return []
     too_much = (per_dose is not None and per_dose > rule["geriatric_max_mg_per_dose"]) or (
         per_day is not None and per_day > rule["geriatric_max_doses_per_day"]
@@ -64,7 +100,11 @@ def dose_limit(order: DiazepamOrder, record: PatientRecord, policy: Policy) -> l
     if order.unit in (None, "tablet"):
         mg, times = rule["geriatric_suggested_mg"], rule["geriatric_suggested_doses_per_day"]
         cap = policy["duration"]["cap_to_days"]
-        days = cap if order.days_supply and order.days_supply > cap else None
+        # R20: in hospice the supply is not shortened, only the dose
+        # the 7-day cap belongs to the acute-spasm path only (R6); anxiety keeps its supply
+        acute = pathway(order, record, policy) == "acute"
+        long_supply = acute and order.days_supply and order.days_supply > cap
+        days = cap if long_supply and not hospice(record) else None
         product = policy.diazepam_product(rule["geriatric_suggested_code"])
         resource = rewrite_order(
             order, days=days, mg_per_dose=mg, doses_per_day=times, product=product
@@ -73,8 +113,8 @@ def dose_limit(order: DiazepamOrder, record: PatientRecord, policy: Policy) -> l
             options.append(
                 Option(
                     kind="update",
-                    label=f"Change to diazepam {fmt(mg)} mg up to {fmt(times)} times a day"
-                    + (f" for {fmt(days)} days" if days else ""),
+                    label=f"Keep diazepam at {fmt(mg)} mg up to {fmt(times)} times a day"
+                    + (f", {fmt(days)} days, no refills" if days else ""),
                     description=f"Rewrite the diazepam order to {fmt(mg)} mg, at most "
                     f"{fmt(times)} times a day (geriatric starting dose)",
                     resource=resource,

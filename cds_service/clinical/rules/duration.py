@@ -6,8 +6,10 @@ from cds_service.clinical.models import DiazepamOrder, Finding, Option, PatientR
 from cds_service.clinical.policy import Policy
 from cds_service.clinical.rules.common import (
     amount,
+    chronic_diazepam,
     effective_route,
     fmt,
+    hospice,
     indication,
     is_older,
     new_finding,
@@ -15,11 +17,20 @@ from cds_service.clinical.rules.common import (
 )
 from cds_service.clinical.suggestions import rewrite_order
 
+# where the supply was read, in words a prescriber uses (F.2a: no FHIR field names)
+_SOURCE_WORDS = {
+    "expectedSupplyDuration": "the days supply",
+    "quantity": "the quantity and the dose",
+    "bounds": "the dosing period",
+}
+
 
 def duration_limit(order: DiazepamOrder, record: PatientRecord, policy: Policy) -> list[Finding]:
     rule = policy["duration"]
     if pathway(order, record, policy) != "acute":
         return []
+    if chronic_diazepam(order, record, policy) is not None:
+        return []  # R13 replaces the cap for a long-term user (F.0-1: never an abrupt stop)
     if effective_route(order, policy) not in rule["routes"] or order.days_supply is None:
         return []
     days = order.days_supply
@@ -32,9 +43,16 @@ def duration_limit(order: DiazepamOrder, record: PatientRecord, policy: Policy) 
     else:
         indicator, variant = rule["indicator_over_ideal"], "over_ideal"
     cap = rule["cap_to_days"]
-    rewritten = rewrite_order(order, days=cap)
+    in_hospice = hospice(record)
+    if in_hospice:
+        # R20: comfort goals first: at most info, and no rewrite
+        indicator, variant = rule["hospice_indicator"], "hospice"
+    may_rewrite = not in_hospice or rule["hospice_rewrite"]
+    rewritten = rewrite_order(order, days=cap) if may_rewrite else None
     options = []
-    if rewritten is None:
+    if in_hospice:
+        pass
+    elif rewritten is None:
         # the order carries an impossible dose or timing: warn about the duration, offer no
         # copy of it to sign (the card says why instead of echoing the number)
         variant += "_no_rewrite"
@@ -44,8 +62,9 @@ def duration_limit(order: DiazepamOrder, record: PatientRecord, policy: Policy) 
         options.append(
             Option(
                 kind="update",
-                label=f"Limit diazepam to {fmt(cap)} days{qty_text}",
-                description=f"Rewrite the diazepam order to a {fmt(cap)}-day supply, no refills",
+                label=f"Keep diazepam, {fmt(cap)} days{qty_text}, no refills",
+                description=f"Change the pended diazepam order to a {fmt(cap)}-day supply, "
+                "no refills",
                 resource=rewritten,
                 recommended=True,
             )
@@ -62,7 +81,7 @@ def duration_limit(order: DiazepamOrder, record: PatientRecord, policy: Policy) 
                 "cap": fmt(cap),
                 "ideal": fmt(rule["ideal_days"]),
                 "max": fmt(rule["max_days"]),
-                "source": order.days_source,
+                "source": _SOURCE_WORDS.get(order.days_source or "", "the order"),
                 "use": "acute muscle spasm use"
                 if indication(order, record, policy).kind == "acute_spasm"
                 else "use without a recorded indication",

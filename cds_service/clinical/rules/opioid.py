@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from cds_service.clinical.models import DiazepamOrder, Finding, PatientRecord
+from typing import Any
+
+from cds_service.clinical.models import DiazepamOrder, Finding, Option, PatientRecord
 from cds_service.clinical.policy import Policy
 from cds_service.clinical.rules.common import active_classes, is_older, new_finding
 
@@ -32,6 +34,10 @@ def opioid_benzodiazepine(
         reasons.append(f"age {record.age_years}")
     reasons += [policy.group_titles[g] for g in rule["escalate_groups"] if record.has(g)]
     indicator = rule["escalated_indicator"] if reasons else rule["indicator"]
+    options = []
+    has_naloxone = "naloxone" in active_classes(record, True)
+    if rule["offer_naloxone"] and not has_naloxone:
+        options.append(naloxone_option(order, rule["naloxone"]))
     return [
         new_finding(
             "opioid-benzodiazepine",
@@ -40,6 +46,49 @@ def opioid_benzodiazepine(
             record,
             variant="escalated" if reasons else "default",
             facts={"opioids": ", ".join(opioids), "why": "; ".join(reasons)},
-            audit={"opioids": opioids, "escalated": bool(reasons)},
+            audit={
+                "opioids": opioids,
+                "escalated": bool(reasons),
+                "naloxone_offered": bool(options),
+            },
+            options=options,
         )
     ]
+
+
+def naloxone_option(order: DiazepamOrder, spec: dict[str, Any]) -> Option:
+    """CDC 2022 Rec 8: offer naloxone when benzodiazepines are co-prescribed with opioids.
+    A complete, ready-to-sign nasal-spray order (the product code comes from the CDC
+    naloxone value set)."""
+    resource: dict[str, Any] = {
+        "resourceType": "MedicationRequest",
+        "status": "draft",
+        "intent": "order",
+        "medicationCodeableConcept": {
+            "coding": [
+                {
+                    "system": "http://www.nlm.nih.gov/research/umls/rxnorm",
+                    "code": spec["code"],
+                    "display": spec["display"],
+                }
+            ],
+            "text": spec["display"],
+        },
+        "dosageInstruction": [
+            {"text": spec["sig"], "asNeededBoolean": True, "route": {"text": "nasal"}}
+        ],
+        "dispenseRequest": {
+            "quantity": {"value": spec["quantity"], "unit": "spray"},
+            "numberOfRepeatsAllowed": 0,
+        },
+    }
+    if order.subject:
+        resource["subject"] = dict(order.subject)
+    return Option(
+        kind="create",
+        label=spec["label"],
+        description=f"Order {spec['display']}: {spec['sig']}",
+        resource=resource,
+        recommended=True,
+        code=spec["code"],
+    )

@@ -1,17 +1,16 @@
-"""R14: pregnancy or breastfeeding: information, not a hard stop (knowledge A.5)."""
+"""R14: pregnancy or breastfeeding: information, not a hard stop (knowledge A.5), on every
+pathway, seizure, withdrawal and rescue products included; never a delete."""
 
 from __future__ import annotations
 
 from cds_service.clinical.models import DiazepamOrder, Finding, PatientRecord
 from cds_service.clinical.policy import Policy
-from cds_service.clinical.rules.common import new_finding, pathway
+from cds_service.clinical.rules.common import new_finding
 
 
 def pregnancy_lactation(
     order: DiazepamOrder, record: PatientRecord, policy: Policy
 ) -> list[Finding]:
-    if pathway(order, record, policy) == "safety":
-        return []
     found = [g for g in policy["pregnancy"]["groups"] if record.has(g)]
     if not found:
         return []

@@ -16,18 +16,38 @@ def test_each_label_contraindication_is_critical_with_a_delete(order, policy):
         assert group in f.audit["conditions"]
 
 
-def test_copd_and_cirrhosis_are_not_hard_stops(order, policy):
+def test_copd_is_silent_and_cirrhosis_a_warning_without_delete(order, policy):
+    assert diazepam_contraindication(order(), patient(conditions={"copd": None}), policy) == []
     record = patient(conditions={"copd": None, "liver_disease": None})
-    assert diazepam_contraindication(order(), record, policy) == []
+    [f] = diazepam_contraindication(order(), record, policy)  # R1: relative caution
+    assert (f.indicator, f.variant, f.options) == ("warning", "caution", [])
 
 
-def test_rescue_routes_use_their_shorter_list(order, policy):
-    gel = order(code="801961")  # rectal gel: only glaucoma/hypersensitivity apply
-    assert diazepam_contraindication(gel, patient(conditions={"sleep_apnea": None}), policy) == []
+def test_rescue_routes_use_their_shorter_list_and_never_delete(order, policy):
+    gel = order(code="801961")  # rectal gel: only glaucoma/hypersensitivity are absolute
+    [f] = diazepam_contraindication(gel, patient(conditions={"sleep_apnea": None}), policy)
+    assert (f.indicator, f.options) == ("warning", [])
     [f] = diazepam_contraindication(
         gel, patient(conditions={"acute_angle_closure_glaucoma": None}), policy
     )
-    assert f.indicator == "critical"
+    assert f.indicator == "critical" and f.options == []  # F.0-3: rescue therapy stays
+
+
+def test_injection_ignores_the_tablet_list_and_is_never_deleted(order, policy):
+    iv = order(code="309845", reason="G41.9")
+    record = patient(conditions={"sleep_apnea": None, "myasthenia_gravis": None})
+    [f] = diazepam_contraindication(iv, record, policy)
+    assert (f.indicator, f.options) == ("warning", [])  # sleep apnea: caution only
+    [f] = diazepam_contraindication(
+        iv, patient(conditions={"acute_angle_closure_glaucoma": None}), policy
+    )
+    assert f.indicator == "critical" and f.options == []
+
+
+def test_stated_seizure_oral_order_is_not_offered_for_removal(order, policy):
+    record = patient(conditions={"myasthenia_gravis": None})
+    [f] = diazepam_contraindication(order(reason="G40.909"), record, policy)
+    assert f.indicator == "critical" and f.options == []
 
 
 def test_allergy_and_infant_age(order, policy):

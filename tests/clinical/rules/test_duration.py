@@ -8,11 +8,11 @@ from tests.clinical.rules.conftest import patient
     ("days", "age", "indicator"),
     [
         (7, 40, None),
-        (8, 40, "warning"),
-        (14, 40, "warning"),
+        (8, 40, "info"),  # R6 (turn 2): inside the 14-day maximum
+        (14, 40, "info"),
         (15, 40, "warning"),
-        (15, 70, "critical"),
-        (10, 70, "warning"),
+        (15, 70, "warning"),  # F.0-6: a long supply alone is never critical
+        (10, 70, "info"),
     ],
 )
 def test_thresholds(order, policy, days, age, indicator):

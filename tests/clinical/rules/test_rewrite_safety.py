@@ -43,9 +43,9 @@ def test_the_card_warns_about_the_duration_and_says_the_dosage_is_invalid(order,
     template = load_templates("cards")["duration-limit"]
     for profile in ("standard", "epic"):
         card = render(finding, template, made, policy, profile, [])
-        assert "30 days" in card["summary"] and "invalid" in card["summary"]
+        assert "30 days" in card["summary"] and "not valid" in card["summary"]
         assert len(card["summary"]) < 140
-        assert "No rewritten order is offered" in card["detail"]
+        assert "no rewritten order is offered" in card["detail"]
         assert "-5" not in card["summary"] + card["detail"]  # the impossible dose is not echoed
         assert "suggestions" not in card
 

@@ -6,14 +6,37 @@ from cds_service.clinical.rules.taper import taper_required
 from tests.clinical.rules.conftest import med, patient
 
 
-def test_taper_after_four_weeks_only(order, policy, vs):
+def test_taper_after_four_weeks_of_diazepam_only(order, policy, vs):
     long = patient(50, meds=[med(vs, "diazepam", start=date(2025, 10, 1))])
     [f] = taper_required(order(reason="M62.830"), long, policy)
-    assert f.indicator == "info" and f.facts["weeks"] >= 4
-    recent = patient(50, meds=[med(vs, "lorazepam", start=date(2026, 1, 5))])
+    assert f.indicator == "warning" and f.facts["since"] == "2025-10-01"
+    recent = patient(50, meds=[med(vs, "diazepam", start=date(2026, 1, 5))])
     assert taper_required(order(reason="M62.830"), recent, policy) == []
-    undated = patient(50, meds=[med(vs, "lorazepam")])
+    undated = patient(50, meds=[med(vs, "diazepam")])
     assert taper_required(order(reason="M62.830"), undated, policy) == []
+    # another long-term benzodiazepine alone is R16, not R13
+    other = patient(50, meds=[med(vs, "lorazepam", start=date(2025, 1, 5))])
+    assert taper_required(order(reason="M62.830"), other, policy) == []
+
+
+def test_first_taper_step_is_within_25_percent_and_14_days(order, policy, vs):
+    long = patient(78, meds=[med(vs, "diazepam", start=date(2025, 6, 1))])
+    [f] = taper_required(order(reason="M62.830"), long, policy)
+    [step] = f.options
+    assert step.kind == "update" and step.recommended
+    dosage = step.resource["dosageInstruction"][0]
+    new_mg = dosage["doseAndRate"][0]["doseQuantity"]["value"]
+    times = dosage["timing"]["repeat"]["frequency"]
+    base = order(reason="M62.830")
+    cut = 1 - new_mg * times / base.mg_per_day
+    assert 0.05 <= cut <= 0.25
+    assert step.resource["dispenseRequest"]["expectedSupplyDuration"]["value"] >= 14
+
+
+def test_taper_is_info_and_not_recommended_for_stated_spasticity(order, policy, vs):
+    long = patient(50, meds=[med(vs, "diazepam", start=date(2025, 6, 1))])
+    [f] = taper_required(order(reason="G35"), long, policy)
+    assert f.indicator == "info" and not any(o.recommended for o in f.options)
 
 
 def test_pregnancy_and_breastfeeding_are_info(order, policy):
@@ -23,12 +46,11 @@ def test_pregnancy_and_breastfeeding_are_info(order, policy):
     assert (f.indicator, f.variant) == ("info", "pregnancy")
     [f] = pregnancy_lactation(order(), patient(30, conditions={"breastfeeding": None}), policy)
     assert f.variant == "breastfeeding"
-    assert (
-        pregnancy_lactation(
-            order(code="801961"), patient(30, conditions={"pregnancy": None}), policy
-        )
-        == []
+    # R14 (turn 2): on every pathway, rescue products included, and never a delete
+    [f] = pregnancy_lactation(
+        order(code="801961"), patient(30, conditions={"pregnancy": None}), policy
     )
+    assert f.indicator == "info" and not f.options
 
 
 def test_missing_indication_offers_reason_updates(order, policy):
