@@ -35,12 +35,20 @@ $(FHIR_VENV)/.installed:
 
 fhir-server: $(FHIR_VENV)/.installed
 
+## fhir.resources 7.1 (the last release with DSTU2 models) in its own venv: the tests validate
+## suggested orders written for DSTU2 clients (MedicationOrder) with it; ours uses 8.x.
+DSTU2_VENV ?= .venv-fhir-dstu2
+$(DSTU2_VENV)/.installed:
+	$(PYTHON) -m venv $(DSTU2_VENV)
+	$(DSTU2_VENV)/bin/pip install -q 'fhir.resources==7.1.0'
+	touch $@
+
 ## Set up and start the service on the embedded defaults (SQLite under ./var, port 8080).
 run: $(VENV)/.installed-run
 	CDS_ENV=$${CDS_ENV:-development} $(BIN)/diazepam-cds serve --host 127.0.0.1 --port $(PORT)
 
 ## Set up and run the whole test suite (lint included).
-test: $(VENV)/.installed-test $(FHIR_VENV)/.installed
+test: $(VENV)/.installed-test $(FHIR_VENV)/.installed $(DSTU2_VENV)/.installed
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest -n 2 -q
 
@@ -62,4 +70,4 @@ bench: $(VENV)/.installed-test $(FHIR_VENV)/.installed
 	$(BIN)/python -m bench.run $(BENCH_ARGS)
 
 clean:
-	rm -rf $(VENV) var .pytest_cache $(FHIR_VENV)
+	rm -rf $(VENV) var .pytest_cache $(FHIR_VENV) $(DSTU2_VENV)

@@ -50,6 +50,7 @@ class Settings:
     log_level: str = "INFO"
     # Authentication (JWT per CDS Hooks §7)
     auth: str = "required"
+    discovery_auth: str = "open"
     trusted_issuers: str = ""
     dev_trust_sandbox: bool = False
     public_base_url: str = ""
@@ -102,6 +103,8 @@ SETTINGS: dict[str, str] = {
     "development.",
     "CDS_LOG_LEVEL": "Log level (default `INFO`). Logs are JSON lines without PHI.",
     "CDS_AUTH": "`required` (default) or `disabled` (local experiments only; warns loudly).",
+    "CDS_DISCOVERY_AUTH": "`open` (default: `GET /cds-services` answers without a token; a token "
+    "that is sent is still verified) or `required`.",
     "CDS_TRUSTED_ISSUERS": "Path to the trusted-issuers JSON file (see README).",
     "CDS_DEV_TRUST_SANDBOX": "Trust the public CDS Hooks sandbox issuer (default: on only in "
     "development). Never in production: its private key is public.",
@@ -205,6 +208,10 @@ def _apply_profile_defaults(settings: Settings, explicit: set[str]) -> Settings:
         raise ConfigError(f"CDS_ENV must be production or development, got {settings.env!r}")
     if settings.auth not in ("required", "disabled"):
         raise ConfigError(f"CDS_AUTH must be required or disabled, got {settings.auth!r}")
+    if settings.discovery_auth not in ("open", "required"):
+        raise ConfigError(
+            f"CDS_DISCOVERY_AUTH must be open or required, got {settings.discovery_auth!r}"
+        )
     if settings.max_body_bytes <= 0:
         raise ConfigError("CDS_MAX_BODY_BYTES must be positive")
     if settings.deadline_ms <= 0:

@@ -92,6 +92,13 @@ class Metrics:
             ("service", "topic", "indicator"),
             registry=self._registry,
         )
+        self.unidentified = Counter(
+            "cds_orders_unidentified",
+            "Draft medication orders in scope whose drug could not be identified "
+            "(no code or text, medicationReference resolved nowhere)",
+            ("service", "reason"),
+            registry=self._registry,
+        )
         self.feedback_items = Counter(
             "cds_feedback",
             "Feedback items stored (duplicates not counted)",
@@ -125,6 +132,10 @@ class Metrics:
         if code in self._published_codes:
             return _label(code)
         return OTHER_REASON
+
+    def orders_unidentified(self, service: str, reasons: list[str]) -> None:
+        for reason in reasons:
+            self.unidentified.labels(_label(service), _label(reason)).inc()
 
     def feedback(
         self,

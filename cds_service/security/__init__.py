@@ -36,6 +36,22 @@ def is_open(req: Request) -> bool:
     return req.method == "OPTIONS" or req.path in OPEN_PATHS
 
 
+DISCOVERY_PATHS = frozenset({"/cds-services", "/cds-services/"})
+
+
+def is_open_discovery(req: Request, settings: Settings) -> bool:
+    """Discovery lists services and prefetch templates, no patient data, and CDS Hooks leaves
+    its protection to the service: with ``CDS_DISCOVERY_AUTH=open`` (the default) a GET
+    without a token is answered, so EHRs that fetch it unauthenticated (or a newcomer's
+    ``curl``) can register the services. A token that is sent is still verified."""
+    return (
+        settings.discovery_auth == "open"
+        and req.method in ("GET", "HEAD")
+        and req.path in DISCOVERY_PATHS
+        and not req.headers.get("Authorization")
+    )
+
+
 def expected_audience(req: Request, public_base_url: str) -> str:
     """The URL the client called. Behind a proxy the request's own URL is the internal one,
     and its Host header is the caller's to choose, so production requires
@@ -70,7 +86,7 @@ def register_security(app: Flask, settings: Settings) -> None:
 
     @app.before_request
     def _authenticate() -> Response | None:
-        if is_open(request):
+        if is_open(request) or is_open_discovery(request, settings):
             return None
         store = current_app.extensions.get(STORE_EXTENSION)
         if store is None or not hasattr(store, "claim_jti"):
