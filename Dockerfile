@@ -15,11 +15,12 @@ ENV PIP_NO_CACHE_DIR=1 \
 RUN python -m venv /opt/venv
 ENV PATH=/opt/venv/bin:$PATH
 WORKDIR /src
-COPY pyproject.toml README.md ./
+COPY pyproject.toml README.md constraints.txt ./
 COPY cds_service/ cds_service/
 # = `pip install .[postgres]`, spelled as a path so hadolint knows it is not an unpinned
 # PyPI name. Not editable: the package data (schemas, value sets, migrations) must suffice.
-RUN pip install --no-cache-dir "/src[postgres]" \
+# Every dependency at the exact version of constraints.txt (the lock the tests ran with).
+RUN pip install --no-cache-dir -c constraints.txt "/src[postgres]" \
     && diazepam-cds --help > /dev/null
 
 FROM ${PYTHON_IMAGE}

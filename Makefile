@@ -3,20 +3,26 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 PORT   ?= 8080
+# Exact versions (the lock): every install below is constrained by it.
+LOCK   := constraints.txt
 
-.PHONY: run test lint install bench clean fhir-server
+.PHONY: run test lint install bench clean fhir-server audit
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 
-$(VENV)/.installed-run: pyproject.toml | $(BIN)/python
-	$(BIN)/pip install -q -e .
+$(VENV)/.installed-run: pyproject.toml $(LOCK) | $(BIN)/python
+	$(BIN)/pip install -q -c $(LOCK) -e .
 	touch $@
 
-$(VENV)/.installed-test: pyproject.toml | $(BIN)/python
-	$(BIN)/pip install -q -e '.[test,bench]'
+$(VENV)/.installed-test: pyproject.toml $(LOCK) | $(BIN)/python
+	$(BIN)/pip install -q -c $(LOCK) -e '.[test,bench]'
 	touch $@ $(VENV)/.installed-run
+
+$(VENV)/.installed-audit: pyproject.toml $(LOCK) | $(BIN)/python
+	$(BIN)/pip install -q -c $(LOCK) -e '.[audit]'
+	touch $@
 
 install: $(VENV)/.installed-run
 
@@ -29,17 +35,30 @@ $(FHIR_VENV)/.installed:
 
 fhir-server: $(FHIR_VENV)/.installed
 
+## fhir.resources 7.1 (the last release with DSTU2 models) in its own venv: the tests validate
+## suggested orders written for DSTU2 clients (MedicationOrder) with it; ours uses 8.x.
+DSTU2_VENV ?= .venv-fhir-dstu2
+$(DSTU2_VENV)/.installed:
+	$(PYTHON) -m venv $(DSTU2_VENV)
+	$(DSTU2_VENV)/bin/pip install -q 'fhir.resources==7.1.0'
+	touch $@
+
 ## Set up and start the service on the embedded defaults (SQLite under ./var, port 8080).
 run: $(VENV)/.installed-run
-	CDS_ENV=$${CDS_ENV:-development} $(BIN)/diazepam-cds serve --port $(PORT)
+	CDS_ENV=$${CDS_ENV:-development} $(BIN)/diazepam-cds serve --host 127.0.0.1 --port $(PORT)
 
 ## Set up and run the whole test suite (lint included).
-test: $(VENV)/.installed-test $(FHIR_VENV)/.installed
+test: $(VENV)/.installed-test $(FHIR_VENV)/.installed $(DSTU2_VENV)/.installed
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest -n 2 -q
 
 lint: $(VENV)/.installed-test
 	$(BIN)/ruff check .
+
+## Known advisories in the locked versions (pip-audit): fails only on one with a fixed
+## version; an unreachable advisory service is a loud warning (scripts/audit_deps.py).
+audit: $(VENV)/.installed-audit
+	$(BIN)/python scripts/audit_deps.py $(LOCK)
 
 ## Service vs. a bare-Flask floor under the same gunicorn (wrk; results in bench/results/).
 ## Installs wrk with apt when possible, else falls back to a Python load generator.
@@ -51,4 +70,4 @@ bench: $(VENV)/.installed-test $(FHIR_VENV)/.installed
 	$(BIN)/python -m bench.run $(BENCH_ARGS)
 
 clean:
-	rm -rf $(VENV) var .pytest_cache $(FHIR_VENV)
+	rm -rf $(VENV) var .pytest_cache $(FHIR_VENV) $(DSTU2_VENV)

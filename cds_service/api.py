@@ -11,6 +11,7 @@ from flask import Blueprint, Response, current_app, g, jsonify, request
 from werkzeug.exceptions import RequestEntityTooLarge
 
 from cds_service import __version__
+from cds_service.compat import normalize_body
 from cds_service.discovery import SERVICES, ServiceDefinition, discovery_document
 from cds_service.errors import ApiError
 from cds_service.hook_request import build_hook_request, parse_json_body, validate
@@ -54,7 +55,11 @@ def discovery() -> Response:
 def call_service(service_id: str) -> Response:
     service = _service(service_id)
     started = time.perf_counter()
-    body = _json_body()
+    body, mapped = normalize_body(_json_body())
+    if mapped:
+        # which pre-2.0 or out-of-spec forms were accepted (field names only, no values)
+        g.cds_mapped = mapped
+        log.info("request mapped onto CDS Hooks 2.0", extra={"mapped": mapped})
     if (
         isinstance(body, dict)
         and isinstance(body.get("hook"), str)
@@ -80,6 +85,11 @@ def call_service(service_id: str) -> Response:
     result = run_hook(
         hook_request, advisor=advisor, settings=settings, profile=profile, timings=timings
     )
+    g.cds_fhir_version = result.pop("_fhir_version", None)
+    unidentified = result.pop("_unidentified", None) or []
+    metrics = current_app.extensions.get("cds.metrics")
+    if unidentified and metrics is not None:
+        metrics.orders_unidentified(service.id, [u.reason for u in unidentified])
     started = time.perf_counter()
     for card_filter in current_app.extensions.get("cds.card_filters", []):
         result["cards"] = card_filter(service, hook_request, result["cards"])
@@ -98,7 +108,10 @@ def json_response(body: dict[str, Any]) -> Response:
     try:
         data = orjson.dumps(body)
     except (TypeError, orjson.JSONEncodeError):
-        return jsonify(body)
+        try:
+            return jsonify(body)
+        except RecursionError:  # a draft nested past the encoder's limit, echoed in a card
+            raise ApiError(400, "Request body nests too deeply.") from None
     return current_app.response_class(data, mimetype="application/json")
 
 
@@ -153,6 +166,8 @@ def log_request(response: Response) -> Response:
         "cds_client_iss",
         "cds_client_tenant",
         "cds_suppressed",
+        "cds_mapped",
+        "cds_fhir_version",
     ):
         if g.get(key):
             fields[key.removeprefix("cds_")] = g.get(key)

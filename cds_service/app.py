@@ -8,6 +8,7 @@ stops start-up with a clear message instead of failing the first clinician's req
 from __future__ import annotations
 
 import logging
+import re
 import time
 import warnings
 from collections.abc import Mapping
@@ -17,7 +18,7 @@ from flask import Flask, g
 from flask_cors import CORS
 
 from cds_service.api import bp, log_request
-from cds_service.config import Settings, load_settings
+from cds_service.config import ConfigError, Settings, load_settings
 from cds_service.errors import register_error_handlers
 from cds_service.feedback import register_feedback
 from cds_service.hook_request import SCHEMA_FILES, fast_check, validator
@@ -59,11 +60,40 @@ def register_logging(app: Flask, settings: Settings) -> None:
     app.after_request(log_request)
 
 
+def origin_pattern(origin: str) -> re.Pattern[str]:
+    """One ``CDS_ALLOWED_ORIGINS`` entry as an exact-match pattern: ``scheme://host[:port]``
+    compared whole (never as a prefix), where a ``*`` label stands for exactly one DNS label:
+    ``https://*.hospital.example`` allows ``https://x.hospital.example`` and nothing else
+    (not ``https://xhospital.example.evil.com``, not ``https://a.b.hospital.example``)."""
+    text = origin.strip().rstrip("/").lower()
+    scheme, sep, host = text.partition("://")
+    if scheme not in ("http", "https") or not sep or not host or "/" in host:
+        raise ConfigError(
+            f"CDS_ALLOWED_ORIGINS entry {origin!r} must be an origin: scheme://host[:port]"
+        )
+    hostname, colon, port = host.rpartition(":") if host.count(":") == 1 else (host, "", "")
+    if colon and not port.isdigit():
+        raise ConfigError(f"CDS_ALLOWED_ORIGINS entry {origin!r} has a bad port")
+    labels = hostname.split(".")
+    if any(label != "*" and "*" in label for label in labels) or any(not x for x in labels):
+        raise ConfigError(
+            f"CDS_ALLOWED_ORIGINS entry {origin!r}: '*' may only stand for a whole DNS label"
+        )
+    host_re = r"\.".join("[a-z0-9](?:[a-z0-9-]*[a-z0-9])?" if x == "*" else re.escape(x)
+                         for x in labels)
+    port_re = re.escape(colon + port)
+    return re.compile(rf"{re.escape(scheme)}://{host_re}{port_re}\Z", re.IGNORECASE)
+
+
 def register_cors(app: Flask, settings: Settings) -> None:
     """Browsers (the CDS Hooks sandbox) preflight every call; answer without auth."""
     if not settings.allowed_origins:
         return
-    origins: Any = "*" if "*" in settings.allowed_origins else list(settings.allowed_origins)
+    origins: Any = (
+        "*"
+        if "*" in settings.allowed_origins
+        else [origin_pattern(origin) for origin in settings.allowed_origins]
+    )
     CORS(
         app,
         origins=origins,

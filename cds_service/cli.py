@@ -30,6 +30,8 @@ def _add_serve(sub: Any) -> None:
 
 @command("serve")
 def serve(args: argparse.Namespace) -> int:
+    from cds_service.config import check_startup
+    from cds_service.logs import configure_logging
     from cds_service.server import freeze_startup_objects, run_gunicorn
 
     settings = load_settings()
@@ -39,6 +41,8 @@ def serve(args: argparse.Namespace) -> int:
         if v is not None
     }
     settings = settings.with_overrides(**overrides)
+    configure_logging(settings.log_level)
+    check_startup(settings)  # before anything is opened or bound: unsafe settings stop here
     check_app(settings)
     # The checked app is garbage now; what stays (modules) is frozen before the fork, so a
     # worker's collections never write to the pages it shares with the master (copy-on-write).

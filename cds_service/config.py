@@ -8,12 +8,17 @@ the hot path free of environment look-ups and makes tests build apps with explic
 
 from __future__ import annotations
 
+import ipaddress
 import json
+import logging
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
+
+log = logging.getLogger("cds_service.config")
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 REPO_DIR = PACKAGE_DIR.parent
@@ -45,9 +50,13 @@ class Settings:
     log_level: str = "INFO"
     # Authentication (JWT per CDS Hooks §7)
     auth: str = "required"
+    discovery_auth: str = "open"
     trusted_issuers: str = ""
     dev_trust_sandbox: bool = False
     public_base_url: str = ""
+    aud_from_request: bool = False
+    forwarded_allow_ips: tuple[str, ...] = ()
+    allow_insecure: bool = False
     jwt_leeway_s: int = 60
     jwks_cache_s: int = 300
     # FHIR data access
@@ -62,7 +71,9 @@ class Settings:
     patient_hash_key: str = ""
     suppress_repeats: bool = False
     suppress_window_s: int = 3600
+    store_comments: bool = False
     metrics_dir: str = ""
+    metrics_token: str = field(default="", repr=False)
 
     @property
     def is_development(self) -> bool:
@@ -92,11 +103,20 @@ SETTINGS: dict[str, str] = {
     "development.",
     "CDS_LOG_LEVEL": "Log level (default `INFO`). Logs are JSON lines without PHI.",
     "CDS_AUTH": "`required` (default) or `disabled` (local experiments only; warns loudly).",
+    "CDS_DISCOVERY_AUTH": "`open` (default: `GET /cds-services` answers without a token; a token "
+    "that is sent is still verified) or `required`.",
     "CDS_TRUSTED_ISSUERS": "Path to the trusted-issuers JSON file (see README).",
     "CDS_DEV_TRUST_SANDBOX": "Trust the public CDS Hooks sandbox issuer (default: on only in "
     "development). Never in production: its private key is public.",
-    "CDS_PUBLIC_BASE_URL": "External base URL (scheme://host[:port][/prefix]) used to compute the "
-    "expected JWT `aud` behind a proxy; default: the request's own URL.",
+    "CDS_PUBLIC_BASE_URL": "External base URL (scheme://host[:port][/prefix]) the EHR calls; the "
+    "expected JWT `aud` is this plus the path. Required in production.",
+    "CDS_AUD_FROM_REQUEST": "Take the expected `aud` from the request's own URL (Host header) "
+    "when CDS_PUBLIC_BASE_URL is unset (default off; single-host set-ups only: the caller "
+    "chooses the Host header).",
+    "CDS_FORWARDED_ALLOW_IPS": "Comma-separated proxy addresses whose X-Forwarded-* headers "
+    "gunicorn trusts (default none).",
+    "CDS_ALLOW_INSECURE": "Start with development settings, the sandbox issuer or "
+    "CDS_AUTH=disabled on a non-loopback address (default off).",
     "CDS_JWT_LEEWAY_S": "Clock skew tolerated on exp/iat/nbf, seconds (default 60).",
     "CDS_JWKS_CACHE_S": "Lifetime of a fetched JWK Set in seconds (default 300).",
     "CDS_DEADLINE_MS": "Per-request deadline in milliseconds (default 2000): FHIR fetches stop "
@@ -107,11 +127,15 @@ SETTINGS: dict[str, str] = {
     "CDS_POLICY_FILE": "JSON file overriding thresholds of the shipped clinical policy.",
     "CDS_CARDS_DIR": "Directory of card templates (default: the top-level `cards/`).",
     "CDS_EHR_PROFILE": "Default EHR profile `standard` or `epic` (default from the policy file).",
-    "CDS_PATIENT_HASH_KEY": "Secret key for the keyed hash of patient ids in the store.",
+    "CDS_PATIENT_HASH_KEY": "Secret key for the keyed hash of patient, user and order ids in the "
+    "store. Required in production.",
     "CDS_SUPPRESS_REPEATS": "Suppress a topic at order-sign that the same user overrode at "
     "order-select for the same draft (default off).",
     "CDS_SUPPRESS_WINDOW_S": "Window for repeat suppression, seconds (default 3600).",
+    "CDS_STORE_COMMENTS": "Keep clinicians' free-text override comments in the store (default "
+    "off: they can contain PHI).",
     "CDS_METRICS_DIR": "Prometheus multiprocess directory (default `<CDS_DATA_DIR>/metrics`).",
+    "CDS_METRICS_TOKEN": "Bearer token required on `GET /metrics` (default none: open).",
 }
 
 _BOOL_TRUE = {"1", "true", "yes", "on"}
@@ -153,7 +177,18 @@ def load_settings(
             data = json.loads(Path(config_file).read_text(encoding="utf-8"))
         except (OSError, ValueError) as exc:
             raise ConfigError(f"CDS_CONFIG_FILE {config_file!r} unreadable: {exc}") from exc
-        values.update({k.upper(): v for k, v in data.items()})
+        if not isinstance(data, dict):
+            raise ConfigError(f"CDS_CONFIG_FILE {config_file!r} must hold a JSON object")
+        known = {"CDS_" + f.name.upper() for f in fields(Settings)}
+        for key in data:
+            # Exact names only: a key in another letter case (``cds_env``) or a misspelt one
+            # would otherwise be applied, or ignored, without anyone reading it as a setting.
+            if key not in known:
+                raise ConfigError(
+                    f"CDS_CONFIG_FILE {config_file!r}: unknown setting {key!r} (keys are the "
+                    "CDS_* variable names, upper case)"
+                )
+        values.update(data)
     values.update({k: v for k, v in environ.items() if k.startswith("CDS_")})
     kwargs: dict[str, Any] = {}
     for f in fields(Settings):
@@ -173,10 +208,24 @@ def _apply_profile_defaults(settings: Settings, explicit: set[str]) -> Settings:
         raise ConfigError(f"CDS_ENV must be production or development, got {settings.env!r}")
     if settings.auth not in ("required", "disabled"):
         raise ConfigError(f"CDS_AUTH must be required or disabled, got {settings.auth!r}")
+    if settings.discovery_auth not in ("open", "required"):
+        raise ConfigError(
+            f"CDS_DISCOVERY_AUTH must be open or required, got {settings.discovery_auth!r}"
+        )
     if settings.max_body_bytes <= 0:
         raise ConfigError("CDS_MAX_BODY_BYTES must be positive")
     if settings.deadline_ms <= 0:
         raise ConfigError("CDS_DEADLINE_MS must be positive")
+    if settings.public_base_url:
+        check_public_base_url(settings.public_base_url)
+    for address in settings.forwarded_allow_ips:
+        if address != "*":
+            try:
+                ipaddress.ip_address(address)
+            except ValueError:
+                raise ConfigError(
+                    f"CDS_FORWARDED_ALLOW_IPS: {address!r} is not an IP address"
+                ) from None
     changes: dict[str, Any] = {}
     if settings.is_development:
         if "allowed_origins" not in explicit:
@@ -186,3 +235,96 @@ def _apply_profile_defaults(settings: Settings, explicit: set[str]) -> Settings:
     if not settings.metrics_dir:
         changes["metrics_dir"] = str(Path(settings.data_dir) / "metrics")
     return replace(settings, **changes) if changes else settings
+
+
+def check_public_base_url(url: str) -> None:
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises on a port that is not a number
+    except ValueError as exc:
+        raise ConfigError(f"CDS_PUBLIC_BASE_URL {url!r} is not a URL: {exc}") from None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ConfigError(f"CDS_PUBLIC_BASE_URL {url!r} must be an http(s) URL with a host")
+    if parts.username is not None or parts.password is not None:
+        raise ConfigError(f"CDS_PUBLIC_BASE_URL {url!r} must not carry user information")
+    if parts.query or parts.fragment:
+        raise ConfigError(f"CDS_PUBLIC_BASE_URL {url!r} must not have a query or fragment")
+
+
+def is_loopback_host(host: str) -> bool:
+    """True for an address only this machine can reach (127.0.0.0/8, ::1, ``localhost``)."""
+    text = host.strip().strip("[]").lower()
+    if text == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(text).is_loopback
+    except ValueError:
+        return False
+
+
+def unsafe_settings(settings: Settings) -> list[str]:
+    """Settings that make the service callable by anyone who can reach it."""
+    found = []
+    if settings.is_development:
+        found.append("CDS_ENV=development")
+    if settings.dev_trust_sandbox:
+        found.append("CDS_DEV_TRUST_SANDBOX=true (the sandbox's private key is public)")
+    if settings.auth == "disabled":
+        found.append("CDS_AUTH=disabled")
+    return found
+
+
+def check_startup(settings: Settings) -> None:
+    """What ``diazepam-cds serve`` refuses before it binds a socket (the app factory never
+    binds, so this is the serving process's check):
+
+    * development settings, the sandbox issuer or disabled authentication on an address
+      other than loopback, unless ``CDS_ALLOW_INSECURE=true`` (logged loudly);
+    * in production, no ``CDS_PUBLIC_BASE_URL`` (the expected ``aud`` would come from the
+      caller's Host header) unless ``CDS_AUD_FROM_REQUEST=true``, and no
+      ``CDS_PATIENT_HASH_KEY`` (a key generated into the database is readable by whoever
+      reads the hashes).
+    """
+    unsafe = unsafe_settings(settings)
+    if unsafe:
+        where = f"{settings.host}:{settings.port}"
+        if not is_loopback_host(settings.host):
+            if not settings.allow_insecure:
+                raise ConfigError(
+                    f"refusing to listen on {where} with {', '.join(unsafe)}: anyone who can "
+                    "reach that address could use it. Bind 127.0.0.1 (CDS_HOST or --host), "
+                    "or set CDS_ALLOW_INSECURE=true to accept the risk"
+                )
+            log.error(
+                "CDS_ALLOW_INSECURE=true: listening on %s with %s; NOT SAFE FOR PATIENT CARE",
+                where,
+                ", ".join(unsafe),
+                extra={"allow_insecure": True, "unsafe": unsafe},
+            )
+        else:
+            log.warning(
+                "insecure settings on loopback %s: %s (CDS_ALLOW_INSECURE=%s)",
+                where,
+                ", ".join(unsafe),
+                str(settings.allow_insecure).lower(),
+            )
+    if settings.is_development:
+        return
+    if not settings.public_base_url and settings.auth == "required":
+        if not settings.aud_from_request:
+            raise ConfigError(
+                "CDS_PUBLIC_BASE_URL is required in production: the expected JWT aud must come "
+                "from configuration, not from the Host header a caller chooses. Set it to the "
+                "URL the EHR calls (what precedes /cds-services), or CDS_AUD_FROM_REQUEST=true "
+                "for a single-host set-up that accepts that risk"
+            )
+        log.warning(
+            "CDS_AUD_FROM_REQUEST=true: the expected JWT aud is built from the request's Host "
+            "header, so a token minted for another service at the same path is accepted when "
+            "the caller sends that service's host; set CDS_PUBLIC_BASE_URL instead"
+        )
+    if not settings.patient_hash_key:
+        raise ConfigError(
+            "CDS_PATIENT_HASH_KEY is required in production (a long random secret "
+            "kept outside the database; never change it once data exists)"
+        )

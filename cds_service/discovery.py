@@ -43,8 +43,10 @@ PREFETCH_TEMPLATES: dict[str, str] = {
 USAGE = (
     "Needs the patient (for age) from prefetch or from fhirServer; medications, conditions, "
     "kidney-function observations and allergies are used when available and the cards say what "
-    "was not known. Accepts R4 MedicationRequest drafts (DSTU2 MedicationOrder for drug identity "
-    "and dose). Calls must carry a CDS Hooks JWT from a trusted issuer."
+    "was not known. Accepts DSTU2 MedicationOrder and STU3/R4/R5 MedicationRequest drafts and "
+    "answers in their FHIR version; a drug named by medicationReference to a Medication not in "
+    "the request is read from fhirServer (grant Medication.read). Hook calls must carry a CDS "
+    "Hooks JWT from a trusted issuer."
 )
 
 

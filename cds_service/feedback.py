@@ -2,13 +2,18 @@
 
 * ``record_issued_cards`` (an ``after_hook``) stores every card sent: uuid, service, hook
   instance, topic, indicator, suggestion uuids, the rule inputs from ``_audit`` (codes and
-  numbers) and keyed hashes of the patient and user, never the ids themselves.
+  numbers), keyed hashes of the patient, user and draft order ids (never the ids
+  themselves) and the verified client (JWT ``iss`` and ``tenant``) it was issued to.
 * ``FeedbackHandler`` stores a feedback call in one transaction before the 200 goes out, so
   an acknowledged item is never lost; a repeated identical item is a no-op and an unknown
   card uuid is stored and flagged rather than refused (the card may predate the database).
+  A card counts as known only to the client it was issued to: another issuer's or tenant's
+  card uuid is an unknown card, never linked. Free-text comments are kept only with
+  ``CDS_STORE_COMMENTS=true``.
 * ``RepeatSuppressor`` (a card filter, off by default as PDDI-CDS recommends): a topic the
   same user overrode at order-select for the same draft order is not raised again at
-  order-sign within the window; alert fatigue teaches clinicians to click through.
+  order-sign within the window; alert fatigue teaches clinicians to click through. Only the
+  calling client's own cards and feedback count.
 """
 
 from __future__ import annotations
@@ -51,6 +56,29 @@ _FORBIDDEN_AUDIT_KEYS = {
 _MAX_AUDIT_STRING = 256
 
 
+def clean_text(value: Any, limit: int) -> str | None:
+    """A client string fit for the database: clipped, and lone UTF-16 surrogates (valid in
+    JSON, not encodable as UTF-8, so every driver refuses them) replaced by U+FFFD."""
+    if value is None or value == "":
+        return None
+    text = str(value)[:limit]
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        text = text.encode("utf-8", "surrogatepass").decode("utf-8", "replace")
+    return text
+
+
+def client_of() -> tuple[str | None, str | None]:
+    """The verified client of this request (issuer, tenant); (None, None) without auth."""
+    iss = g.get("cds_client_iss") or None
+    tenant = g.get("cds_client_tenant") or None
+    return (
+        str(iss)[:512] if iss is not None else None,
+        str(tenant)[:256] if tenant is not None else None,
+    )
+
+
 def topic_code(card: dict[str, Any]) -> str | None:
     topic = (card.get("source") or {}).get("topic") or {}
     code = topic.get("code") if isinstance(topic, dict) else None
@@ -67,7 +95,7 @@ def _clean_audit(value: Any, depth: int = 0) -> Any:
     if isinstance(value, bool | int | float) or value is None:
         return value
     if isinstance(value, str):
-        return value[:_MAX_AUDIT_STRING]
+        return clean_text(value, _MAX_AUDIT_STRING) or ""
     if depth >= 3:
         return None
     if isinstance(value, list | tuple):
@@ -81,23 +109,34 @@ def _clean_audit(value: Any, depth: int = 0) -> Any:
     return None
 
 
+def hashed_orders(audit: dict[str, Any], hasher: IdHasher) -> dict[str, Any]:
+    """The audit with its draft order ids replaced by their keyed hashes."""
+    out = dict(audit)
+    if isinstance(out.get("order_id"), str):
+        out["order_id"] = hasher.order(out["order_id"])
+    if isinstance(out.get("order_ids"), list):
+        out["order_ids"] = [hasher.order(v) if isinstance(v, str) else v for v in out["order_ids"]]
+    return out
+
+
 def card_rows(
     service: ServiceDefinition, request: HookRequest, cards: list[dict[str, Any]], hasher: IdHasher
 ) -> list[dict[str, Any]]:
     now = utcnow()
     patient_hash, user_hash = hasher.patient(request.patient_id), hasher.user(request.user_id)
+    client_iss, client_tenant = client_of()
     rows = []
     for card in cards:
         uuid = card.get("uuid")
         if not isinstance(uuid, str) or not uuid:
             continue  # no uuid, no feedback can ever name it
-        audit = audit_of(card)
-        order_id = audit.get("order_id")
+        raw_order = (card.get("_audit") or {}).get("order_id")
+        audit = hashed_orders(audit_of(card), hasher)
         rows.append(
             {
                 "card_uuid": uuid[:128],
                 "service_id": service.id,
-                "hook_instance": request.hook_instance[:128],
+                "hook_instance": clean_text(request.hook_instance, 128) or "",
                 "topic_code": topic_code(card),
                 "indicator": str(card.get("indicator") or "")[:16] or None,
                 "suggestion_uuids": [
@@ -106,10 +145,12 @@ def card_rows(
                     if isinstance(s, dict) and isinstance(s.get("uuid"), str)
                 ],
                 "audit": audit,
-                "order_id": order_id[:256] if isinstance(order_id, str) else None,
+                "order_id": hasher.order(raw_order) if isinstance(raw_order, str) else None,
                 "patient_hash": patient_hash,
                 "user_hash": user_hash,
                 "issued_at": now,
+                "client_iss": client_iss,
+                "client_tenant": client_tenant,
             }
         )
     return rows
@@ -147,43 +188,63 @@ def parse_timestamp(text: str, where: str) -> datetime:
     return as_naive_utc(moment)
 
 
-def item_hash(service_id: str, item: dict[str, Any]) -> str:
+def item_hash(
+    service_id: str,
+    item: dict[str, Any],
+    client: tuple[str | None, str | None] = (None, None),
+) -> str:
+    """Identity of a feedback item for de-duplication, within one client: the same item from
+    another issuer or tenant is its own item, never a "duplicate" of this one's."""
     canonical = json.dumps(item, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-    return hashlib.sha256(f"{service_id}\x00{canonical}".encode()).hexdigest()
+    scope = service_id if client == (None, None) else f"{service_id}\x00{client[0]}\x00{client[1]}"
+    return hashlib.sha256(f"{scope}\x00{canonical}".encode("utf-8", "surrogatepass")).hexdigest()
 
 
-def feedback_row(service_id: str, item: dict[str, Any], index: int) -> dict[str, Any]:
+def feedback_row(
+    service_id: str, item: dict[str, Any], index: int, *, store_comments: bool = False
+) -> dict[str, Any]:
     """One validated feedback item as a row; what the schema cannot say is checked here.
     Parts the spec calls meaningless for the outcome (a reason on an accepted card) are
-    kept rather than refused: a 400 would lose the whole call's feedback."""
+    kept rather than refused: a 400 would lose the whole call's feedback. The free-text
+    comment is kept only when ``store_comments`` (``CDS_STORE_COMMENTS``): it can name the
+    patient."""
     where = f"feedback[{index}]"
     outcome = item["outcome"]
     reason = (item.get("overrideReason") or {}).get("reason") or {}
     comment = (item.get("overrideReason") or {}).get("userComment")
+    client = client_of()
     return {
-        "item_hash": item_hash(service_id, item),
-        "card_uuid": item["card"],
+        "item_hash": item_hash(service_id, item, client),
+        "card_uuid": clean_text(item["card"], 128) or "",
         "outcome": outcome,
-        "accepted_suggestions": [s["id"] for s in item.get("acceptedSuggestions") or []],
-        "override_code": (reason.get("code") or None) and reason["code"][:256],
-        "override_system": (reason.get("system") or None) and reason["system"][:512],
-        "override_display": (reason.get("display") or None) and reason["display"][:512],
-        "user_comment": comment or None,
+        "accepted_suggestions": [
+            clean_text(s["id"], 128) for s in item.get("acceptedSuggestions") or []
+        ],
+        "override_code": clean_text(reason.get("code"), 256),
+        "override_system": clean_text(reason.get("system"), 512),
+        "override_display": clean_text(reason.get("display"), 512),
+        "user_comment": clean_text(comment, 4000) if store_comments else None,
         "outcome_at": parse_timestamp(item["outcomeTimestamp"], f"{where}.outcomeTimestamp"),
-        "client_iss": (g.get("cds_client_iss") or None) and str(g.cds_client_iss)[:512],
     }
 
 
 class FeedbackHandler:
     """``cds.feedback_handler``: the body already passed the JSON Schema in api.py."""
 
-    def __init__(self, store: Store):
+    def __init__(self, store: Store, *, store_comments: bool = False):
         self.store = store
+        self.store_comments = store_comments
 
     def __call__(self, service: ServiceDefinition, body: dict[str, Any]) -> dict[str, Any]:
-        rows = [feedback_row(service.id, item, i) for i, item in enumerate(body["feedback"])]
+        rows = [
+            feedback_row(service.id, item, i, store_comments=self.store_comments)
+            for i, item in enumerate(body["feedback"])
+        ]
+        client_iss, client_tenant = client_of()
         try:
-            outcome = self.store.save_feedback(service.id, rows)
+            outcome = self.store.save_feedback(
+                service.id, rows, client_iss=client_iss, client_tenant=client_tenant
+            )
         except sa.exc.SQLAlchemyError as exc:
             log.error("feedback not stored", extra={"error": type(exc).__name__})
             raise ApiError(
@@ -195,7 +256,11 @@ class FeedbackHandler:
         if metrics is not None:
             for row in outcome.new_items:
                 metrics.feedback(
-                    service.id, row["topic_code"], row["outcome"], row["override_code"]
+                    service.id,
+                    row["topic_code"],
+                    row["outcome"],
+                    row["override_code"],
+                    row["override_system"],
                 )
         if outcome.unknown_cards:
             log.info("feedback for unknown cards", extra={"unknown_cards": outcome.unknown_cards})
@@ -219,10 +284,15 @@ class RepeatSuppressor:
     ) -> list[dict[str, Any]]:
         if service.hook != "order-sign" or not cards:
             return cards
-        keyed = [(audit_of(card).get("order_id"), topic_code(card), card) for card in cards]
-        order_ids = [o for o, t, _ in keyed if isinstance(o, str) and t]
+        keyed = []
+        for card in cards:
+            order = (card.get("_audit") or {}).get("order_id")
+            order_hash = self.hasher.order(order) if isinstance(order, str) else None
+            keyed.append((order_hash, topic_code(card), card))
+        order_ids = [o for o, t, _ in keyed if o is not None and t]
         if not order_ids:
             return cards
+        client_iss, client_tenant = client_of()
         try:
             overridden = self.store.overridden_topics(
                 service_id=ORDER_SELECT_SERVICE,
@@ -230,6 +300,8 @@ class RepeatSuppressor:
                 user_hash=self.hasher.user(request.user_id),
                 patient_hash=self.hasher.patient(request.patient_id),
                 since=datetime.now(UTC) - self.window,
+                client_iss=client_iss,
+                client_tenant=client_tenant,
             )
         except sa.exc.SQLAlchemyError as exc:
             log.error("repeat suppression skipped", extra={"error": type(exc).__name__})
@@ -245,7 +317,9 @@ def register_feedback(app: Flask, settings: Settings) -> None:
     store: Store = app.extensions["cds.store"]
     hasher = id_hasher(settings, store)
     app.extensions.setdefault("cds.after_hook", []).append(CardRecorder(store, hasher))
-    app.extensions["cds.feedback_handler"] = FeedbackHandler(store)
+    app.extensions["cds.feedback_handler"] = FeedbackHandler(
+        store, store_comments=settings.store_comments
+    )
     if settings.suppress_repeats:
         app.extensions.setdefault("cds.card_filters", []).append(
             RepeatSuppressor(store, hasher, settings.suppress_window_s)

@@ -11,6 +11,7 @@ import json
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
 from functools import cache
 from importlib import resources
 from typing import Any, cast
@@ -20,6 +21,7 @@ import orjson
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import ValidationError
 
+from cds_service.compat import patient_id_of
 from cds_service.errors import ApiError
 
 SCHEMA_FILES = {
@@ -123,6 +125,16 @@ class HookRequest:
     access_token: str | None = field(default=None, repr=False)
     prefetch: dict[str, Any] | None = None
     raw: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
+    # the one reference time of this call: ages, look-backs and "days since" are counted to
+    # it, never to each draft's own authoredOn (test drafts dated years apart gave two ages)
+    received_at: datetime = field(default_factory=lambda: datetime.now(UTC), compare=False)
+    # resources the request lacked but its drafts reference, read from fhirServer
+    # (Medication/<id>, see cds_service.fhir.medication)
+    extra_resources: tuple[dict[str, Any], ...] = field(default=(), repr=False, compare=False)
+
+    @property
+    def reference_date(self) -> date:
+        return self.received_at.date()
 
     @property
     def draft_resources(self) -> list[dict[str, Any]]:
@@ -140,11 +152,41 @@ def _reject_constant(name: str) -> Any:
     raise _NotJson(f"{name} is not a JSON number.")
 
 
-def _finite_float(text: str) -> float:
+class _OutOfRange:
+    """Stands in for a number no float can hold (``1e999``, an integer of thousands of digits)
+    while the document is parsed, so the 400 can name the field that held it."""
+
+    __slots__ = ("text",)
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+
+
+def _finite_float(text: str) -> float | _OutOfRange:
     value = float(text)
     if math.isinf(value):
-        raise _NotJson(f"number {text[:20]} is out of range.")
+        return _OutOfRange(text)
     return value
+
+
+def _bounded_int(text: str) -> int | _OutOfRange:
+    try:
+        return int(text)
+    except ValueError:  # past sys.get_int_max_str_digits(): thousands of digits
+        return _OutOfRange(text)
+
+
+def _find_out_of_range(value: Any, path: list[str]) -> tuple[list[str], _OutOfRange] | None:
+    stack: list[tuple[Any, list[str]]] = [(value, path)]
+    while stack:
+        item, where = stack.pop()
+        if isinstance(item, _OutOfRange):
+            return where, item
+        if isinstance(item, dict):
+            stack.extend((v, [*where, str(k)]) for k, v in reversed(list(item.items())))
+        elif isinstance(item, list):
+            stack.extend((v, [*where, str(i)]) for i, v in reversed(list(enumerate(item))))
+    return None
 
 
 def parse_json_body(data: bytes) -> Any:
@@ -153,7 +195,8 @@ def parse_json_body(data: bytes) -> Any:
     orjson first: it parses a large prefetch in half the time of the standard library and
     rejects NaN, Infinity and out-of-range numbers by itself. Whatever it refuses goes
     through the standard library too, which accepts what it always accepted and words the
-    error (byte offset, line and column, which literal) the way clients already see it."""
+    error (byte offset, line and column, which literal) the way clients already see it; a
+    number beyond any float's range gets a 400 naming its field."""
     if not data:
         raise ApiError(400, "Request body is empty; expected a JSON object.")
     try:
@@ -169,15 +212,34 @@ def _parse_json_slowly(data: bytes) -> Any:
     except UnicodeDecodeError as exc:
         raise ApiError(400, f"Request body is not UTF-8 (byte {exc.start}).") from None
     try:
-        return json.loads(text, parse_constant=_reject_constant, parse_float=_finite_float)
+        body = json.loads(
+            text,
+            parse_constant=_reject_constant,
+            parse_float=_finite_float,
+            parse_int=_bounded_int,
+        )
     except _NotJson as exc:
         raise ApiError(400, f"Malformed JSON: {exc}") from None
     except json.JSONDecodeError as exc:
         raise ApiError(
             400, f"Malformed JSON: {exc.msg} at line {exc.lineno} column {exc.colno}."
         ) from None
-    except RecursionError:
+    except (RecursionError, MemoryError):
         raise ApiError(400, "Malformed JSON: nesting too deep.") from None
+    try:
+        found = _find_out_of_range(body, [])
+    except RecursionError:  # pragma: no cover - the walk is iterative
+        found = None
+    if found is not None:
+        where, number = found
+        field_name = ".".join(where) or "(body)"
+        shown = number.text if len(number.text) <= 20 else number.text[:20] + "…"
+        raise ApiError(
+            400,
+            f"Invalid field '{field_name[:300]}': number {shown} is out of range "
+            "(no JSON client can read it as a number).",
+        )
+    return body
 
 
 def _describe(error: ValidationError) -> str:
@@ -226,7 +288,7 @@ def build_hook_request(body: dict[str, Any]) -> HookRequest:
     return HookRequest(
         hook=body["hook"],
         hook_instance=body["hookInstance"],
-        patient_id=context["patientId"],
+        patient_id=patient_id_of(context["patientId"]),
         user_id=context["userId"],
         encounter_id=context.get("encounterId"),
         draft_orders=context["draftOrders"],

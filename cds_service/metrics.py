@@ -7,15 +7,22 @@ multiprocess mode: the master points ``PROMETHEUS_MULTIPROC_DIR`` at ``CDS_METRI
 whichever worker answers the scrape sums them all. In a plain process (tests, `flask run`)
 each app keeps its own registry.
 
-Label values come from a bounded set (service ids, route rules, topic codes of our own cards,
-status codes), except override reason codes, which are clipped and reduced to a safe alphabet.
+Label values come from a bounded set: service ids, route rules, topic codes of our own cards,
+status codes, and override reason codes the service published on its cards; any other reason
+code a client sends is counted as ``other`` (each distinct label value is a new series kept
+forever, so client-chosen values would let any caller grow the exposition without bound).
+
+``CDS_METRICS_TOKEN`` puts ``/metrics`` behind ``Authorization: Bearer <token>``.
 """
 
 from __future__ import annotations
 
+import contextlib
+import hmac
 import os
 import re
 import time
+from collections.abc import Iterable
 from typing import Any
 
 from flask import Flask, Response, g, request
@@ -32,6 +39,7 @@ from prometheus_client import (
 
 from cds_service.config import Settings
 from cds_service.discovery import ServiceDefinition
+from cds_service.errors import error_response
 from cds_service.hook_request import HookRequest
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
@@ -40,6 +48,7 @@ MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 disable_created_metrics()
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0)
 _SAFE_LABEL = re.compile(r"[^A-Za-z0-9._:/-]")
+OTHER_REASON = "other"
 
 
 def multiprocess_dir() -> str | None:
@@ -54,7 +63,10 @@ def _label(value: Any, default: str = "none") -> str:
 
 
 class Metrics:
-    def __init__(self) -> None:
+    def __init__(self, published_reasons: Iterable[tuple[str | None, str]] = ()) -> None:
+        # (system, code) of every override reason our cards offer
+        self.published_reasons = frozenset(published_reasons)
+        self._published_codes = frozenset(code for _, code in self.published_reasons)
         self.multiprocess = multiprocess_dir() is not None
         if self.multiprocess and values.ValueClass is values.MutexValue:
             # prometheus_client was imported before the variable was set (it picks its
@@ -78,6 +90,13 @@ class Metrics:
             "cds_cards_issued",
             "Cards returned to the EHR",
             ("service", "topic", "indicator"),
+            registry=self._registry,
+        )
+        self.unidentified = Counter(
+            "cds_orders_unidentified",
+            "Draft medication orders in scope whose drug could not be identified "
+            "(no code or text, medicationReference resolved nowhere)",
+            ("service", "reason"),
             registry=self._registry,
         )
         self.feedback_items = Counter(
@@ -104,15 +123,57 @@ class Metrics:
             topic = ((card.get("source") or {}).get("topic") or {}).get("code")
             self.cards.labels(_label(service), _label(topic), _label(card.get("indicator"))).inc()
 
-    def feedback(self, service: str, topic: str | None, outcome: str, reason: str | None) -> None:
+    def reason_label(self, code: str | None, system: str | None = None) -> str:
+        """A published override reason's code; ``other`` for anything a client made up."""
+        if code is None or code == "":
+            return "none"
+        # The code decides (EHRs do not always echo the system back): the label set is bounded
+        # by the codes our card templates offer, whatever clients send.
+        if code in self._published_codes:
+            return _label(code)
+        return OTHER_REASON
+
+    def orders_unidentified(self, service: str, reasons: list[str]) -> None:
+        for reason in reasons:
+            self.unidentified.labels(_label(service), _label(reason)).inc()
+
+    def feedback(
+        self,
+        service: str,
+        topic: str | None,
+        outcome: str,
+        reason: str | None,
+        reason_system: str | None = None,
+    ) -> None:
         self.feedback_items.labels(
-            _label(service), _label(topic, "unknown-card"), _label(outcome), _label(reason)
+            _label(service),
+            _label(topic, "unknown-card"),
+            _label(outcome),
+            self.reason_label(reason, reason_system),
         ).inc()
 
 
+def published_reasons(app: Flask) -> set[tuple[str | None, str]]:
+    """(system, code) of the override reasons on the advisor's card templates."""
+    advisor = app.extensions.get("cds.advisor")
+    templates = getattr(advisor, "templates", None) or {}
+    policy = getattr(advisor, "policy", None)
+    try:
+        system = policy["override_system"] if policy is not None else None
+    except (KeyError, TypeError):
+        system = None
+    found: set[tuple[str | None, str]] = set()
+    for template in templates.values():
+        for reason in (getattr(template, "data", {}) or {}).get("override_reasons") or []:
+            if isinstance(reason, dict) and isinstance(reason.get("code"), str):
+                found.add((system, reason["code"]))
+    return found
+
+
 def register_metrics(app: Flask, settings: Settings) -> None:
-    metrics = Metrics()
+    metrics = Metrics(published_reasons(app))
     app.extensions["cds.metrics"] = metrics
+    token = settings.metrics_token
 
     @app.after_request
     def _observe(response: Response) -> Response:
@@ -128,6 +189,15 @@ def register_metrics(app: Flask, settings: Settings) -> None:
     app.extensions.setdefault("cds.after_hook", []).append(_count_cards)
 
     def metrics_view() -> Response:
+        if token:
+            sent = request.headers.get("Authorization", "")
+            scheme, _, value = sent.partition(" ")
+            if scheme.lower() != "bearer" or not hmac.compare_digest(
+                value.strip().encode(), token.encode()
+            ):
+                return error_response(
+                    401, "Authentication required.", {"WWW-Authenticate": "Bearer"}
+                )
         return Response(metrics.exposition(), mimetype=None, content_type=CONTENT_TYPE_LATEST)
 
     app.add_url_rule("/metrics", "metrics", metrics_view, methods=["GET"])
@@ -135,11 +205,15 @@ def register_metrics(app: Flask, settings: Settings) -> None:
 
 # -- gunicorn master side (called by cds_service.server) -----------------------------------
 def prepare_multiprocess_dir(path: str) -> str:
-    """Point prometheus-client at ``path`` for this process and the workers it forks, after
-    removing the previous run's sample files (only ``*.db``: a misconfigured directory
+    """Point prometheus-client at ``path`` (created 0700) for this process and the workers it
+    forks, after removing the previous run's sample files (only ``*.db``: a misconfigured directory
     shared with anything else loses nothing but metrics)."""
     directory = os.path.abspath(path)
-    os.makedirs(directory, exist_ok=True)
+    os.makedirs(directory, mode=0o700, exist_ok=True)
+    # samples are the service's business only; a directory the operator owns and shares
+    # deliberately stays as it is
+    with contextlib.suppress(OSError):
+        os.chmod(directory, 0o700)
     for name in os.listdir(directory):
         if name.endswith(".db"):
             os.remove(os.path.join(directory, name))

@@ -7,17 +7,24 @@ diazepam order in scope is answered at once, without touching patient data.
 
 from __future__ import annotations
 
+import dataclasses
+import logging
 import time
 from collections.abc import Sequence
 from typing import Any, Protocol
 
+from cds_service.actions import address_actions
 from cds_service.config import Settings
+from cds_service.fhir.medication import fetch_medications, unidentified_drafts
 from cds_service.fhir.prefetch import PatientData
 from cds_service.fhir.resolve import resolve_patient_data
+from cds_service.fhir.versions import answer_in_version, detect_version
 from cds_service.hook_request import HookRequest
 from cds_service.jsondata import prune
 
 __all__ = ["Advisor", "prune", "run_hook"]
+
+log = logging.getLogger("cds_service.orders")
 
 
 class Advisor(Protocol):
@@ -43,13 +50,31 @@ def run_hook(
     profile: str,
     timings: dict[str, float],
 ) -> dict[str, Any]:
+    extra = fetch_medications(request, settings, timings)
+    if extra:
+        request = dataclasses.replace(request, extra_resources=extra)
     started = time.perf_counter()
     orders = advisor.orders_in_scope(request)
     timings["orders_ms"] = (time.perf_counter() - started) * 1000
+    unknown = unidentified_drafts(request, (getattr(o, "ref", "") for o in orders), extra)
+    if unknown:
+        # never skipped silently: the drafts' own ids (no patient data) and why
+        log.warning(
+            "draft orders whose medication could not be identified",
+            extra={"unidentified": [f"{u.ref} ({u.reason})" for u in unknown][:20]},
+        )
     if not orders:
-        return {"cards": []}
+        return {"cards": [], "_unidentified": unknown}
     started = time.perf_counter()
     data = resolve_patient_data(request, settings, timings)
     timings.setdefault("data_ms", (time.perf_counter() - started) * 1000)
     cards = advisor.advise(request, orders, data, profile, timings)
-    return {"cards": [prune(card) for card in cards]}
+    # output stage: every action addresses exactly one draft, in the client's FHIR version
+    cards = address_actions(cards, request.draft_resources)
+    version = detect_version(request.draft_resources, request.fhir_server)
+    cards = answer_in_version(cards, version)
+    return {
+        "cards": [prune(card) for card in cards],
+        "_unidentified": unknown,
+        "_fhir_version": version,
+    }

@@ -12,7 +12,6 @@ timeouts all make it 1; unusable arguments or fixtures make it 2.
 from __future__ import annotations
 
 import argparse
-import copy
 import json
 import statistics
 import sys
@@ -37,6 +36,8 @@ from cds_service.compare import (
     iter_fixture_paths,
     observe,
 )
+from cds_service.fhir.versions import VERSIONS, answer_problems
+from cds_service.redate import redate
 
 REPO_DIR = Path(__file__).resolve().parent.parent
 DEFAULT_FIXTURES = REPO_DIR / "fixtures" / "scenarios"
@@ -76,6 +77,7 @@ class Options:
     no_prefetch: bool
     fhir_server: str | None
     profile: str
+    fhir_version: str | None = None
 
 
 class FixtureError(ValueError):
@@ -145,8 +147,10 @@ def load_fixtures(paths: Sequence[str], hooks: Sequence[str] | None) -> list[dic
 
 
 def prepare_request(fixture: dict[str, Any], options: Options) -> dict[str, Any]:
-    """The body to send: a fresh hookInstance (unique per call, as the spec requires)."""
-    body = copy.deepcopy(fixture["request"])
+    """The body to send: a fresh hookInstance (unique per call, as the spec requires), and
+    every date moved so the order is dated today (the service counts ages and look-backs to
+    the time of the call; see ``cds_service.redate``)."""
+    body = redate(fixture["request"])
     body["hookInstance"] = str(uuid.uuid4())
     if options.no_prefetch:
         body.pop("prefetch", None)
@@ -222,6 +226,11 @@ def run_scenario(fixture: dict[str, Any], options: Options) -> Result:
         fixture["expected"], answer, profile=options.profile, request=fixture.get("request")
     )
     cards = answer.get("cards") if isinstance(answer, dict) else None
+    if options.fhir_version and isinstance(cards, list):
+        result.mismatches += [
+            Mismatch("suggested resource", f"FHIR {options.fhir_version}", problem)
+            for problem in answer_problems(cards, options.fhir_version)
+        ]
     result.got = observe(cards if isinstance(cards, list) else []).short()
     result.verdict = FAIL if result.mismatches else PASS
     return result
@@ -472,6 +481,13 @@ def _add_replay(sub: Any) -> None:
         default="standard",
         help="EHR profile the service runs for this client (default standard)",
     )
+    p.add_argument(
+        "--fhir-version",
+        choices=VERSIONS,
+        help="also check that every suggested order is a valid resource of this FHIR version "
+        "(the service answers in the version of the drafts; fhir.resources models, DSTU2 by "
+        "shape)",
+    )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
@@ -506,7 +522,13 @@ def replay(args: argparse.Namespace) -> int:
         return _usage(f"cannot sign tokens: {exc}")
     base_url = args.url.rstrip("/")
     options = Options(
-        base_url, headers_for, args.timeout, args.no_prefetch, args.fhir_server, args.profile
+        base_url,
+        headers_for,
+        args.timeout,
+        args.no_prefetch,
+        args.fhir_server,
+        args.profile,
+        args.fhir_version,
     )
     results = run_all(
         fixtures, options, concurrency=args.concurrency, progress=not args.no_progress

@@ -4,7 +4,9 @@ overridden and why, read from the database the service writes.
 Counts are of distinct cards (a card reported twice counts once per outcome); acceptance rate
 is accepted / (accepted + overridden) among cards that got feedback, since cards nobody
 answered say nothing either way. Feedback is dated by when the service received it, so a
-report never depends on the EHR's clock.
+report never depends on the EHR's clock. ``--iss`` (and ``--tenant``) limit the report to one
+client's cards and feedback; feedback is only ever linked to a card issued to the same client,
+so one client's outcomes never land on another's topics.
 """
 
 from __future__ import annotations
@@ -41,7 +43,13 @@ class TopicRow:
         return self.accepted / answered if answered else None
 
 
-def topic_report(engine: sa.Engine, since: datetime | None = None) -> list[TopicRow]:
+def topic_report(
+    engine: sa.Engine,
+    since: datetime | None = None,
+    *,
+    iss: str | None = None,
+    tenant: str | None = None,
+) -> list[TopicRow]:
     from cds_service.store.tables import as_naive_utc, feedback, issued_cards
 
     cutoff = as_naive_utc(since) if since else None
@@ -74,6 +82,14 @@ def topic_report(engine: sa.Engine, since: datetime | None = None) -> list[Topic
         issued = issued.where(issued_cards.c.issued_at >= cutoff)
         answered = answered.where(feedback.c.received_at >= cutoff)
         reasons = reasons.where(feedback.c.received_at >= cutoff)
+    if iss is not None:
+        issued = issued.where(issued_cards.c.client_iss == iss)
+        answered = answered.where(feedback.c.client_iss == iss)
+        reasons = reasons.where(feedback.c.client_iss == iss)
+    if tenant is not None:
+        issued = issued.where(issued_cards.c.client_tenant == tenant)
+        answered = answered.where(feedback.c.client_tenant == tenant)
+        reasons = reasons.where(feedback.c.client_tenant == tenant)
     reason_counts: dict[str, Counter[str]] = defaultdict(Counter)
     with engine.connect() as connection:
         for topic, count in connection.execute(issued):
@@ -134,6 +150,8 @@ def _add_report(sub: Any) -> None:
     p = sub.add_parser("report", help="acceptance and override counts per card topic")
     p.add_argument("--since", type=parse_since, default=None, help="ISO date or date-time (UTC)")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    p.add_argument("--iss", default=None, help="only cards and feedback of this JWT issuer")
+    p.add_argument("--tenant", default=None, help="only cards and feedback of this tenant")
 
 
 _EXTRA_PARSERS.append(_add_report)
@@ -145,7 +163,7 @@ def report(args: argparse.Namespace) -> int:
 
     store = open_store(load_settings())
     try:
-        rows = topic_report(store.engine, args.since)
+        rows = topic_report(store.engine, args.since, iss=args.iss, tenant=args.tenant)
     except sa.exc.SQLAlchemyError as exc:
         raise ConfigError(f"report query failed: {type(exc).__name__}: {exc}") from exc
     finally:
@@ -163,6 +181,11 @@ def report(args: argparse.Namespace) -> int:
         sys.stdout.write("\n")
     else:
         since = f" since {args.since.isoformat()}" if args.since else ""
-        print(f"Card outcomes per topic{since}\n")
+        scope = "".join(
+            f" {name} {value}"
+            for name, value in (("for issuer", args.iss), ("tenant", args.tenant))
+            if value
+        )
+        print(f"Card outcomes per topic{scope}{since}\n")
         print(render_table(rows))
     return 0

@@ -52,10 +52,15 @@ def gunicorn_options(settings: Settings) -> dict[str, Any]:
         "errorlog": "-",
         "loglevel": settings.log_level.lower(),
         "preload_app": False,
+        # X-Forwarded-Proto and friends only from the proxies the operator names (gunicorn's
+        # own default trusts 127.0.0.1, i.e. any local process or a side-car).
+        "forwarded_allow_ips": ",".join(settings.forwarded_allow_ips),
     }
 
 
 def run_gunicorn(settings: Settings) -> int:
+    """Serve ``settings`` under gunicorn. Callers run ``config.check_startup(settings)``
+    first (``diazepam-cds serve`` does, before the database is opened)."""
     # Metrics: multiprocess mode, set before any worker is forked (see cds_service.metrics).
     from cds_service.metrics import child_exit, prepare_multiprocess_dir
 

@@ -24,7 +24,13 @@ def test_serve_stops_on_bad_configuration_with_one_line(tmp_path, env, expected)
     policy = tmp_path / "policy.json"
     policy.write_text('{"duration": {"ideal_days": "seven"}', encoding="utf-8")  # broken JSON
     (tmp_path / "empty").mkdir()
-    full_env = {"PATH": "/usr/bin:/bin", "CDS_DATA_DIR": str(tmp_path / "data")}
+    full_env = {
+        "PATH": "/usr/bin:/bin",
+        "CDS_DATA_DIR": str(tmp_path / "data"),
+        # what production requires before anything else is checked (issue 17 item 2, 5)
+        "CDS_PUBLIC_BASE_URL": "https://cds.example.org",
+        "CDS_PATIENT_HASH_KEY": "test-only-key",
+    }
     full_env.update({k: v.format(policy=policy, empty=tmp_path / "empty") for k, v in env.items()})
     result = subprocess.run(
         [str(EXE), "serve", "--host", "127.0.0.1", "--port", "0"],

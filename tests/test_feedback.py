@@ -67,14 +67,15 @@ def test_every_card_sent_is_recorded_with_hashed_ids(advised, tmp_path: Path) ->
         assert row["indicator"] == card["indicator"]
         assert json.loads(row["suggestion_uuids"]) == [card["suggestions"][0]["uuid"]]
         audit = json.loads(row["audit"])
+        order_hash = hmac.new(KEY.encode(), b"order\x00MedicationRequest/rx-1", hashlib.sha256)
         assert audit == {
-            "order_id": "MedicationRequest/rx-1",
+            "order_id": order_hash.hexdigest(),
             "rule": card["source"]["topic"]["code"],
             "age": 78,
             "egfr": 45,
             "codes": ["197591"],
         }  # the engine's stray "name" key was dropped
-        assert row["order_id"] == "MedicationRequest/rx-1"
+        assert row["order_id"] == order_hash.hexdigest()  # keyed hash, never the raw id
         expected = hmac.new(KEY.encode(), b"patient\x00pat-secret-42", hashlib.sha256)
         assert row["patient_hash"] == expected.hexdigest()
     # no raw patient id or name anywhere in the database file
@@ -83,6 +84,7 @@ def test_every_card_sent_is_recorded_with_hashed_ids(advised, tmp_path: Path) ->
     raw += wal.read_bytes() if wal.exists() else b""
     assert b"pat-secret-42" not in raw
     assert b"Jane Doe" not in raw
+    assert b"rx-1" not in raw
 
 
 def test_no_cards_nothing_recorded(advised) -> None:

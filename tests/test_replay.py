@@ -131,6 +131,22 @@ def test_a_modified_expectation_fails_with_a_readable_diff(
     assert "capped days: expected 7 days" in (failure.text or "")
 
 
+def test_fhir_version_of_the_suggested_resources_is_checked(
+    server: RunningServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The shipped fixtures are R4 drafts, so the service answers in R4: --fhir-version R4
+    passes, and asking for STU3 or DSTU2 reports every suggested order that is not one."""
+    path = str(FIXTURES_DIR / "elderly-78-egfr45-no-baclofen.json")
+    code, out, _ = replay(path, "--url", server.base_url, "--fhir-version", "R4", capsys=capsys)
+    assert code == 0, out
+    code, out, _ = replay(path, "--url", server.base_url, "--fhir-version", "STU3", capsys=capsys)
+    assert code == 1
+    assert "suggested resource: expected FHIR STU3, got muscle-relaxant-alternative: " in out
+    code, out, _ = replay(path, "--url", server.base_url, "--fhir-version", "DSTU2", capsys=capsys)
+    assert code == 1
+    assert "MedicationRequest is not a DSTU2 medication order (MedicationOrder)" in out
+
+
 def test_a_policy_change_in_the_service_is_caught(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -183,7 +199,8 @@ def test_signed_tokens_are_minted_per_call_for_a_service_that_requires_them(
     assert "3 scenarios: 3 passed, 0 failed, 0 errors, 0 timeouts; discovery pass" in out
     code, out, _ = unsigned
     assert code == 1
-    assert "0 passed, 0 failed, 3 errors" in out and "discovery ERROR" in out
+    # discovery is open by default (CDS_DISCOVERY_AUTH=open); the hooks still need a token
+    assert "0 passed, 0 failed, 3 errors" in out and "discovery pass" in out
     assert "HTTP 401" in out
 
 

@@ -52,6 +52,17 @@ def _as_list(value: Any) -> list[Any]:
     return value if isinstance(value, list) else [value]
 
 
+def _reference(resource: Mapping[str, Any]) -> Mapping[str, Any]:
+    """``medicationReference`` (DSTU2–R4) or R5 ``medication.reference``, else {}."""
+    ref = resource.get("medicationReference")
+    if isinstance(ref, Mapping):
+        return ref
+    r5 = resource.get("medication")
+    if isinstance(r5, Mapping) and isinstance(r5.get("reference"), Mapping):
+        return r5["reference"]  # type: ignore[no-any-return]
+    return {}
+
+
 def reference_index(resources: Iterable[Mapping[str, Any]]) -> dict[str, Mapping[str, Any]]:
     """'Type/id' → resource, for resolving references within the request."""
     out: dict[str, Mapping[str, Any]] = {}
@@ -143,7 +154,11 @@ class OrderReader:
         if not drafts:
             return [], 0
         refs = LazyReferenceIndex(
-            lambda: [*request.draft_resources, *_prefetch_resources(request.prefetch)]
+            lambda: [
+                *request.draft_resources,
+                *_prefetch_resources(request.prefetch),
+                *request.extra_resources,
+            ]
         )
         orders: list[DiazepamOrder] = []
         skipped = 0
@@ -151,23 +166,27 @@ class OrderReader:
             if limit is not None and len(orders) >= limit:
                 skipped += self._identify(resource, refs) is not None
                 continue
-            order = self.read(resource, refs)
+            order = self.read(resource, refs, on=request.reference_date)
             if order is not None:
                 orders.append(order)
         return orders, skipped
 
     # -- one order -----------------------------------------------------------------------
     def read(
-        self, resource: Mapping[str, Any], refs: Mapping[str, Mapping[str, Any]] | None = None
+        self,
+        resource: Mapping[str, Any],
+        refs: Mapping[str, Mapping[str, Any]] | None = None,
+        on: date | None = None,
     ) -> DiazepamOrder | None:
-        """A DiazepamOrder if the resource orders diazepam, else None."""
+        """A DiazepamOrder if the resource orders diazepam, else None. ``on`` is the request's
+        one reference date (ages, look-backs); without it, the order's own date."""
         refs = refs if refs is not None else {}  # not `or`: that would build a lazy index
         identity = self._identify(resource, refs)
         if identity is None:
             return None
         matched_by, product, code, display, med_text, strength = identity
         rtype = str(resource.get("resourceType"))
-        order_date = (
+        order_date = on or (
             dosing.parse_date(resource.get("authoredOn"))
             or dosing.parse_date(resource.get("dateWritten"))
             or _today()
@@ -223,6 +242,9 @@ class OrderReader:
         strength: tuple[float | None, float | None, str | None] = (None, None, None)
         if isinstance(resource.get("medicationCodeableConcept"), Mapping):
             concepts.append(resource["medicationCodeableConcept"])
+        r5 = resource.get("medication")  # R5: a CodeableReference
+        if isinstance(r5, Mapping) and isinstance(r5.get("concept"), Mapping):
+            concepts.append(r5["concept"])
         medication = self._resolve_medication(resource, refs)
         if medication is not None:
             if isinstance(medication.get("code"), Mapping):
@@ -235,6 +257,11 @@ class OrderReader:
                     ingredient_concepts.append(item)
                 strength = self._ratio_strength(ing.get("strength")) or strength
         text = " ".join(_concept_text(c) for c in concepts + ingredient_concepts)
+        if medication is None:  # unresolved reference: its display is all there is
+            display = _reference(resource).get("display")
+            if isinstance(display, str) and display.strip():
+                concepts.append({"text": display})
+                text = f"{text} {display}".strip()
         other_known = False
         for concept in concepts:
             for coding in _codings(concept):
@@ -285,8 +312,8 @@ class OrderReader:
     def _resolve_medication(
         resource: Mapping[str, Any], refs: Mapping[str, Mapping[str, Any]]
     ) -> Mapping[str, Any] | None:
-        ref = resource.get("medicationReference")
-        target = ref.get("reference") if isinstance(ref, Mapping) else None
+        ref = _reference(resource)
+        target = ref.get("reference")
         if not isinstance(target, str) or not target:
             return None
         if target.startswith("#"):
@@ -362,8 +389,11 @@ class OrderReader:
                         else None
                     )
                 )
-            prn = bool(dosage.get("asNeededBoolean")) or isinstance(
-                dosage.get("asNeededCodeableConcept"), Mapping
+            prn = (
+                bool(dosage.get("asNeededBoolean"))
+                or isinstance(dosage.get("asNeededCodeableConcept"), Mapping)
+                or dosage.get("asNeeded") is True  # R5
+                or bool(dosage.get("asNeededFor"))
             )
             per_day = dosing.doses_per_day(dosage.get("timing"))
             cap = dosing.max_per_day(dosage)
@@ -425,10 +455,12 @@ class OrderReader:
             order.days_supply, order.days_source = result
 
     def _read_reason(self, order: DiazepamOrder, resource: Mapping[str, Any]) -> None:
+        r5_reasons = [r for r in _as_list(resource.get("reason")) if isinstance(r, Mapping)]
         concepts = [
             c
             for c in _as_list(resource.get("reasonCode"))
             + _as_list(resource.get("reasonCodeableConcept"))
+            + [r.get("concept") for r in r5_reasons]
             if isinstance(c, Mapping)
         ]
         codings = []
@@ -444,7 +476,9 @@ class OrderReader:
             if concept.get("text"):
                 texts.append(str(concept["text"]))
         refs = []
-        for ref in _as_list(resource.get("reasonReference")):
+        for ref in _as_list(resource.get("reasonReference")) + [
+            r.get("reference") for r in r5_reasons
+        ]:
             if isinstance(ref, Mapping) and isinstance(ref.get("reference"), str):
                 refs.append("/".join(ref["reference"].split("/")[-2:]))
             if isinstance(ref, Mapping) and ref.get("display"):

@@ -6,13 +6,17 @@ application/fhir+json`` and the request's bearer token, nothing vendor-specific.
 the missing queries side by side. Every call takes its timeout from what is left of the
 deadline, bodies are read incrementally so a trickling server cannot hold a thread past it,
 redirects are not followed (a redirect could carry the token elsewhere) and cookies are never
-kept (one worker serves many EHRs and users). Failures are returned as short reason codes,
-never raised, and never contain the token or resource contents.
+kept (one worker serves many EHRs and users). Connections go to the addresses the guard
+checked, never to a second DNS answer: the URL carries the pinned IP while the Host header,
+TLS SNI and certificate check keep the server's name (``PinnedAdapter``). Failures are
+returned as short reason codes, never raised, and never contain the token or resource
+contents.
 """
 
 from __future__ import annotations
 
 import http.cookiejar
+import ipaddress
 import json
 import os
 import threading
@@ -20,6 +24,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import orjson
 import requests
@@ -48,9 +53,52 @@ def _no_netrc(request: requests.PreparedRequest) -> requests.PreparedRequest:
     return request
 
 
+class PinnedAdapter(HTTPAdapter):
+    """A request to an IP literal that carries a ``Host`` header naming the server (what
+    ``FhirClient`` sends once it pinned the guard's address) uses that name for TLS SNI and
+    as the name the certificate must match. urllib3 keys its pools by both, so one IP serving
+    two names gets two pools."""
+
+    def build_connection_pool_key_attributes(  # type: ignore[override]
+        self, request: requests.PreparedRequest, verify: Any, cert: Any = None
+    ) -> tuple[dict[str, Any], dict[str, Any]]:
+        host_params, pool_kwargs = super().build_connection_pool_key_attributes(
+            request, verify, cert
+        )
+        name = _host_name(request.headers.get("Host"))
+        if name and host_params.get("scheme") == "https" and _is_ip(host_params.get("host")):
+            pool_kwargs["server_hostname"] = name
+            pool_kwargs["assert_hostname"] = name
+        return host_params, pool_kwargs
+
+
+def _host_name(header: str | None) -> str | None:
+    if not header:
+        return None
+    if header.startswith("["):
+        return header[1 : header.find("]")] if "]" in header else None
+    return header.rsplit(":", 1)[0] if header.count(":") == 1 else header
+
+
+def _is_ip(host: Any) -> bool:
+    try:
+        ipaddress.ip_address(str(host).strip("[]"))
+    except ValueError:
+        return False
+    return True
+
+
+def pinned_url(url: str, address: str) -> str:
+    """``url`` with its host replaced by ``address`` (an IP the guard checked)."""
+    parts = urlsplit(url)
+    literal = f"[{address}]" if ":" in address else address
+    netloc = literal if parts.port is None else f"{literal}:{parts.port}"
+    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+
+
 def _new_session() -> requests.Session:
     session = requests.Session()
-    adapter = HTTPAdapter(pool_connections=16, pool_maxsize=POOL_THREADS, max_retries=0)
+    adapter = PinnedAdapter(pool_connections=16, pool_maxsize=POOL_THREADS, max_retries=0)
     session.mount("https://", adapter)
     session.mount("http://", adapter)
     session.cookies.set_policy(http.cookiejar.DefaultCookiePolicy(allowed_domains=[]))
@@ -133,24 +181,46 @@ class FhirClient:
                 reply = self._get_once(url)
         return reply
 
+    def _connect(self, url: str) -> requests.Response | Reply:
+        """GET ``url`` at the addresses the guard checked (IPv4 first; the next one only if a
+        connection could not be made), never at a fresh DNS answer. A target without
+        addresses (built by hand in tests) is fetched by name."""
+        addresses = self.target.addresses or (None,)
+        headers = dict(self._headers)
+        if self.target.addresses:
+            default = 443 if self.target.scheme == "https" else 80
+            name = f"[{self.target.host}]" if ":" in self.target.host else self.target.host
+            headers["Host"] = name if self.target.port == default else f"{name}:{self.target.port}"
+        problem = "connection-failed"
+        for address in addresses:
+            left = self.deadline.remaining()
+            if left < MIN_CALL_S:
+                return Reply(problem="deadline")
+            try:
+                return session().get(
+                    url if address is None else pinned_url(url, address),
+                    headers=headers,
+                    timeout=(min(CONNECT_TIMEOUT_S, left), left),
+                    stream=True,
+                    allow_redirects=False,
+                )
+            except requests.Timeout:
+                return Reply(problem="timeout")
+            except requests.ConnectionError:
+                problem = "connection-failed"  # this address refused: try the next
+            except requests.RequestException:
+                return Reply(problem="request-failed")
+        return Reply(problem=problem)
+
     def _get_once(self, url: str) -> Reply:
-        left = self.deadline.remaining()
-        if left < MIN_CALL_S:
+        if self.deadline.remaining() < MIN_CALL_S:
             return Reply(problem="deadline")
-        try:
-            response = session().get(
-                url,
-                headers=self._headers,
-                timeout=(min(CONNECT_TIMEOUT_S, left), left),
-                stream=True,
-                allow_redirects=False,
-            )
-        except requests.Timeout:
-            return Reply(problem="timeout")
-        except requests.ConnectionError:
-            return Reply(problem="connection-failed")
-        except requests.RequestException:
-            return Reply(problem="request-failed")
+        if self.target.addresses and not same_origin(url, self.target):
+            return Reply(problem="other-server")  # only the checked server, ever
+        connected = self._connect(url)
+        if isinstance(connected, Reply):
+            return connected
+        response = connected
         try:
             status = response.status_code
             if status in (429, 503):

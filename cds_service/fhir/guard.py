@@ -8,12 +8,20 @@ service on 169.254.169.254 or an admin port on localhost). Rules, in order:
 * a host matching a ``!pattern`` in ``CDS_FHIR_ALLOWLIST`` is refused whatever the scheme;
 * plain ``http`` only for hosts matching a pattern of the allowlist (fnmatch, case-insensitive,
   matched against ``host`` and ``host:port``); ``https`` for any other host;
+* an authenticated client's ``fhirServer`` must match one of its issuer's ``fhir_servers``
+  patterns (trusted-issuers file); an issuer without the list may not have its token sent
+  anywhere. Listed servers may be on private networks; the pattern ``https://*`` (any host,
+  what the development profile gives the sandbox) reaches public addresses only;
 * the host is resolved and every address checked: link-local, multicast, unspecified and
   reserved addresses are always refused, loopback only with ``CDS_FHIR_ALLOW_LOOPBACK``, so a
   name pointing at 127.0.0.1 is caught as well as the literal.
 
-A refusal means "no fetch": the data counts as unobtainable and the reason (never the token)
-is logged. Resolutions are cached briefly per host so the hot path does not pay DNS each call.
+The checked addresses travel with the target: the client connects to one of them, keeping
+the host name for the Host header, TLS SNI and certificate check, so a name that answers a
+public address to the guard and 127.0.0.1 to the connection (DNS rebinding) cannot move the
+token. A refusal means "no fetch": the data counts as unobtainable and the reason (never the
+token) is logged, not told to the caller. Resolutions are cached briefly per host so the hot
+path does not pay DNS each call.
 """
 
 from __future__ import annotations
@@ -23,9 +31,11 @@ import ipaddress
 import socket
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from urllib.parse import urlsplit
+
+from flask import g, has_app_context
 
 MAX_URL_LENGTH = 2048
 _CACHE_TTL_S = 60.0
@@ -46,10 +56,89 @@ class FhirTarget:
     scheme: str
     host: str
     port: int
+    # the addresses the guard checked, IPv4 first: the only ones the client connects to
+    addresses: tuple[str, ...] = ()
 
     @property
     def origin(self) -> tuple[str, str, int]:
         return (self.scheme, self.host, self.port)
+
+
+ANY_PUBLIC_HOST = "*"
+
+
+@dataclass(frozen=True)
+class ServerPattern:
+    """One ``fhir_servers`` entry: ``scheme://host[:port][/path]``. The host is exact, or
+    ``*.example.org`` (one DNS label), or ``*`` alone (any host with public addresses only);
+    a ``fhirServer`` matches when scheme, host and port agree and its path is the pattern's
+    path or below it."""
+
+    text: str
+    scheme: str
+    host: str
+    port: int
+    path: str
+
+    @classmethod
+    def parse(cls, text: str) -> ServerPattern:
+        try:
+            parts = urlsplit(text.strip())
+            port = parts.port
+        except ValueError:
+            raise ValueError(f"fhir_servers entry {text!r} is not a URL") from None
+        scheme = parts.scheme.lower()
+        netloc_host = (parts.hostname or "").lower()
+        if scheme not in ("http", "https") or not netloc_host:
+            raise ValueError(f"fhir_servers entry {text!r} must be http(s)://host[:port][/path]")
+        if parts.username is not None or parts.query or parts.fragment:
+            raise ValueError(f"fhir_servers entry {text!r}: no user, query or fragment")
+        labels = netloc_host.split(".")
+        if netloc_host != ANY_PUBLIC_HOST:
+            first_ok = labels[0] == "*" or "*" not in labels[0]
+            rest_ok = all(label and "*" not in label for label in labels[1:])
+            if not (labels[0] and first_ok and rest_ok) or (labels[0] == "*" and len(labels) < 3):
+                raise ValueError(
+                    f"fhir_servers entry {text!r}: '*' stands for one whole leftmost label "
+                    "of a name with at least two more (*.hospital.example), or any public host"
+                )
+        if scheme == "http" and "*" in netloc_host:
+            raise ValueError(f"fhir_servers entry {text!r}: plain http only for a named host")
+        return cls(
+            text=text,
+            scheme=scheme,
+            host=netloc_host,
+            port=port or (443 if scheme == "https" else 80),
+            path=parts.path.rstrip("/"),
+        )
+
+    @property
+    def public_only(self) -> bool:
+        return self.host == ANY_PUBLIC_HOST
+
+    def matches(self, scheme: str, host: str, port: int, path: str) -> bool:
+        if scheme != self.scheme or port != self.port:
+            return False
+        if self.host.startswith("*."):
+            head, _, rest = host.partition(".")
+            if not head or rest != self.host[2:]:
+                return False
+        elif self.host != ANY_PUBLIC_HOST and host != self.host:
+            return False
+        path = path.rstrip("/")
+        return path == self.path or path.startswith(self.path + "/")
+
+
+CLIENT_SERVERS_KEY = "cds_client_fhir_servers"
+
+
+def client_servers() -> tuple[ServerPattern, ...] | None:
+    """The calling client's allowed FHIR servers (set by the security layer per request);
+    None when no client was authenticated (``CDS_AUTH=disabled``): only the global rules."""
+    if not has_app_context():
+        return None
+    servers: tuple[ServerPattern, ...] | None = g.get(CLIENT_SERVERS_KEY)
+    return servers
 
 
 def origin_of(url: str) -> tuple[str, str, int] | None:
@@ -102,13 +191,31 @@ def _matches(host: str, port: int, patterns: Iterable[str]) -> bool:
     return any(fnmatch.fnmatchcase(name, pattern.lower()) for pattern in patterns for name in names)
 
 
-def _check_address(text: str, allow_loopback: bool) -> None:
+def _embedded_ipv4(address: ipaddress.IPv6Address) -> ipaddress.IPv4Address | None:
+    """The IPv4 address an IPv6 address stands for (mapped, 6to4, Teredo client, NAT64):
+    checked as well, so ``2002:a9fe:a9fe::`` is seen as 169.254.169.254."""
+    if address.ipv4_mapped is not None:
+        return address.ipv4_mapped
+    if address.sixtofour is not None:
+        return address.sixtofour
+    if address.teredo is not None:
+        return address.teredo[1]
+    if address in ipaddress.ip_network("64:ff9b::/96"):
+        return ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)
+    return None
+
+
+def _check_address(text: str, allow_loopback: bool, public_only: bool = False) -> None:
     try:
         address = ipaddress.ip_address(text.split("%", 1)[0])
     except ValueError:
         raise FhirServerRefused(f"fhirServer resolved to an unusable address {text!r}") from None
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        address = address.ipv4_mapped
+    if isinstance(address, ipaddress.IPv6Address):
+        embedded = _embedded_ipv4(address)
+        if embedded is not None:
+            _check_address(str(embedded), allow_loopback, public_only)
+            if address.ipv4_mapped is not None:
+                return
     if address.is_loopback:
         if not allow_loopback:
             raise FhirServerRefused(
@@ -122,6 +229,11 @@ def _check_address(text: str, allow_loopback: bool) -> None:
         )
     if address.is_reserved:
         raise FhirServerRefused("fhirServer points at a reserved address")
+    if public_only and not address.is_global:
+        raise FhirServerRefused(
+            "fhirServer points at a private address; only servers listed by name in the "
+            "issuer's fhir_servers may be private"
+        )
 
 
 def check_fhir_server(
@@ -130,8 +242,10 @@ def check_fhir_server(
     allowlist: Iterable[str] = (),
     allow_loopback: bool = False,
     resolver: Resolver | None = None,
+    servers: Sequence[ServerPattern] | None = None,
 ) -> FhirTarget:
-    """Return the checked target or raise ``FhirServerRefused`` saying why."""
+    """Return the checked target or raise ``FhirServerRefused`` saying why. ``servers``:
+    the client's allowed base URL patterns (None: no client restriction, auth disabled)."""
     if not url:
         raise FhirServerRefused("the request has no fhirServer")
     if len(url) > MAX_URL_LENGTH:
@@ -157,7 +271,17 @@ def check_fhir_server(
     denied = [p[1:] for p in patterns if p.startswith("!")]
     if _matches(host, port, denied):
         raise FhirServerRefused(f"fhirServer host {host} is excluded by CDS_FHIR_ALLOWLIST")
-    if scheme == "http" and not _matches(host, port, allowed):
+    public_only = False
+    if servers is not None:
+        matched = [p for p in servers if p.matches(scheme, host, port, parts.path)]
+        if not matched:
+            raise FhirServerRefused(
+                f"fhirServer {scheme}://{host}:{port} is not in this client's fhir_servers"
+            )
+        # a server listed by name may be private; "any host" reaches public addresses only
+        public_only = all(p.public_only for p in matched)
+        # an explicit http:// pattern is the operator's deliberate choice for that server
+    elif scheme == "http" and not _matches(host, port, allowed):
         raise FhirServerRefused(
             f"fhirServer must use https (plain http only for hosts in CDS_FHIR_ALLOWLIST; "
             f"{host} is not listed)"
@@ -169,6 +293,7 @@ def check_fhir_server(
     if not addresses:
         raise FhirServerRefused(f"fhirServer host {host} does not resolve")
     for address in addresses:
-        _check_address(address, allow_loopback)
+        _check_address(address, allow_loopback, public_only)
     base = f"{scheme}://{parts.netloc.split('@')[-1]}{parts.path}".rstrip("/")
-    return FhirTarget(base_url=base, scheme=scheme, host=host, port=port)
+    ordered = sorted(addresses, key=lambda a: (":" in a, a))  # IPv4 first, as most stacks
+    return FhirTarget(base_url=base, scheme=scheme, host=host, port=port, addresses=tuple(ordered))

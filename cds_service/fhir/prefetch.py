@@ -45,6 +45,27 @@ class PatientData:
         self.problems.pop(key, None)
 
 
+# What each key's template asks for. A value holding none of these (the Da Vinci CRD test kit
+# sends a Bundle of Medication under "medications") is not the data asked for: it counts as not
+# obtained, so it is fetched, or the cards say the check could not run. DSTU2 and STU3 clients
+# may answer the medications query with MedicationOrder / MedicationStatement.
+EXPECTED_TYPES: dict[str, frozenset[str]] = {
+    "patient": frozenset({"Patient"}),
+    "medications": frozenset({"MedicationRequest", "MedicationOrder", "MedicationStatement"}),
+    "conditions": frozenset({"Condition"}),
+    "observations": frozenset({"Observation"}),
+    "allergies": frozenset({"AllergyIntolerance"}),
+}
+
+
+def wrong_type(key: str, resources: list[dict[str, Any]]) -> bool:
+    """Resources were sent for ``key`` but none is of a type its query returns."""
+    expected = EXPECTED_TYPES.get(key)
+    if not expected or not resources:
+        return False
+    return not any(r.get("resourceType") in expected for r in resources)
+
+
 def _is_outcome(value: Any) -> bool:
     return isinstance(value, dict) and value.get("resourceType") == "OperationOutcome"
 
@@ -108,11 +129,17 @@ def read_prefetch(prefetch: dict[str, Any] | None) -> PatientData:
         if value.get("resourceType") == "Bundle":
             found, failed = bundle_resources(value)
             data.resources[key] = found
+            if wrong_type(key, found) and key != "patient":
+                data.resources[key] = []
+                data.mark_missing(key, "prefetch-wrong-type")
+                continue
             if failed:
                 data.mark_missing(key, "prefetch-outcome")
             link = next_link(value)
             if link:
                 data.next_pages[key] = link
+        elif key != "patient" and wrong_type(key, [value]):
+            data.mark_missing(key, "prefetch-wrong-type")
         else:
             data.resources[key] = [value]
     data.patient = _first_patient(data.of("patient"))

@@ -27,7 +27,9 @@ class Query:
 
 
 def valid_fhir_id(value: str) -> bool:
-    return bool(FHIR_ID.fullmatch(value))
+    # "." and ".." match the grammar but are path segments: `Patient/..` would be sent as
+    # `GET {base}/`, with the EHR's token, to whatever answers there.
+    return bool(FHIR_ID.fullmatch(value)) and value not in (".", "..")
 
 
 def build_query(key: str, patient_id: str) -> Query:

@@ -25,7 +25,12 @@ from cds_service.config import Settings
 from cds_service.errors import ApiError
 from cds_service.fhir.client import Fetched, FhirClient, pool
 from cds_service.fhir.deadline import Deadline, request_started_at
-from cds_service.fhir.guard import FhirServerRefused, FhirTarget, check_fhir_server
+from cds_service.fhir.guard import (
+    FhirServerRefused,
+    FhirTarget,
+    check_fhir_server,
+    client_servers,
+)
 from cds_service.fhir.prefetch import PatientData, read_prefetch
 from cds_service.fhir.queries import build_query, valid_fhir_id
 from cds_service.hook_request import HookRequest
@@ -132,6 +137,7 @@ def _checked_target(url: str, settings: Settings, deadline: Deadline) -> FhirTar
         url,
         allowlist=settings.fhir_allowlist,
         allow_loopback=settings.fhir_allow_loopback,
+        servers=client_servers(),  # read here: the pool thread has no request context
     )
     try:
         return future.result(timeout=deadline.remaining())
@@ -231,6 +237,9 @@ _REASONS = {
     "prefetch-other-patient": "the Patient obtained is not the patient in context",
 }
 
+# Problems with the caller's own request, safe to name; any other is said generically.
+_CALLER_REASONS = frozenset({"no-fhir-server", "invalid-patient-id", "prefetch-other-patient"})
+
 _PREFETCH = {
     "prefetch-absent": "prefetch 'patient' was not sent",
     "prefetch-outcome": "the EHR reported an error for prefetch 'patient'",
@@ -248,6 +257,15 @@ def _patient_unavailable(
         return f"{need}: the EHR sent prefetch 'patient' as null (no such patient)."
     problem = data.problems.get("patient", "missing")
     prefetch_part = _PREFETCH.get(_prefetch_reason(request), "prefetch 'patient' was not usable")
+    if problem not in _CALLER_REASONS and settings.auth != "disabled":
+        # Whether fhirServer was refused, resolved, redirected, timed out or refused the
+        # token is for the log (fhir_problem, fhir_detail): told to the caller, it would map
+        # the service's network for whoever can send a request. (With CDS_AUTH=disabled,
+        # local experiments on loopback only, the detail below helps more than it leaks.)
+        return (
+            f"{need}: {prefetch_part}, and it could not be fetched from fhirServer "
+            "(the service's log says why)."
+        )
     if problem == "fhir-server-refused":
         detail = outcome.detail or "fhirServer is not allowed"
         return f"{need}: {prefetch_part}, and it was not fetched: {detail}."

@@ -17,6 +17,7 @@ from flask import Flask, Request, Response, current_app, g, request
 
 from cds_service.config import ConfigError, Settings
 from cds_service.errors import error_response
+from cds_service.fhir.guard import CLIENT_SERVERS_KEY
 from cds_service.security.issuers import load_trusted_issuers
 from cds_service.security.verify import AuthError, Caller, ReplayStore, Verifier
 
@@ -35,9 +36,27 @@ def is_open(req: Request) -> bool:
     return req.method == "OPTIONS" or req.path in OPEN_PATHS
 
 
+DISCOVERY_PATHS = frozenset({"/cds-services", "/cds-services/"})
+
+
+def is_open_discovery(req: Request, settings: Settings) -> bool:
+    """Discovery lists services and prefetch templates, no patient data, and CDS Hooks leaves
+    its protection to the service: with ``CDS_DISCOVERY_AUTH=open`` (the default) a GET
+    without a token is answered, so EHRs that fetch it unauthenticated (or a newcomer's
+    ``curl``) can register the services. A token that is sent is still verified."""
+    return (
+        settings.discovery_auth == "open"
+        and req.method in ("GET", "HEAD")
+        and req.path in DISCOVERY_PATHS
+        and not req.headers.get("Authorization")
+    )
+
+
 def expected_audience(req: Request, public_base_url: str) -> str:
     """The URL the client called. Behind a proxy the request's own URL is the internal one,
-    and its Host header is the caller's to choose, so production sets CDS_PUBLIC_BASE_URL."""
+    and its Host header is the caller's to choose, so production requires
+    CDS_PUBLIC_BASE_URL (``config.check_startup``); the request's URL is used only in
+    development or with CDS_AUD_FROM_REQUEST=true."""
     if public_base_url:
         return public_base_url.rstrip("/") + req.path
     return req.base_url
@@ -58,7 +77,8 @@ def register_security(app: Flask, settings: Settings) -> None:
     if not settings.public_base_url and not settings.is_development:
         log.warning(
             "CDS_PUBLIC_BASE_URL is not set: the expected JWT aud is taken from the request's "
-            "own URL and Host header; set it when the service runs behind a proxy"
+            "own URL and Host header, which the caller chooses (CDS_AUD_FROM_REQUEST=%s)",
+            str(settings.aud_from_request).lower(),
         )
     verifier = Verifier(issuers, leeway_s=settings.jwt_leeway_s)
     app.extensions["cds.verifier"] = verifier
@@ -66,7 +86,7 @@ def register_security(app: Flask, settings: Settings) -> None:
 
     @app.before_request
     def _authenticate() -> Response | None:
-        if is_open(request):
+        if is_open(request) or is_open_discovery(request, settings):
             return None
         store = current_app.extensions.get(STORE_EXTENSION)
         if store is None or not hasattr(store, "claim_jti"):
@@ -96,6 +116,7 @@ def register_security(app: Flask, settings: Settings) -> None:
         g.cds_client_iss = caller.iss
         g.cds_client_profile = caller.profile
         g.cds_client_tenant = caller.tenant
+        setattr(g, CLIENT_SERVERS_KEY, caller.fhir_servers)
         g.setdefault("cds_timings", {})["auth"] = (time.perf_counter() - started) * 1000
         return None
 

@@ -19,6 +19,7 @@ from typing import Any
 from jsonschema import Draft202012Validator
 
 from cds_service.config import PACKAGE_DIR, ConfigError, Settings
+from cds_service.fhir.guard import ServerPattern
 from cds_service.security.jwks import JwksError, RemoteJwks, StaticJwks, check_key_url
 
 log = logging.getLogger("cds_service.security.issuers")
@@ -45,6 +46,8 @@ class Issuer:
     max_token_lifetime_s: int = DEFAULT_MAX_LIFETIME_S
     key_sources: list[StaticJwks | RemoteJwks] = field(default_factory=list)
     jku: dict[str, RemoteJwks] = field(default_factory=dict)
+    # where this client's fhirServer may point (its access token goes nowhere else)
+    fhir_servers: tuple[ServerPattern, ...] = ()
 
     def find_key(self, kid: str, jku: str | None = None) -> dict[str, Any] | None:
         """The JWK for ``kid``; ``jku`` must already be checked against ``self.jku``."""
@@ -85,6 +88,16 @@ def build_issuer(entry: Mapping[str, Any], *, base_dir: Path, cache_s: int) -> I
         max_token_lifetime_s=entry.get("max_token_lifetime_s", DEFAULT_MAX_LIFETIME_S),
     )
     try:
+        issuer.fhir_servers = tuple(ServerPattern.parse(p) for p in entry.get("fhir_servers", []))
+    except ValueError as exc:
+        raise ConfigError(f"trusted issuer {iss!r}: {exc}") from exc
+    if not issuer.fhir_servers:
+        log.warning(
+            "trusted issuer has no fhir_servers: its fhirServer is never contacted (prefetch "
+            "only)",
+            extra={"iss": iss},
+        )
+    try:
         if "jwks_file" in entry:
             path = Path(entry["jwks_file"])
             issuer.key_sources.append(StaticJwks(path if path.is_absolute() else base_dir / path))
@@ -113,6 +126,8 @@ def sandbox_issuer(cache_s: int) -> Issuer:
             "jku": [SANDBOX_JKU],
             "algorithms": ["ES384"],
             "profile": "standard",
+            # the sandbox's FHIR servers are public https ones, and the user may pick any
+            "fhir_servers": ["https://*"],
         },
         base_dir=DATA_DIR,
         cache_s=cache_s,

@@ -27,6 +27,7 @@ log = logging.getLogger("cds_service.security.jwks")
 # Key types usable for signatures we accept; symmetric ("oct") keys are never trusted.
 ASYMMETRIC_KTY = frozenset({"EC", "RSA"})
 MAX_JWKS_BYTES = 256 * 1024
+MIN_COOLDOWN_S = 1.0
 FETCH_TIMEOUT_S = (2.0, 3.0)  # connect, read: a key fetch sits on a clinician's request path
 
 
@@ -134,8 +135,9 @@ class RemoteJwks:
         self.source = url
         self.url = url
         self.cache_s = cache_s
-        # A cooldown longer than the cache lifetime would keep expired keys in use.
-        self.cooldown_s = min(cooldown_s, cache_s)
+        # A cooldown longer than the cache lifetime would keep expired keys in use; one shorter
+        # than a second would let a stream of forged kids become a stream of key fetches.
+        self.cooldown_s = max(MIN_COOLDOWN_S, min(cooldown_s, cache_s))
         self._fetcher = fetcher
         self.clock = clock
         self._lock = threading.Lock()

@@ -9,6 +9,7 @@ claimed last so that a token rejected for another reason does not burn its nonce
 from __future__ import annotations
 
 import datetime as dt
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -54,6 +55,7 @@ class Caller:
     tenant: str | None
     jti: str
     kid: str
+    fhir_servers: tuple[Any, ...] = ()
 
 
 def _loggable(value: Any) -> str:
@@ -66,6 +68,10 @@ def normalize_url(url: str) -> str:
     """Scheme and host are case-insensitive, default ports are implicit and a trailing slash
     is tolerated deliberately (CDS Hooks best practice); everything else must match exactly."""
     parts = urlsplit(url.strip())
+    if parts.username is not None or parts.password is not None or "@" in parts.netloc:
+        # `http://evil@host/...` names host: a claim spelt that way was minted for someone
+        # who wrote user information into an audience, never for this service.
+        raise ValueError("URL carries user information")
     scheme = parts.scheme.lower()
     host = (parts.hostname or "").lower()
     if ":" in host:
@@ -83,7 +89,10 @@ def audience_matches(aud_claim: Any, expected_url: str) -> bool:
         return False
     if not all(isinstance(claim, str) for claim in claims):
         return False
-    expected = normalize_url(expected_url)
+    try:
+        expected = normalize_url(expected_url)
+    except ValueError:
+        return False
     for claim in claims:
         try:
             if normalize_url(claim) == expected:
@@ -144,7 +153,14 @@ class Verifier:
         if not replay.claim_jti(iss, jti, expires_at):
             raise AuthError("replayed jti", **context)
         tenant = claims.get("tenant") if isinstance(claims.get("tenant"), str) else None
-        return Caller(iss=iss, profile=issuer.profile, tenant=tenant, jti=jti, kid=kid)
+        return Caller(
+            iss=iss,
+            profile=issuer.profile,
+            tenant=tenant,
+            jti=jti,
+            kid=kid,
+            fhir_servers=issuer.fhir_servers,
+        )
 
     def _pyjwk(
         self, iss: str, kid: str, alg: str, jwk: dict[str, Any], context: dict[str, Any]
@@ -190,6 +206,8 @@ class Verifier:
             raise AuthError(f"missing claim {exc.claim}", **context) from None
         except jwt.PyJWTError as exc:
             raise AuthError(f"invalid token: {type(exc).__name__}: {exc}", **context) from None
+        except (OverflowError, ValueError, TypeError) as exc:  # e.g. "exp": Infinity
+            raise AuthError(f"invalid token: {type(exc).__name__}", **context) from None
         return claims
 
     def _check_claims(
@@ -198,8 +216,16 @@ class Verifier:
         jti = claims["jti"]
         if not isinstance(jti, str) or not 0 < len(jti) <= MAX_JTI_CHARS:
             raise AuthError("jti must be a non-empty string", **context)
-        if not isinstance(claims["iat"], int | float):
-            raise AuthError("iat must be a number", **context)
+        for name in ("exp", "iat", "nbf"):
+            # RFC 7519 NumericDate: PyJWT accepts "4000000000" (a string) by calling int();
+            # the arithmetic below would then fail as a server error instead of a 401.
+            value = claims.get(name, 0)
+            if (
+                isinstance(value, bool)
+                or not isinstance(value, int | float)
+                or not math.isfinite(value)
+            ):
+                raise AuthError(f"{name} must be a number", **context)
         if claims["exp"] - claims["iat"] > issuer.max_token_lifetime_s:
             raise AuthError("token lifetime longer than this issuer allows", **context)
         if issuer.tenants is not None:

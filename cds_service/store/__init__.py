@@ -17,7 +17,16 @@ from cds_service.store.store import Store
 
 log = logging.getLogger("cds_service.store")
 
-__all__ = ["Store", "database_error", "open_store", "register_store"]
+__all__ = ["Store", "database_error", "migration_options", "open_store", "register_store"]
+
+
+def migration_options(settings: Settings) -> dict[str, object]:
+    """What data migrations need from the settings (0003 re-keys order ids with the hash key
+    and keeps comments only when the operator keeps them)."""
+    return {
+        "patient_hash_key": settings.patient_hash_key,
+        "store_comments": settings.store_comments,
+    }
 
 
 def open_store(settings: Settings, *, upgrade: bool = True) -> Store:
@@ -27,7 +36,7 @@ def open_store(settings: Settings, *, upgrade: bool = True) -> Store:
     try:
         store = Store(url)
         if upgrade:
-            before, after = store.upgrade()
+            before, after = store.upgrade(migration_options(settings))
             if before != after:
                 log.info("database schema upgraded", extra={"from": before, "to": after})
     except Exception as exc:

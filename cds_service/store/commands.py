@@ -27,14 +27,14 @@ _EXTRA_PARSERS.append(_add_db)
 def db(args: argparse.Namespace) -> int:
     import sqlalchemy as sa
 
-    from cds_service.store import database_error, migrate, open_store
+    from cds_service.store import database_error, migrate, migration_options, open_store
     from cds_service.store.engine import redacted
 
     settings = load_settings()
     store = open_store(settings, upgrade=False)
     try:
         if args.db_command == "upgrade":
-            before, after = store.upgrade()
+            before, after = store.upgrade(migration_options(settings))
             state = "already at" if before == after else f"upgraded from {before or 'empty'} to"
             print(f"{redacted(store.url)}: {state} revision {after}")
         else:

@@ -1,4 +1,4 @@
-"""Keyed hashes of patient and user ids: the store links records without holding the ids.
+"""Keyed hashes of patient, user and order ids: the store links records without the ids.
 
 HMAC-SHA256 with a secret key (``CDS_PATIENT_HASH_KEY``): without the key, a hash cannot be
 reversed by hashing every plausible MRN. When no key is configured one is generated once and
@@ -25,8 +25,9 @@ class IdHasher:
         self._key = key
 
     def __call__(self, kind: str, value: str) -> str:
-        # the kind keeps a user and a patient with the same id from sharing a hash
-        message = f"{kind}\x00{value}".encode()
+        # the kind keeps a user and a patient with the same id from sharing a hash;
+        # surrogatepass: a lone surrogate (valid JSON, not UTF-8) still hashes, never raises
+        message = f"{kind}\x00{value}".encode("utf-8", "surrogatepass")
         return hmac.new(self._key, message, hashlib.sha256).hexdigest()
 
     def patient(self, patient_id: str) -> str:
@@ -34,6 +35,11 @@ class IdHasher:
 
     def user(self, user_id: str) -> str:
         return self("user", user_id)
+
+    def order(self, order_id: str) -> str:
+        """The EHR's draft order ids (``MedicationRequest/123``) can be MRN-like: the store
+        keeps this hash instead (same key; see migration 0003)."""
+        return self("order", order_id)
 
 
 def id_hasher(settings: Settings, store: Store) -> IdHasher:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 from functools import lru_cache
 from pathlib import Path
+from typing import Any
 
 import sqlalchemy as sa
 from alembic import command
@@ -44,8 +45,11 @@ def current_revision(connection: sa.Connection) -> str | None:
     return MigrationContext.configure(connection).get_current_revision()
 
 
-def upgrade(engine: sa.Engine, revision: str = "head") -> tuple[str | None, str | None]:
-    """Upgrade to ``revision``; returns (revision before, revision after)."""
+def upgrade(
+    engine: sa.Engine, revision: str = "head", options: dict[str, Any] | None = None
+) -> tuple[str | None, str | None]:
+    """Upgrade to ``revision``; returns (revision before, revision after). ``options`` are
+    settings a data migration needs (``patient_hash_key``, ``store_comments``)."""
     with engine.connect().execution_options(**WRITE) as connection, connection.begin():
         if connection.dialect.name == "postgresql":
             connection.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": _PG_LOCK_KEY})
@@ -53,6 +57,7 @@ def upgrade(engine: sa.Engine, revision: str = "head") -> tuple[str | None, str 
         if revision == "head" and before == head_revision():
             return before, before
         config = alembic_config()
+        config.attributes.update(options or {})
         config.attributes["connection"] = connection
         command.upgrade(config, revision)
         return before, current_revision(connection)

@@ -75,6 +75,8 @@ _JTI_INSERT = jwt_replay.insert()
 
 # Repeat suppression's query, built once with bound parameters (one per order-sign call);
 # served by ix_issued_cards_lookup (migration 0002).
+# Both the card and the feedback must belong to the calling client (issuer and tenant; NULL
+# matches NULL, for CDS_AUTH=disabled): another EHR's overrides never silence this one's cards.
 _OVERRIDDEN = (
     sa.select(issued_cards.c.order_id, issued_cards.c.topic_code)
     .join(feedback, feedback.c.card_uuid == issued_cards.c.card_uuid)
@@ -83,7 +85,12 @@ _OVERRIDDEN = (
         issued_cards.c.order_id.in_(sa.bindparam("order_ids", expanding=True)),
         issued_cards.c.user_hash == sa.bindparam("user_hash"),
         issued_cards.c.patient_hash == sa.bindparam("patient_hash"),
+        issued_cards.c.client_iss.is_not_distinct_from(sa.bindparam("client_iss")),
+        issued_cards.c.client_tenant.is_not_distinct_from(sa.bindparam("client_tenant")),
         issued_cards.c.topic_code.is_not(None),
+        feedback.c.card_known.is_(True),
+        feedback.c.client_iss.is_not_distinct_from(sa.bindparam("client_iss")),
+        feedback.c.client_tenant.is_not_distinct_from(sa.bindparam("client_tenant")),
         feedback.c.outcome == "overridden",
         feedback.c.received_at >= sa.bindparam("since"),
     )
@@ -124,10 +131,18 @@ class RecordsMixin:
             statement = _insert_ignoring_duplicates(connection.dialect.name, issued_cards)
             return len(connection.execute(statement, rows).all())
 
-    def save_feedback(self, service_id: str, items: list[dict[str, Any]]) -> FeedbackOutcome:
+    def save_feedback(
+        self,
+        service_id: str,
+        items: list[dict[str, Any]],
+        *,
+        client_iss: str | None = None,
+        client_tenant: str | None = None,
+    ) -> FeedbackOutcome:
         """Store every item in ONE transaction (all or nothing), linking each to the card it
         names. Items whose hash is already stored are duplicates (no-op); items naming a
-        card this service never issued are stored with ``card_known = False``."""
+        card this service never issued *to this client* (issuer and tenant) are stored with
+        ``card_known = False`` and no topic: another client's card uuid links to nothing."""
         now = utcnow()
         uuids = sorted({item["card_uuid"] for item in items})
         new_items: list[dict[str, Any]] = []
@@ -139,6 +154,8 @@ class RecordsMixin:
                     sa.select(issued_cards.c.card_uuid, issued_cards.c.topic_code).where(
                         issued_cards.c.card_uuid.in_(uuids),
                         issued_cards.c.service_id == service_id,
+                        issued_cards.c.client_iss.is_not_distinct_from(client_iss),
+                        issued_cards.c.client_tenant.is_not_distinct_from(client_tenant),
                     )
                 ).all()
             )
@@ -147,6 +164,8 @@ class RecordsMixin:
                 known = item["card_uuid"] in topics
                 row = {
                     **item,
+                    "client_iss": client_iss,
+                    "client_tenant": client_tenant,
                     "service_id": service_id,
                     "card_known": known,
                     "topic_code": topics.get(item["card_uuid"]),
@@ -167,9 +186,12 @@ class RecordsMixin:
         user_hash: str,
         patient_hash: str,
         since: datetime,
+        client_iss: str | None = None,
+        client_tenant: str | None = None,
     ) -> set[tuple[str, str]]:
-        """(order id, topic code) pairs whose card, issued by ``service_id`` to this user
-        for this patient, was overridden in feedback received since ``since``."""
+        """(order id hash, topic code) pairs whose card, issued by ``service_id`` to this
+        client (issuer and tenant), user and patient, was overridden in that client's
+        feedback received since ``since``."""
         if not order_ids:
             return set()
         params = {
@@ -177,6 +199,8 @@ class RecordsMixin:
             "order_ids": sorted(set(order_ids)),
             "user_hash": user_hash,
             "patient_hash": patient_hash,
+            "client_iss": client_iss,
+            "client_tenant": client_tenant,
             "since": as_naive_utc(since),
         }
         with self.engine.connect() as connection:
@@ -202,8 +226,8 @@ class Store(RecordsMixin):
         return f"Store({redacted(self.url)!r})"
 
     # -- schema ---------------------------------------------------------------------------
-    def upgrade(self) -> tuple[str | None, str | None]:
-        return migrate.upgrade(self.engine)
+    def upgrade(self, options: dict[str, Any] | None = None) -> tuple[str | None, str | None]:
+        return migrate.upgrade(self.engine, options=options)
 
     def ping(self) -> None:
         """Health check: raises when the database cannot answer a trivial query."""

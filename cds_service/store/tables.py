@@ -2,8 +2,11 @@
 ``metadata`` is their target, so ``alembic check`` can tell when the two drift apart.
 
 Times are naive UTC everywhere (``utcnow()``), which both SQLite and PostgreSQL store and
-compare the same way. No column holds raw patient data: patients and users appear only as
-keyed hashes (HMAC-SHA256), and card audit data is codes and numbers.
+compare the same way. No column holds raw patient data: patients, users and the EHR's draft
+order ids appear only as keyed hashes (HMAC-SHA256), card audit data is codes and numbers,
+and clinicians' free-text override comments are kept only with ``CDS_STORE_COMMENTS=true``.
+Every issued card and feedback item carries the verified client (JWT ``iss`` and ``tenant``):
+feedback, repeat suppression and reports never cross from one client to another.
 """
 
 from __future__ import annotations
@@ -63,10 +66,14 @@ issued_cards = sa.Table(
     sa.Column("indicator", sa.String(16), nullable=True),
     sa.Column("suggestion_uuids", sa.JSON(), nullable=False),
     sa.Column("audit", sa.JSON(), nullable=False),
+    # keyed hash of the draft order id (migration 0003; raw ids before it)
     sa.Column("order_id", sa.String(256), nullable=True, index=True),
     sa.Column("patient_hash", sa.String(64), nullable=False),
     sa.Column("user_hash", sa.String(64), nullable=False),
     sa.Column("issued_at", sa.DateTime(), nullable=False, index=True),
+    # the verified client the card was issued to (migration 0003); NULL with CDS_AUTH=disabled
+    sa.Column("client_iss", sa.String(512), nullable=True),
+    sa.Column("client_tenant", sa.String(256), nullable=True),
     # repeat suppression's look-up (migration 0002): order ids alone repeat across patients
     sa.Index("ix_issued_cards_lookup", "service_id", "order_id", "patient_hash", "user_hash"),
 )
@@ -91,4 +98,5 @@ feedback = sa.Table(
     sa.Column("outcome_at", sa.DateTime(), nullable=False),
     sa.Column("received_at", sa.DateTime(), nullable=False, index=True),
     sa.Column("client_iss", sa.String(512), nullable=True),
+    sa.Column("client_tenant", sa.String(256), nullable=True),
 )

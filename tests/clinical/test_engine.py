@@ -4,9 +4,11 @@ when data is missing, audit data, timings."""
 from __future__ import annotations
 
 import copy
+import dataclasses
 import statistics
 import time
 import uuid
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -102,11 +104,14 @@ def test_sandbox_requests_give_sensible_cards(standard, sandbox_request, name):
         assert_spec_valid(card)
         assert "_audit" not in card
     topics = by_topic(cards)
-    # 77-year-old, 5 mg once daily for 30 days, no indication
+    # born 1948-03-02 (77 at the drafts' date, 2026-01-15), 5 mg once daily for 30 days, no
+    # indication; the age is counted to the time of the call, not to the draft's date
+    today = datetime.now(UTC).date()
+    age = today.year - 1948 - ((today.month, today.day) < (3, 2))
     assert topics["duration-limit"]["indicator"] == "warning"  # F.0-6: never critical
     assert "30 days" in topics["duration-limit"]["summary"]
     assert topics["beers-benzodiazepine"]["indicator"] == "warning"
-    assert "Age 77" in topics["beers-benzodiazepine"]["summary"]
+    assert f"Age {age}" in topics["beers-benzodiazepine"]["summary"]
     alt = topics["muscle-relaxant-alternative"]
     assert "renal function unknown: baclofen not ranked first" in alt["detail"]
     assert "indication-missing" in topics
@@ -209,7 +214,10 @@ def engine() -> Engine:
 
 def test_engine_cards_carry_audit_with_order_and_rule(engine, sandbox_request):
     body = with_prefetch(sandbox_request("order-sign-request_r4-server"))
-    request = build_hook_request(body)
+    # the call's reference time, pinned to the drafts' date: the age is counted to it
+    request = dataclasses.replace(
+        build_hook_request(body), received_at=datetime(2026, 1, 15, 12, tzinfo=UTC)
+    )
     orders = engine.orders_in_scope(request)
     timings: dict[str, float] = {}
     cards = engine.advise(request, orders, read_prefetch(body["prefetch"]), "standard", timings)

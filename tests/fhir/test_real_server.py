@@ -210,18 +210,26 @@ def test_null_patient_is_412_without_fetching(fhir_server: FhirServer) -> None:
     assert "null" in caught.value.diagnostics
 
 
-def test_server_not_allowed_means_no_fetch_and_412_naming_the_rule(
-    fhir_server: FhirServer,
+def test_server_not_allowed_means_no_fetch_and_a_generic_412_with_the_rule_in_the_log(
+    fhir_server: FhirServer, caplog: pytest.LogCaptureFixture
 ) -> None:
+    # issue 17 item 4: the caller learns only that the data could not be fetched; which rule
+    # refused the server (or how it failed) is in the log, not a map of the network
     patient_id, _ = load(fhir_server)
     body = hook_body(patient_id, fhir_server=fhir_server.base_url, token=fhir_server.token)
     with pytest.raises(ApiError) as caught:
-        resolve(body, fhir_allow_loopback=False)
+        resolve(body, fhir_allow_loopback=False, auth="required")
     assert caught.value.status == 412
-    assert "loopback" in caught.value.diagnostics
+    assert "loopback" not in caught.value.diagnostics
+    assert "could not be fetched from fhirServer" in caught.value.diagnostics
+    details = " ".join(str(getattr(r, "fhir_detail", "")) for r in caplog.records)
+    assert "loopback" in details
+    caplog.clear()
     with pytest.raises(ApiError) as caught:
-        resolve(body, fhir_allowlist=())
-    assert "https" in caught.value.diagnostics
+        resolve(body, fhir_allowlist=(), auth="required")
+    assert "https" not in caught.value.diagnostics
+    details = " ".join(str(getattr(r, "fhir_detail", "")) for r in caplog.records)
+    assert "must use https" in details
 
 
 def test_request_log_line_carries_fetch_timings_without_phi(

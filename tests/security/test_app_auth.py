@@ -287,7 +287,9 @@ def test_health_and_cors_preflight_need_no_token(
     assert preflight.headers["Access-Control-Allow-Origin"] == "https://sandbox.cds-hooks.org"
     assert "authorization" in preflight.headers["Access-Control-Allow-Headers"].lower()
     # ...while the real call still needs one, and its 401 carries CORS headers for the browser.
-    rejected = client.get("/cds-services", headers={"Origin": "https://sandbox.cds-hooks.org"})
+    rejected = client.post(
+        SELECT_PATH, json={}, headers={"Origin": "https://sandbox.cds-hooks.org"}
+    )
     assert rejected.status_code == 401
     assert rejected.headers["Access-Control-Allow-Origin"] == "https://sandbox.cds-hooks.org"
 

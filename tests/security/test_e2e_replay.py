@@ -53,6 +53,7 @@ def test_replayed_token_is_accepted_once_across_two_workers(
         "CDS_TRUSTED_ISSUERS": str(issuers),
         "CDS_DEV_TRUST_SANDBOX": "false",
         "CDS_PATIENT_HASH_KEY": "test-only-key",
+        "CDS_DISCOVERY_AUTH": "required",  # discovery is the cheapest call that spends a jti
     }
     with running_server(tmp_path, env, workers=2) as server:
         url = f"{server.base_url}/cds-services"

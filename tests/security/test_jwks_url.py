@@ -4,6 +4,7 @@ kid (key rotation), failure handling, and ``jku`` followed only when listed for 
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -108,13 +109,15 @@ def test_unreachable_or_broken_key_server_fails_closed(
     server = KeyServer(httpserver)
     server.status = 500
     client = url_app(
-        make_app, tmp_path, {"jwks_url": server.url, "refresh_cooldown_s": 0}
+        make_app, tmp_path, {"jwks_url": server.url, "refresh_cooldown_s": 1}
     ).test_client()
     assert call(client, key.token(), body) == 401
     server.status = 200
     server.current = {"keys": [{"kty": "oct", "k": "c2VjcmV0", "kid": key.kid}]}
+    time.sleep(1.05)  # the least cooldown between two fetches is 1 s
     assert call(client, key.token(), body) == 401  # a symmetric key is never usable
     server.current = jwks_of(key)
+    time.sleep(1.05)
     assert call(client, key.token(), body) == 200  # recovers once the server does
 
 

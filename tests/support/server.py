@@ -52,7 +52,15 @@ def start_server(
     port: int | None = None,
 ) -> RunningServer:
     port = port or free_port()
-    full_env = {**os.environ, "CDS_DATA_DIR": str(tmp_dir / "data"), "CDS_LOG_LEVEL": "INFO"}
+    full_env = {
+        **os.environ,
+        "CDS_DATA_DIR": str(tmp_dir / "data"),
+        "CDS_LOG_LEVEL": "INFO",
+        # production refuses to start without these (config.check_startup): the URL the
+        # tests call is the public one, and a fixed test-only key
+        "CDS_PUBLIC_BASE_URL": f"http://127.0.0.1:{port}",
+        "CDS_PATIENT_HASH_KEY": "test-only-patient-hash-key",
+    }
     full_env.update(env or {})
     exe = Path(sys.executable).with_name("diazepam-cds")
     command = [str(exe), "serve", "--host", "127.0.0.1", "--port", str(port)]

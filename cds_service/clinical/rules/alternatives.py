@@ -350,10 +350,7 @@ def _injury_note(kept: list[str], scenario: str) -> str:
     if scenario != "acute_old" or not named:
         return ""
     who = named[0].capitalize() if len(named) == 1 else "Both"
-    return (
-        f" {who} had more injuries than cyclobenzaprine in a 2025 cohort, though not "
-        "Beers-listed."
-    )
+    return f" {who}: more injuries than cyclobenzaprine in a 2025 cohort, though not Beers-listed."
 
 
 def nsaid_text(record: PatientRecord, policy: Policy) -> str:
@@ -366,7 +363,7 @@ def nsaid_text(record: PatientRecord, policy: Policy) -> str:
     if kidney is None and record.egfr is not None:
         kidney = record.egfr.value
     if kidney is not None and kidney < rule["egfr_below"]:
-        reasons.append(f"kidney function about {fmt(kidney)} mL/min, below {rule['egfr_below']}")
+        reasons.append(f"kidney function about {fmt(kidney)} mL/min")
     reasons += [titles.get(g, g).lower() for g in rule["groups"] if record.has(g)]
     for cls in rule["classes"]:
         drugs = _class_drugs(record, cls)

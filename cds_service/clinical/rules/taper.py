@@ -9,8 +9,6 @@ solution instead.
 
 from __future__ import annotations
 
-import math
-
 from cds_service.clinical.models import DiazepamOrder, Finding, Option, PatientRecord
 from cds_service.clinical.policy import Policy
 from cds_service.clinical.rules.common import (
@@ -30,24 +28,36 @@ _TABLETS = (("197589", 10.0), ("197591", 5.0), ("197590", 2.0))
 _MAX_TABLETS_PER_DOSE = 3
 
 
+def _tablet_makeable(mg: float) -> bool:
+    return any(
+        ((mg / strength) * 2) % 1 == 0 and mg / strength <= _MAX_TABLETS_PER_DOSE
+        for _, strength in _TABLETS
+    )
+
+
 def taper_step(mg_day: float, doses: float, policy: Policy) -> float | None:
-    """The new dose per administration (a multiple of 0.5 mg): the daily dose lowered as
-    close to ``step_pct`` as possible, by at least ``min_step_pct`` and at most
-    ``max_step_pct`` (ASAM 2025). None when no such dose exists."""
+    """The new dose per administration for the first taper step (R13, ASAM 2025): the daily
+    dose lowered by ``min_step_pct`` to ``default_max_step_pct`` (5-10 %), as close to
+    ``step_pct`` as possible. Tablet doses (whole or half tablets of one strength) first;
+    else a dose the 1 mg/mL oral solution measures (0.1 mL). None when neither can make it."""
     rule = policy["taper"]
-    best: tuple[float, float] | None = None
+    low, high, aim = rule["min_step_pct"], rule["default_max_step_pct"], rule["step_pct"]
+
+    def cut(per_dose: float) -> float:
+        return 100 * (1 - per_dose * doses / mg_day)
+
     per_dose = mg_day / doses
-    candidate = math.floor(per_dose * 2) / 2
-    while candidate >= 0.5:
-        cut = 100 * (1 - candidate * doses / mg_day)
-        if cut > rule["max_step_pct"] + 1e-9:
-            break
-        if cut >= rule["min_step_pct"] - 1e-9:
-            distance = abs(cut - rule["step_pct"])
-            if best is None or distance < best[0]:
-                best = (distance, candidate)
-        candidate -= 0.5
-    return best[1] if best else None
+    tablets = [
+        v / 2
+        for v in range(int(per_dose * 2), 0, -1)
+        if _tablet_makeable(v / 2) and low - 1e-9 <= cut(v / 2) <= high + 1e-9
+    ]
+    if tablets:
+        return min(tablets, key=lambda v: abs(cut(v) - aim))
+    measured = round(per_dose * (1 - aim / 100), 1)
+    if measured > 0 and low - 1e-9 <= cut(measured) <= high + 1e-9:
+        return measured
+    return None
 
 
 def _product(mg: float, policy: Policy) -> tuple[str, str, float] | None:
