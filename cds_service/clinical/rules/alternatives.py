@@ -25,7 +25,13 @@ from cds_service.clinical.rules.common import (
     pathway,
     unsure_indication,
 )
-from cds_service.clinical.suggestions import alternative_request
+from cds_service.clinical.suggestions import (
+    ADD_SUFFIX,
+    alternative_request,
+    order_label,
+    regimen_labels,
+    regimen_lines,
+)
 
 
 @dataclass
@@ -251,31 +257,45 @@ def muscle_relaxant_alternative(
     lines = []
     # R12: with no indication at all nothing is recommended, and each label says what for
     no_reason = unsure_indication(order, record, policy)
+    prefix = "If for muscle spasm: " if no_reason else ""
     removable = not emergency_order(order, record, policy)
     for rank, drug in enumerate(kept):
         regimen = alt["regimens"][scenario][drug]
         product = policy.products[regimen["code"]]
         resource = alternative_request(order, regimen, product, supply)
-        qty = resource["dispenseRequest"]["quantity"]
+        qty = resource["dispenseRequest"].get("quantity")
+        qty_text = amount(qty["value"], qty["unit"]) if qty else None
         off_label = path == "acute" and drug in alt["off_label_for_acute"]
         tag = " (off-label for acute spasm)" if off_label else ""
-        label = f"Replace with {drug}{tag}: {regimen['text']} ({amount(qty['value'], qty['unit'])})"
-        if no_reason:
-            label = f"If for muscle spasm: {label[0].lower()}{label[1:]}"
+        cores = regimen_labels(regimen, supply)
+        shared = {"prefix": prefix, "quantity": qty_text, "off_label": off_label}
         if removable:  # F.0-3: a non-oral (rescue, injection) order is never replaced
+            sigs = "; ".join(d["text"] for d in resource["dosageInstruction"])
+            label = order_label("Replace with", drug, cores, verbless=True, **shared)
+            add_label = order_label("Add", drug, cores, suffix=ADD_SUFFIX, **shared)
+            # what the label had no room for travels with the option to whichever card
+            # offers it: the off-label status (F.3)
+            notes = []
+            if off_label and not ("off-label" in label and "off-label" in add_label):
+                notes.append(alt["off_label_note"].format(drug=drug.capitalize()))
             options.append(
                 Option(
                     kind="replace",
                     label=label,
-                    description=f"Order {product.display}: {regimen['text']}",
+                    add_label=add_label,
+                    description=f"Order {product.display}: {sigs}",
                     resource=resource,
                     recommended=rank == 0 and not no_reason,
                     code=product.code,
+                    notes=notes,
                 )
             )
         notes = assessed[drug].demoted + assessed[drug].cautions
         note = f" (caution: {'; '.join(notes)})" if notes else ""
-        lines.append(f"{rank + 1}. **{drug}**{tag} {regimen['text']}{note}")
+        plan = f"; {regimen['plan']}" if regimen.get("plan") else ""
+        course = cores[0].lstrip(", ")
+        amount_text = f" ({qty_text})" if qty_text else ""
+        lines.append(f"{rank + 1}. **{drug}**{tag} {course}{amount_text}{plan}{note}")
     top = kept[0]
     top_regimen = alt["regimens"][scenario][top]
     audit["offered"] = [o.code for o in options]
@@ -296,7 +316,7 @@ def muscle_relaxant_alternative(
             facts={
                 "lead": f"{lead}: " if lead else "",
                 "top": top,
-                "top_mg": fmt(top_regimen.get("mg") or top_regimen["steps"][0]["mg"]),
+                "top_mg": fmt(regimen_lines(top_regimen)[0]["mg"]),
                 "days": fmt(supply),
                 "options_md": "\n".join(lines),
                 "excluded_md": "\n".join(f"- {e}" for e in excluded) or "- none",
