@@ -128,13 +128,6 @@ def assess(
         a.excluded.append(f"AGS Beers 2023: avoid at age {record.age_years}")
     # soft findings
     notes: list[tuple[str, str]] = []
-    general = alt["cautions"].get("all", {})
-    for group in _has_any(record, general.get("groups", [])):
-        notes.append(("caution", f"{titles.get(group, group).lower()}: also a CNS depressant"))
-    for cls in general.get("classes", []):
-        drugs = _class_drugs(record, cls)
-        if drugs:
-            notes.append(("caution", f"with {', '.join(drugs)}: additive sedation"))
     for cls, effect in soft.get("classes", {}).items():
         drugs = _class_drugs(record, cls)
         if drugs:
@@ -153,6 +146,26 @@ def assess(
     for effect, text in notes:
         (a.demoted if effect == "demote" else a.cautions).append(text)
     return a
+
+
+def general_cautions(record: PatientRecord, policy: Policy) -> str | None:
+    """F.2a: muscle relaxants sedate and weaken too. With myasthenia gravis, sleep apnea,
+    COPD or an opioid, every alternative offered carries this line (policy
+    ``alternatives.cautions.all``), on whichever card offers it."""
+    rule = policy["alternatives"]["cautions"].get("all", {})
+    texts = rule.get("texts", {})
+    titles = policy.group_titles
+    items = []
+    for group in _has_any(record, rule.get("groups", [])):
+        items.append(texts.get(group) or f"{titles.get(group, group).lower()}: added sedation")
+    for cls in rule.get("classes", []):
+        drugs = _class_drugs(record, cls)
+        if drugs:
+            text = texts.get(cls) or "with {drugs}: added sedation"
+            items.append(text.format(drugs=", ".join(drugs)))
+    if not items:
+        return None
+    return f"**{rule.get('lead', 'Caution with any muscle relaxant')}:** " + "; ".join(items) + "."
 
 
 def _scenario(record: PatientRecord, policy: Policy, path: str) -> str:
@@ -259,6 +272,7 @@ def muscle_relaxant_alternative(
     no_reason = unsure_indication(order, record, policy)
     prefix = "If for muscle spasm: " if no_reason else ""
     removable = not emergency_order(order, record, policy)
+    caution = general_cautions(record, policy)
     for rank, drug in enumerate(kept):
         regimen = alt["regimens"][scenario][drug]
         product = policy.products[regimen["code"]]
@@ -274,8 +288,8 @@ def muscle_relaxant_alternative(
             label = order_label("Replace with", drug, cores, verbless=True, **shared)
             add_label = order_label("Add", drug, cores, suffix=ADD_SUFFIX, **shared)
             # what the label had no room for travels with the option to whichever card
-            # offers it: the off-label status (F.3)
-            notes = []
+            # offers it: the off-label status (F.3) and the cautions (F.2a)
+            notes = [caution] if caution else []
             if off_label and not ("off-label" in label and "off-label" in add_label):
                 notes.append(alt["off_label_note"].format(drug=drug.capitalize()))
             options.append(
@@ -328,6 +342,7 @@ def muscle_relaxant_alternative(
             audit=audit,
             options=options,
             unknowns=unknowns,
+            notes=[caution] if caution else [],
         )
     ]
 
