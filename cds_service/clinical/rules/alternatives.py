@@ -25,7 +25,13 @@ from cds_service.clinical.rules.common import (
     pathway,
     unsure_indication,
 )
-from cds_service.clinical.suggestions import alternative_request
+from cds_service.clinical.suggestions import (
+    ADD_SUFFIX,
+    alternative_request,
+    order_label,
+    regimen_labels,
+    regimen_lines,
+)
 
 
 @dataclass
@@ -122,13 +128,6 @@ def assess(
         a.excluded.append(f"AGS Beers 2023: avoid at age {record.age_years}")
     # soft findings
     notes: list[tuple[str, str]] = []
-    general = alt["cautions"].get("all", {})
-    for group in _has_any(record, general.get("groups", [])):
-        notes.append(("caution", f"{titles.get(group, group).lower()}: also a CNS depressant"))
-    for cls in general.get("classes", []):
-        drugs = _class_drugs(record, cls)
-        if drugs:
-            notes.append(("caution", f"with {', '.join(drugs)}: additive sedation"))
     for cls, effect in soft.get("classes", {}).items():
         drugs = _class_drugs(record, cls)
         if drugs:
@@ -147,6 +146,26 @@ def assess(
     for effect, text in notes:
         (a.demoted if effect == "demote" else a.cautions).append(text)
     return a
+
+
+def general_cautions(record: PatientRecord, policy: Policy) -> str | None:
+    """F.2a: muscle relaxants sedate and weaken too. With myasthenia gravis, sleep apnea,
+    COPD or an opioid, every alternative offered carries this line (policy
+    ``alternatives.cautions.all``), on whichever card offers it."""
+    rule = policy["alternatives"]["cautions"].get("all", {})
+    texts = rule.get("texts", {})
+    titles = policy.group_titles
+    items = []
+    for group in _has_any(record, rule.get("groups", [])):
+        items.append(texts.get(group) or f"{titles.get(group, group).lower()}: added sedation")
+    for cls in rule.get("classes", []):
+        drugs = _class_drugs(record, cls)
+        if drugs:
+            text = texts.get(cls) or "with {drugs}: added sedation"
+            items.append(text.format(drugs=", ".join(drugs)))
+    if not items:
+        return None
+    return f"**{rule.get('lead', 'Caution with any muscle relaxant')}:** " + "; ".join(items) + "."
 
 
 def _scenario(record: PatientRecord, policy: Policy, path: str) -> str:
@@ -251,31 +270,46 @@ def muscle_relaxant_alternative(
     lines = []
     # R12: with no indication at all nothing is recommended, and each label says what for
     no_reason = unsure_indication(order, record, policy)
+    prefix = "If for muscle spasm: " if no_reason else ""
     removable = not emergency_order(order, record, policy)
+    caution = general_cautions(record, policy)
     for rank, drug in enumerate(kept):
         regimen = alt["regimens"][scenario][drug]
         product = policy.products[regimen["code"]]
         resource = alternative_request(order, regimen, product, supply)
-        qty = resource["dispenseRequest"]["quantity"]
+        qty = resource["dispenseRequest"].get("quantity")
+        qty_text = amount(qty["value"], qty["unit"]) if qty else None
         off_label = path == "acute" and drug in alt["off_label_for_acute"]
         tag = " (off-label for acute spasm)" if off_label else ""
-        label = f"Replace with {drug}{tag}: {regimen['text']} ({amount(qty['value'], qty['unit'])})"
-        if no_reason:
-            label = f"If for muscle spasm: {label[0].lower()}{label[1:]}"
+        cores = regimen_labels(regimen, supply)
+        shared = {"prefix": prefix, "quantity": qty_text, "off_label": off_label}
         if removable:  # F.0-3: a non-oral (rescue, injection) order is never replaced
+            sigs = "; ".join(d["text"] for d in resource["dosageInstruction"])
+            label = order_label("Replace with", drug, cores, verbless=True, **shared)
+            add_label = order_label("Add", drug, cores, suffix=ADD_SUFFIX, **shared)
+            # what the label had no room for travels with the option to whichever card
+            # offers it: the off-label status (F.3) and the cautions (F.2a)
+            notes = [caution] if caution else []
+            if off_label and not ("off-label" in label and "off-label" in add_label):
+                notes.append(alt["off_label_note"].format(drug=drug.capitalize()))
             options.append(
                 Option(
                     kind="replace",
                     label=label,
-                    description=f"Order {product.display}: {regimen['text']}",
+                    add_label=add_label,
+                    description=f"Order {product.display}: {sigs}",
                     resource=resource,
                     recommended=rank == 0 and not no_reason,
                     code=product.code,
+                    notes=notes,
                 )
             )
         notes = assessed[drug].demoted + assessed[drug].cautions
         note = f" (caution: {'; '.join(notes)})" if notes else ""
-        lines.append(f"{rank + 1}. **{drug}**{tag} {regimen['text']}{note}")
+        plan = f"; {regimen['plan']}" if regimen.get("plan") else ""
+        course = cores[0].lstrip(", ")
+        amount_text = f" ({qty_text})" if qty_text else ""
+        lines.append(f"{rank + 1}. **{drug}**{tag} {course}{amount_text}{plan}{note}")
     top = kept[0]
     top_regimen = alt["regimens"][scenario][top]
     audit["offered"] = [o.code for o in options]
@@ -296,7 +330,7 @@ def muscle_relaxant_alternative(
             facts={
                 "lead": f"{lead}: " if lead else "",
                 "top": top,
-                "top_mg": fmt(top_regimen.get("mg") or top_regimen["steps"][0]["mg"]),
+                "top_mg": fmt(regimen_lines(top_regimen)[0]["mg"]),
                 "days": fmt(supply),
                 "options_md": "\n".join(lines),
                 "excluded_md": "\n".join(f"- {e}" for e in excluded) or "- none",
@@ -308,6 +342,7 @@ def muscle_relaxant_alternative(
             audit=audit,
             options=options,
             unknowns=unknowns,
+            notes=[caution] if caution else [],
         )
     ]
 
