@@ -18,13 +18,13 @@ rewrite) is never offered for one-click signing; the action is dropped and logge
 
 from __future__ import annotations
 
-import copy
 import logging
 from collections import Counter
 from collections.abc import Iterable, Mapping
 from typing import Any
 
 from cds_service.clinical.suggestions import impossible_numbers
+from cds_service.jsondata import copy_json
 
 log = logging.getLogger("cds_service.actions")
 
@@ -127,7 +127,7 @@ def _fix_actions(
                 out.append(action)
                 continue
             lost = True
-            resource = copy.deepcopy(action.get("resource"))
+            resource = copy_json(action.get("resource"))
             if isinstance(resource, dict):
                 resource.pop("id", None)
                 resource["status"] = "draft"

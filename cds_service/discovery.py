@@ -32,7 +32,8 @@ KIDNEY_LOINC = (
 
 PREFETCH_TEMPLATES: dict[str, str] = {
     "patient": "Patient/{{context.patientId}}",
-    "medications": "MedicationRequest?patient={{context.patientId}}&status=active",
+    # stopped too: F.1 maoi_14d reads an MAOI stopped within 14 days (review case rv-27)
+    "medications": "MedicationRequest?patient={{context.patientId}}&status=active,on-hold,stopped",
     "conditions": "Condition?patient={{context.patientId}}&clinical-status=active",
     "observations": "Observation?patient={{context.patientId}}&code="
     + ",".join(f"http://loinc.org|{code}" for code in KIDNEY_LOINC)

@@ -87,6 +87,9 @@ def one_decision(findings: list[Finding], policy: Policy) -> list[Finding]:
         moved = [o for o in finding.options if o.kind in _DRAFT_KINDS]
         finding.options = [o for o in finding.options if o.kind not in _DRAFT_KINDS]
         host.options.extend(moved)
+        for note in (n for o in moved for n in o.notes):
+            if note not in host.notes:  # a caution goes where its option goes (F.2a)
+                host.notes.append(note)
         finding.notes.append(rule["decision_note"].format(card=title))
         host.audit.setdefault("decision_from", []).append(finding.topic)
     order = {"replace": 0, "update": 1, "delete": 2, "create": 3}

@@ -29,6 +29,14 @@ FORM_SYSTEM = "http://terminology.hl7.org/CodeSystem/v3-orderableDrugForm"
 _FORM_CODES = {"tablet": "TAB", "capsule": "CAP"}
 
 
+def fmt(value: float | None) -> str:
+    """Numbers as a clinician writes them: 5, 2.5, 7 (as ``rules.common.fmt``, which this
+    module cannot import: the rules import it)."""
+    if value is None:
+        return "?"
+    return f"{value:.1f}".rstrip("0").rstrip(".") if value % 1 else str(int(value))
+
+
 def _days(value: float) -> dict[str, Any]:
     return {"value": value, "unit": "days", "system": UCUM, "code": "d"}
 
@@ -88,14 +96,152 @@ def _subject(order: DiazepamOrder) -> dict[str, Any] | None:
     return _clean_reference(order.subject)
 
 
-def regimen_units_per_day(regimen: Mapping[str, Any], product: AlternativeProduct) -> float:
-    """Most units (tablets) a day the regimen allows, for the dispense quantity."""
-    freq = regimen.get("frequency_max") or regimen.get("frequency") or 1
-    period_days = regimen["period"] * dosing.unit_days(regimen["period_unit"])  # type: ignore
-    per_day = freq / period_days
-    if regimen.get("max_per_day"):
-        per_day = min(per_day, regimen["max_per_day"])
-    return per_day * regimen["mg"] / product.mg_per_unit
+# F.2a "orders ready to sign": a suggestion's label is read at a glance, the rest is in the card
+LABEL_MAX = 80
+# an alternative where a replacement is split into actions (Epic) adds; it does not replace
+ADD_SUFFIX = "; diazepam stays"
+_LINE_KEYS = (
+    "mg",
+    "frequency",
+    "period",
+    "period_max",
+    "period_unit",
+    "prn",
+    "max_per_day",
+    "when",
+    "sequence",
+    "days",
+    "lead",
+)
+_UNIT_WORDS = {"h": ("hour", "hours"), "d": ("day", "days"), "wk": ("week", "weeks")}
+_WHEN_WORDS = {
+    "HS": "at bedtime",
+    "WAKE": "on waking",
+    "MORN": "in the morning",
+    "NOON": "at noon",
+    "AFT": "in the afternoon",
+    "EVE": "in the evening",
+    "NIGHT": "at night",
+}
+
+
+def regimen_lines(regimen: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """The dosage lines of a policy regimen: ``dosages`` as written, else the regimen's own
+    dose fields as one line. Lines with the same ``sequence`` run together; a line with
+    ``days`` runs that long, in sequence order."""
+    if regimen.get("dosages"):
+        return [dict(line) for line in regimen["dosages"]]
+    return [{k: regimen[k] for k in _LINE_KEYS if k in regimen}]
+
+
+def course_days(regimen: Mapping[str, Any], supply_days: float) -> float:
+    """How long the regimen runs: its steps one after another when they state their days,
+    else the supply the policy gives the scenario."""
+    steps: dict[int, float] = {}
+    for line in regimen_lines(regimen):
+        if line.get("days"):
+            seq = int(line.get("sequence", 1))
+            steps[seq] = max(steps.get(seq, 0.0), float(line["days"]))
+    if not steps:
+        return supply_days
+    total = sum(steps.values())
+    return int(total) if total == int(total) else total
+
+
+def line_doses_per_day(line: Mapping[str, Any]) -> float:
+    """The most doses a day one line allows: its timing, capped by ``max_per_day``."""
+    period_days = line["period"] * dosing.unit_days(line["period_unit"])  # type: ignore[operator]
+    per_day = line["frequency"] / period_days
+    if line.get("max_per_day"):
+        per_day = min(per_day, line["max_per_day"])
+    return float(per_day)
+
+
+def regimen_quantity(
+    regimen: Mapping[str, Any], product: AlternativeProduct, supply_days: float
+) -> float | None:
+    """Tablets the course needs at most: each line's most doses a day for its days."""
+    course = course_days(regimen, supply_days)
+    units = 0.0
+    for line in regimen_lines(regimen):
+        days = line.get("days") or course
+        units += line_doses_per_day(line) * line["mg"] / product.mg_per_unit * days
+    return dosing.capped_quantity(units, 1)
+
+
+def _times(n: float) -> str:
+    return {1: "once a day", 2: "twice a day"}.get(n, f"{fmt(n)} times a day")
+
+
+def frequency_words(per_day: float, prn: bool = False) -> str:
+    """'twice a day'; an as-needed order: 'as needed, up to twice a day' (F.2a: "up to" only
+    where the order is as needed)."""
+    return f"as needed, up to {_times(per_day)}" if prn else _times(per_day)
+
+
+def fitted(label: str, *optional: str, limit: int = LABEL_MAX) -> str:
+    """``label`` with as many of the ``optional`` tails (in order) as fit ``limit``."""
+    for tail in optional:
+        if len(label + tail) <= limit:
+            label += tail
+    return label
+
+
+def _timing_words(repeat: Mapping[str, Any]) -> str | None:
+    """'at bedtime', '3 times a day', 'every 6 to 8 hours' from a Timing.repeat; None when
+    it says something else or carries a number that is no count (the draft's own junk)."""
+    freq, period = repeat.get("frequency", 1), repeat.get("period")
+    top = repeat.get("periodMax")
+    if not _positive(freq) or (top is not None and not _positive(top)):
+        return None
+    when = repeat.get("when")
+    if isinstance(when, list) and when:
+        if freq != 1 or not all(w in _WHEN_WORDS for w in when):
+            return None
+        return " and ".join(_WHEN_WORDS[w] for w in when)
+    unit = repeat.get("periodUnit") or repeat.get("periodUnits")
+    if not _positive(period) or unit not in _UNIT_WORDS:
+        return None
+    if unit == "d" and period == 1:
+        return _times(freq)
+    span = fmt(period) + (f" to {fmt(top)}" if top else "")
+    words = _UNIT_WORDS[unit][0 if span == "1" else 1]
+    every = f"every {words}" if span == "1" else f"every {span} {words}"
+    return every if freq == 1 else f"{_times(freq).replace(' a day', '')} {every}"
+
+
+def _dosage_words(
+    mg: float | None,
+    repeat: Mapping[str, Any],
+    prn: bool,
+    max_per_day: float | None,
+    days: float | None,
+    route: str = "",
+) -> str:
+    """What one dosage line says, from its structured parts only."""
+    parts = [f"{fmt(mg)} mg{route}"] if mg is not None else []
+    timing = _timing_words(repeat)
+    daily = repeat.get("periodUnit", repeat.get("periodUnits")) == "d" and repeat.get("period") == 1
+    if (
+        prn
+        and timing
+        and daily
+        and not repeat.get("when")
+        and max_per_day == repeat.get("frequency", 1)
+    ):
+        parts.append(f"as needed, up to {timing}")  # 'as needed, up to twice a day'
+        max_per_day = None
+    else:
+        if timing:
+            parts.append(timing)
+        if prn:
+            parts.append("as needed")
+    text = " ".join(parts)
+    if max_per_day and prn:  # a fixed schedule never says "up to" (F.2a)
+        text += f", up to {fmt(max_per_day)} dose{'s' if max_per_day != 1 else ''} a day"
+    if days:
+        text += f"{',' if ',' in text else ''} for {fmt(days)} days"
+    return text or "as directed"
 
 
 def alternative_request(
@@ -104,57 +250,46 @@ def alternative_request(
     product: AlternativeProduct,
     supply_days: float,
 ) -> dict[str, Any]:
-    """A draft MedicationRequest for an alternative (knowledge F.3 'FHIR encoding')."""
+    """A draft MedicationRequest for an alternative, ready to sign (knowledge F.3 'FHIR
+    encoding', F.2a): every dosage line's timing, as-needed flag and daily maximum are
+    structured and its text says exactly that; the quantity is what the course needs at
+    most; a titration plan is a note for the prescriber, never dispensed."""
+    lines = regimen_lines(regimen)
+    course = course_days(regimen, supply_days)
     dosages: list[dict[str, Any]] = []
-    if regimen.get("steps"):
-        total_units = 0.0
-        for seq, step in enumerate(regimen["steps"], start=1):
-            dosages.append(
-                {
-                    "sequence": seq,
-                    "text": regimen["text"] if seq == 1 else f"then {step['mg']} mg",
-                    "timing": {
-                        "repeat": {
-                            "boundsDuration": _days(step["days"]),
-                            "frequency": step["frequency"],
-                            "period": 1,
-                            "periodUnit": "d",
-                        }
-                    },
-                    "route": ORAL_ROUTE,
-                    "doseAndRate": [{"doseQuantity": _mg(step["mg"])}],
-                }
-            )
-            total_units += step["frequency"] * step["mg"] / product.mg_per_unit * step["days"]
-        days = sum(step["days"] for step in regimen["steps"])
-        quantity = float(math.ceil(total_units))
-    else:
+    for line in lines:
+        days = line.get("days") or course
         repeat: dict[str, Any] = {
-            "boundsDuration": _days(supply_days),
-            "frequency": regimen["frequency"],
-            "period": regimen["period"],
-            "periodUnit": regimen["period_unit"],
+            "boundsDuration": _days(days),
+            "frequency": line["frequency"],
+            "period": line["period"],
+            "periodUnit": line["period_unit"],
         }
-        if regimen.get("frequency_max"):
-            repeat["frequencyMax"] = regimen["frequency_max"]
-        if regimen.get("period_max"):
-            repeat["periodMax"] = regimen["period_max"]
+        if line.get("period_max"):
+            repeat["periodMax"] = line["period_max"]
+        if line.get("when"):
+            repeat["when"] = list(line["when"])
+        prn = bool(line.get("prn"))
+        text = _dosage_words(
+            line["mg"], repeat, prn, line.get("max_per_day"), days, route=" by mouth"
+        )
         dosage: dict[str, Any] = {
-            "text": regimen["text"],
+            "text": f"{line['lead']} {text}" if line.get("lead") else text,
             "timing": {"repeat": repeat},
-            "route": ORAL_ROUTE,
-            "doseAndRate": [{"doseQuantity": _mg(regimen["mg"])}],
         }
-        if regimen.get("prn"):
+        if len(lines) > 1:
+            dosage = {"sequence": int(line.get("sequence", 1)), **dosage}
+        if prn:
             dosage["asNeededBoolean"] = True
-        if regimen.get("max_per_day"):
+        dosage["route"] = ORAL_ROUTE
+        dosage["doseAndRate"] = [{"doseQuantity": _mg(line["mg"])}]
+        if line.get("max_per_day"):
             dosage["maxDosePerPeriod"] = {
-                "numerator": _mg(regimen["max_per_day"] * regimen["mg"]),
+                "numerator": _mg(line["max_per_day"] * line["mg"]),
                 "denominator": _days(1),
             }
         dosages.append(dosage)
-        days = supply_days
-        quantity = dosing.capped_quantity(regimen_units_per_day(regimen, product), days)
+    quantity = regimen_quantity(regimen, product, supply_days)
     resource: dict[str, Any] = {
         "resourceType": "MedicationRequest",
         "status": "draft",
@@ -168,17 +303,79 @@ def alternative_request(
         "dosageInstruction": dosages,
         "dispenseRequest": {
             "numberOfRepeatsAllowed": 0,
-            "quantity": _units(quantity, product.unit),
-            "expectedSupplyDuration": _days(days),
+            "quantity": _units(quantity, product.unit) if quantity is not None else None,
+            "expectedSupplyDuration": _days(course),
         },
     }
+    if regimen.get("plan"):
+        resource["note"] = [{"text": regimen["plan"][0].upper() + regimen["plan"][1:] + "."}]
     authored = order.raw.get("authoredOn")
     if isinstance(authored, str) and dosing.parse_date(authored) is not None:
         resource["authoredOn"] = authored
     encounter = _clean_reference(order.raw.get("encounter"))
     if encounter:
         resource["encounter"] = encounter
+    resource["dispenseRequest"] = {
+        k: v for k, v in resource["dispenseRequest"].items() if v is not None
+    }
     return {k: v for k, v in resource.items() if v not in (None, [], {})}
+
+
+def regimen_labels(regimen: Mapping[str, Any], supply_days: float) -> list[str]:
+    """The regimen in a label's words, fullest first ('2 mg at bedtime, up to 3 times a
+    day, for 7 days'; then each ``label_short`` form for when the full one does not fit)."""
+    shorts = regimen.get("label_short") or []
+    forms = [regimen["label"], *([shorts] if isinstance(shorts, str) else shorts)]
+    days = fmt(course_days(regimen, supply_days))
+    return [str(form).format(days=days) for form in forms]
+
+
+def order_label(
+    verb: str,
+    drug: str,
+    cores: list[str],
+    *,
+    prefix: str = "",
+    quantity: str | None = None,
+    suffix: str | None = None,
+    off_label: bool = False,
+    verbless: bool = False,
+    limit: int = LABEL_MAX,
+) -> str:
+    """The fullest label that fits ``limit`` characters. What goes last: first '(off-label)'
+    (the card says it next to the drug too), then the quantity (the order carries it), then
+    the full regimen for its short form; the suffix (Epic: 'diazepam stays', what the action
+    really does) goes only when nothing else can. Where the action is plain from the card
+    (``verbless``: one choice among keep, replace and cancel), the verb goes before the
+    regimen shortens. Never cut mid-word: when nothing fits, the shortest form."""
+    optional = [
+        (name, weight)
+        for name, weight, present in (("quantity", 2, bool(quantity)), ("off", 1, off_label))
+        if present
+    ]
+    subsets: list[set[str]] = [set()]
+    for name, _ in optional:
+        subsets += [s | {name} for s in subsets]
+    weights = dict(optional)
+    subsets.sort(key=lambda s: -sum(weights[n] for n in s))
+    tails = [str(suffix), ""] if suffix else [""]
+    verbs = [verb, ""] if verbless and prefix else [verb]
+    candidates = []
+    for tail in tails:
+        for core in cores:
+            for v in verbs:
+                for chosen in subsets:
+                    text = prefix + (f"{v.lower() if prefix else v} {drug}" if v else drug)
+                    if "off" in chosen:
+                        text += " (off-label)"
+                    text += core if core.startswith(",") else f" {core}"
+                    if "quantity" in chosen:
+                        text += f" ({quantity})"
+                    text += tail
+                    if len(text) <= limit:
+                        return text
+                    candidates.append(text)
+    return min(candidates, key=len)
 
 
 def rewrite_order(
@@ -220,8 +417,9 @@ def rewrite_order(
             timing.pop("code", None)
             repeat.update(frequency=int(doses_per_day), period=1)
             repeat["periodUnits" if "periodUnits" in repeat else "periodUnit"] = "d"
-            if "maxDosePerPeriod" in first:
-                # the old ceiling was in the old dose (or the old tablet strength): restate it
+            if "maxDosePerPeriod" in first or order.prn:
+                # the old ceiling was in the old dose (or the old tablet strength): restate
+                # it; an as-needed order says "up to", so it carries its ceiling (F.2a)
                 mg = mg_per_dose if mg_per_dose is not None else order.mg_per_dose
                 if mg is not None:
                     first["maxDosePerPeriod"] = {
@@ -232,7 +430,7 @@ def rewrite_order(
                     first.pop("maxDosePerPeriod")
         res["dosageInstruction"] = [first]
     if dosages and (days is not None or mg_per_dose is not None or doses_per_day is not None):
-        dosages[0]["text"] = _dose_text(order, mg_per_dose, doses_per_day, days)
+        dosages[0]["text"] = _dose_text(order, dosages[0], mg_per_dose, days)
     dispense = res.get("dispenseRequest")
     dispense = dispense if isinstance(dispense, dict) else {}
     if days is not None:
@@ -368,22 +566,27 @@ def impossible_numbers(resource: Mapping[str, Any]) -> list[str]:
 
 
 def _dose_text(
-    order: DiazepamOrder, mg: float | None, per_day: float | None, days: float | None
+    order: DiazepamOrder, dosage: Mapping[str, Any], mg: float | None, days: float | None
 ) -> str:
-    from cds_service.clinical.rules.common import fmt
-
+    """The rewritten dosage's text, read from its structure (F.2a: the text says exactly what
+    the structured dose says): '2 mg twice a day for 7 days', '5 mg at bedtime for 7 days',
+    '2 mg as needed, up to twice a day for 7 days'."""
     mg = mg if mg is not None else order.mg_per_dose
-    per_day = per_day if per_day is not None else order.doses_per_day
     days = days if days is not None else order.days_supply
-    parts = []
-    if mg is not None:
-        parts.append(f"{fmt(mg)} mg")
-    if per_day:
-        times = {1: "once a day", 2: "twice a day"}.get(per_day, f"{fmt(per_day)} times a day")
-        parts.append(f"as needed, up to {times}" if order.prn else times)
-    if days:
-        parts.append(f"for {fmt(days)} days")
-    return " ".join(parts) or "as directed"
+    timing = dosage.get("timing")
+    repeat = timing.get("repeat") if isinstance(timing, Mapping) else None
+    if not isinstance(repeat, Mapping) or _timing_words(repeat) is None:
+        # timing by code (BID) or none: say the doses a day the order works out to
+        per_day = order.doses_per_day
+        repeat = {"frequency": per_day, "period": 1, "periodUnit": "d"} if per_day else {}
+    max_doses = None
+    ceiling = dosage.get("maxDosePerPeriod")
+    if isinstance(ceiling, Mapping) and mg:
+        num, den = ceiling.get("numerator") or {}, ceiling.get("denominator") or {}
+        per_day = den.get("value") == 1 and den.get("code", den.get("unit")) in ("d", "day")
+        if num.get("code", num.get("unit")) == "mg" and per_day:
+            max_doses = num.get("value", 0) / mg
+    return _dosage_words(mg, repeat, order.prn, max_doses, days)
 
 
 # -- profile shaping ---------------------------------------------------------------------------
@@ -438,7 +641,7 @@ def shape_suggestions(
     if removes:
         suggestions.append(
             _suggestion(
-                f"Remove the pended diazepam order ({order.display or 'diazepam'})",
+                remove_label(order),
                 [_action_delete(order)],
                 False,
             )
@@ -448,7 +651,7 @@ def shape_suggestions(
             continue
         label = opt.label
         if opt.kind == "replace":
-            label = _addition_label(opt.label)
+            label = opt.add_label or _addition_label(opt.label)
         suggestions.append(
             _suggestion(
                 label,
@@ -465,16 +668,22 @@ def shape_suggestions(
     return suggestions, spec["selection"] if suggestions else None
 
 
+def remove_label(order: DiazepamOrder) -> str:
+    """'Remove the pended diazepam order (diazepam 5 MG Oral Tablet)', the product left out
+    when it would take the label past ``LABEL_MAX``."""
+    label = f"Remove the pended diazepam order ({order.display or 'diazepam'})"
+    return label if len(label) <= LABEL_MAX else "Remove the pended diazepam order"
+
+
 def _addition_label(label: str) -> str:
-    """'Replace with tizanidine: 2 mg …' → 'Add tizanidine: 2 mg … (diazepam stays unless you
-    also remove it)' — what one Epic action really does."""
+    """'Replace with tizanidine 2 mg …' → 'Add tizanidine 2 mg …; diazepam stays' — what one
+    Epic action really does (for options that did not state their ``add_label``)."""
     prefix = ""
     if label.startswith("If for muscle spasm: "):
         prefix, label = "If for muscle spasm: ", label[len("If for muscle spasm: ") :]
-        label = label[0].upper() + label[1:]
     if label.lower().startswith("replace with "):
-        label = "Add " + label[len("replace with ") :]
-    return f"{prefix}{label} (diazepam stays unless you also remove it)"
+        label = ("add " if prefix else "Add ") + label[len("replace with ") :]
+    return f"{prefix}{label}{ADD_SUFFIX}"
 
 
 def edits_in_text(options: list[Option], profile: str, policy: Policy) -> list[str]:

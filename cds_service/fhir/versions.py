@@ -21,11 +21,12 @@ never invented. The tests validate every converted resource with the matching
 
 from __future__ import annotations
 
-import copy
 import importlib
 from collections.abc import Iterable, Mapping
 from typing import Any
 from urllib.parse import urlsplit
+
+from cds_service.jsondata import copy_json
 
 VERSIONS = ("DSTU2", "STU3", "R4", "R5")
 DEFAULT_VERSION = "R4"
@@ -366,7 +367,7 @@ _ORDER_TYPES = ("MedicationRequest", "MedicationOrder")
 
 def convert_resource(resource: Mapping[str, Any], version: str) -> dict[str, Any]:
     """A medication order in ``version``; other resources are returned unchanged (copied)."""
-    res = copy.deepcopy(dict(resource))
+    res = copy_json(dict(resource))
     if res.get("resourceType") not in _ORDER_TYPES:
         return res
     out = _CONVERTERS.get(version, _to_r4)(res)

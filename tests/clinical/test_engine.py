@@ -173,7 +173,12 @@ def test_epic_profile_shapes(epic, sandbox_request):
     labels = [s["label"] for s in decision["suggestions"]]
     assert labels[0].startswith("Remove the pended diazepam order")
     assert sum(label.startswith("Remove") for label in labels) == 1
-    assert all("diazepam stays unless you also remove it" in label for label in labels[1:])
+    # alternatives are additions, never a switch: "add", never "replace" (R12: no indication
+    # here, so each is conditional); the 80-character label has no room for "; diazepam
+    # stays" beside the R12 prefix, so the detail says how to switch (next line); with a
+    # stated reason the label says it (tests/clinical/test_orders_ready.py)
+    assert all(label.startswith("If for muscle spasm: add ") for label in labels[1:])
+    assert not any("replace" in label.lower() for label in labels)
     assert decision["detail"].startswith("**To switch: select both Remove diazepam")
     assert "edit it:** Keep diazepam, 7 days" in decision["detail"]
 

@@ -25,7 +25,13 @@ from cds_service.clinical.rules.common import (
     pathway,
     unsure_indication,
 )
-from cds_service.clinical.suggestions import alternative_request
+from cds_service.clinical.suggestions import (
+    ADD_SUFFIX,
+    alternative_request,
+    order_label,
+    regimen_labels,
+    regimen_lines,
+)
 
 
 @dataclass
@@ -34,9 +40,6 @@ class Assessment:
     excluded: list[str] = field(default_factory=list)
     demoted: list[str] = field(default_factory=list)
     cautions: list[str] = field(default_factory=list)
-    # conditions and drugs that make every muscle relaxant a caution (F.2a: they are CNS
-    # depressants too); the same for each drug, so the card says it once
-    sedation: list[str] = field(default_factory=list)
 
 
 def _lower(title: str) -> str:
@@ -131,11 +134,6 @@ def assess(
         a.excluded.append(f"AGS Beers 2023: avoid at age {record.age_years}")
     # soft findings
     notes: list[tuple[str, str]] = []
-    general = alt["cautions"].get("all", {})
-    for group in _has_any(record, general.get("groups", [])):
-        a.sedation.append(_lower(titles.get(group, group)))
-    for cls in general.get("classes", []):
-        a.sedation += _class_drugs(record, cls)
     for cls, effect in soft.get("classes", {}).items():
         drugs = _class_drugs(record, cls)
         if drugs:
@@ -154,6 +152,26 @@ def assess(
     for effect, text in notes:
         (a.demoted if effect == "demote" else a.cautions).append(text)
     return a
+
+
+def general_cautions(record: PatientRecord, policy: Policy) -> str | None:
+    """F.2a: muscle relaxants sedate and weaken too. With myasthenia gravis, sleep apnea,
+    COPD or an opioid, every alternative offered carries this line (policy
+    ``alternatives.cautions.all``), on whichever card offers it."""
+    rule = policy["alternatives"]["cautions"].get("all", {})
+    texts = rule.get("texts", {})
+    titles = policy.group_titles
+    items = []
+    for group in _has_any(record, rule.get("groups", [])):
+        items.append(texts.get(group) or f"{titles.get(group, group).lower()}: added sedation")
+    for cls in rule.get("classes", []):
+        drugs = _class_drugs(record, cls)
+        if drugs:
+            text = texts.get(cls) or "with {drugs}: added sedation"
+            items.append(text.format(drugs=", ".join(drugs)))
+    if not items:
+        return None
+    return f"**{rule.get('lead', 'Caution with any muscle relaxant')}:** " + "; ".join(items) + "."
 
 
 def _scenario(record: PatientRecord, policy: Policy, path: str) -> str:
@@ -258,26 +276,44 @@ def muscle_relaxant_alternative(
     lines = []
     # R12: with no indication at all nothing is recommended, and each label says what for
     no_reason = unsure_indication(order, record, policy)
+    prefix = "If for muscle spasm: " if no_reason else ""
     removable = not emergency_order(order, record, policy)
+    caution = general_cautions(record, policy)
+    plan_notes: list[str] = []
     for rank, drug in enumerate(kept):
         regimen = alt["regimens"][scenario][drug]
         product = policy.products[regimen["code"]]
         resource = alternative_request(order, regimen, product, supply)
-        qty = resource["dispenseRequest"]["quantity"]
+        qty = resource["dispenseRequest"].get("quantity")
+        qty_text = amount(qty["value"], qty["unit"]) if qty else None
         off_label = path == "acute" and drug in alt["off_label_for_acute"]
-        tag = " (off-label for acute spasm)" if off_label else ""
-        label = f"Replace with {drug}{tag}: {regimen['text']} ({amount(qty['value'], qty['unit'])})"
-        if no_reason:
-            label = f"If for muscle spasm: {label[0].lower()}{label[1:]}"
+        cores = regimen_labels(regimen, supply)
+        shared = {"prefix": prefix, "quantity": qty_text, "off_label": off_label}
         if removable:  # F.0-3: a non-oral (rescue, injection) order is never replaced
+            sigs = "; ".join(d["text"] for d in resource["dosageInstruction"])
+            label = order_label("Replace with", drug, cores, verbless=True, **shared)
+            add_label = order_label("Add", drug, cores, suffix=ADD_SUFFIX, **shared)
+            # what the label had no room for travels with the option to whichever card
+            # offers it: the off-label status (F.3) and the cautions (F.2a)
+            notes = [caution] if caution else []
+            if off_label and not ("off-label" in label and "off-label" in add_label):
+                notes.append(alt["off_label_note"].format(drug=drug.capitalize()))
+            # the titration plan is part of the order, like its label: it travels with the
+            # option (a paragraph after the card text), not in the card's own words
+            if regimen.get("plan"):
+                plan_note = f"**{drug.capitalize()} plan:** {regimen['plan']}."
+                notes.append(plan_note)
+                plan_notes.append(plan_note)
             options.append(
                 Option(
                     kind="replace",
                     label=label,
-                    description=f"Order {product.display}: {regimen['text']}",
+                    add_label=add_label,
+                    description=f"Order {product.display}: {sigs}",
                     resource=resource,
                     recommended=rank == 0 and not no_reason,
                     code=product.code,
+                    notes=notes,
                 )
             )
         # the card lists the drug with what the prescriber must know about it here; the
@@ -287,13 +323,12 @@ def muscle_relaxant_alternative(
         inside = (["off-label"] if off_label else []) + (
             [f"caution: {'; '.join(notes)}"] if notes else []
         )
-        regimen_text = "" if removable else f" {regimen['text']}"
+        course = cores[0].lstrip(", ")
+        amount_text = f" ({qty_text})" if qty_text else ""
+        regimen_text = "" if removable else f" {course}{amount_text}"
         note = f" ({'; '.join(inside)})" if inside else ""
-        lines.append(f"{rank + 1}. **{drug}**{regimen_text}{note}")
-    sedation = assessed[kept[0]].sedation
-    if sedation:
-        subject = "Each sedates" if len(kept) > 1 else "It sedates"
-        lines.append(f"{subject} too: caution with {_and(sedation)}.")
+        plan = f": {regimen['plan']}" if regimen.get("plan") and not removable else ""
+        lines.append(f"{rank + 1}. **{drug}**{regimen_text}{note}{plan}")
     top = kept[0]
     top_regimen = alt["regimens"][scenario][top]
     audit["offered"] = [o.code for o in options]
@@ -314,7 +349,7 @@ def muscle_relaxant_alternative(
             facts={
                 "lead": f"{lead}: " if lead else "",
                 "top": top,
-                "top_mg": fmt(top_regimen.get("mg") or top_regimen["steps"][0]["mg"]),
+                "top_mg": fmt(regimen_lines(top_regimen)[0]["mg"]),
                 "days": fmt(supply),
                 "options_md": "\n".join(lines),
                 # nothing excluded: no "Not offered" list at all (F.2a: no "- none")
@@ -330,6 +365,7 @@ def muscle_relaxant_alternative(
             audit=audit,
             options=options,
             unknowns=unknowns,
+            notes=([caution] if caution else []) + plan_notes,
         )
     ]
 

@@ -6,6 +6,7 @@ from cds_service.clinical.models import DiazepamOrder, Finding, Option, PatientR
 from cds_service.clinical.policy import Policy
 from cds_service.clinical.rules.common import (
     age_band,
+    amount,
     chronic_diazepam,
     effective_route,
     fmt,
@@ -16,7 +17,7 @@ from cds_service.clinical.rules.common import (
     pathway,
     times_a_day,
 )
-from cds_service.clinical.suggestions import rewrite_order
+from cds_service.clinical.suggestions import fitted, frequency_words, rewrite_order
 
 
 def dose_limit(order: DiazepamOrder, record: PatientRecord, policy: Policy) -> list[Finding]:
@@ -112,13 +113,21 @@ def dose_limit(order: DiazepamOrder, record: PatientRecord, policy: Policy) -> l
             order, days=days, mg_per_dose=mg, doses_per_day=times, product=product
         )
         if resource is not None:  # None: an impossible number the rewrite keeps (no offer)
+            how = frequency_words(times, order.prn)
+            supply = days or order.days_supply
+            qty = (resource.get("dispenseRequest") or {}).get("quantity") or {}
+            label = fitted(
+                f"Keep diazepam at {fmt(mg)} mg {how}",
+                f", {fmt(supply)} days" if supply else "",
+                f" ({amount(qty['value'], qty.get('unit'))})" if qty.get("value") else "",
+                ", no refills" if days else "",
+            )
             options.append(
                 Option(
                     kind="update",
-                    label=f"Keep diazepam at {fmt(mg)} mg up to {fmt(times)} times a day"
-                    + (f", {fmt(days)} days, no refills" if days else ""),
-                    description=f"Rewrite the diazepam order to {fmt(mg)} mg, at most "
-                    f"{fmt(times)} times a day (geriatric starting dose)",
+                    label=label,
+                    description=f"Change the diazepam order to {fmt(mg)} mg {how} "
+                    "(the label's starting dose for older adults)",
                     resource=resource,
                     recommended=True,
                     code=rule["geriatric_suggested_code"],

@@ -31,12 +31,13 @@ def indication_missing(
     field = "reasonCode" if order.resource_type == "MedicationRequest" else "reasonCodeableConcept"
     for reason in [] if chronic else policy["indication_missing"]["suggested_reasons"]:
         resource = copy_json(order.raw)
-        concept = {"coding": [dict(reason)], "text": reason["display"]}
+        coding = {k: reason[k] for k in ("system", "code", "display") if k in reason}
+        concept = {"coding": [coding], "text": reason["display"]}
         resource[field] = [concept] if field == "reasonCode" else concept
         options.append(
             Option(
                 kind="update",
-                label=f"Indication: {reason['display']} ({reason['code']})",
+                label=f"Indication: {reason.get('label') or reason['display']} ({reason['code']})",
                 description=f"Add the indication {reason['display']} to the diazepam order",
                 resource=resource,
                 recreate=False,  # re-ordering just to add a reason is not worth a new order

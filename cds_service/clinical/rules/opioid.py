@@ -6,7 +6,11 @@ from typing import Any
 
 from cds_service.clinical.models import DiazepamOrder, Finding, Option, PatientRecord
 from cds_service.clinical.policy import Policy
-from cds_service.clinical.rules.common import active_classes, is_older, new_finding
+from cds_service.clinical.rules.common import active_classes, fmt, is_older, new_finding
+
+NASAL_ROUTE = {
+    "coding": [{"system": "http://snomed.info/sct", "code": "46713006", "display": "Nasal route"}]
+}
 
 
 def opioid_benzodiazepine(
@@ -59,7 +63,14 @@ def opioid_benzodiazepine(
 def naloxone_option(order: DiazepamOrder, spec: dict[str, Any]) -> Option:
     """CDC 2022 Rec 8: offer naloxone when benzodiazepines are co-prescribed with opioids.
     A complete, ready-to-sign nasal-spray order (the product code comes from the CDC
-    naloxone value set)."""
+    naloxone value set): the dose, route, repeat interval and the reason to use it are
+    structured, the text says exactly that, and what to do besides is the patient
+    instruction; one carton of two single-dose sprays."""
+    low, high = spec["repeat_minutes"]
+    text = (
+        f"{fmt(spec['mg'])} mg (1 spray) in one nostril every {fmt(low)} to {fmt(high)} "
+        f"minutes as needed for {spec['as_needed_for']}"
+    )
     resource: dict[str, Any] = {
         "resourceType": "MedicationRequest",
         "status": "draft",
@@ -75,10 +86,38 @@ def naloxone_option(order: DiazepamOrder, spec: dict[str, Any]) -> Option:
             "text": spec["display"],
         },
         "dosageInstruction": [
-            {"text": spec["sig"], "asNeededBoolean": True, "route": {"text": "nasal"}}
+            {
+                "text": text,
+                "patientInstruction": spec["patient_instruction"],
+                "timing": {
+                    "repeat": {
+                        "frequency": 1,
+                        "period": low,
+                        "periodMax": high,
+                        "periodUnit": "min",
+                    }
+                },
+                "asNeededCodeableConcept": {"text": spec["as_needed_for"]},
+                "route": NASAL_ROUTE,
+                "doseAndRate": [
+                    {
+                        "doseQuantity": {
+                            "value": spec["mg"],
+                            "unit": "mg",
+                            "system": "http://unitsofmeasure.org",
+                            "code": "mg",
+                        }
+                    }
+                ],
+            }
         ],
         "dispenseRequest": {
-            "quantity": {"value": spec["quantity"], "unit": "spray"},
+            "quantity": {
+                "value": spec["quantity"],
+                "unit": "nasal spray",
+                "system": "http://terminology.hl7.org/CodeSystem/v3-orderableDrugForm",
+                "code": "NASSPRY",
+            },
             "numberOfRepeatsAllowed": 0,
         },
     }
@@ -87,7 +126,7 @@ def naloxone_option(order: DiazepamOrder, spec: dict[str, Any]) -> Option:
     return Option(
         kind="create",
         label=spec["label"],
-        description=f"Order {spec['display']}: {spec['sig']}",
+        description=f"Order {spec['display']}: {text}",
         resource=resource,
         recommended=True,
         code=spec["code"],

@@ -12,6 +12,7 @@ from __future__ import annotations
 from cds_service.clinical.models import DiazepamOrder, Finding, Option, PatientRecord
 from cds_service.clinical.policy import Policy
 from cds_service.clinical.rules.common import (
+    amount,
     chronic_diazepam,
     effective_route,
     fmt,
@@ -21,7 +22,7 @@ from cds_service.clinical.rules.common import (
     pathway,
     times_a_day,
 )
-from cds_service.clinical.suggestions import rewrite_order
+from cds_service.clinical.suggestions import fitted, frequency_words, rewrite_order
 
 # scored diazepam tablets (halves allowed) and the 1 mg/mL oral solution for the rest
 _TABLETS = (("197589", 10.0), ("197591", 5.0), ("197590", 2.0))
@@ -115,11 +116,16 @@ def taper_required(order: DiazepamOrder, record: PatientRecord, policy: Policy) 
                 new_mg=fmt(new_mg), times=fmt(doses), how_often=times_a_day(doses), cut=fmt(cut)
             )
             audit.update(taper_mg_per_dose=new_mg, taper_cut_pct=cut)
+            qty = (resource.get("dispenseRequest") or {}).get("quantity") or {}
             options.append(
                 Option(
                     kind="update",
-                    label=f"First taper step: diazepam {fmt(new_mg)} mg {fmt(doses)} times a day "
-                    f"for {fmt(rule['step_days'])} days",
+                    label=fitted(
+                        f"First taper step: diazepam {fmt(new_mg)} mg "
+                        f"{frequency_words(doses, order.prn)}",
+                        f" for {fmt(rule['step_days'])} days",
+                        f" ({amount(qty['value'], qty.get('unit'))})" if qty.get("value") else "",
+                    ),
                     description=f"Lower the daily dose by {fmt(cut)} % for "
                     f"{fmt(rule['step_days'])} days (first taper step)",
                     resource=resource,
