@@ -18,13 +18,20 @@ EXE = Path(sys.executable).with_name("diazepam-cds")
         ({"CDS_AUTH": "disabled", "CDS_POLICY_FILE": "{policy}"}, "policy"),
         ({"CDS_AUTH": "disabled", "CDS_CARDS_DIR": "{empty}"}, "links.json"),
         ({"CDS_PORT": "eighty"}, "CDS_PORT"),
+        # production start-up without the site's code system base (F.2a override reasons)
+        ({"CDS_AUTH": "disabled", "CDS_CANONICAL_BASE": ""}, "CDS_CANONICAL_BASE is not set"),
+        ({"CDS_AUTH": "disabled", "CDS_CANONICAL_BASE": "cds.hospital"}, "CDS_CANONICAL_BASE"),
     ],
 )
 def test_serve_stops_on_bad_configuration_with_one_line(tmp_path, env, expected):
     policy = tmp_path / "policy.json"
     policy.write_text('{"duration": {"ideal_days": "seven"}', encoding="utf-8")  # broken JSON
     (tmp_path / "empty").mkdir()
-    full_env = {"PATH": "/usr/bin:/bin", "CDS_DATA_DIR": str(tmp_path / "data")}
+    full_env = {
+        "PATH": "/usr/bin:/bin",
+        "CDS_DATA_DIR": str(tmp_path / "data"),
+        "CDS_CANONICAL_BASE": "https://cds.test.example/fhir",
+    }
     full_env.update({k: v.format(policy=policy, empty=tmp_path / "empty") for k, v in env.items()})
     result = subprocess.run(
         [str(EXE), "serve", "--host", "127.0.0.1", "--port", "0"],

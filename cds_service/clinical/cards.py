@@ -180,13 +180,13 @@ def render(
             "label": (variant.get("source") or template.data["source"])["label"],
             "url": (variant.get("source") or template.data["source"])["url"],
             "topic": {
-                "system": policy["topic_system"],
+                "system": policy.topic_system,
                 "code": template.topic,
                 "display": template.data["topic"]["display"],
             },
         },
         "overrideReasons": [
-            {"system": policy["override_system"], "code": r["code"], "display": r["display"]}
+            {"system": policy.override_system, "code": r["code"], "display": r["display"]}
             for r in template.data["override_reasons"]
         ],
         "links": [dict(link) for link in template.links],

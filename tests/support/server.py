@@ -52,7 +52,13 @@ def start_server(
     port: int | None = None,
 ) -> RunningServer:
     port = port or free_port()
-    full_env = {**os.environ, "CDS_DATA_DIR": str(tmp_dir / "data"), "CDS_LOG_LEVEL": "INFO"}
+    full_env = {
+        **os.environ,
+        "CDS_DATA_DIR": str(tmp_dir / "data"),
+        "CDS_LOG_LEVEL": "INFO",
+        # production `serve` needs the site's code system base (CDS_CANONICAL_BASE)
+        "CDS_CANONICAL_BASE": "https://cds.test.example/fhir",
+    }
     full_env.update(env or {})
     exe = Path(sys.executable).with_name("diazepam-cds")
     command = [str(exe), "serve", "--host", "127.0.0.1", "--port", str(port)]
