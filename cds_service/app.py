@@ -96,7 +96,10 @@ def register_advisor(app: Flask, settings: Settings) -> None:
 
 
 def register_blueprints(app: Flask) -> None:
+    from cds_service.codesystems import register_code_systems
+
     app.register_blueprint(bp)
+    register_code_systems(app)  # GET /fhir/CodeSystem/{id}
 
 
 def _silence_known_warnings() -> None:
