@@ -60,7 +60,11 @@ class Engine:
     @classmethod
     def from_settings(cls, settings: Settings) -> Engine:
         valuesets = load_valuesets()
-        policy = load_policy(settings.policy_file or None, valuesets=valuesets)
+        policy = load_policy(
+            settings.policy_file or None,
+            valuesets=valuesets,
+            canonical_base=settings.resolved_canonical_base(),
+        )
         templates = load_templates(settings.cards_dir)
         return cls(valuesets, policy, templates, profile=settings.ehr_profile or None)
 
