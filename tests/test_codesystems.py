@@ -99,7 +99,15 @@ def test_unknown_code_system_is_404_operation_outcome(apps) -> None:
 
 
 def test_code_systems_need_no_jwt_but_discovery_does(tmp_path: Path) -> None:
-    app = create_app({"data_dir": str(tmp_path), "dev_trust_sandbox": True, "canonical_base": BASE})
+    """Even where discovery is closed (CDS_DISCOVERY_AUTH=required), the code systems answer."""
+    app = create_app(
+        {
+            "data_dir": str(tmp_path),
+            "dev_trust_sandbox": True,
+            "canonical_base": BASE,
+            "discovery_auth": "required",
+        }
+    )
     client = app.test_client()
     assert client.get("/fhir/CodeSystem/override-reason").status_code == 200
     assert client.get("/fhir/CodeSystem/nope").status_code == 404

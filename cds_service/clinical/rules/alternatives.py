@@ -55,6 +55,12 @@ def _class_drugs(record: PatientRecord, cls: str, include_stopped: bool = False)
     return sorted({i for m in meds if cls in m.classes for i in m.ingredients})
 
 
+def _current_relaxants(record: PatientRecord) -> list[str]:
+    """R19: skeletal muscle relaxants the patient already takes or has pended."""
+    meds = [*record.medications, *record.draft_medications]
+    return sorted({i for m in meds if "smr" in m.classes for i in m.ingredients if i != "diazepam"})
+
+
 def _taking(record: PatientRecord, drug: str) -> bool:
     """R19: the patient already takes (or has pended) this muscle relaxant."""
     return any(drug in m.ingredients for m in [*record.medications, *record.draft_medications])
@@ -227,7 +233,10 @@ def muscle_relaxant_alternative(
     assessed = {d: assess(d, order, record, policy, path) for d in alt["ranking"][scenario]}
     last = set(alt["last_resort"].get(scenario, []))
     kept = [d for d, a in assessed.items() if not a.excluded and d not in last]
-    if not kept:
+    current = _current_relaxants(record)
+    if not kept and not current:
+        # a Beers-avoid last resort only when no relaxant is taken already (second review
+        # case 28: cyclobenzaprine added to tizanidine at 70 is neither first nor last resort)
         kept = [d for d, a in assessed.items() if not a.excluded and d in last]
     kept.sort(key=lambda d: bool(assessed[d].demoted))  # stable: rank order within each tier
     excluded = [f"{d}: {'; '.join(a.excluded)}" for d, a in assessed.items() if a.excluded]
@@ -299,12 +308,20 @@ def muscle_relaxant_alternative(
                     add_label=add_label,
                     description=f"Order {product.display}: {sigs}",
                     resource=resource,
-                    recommended=rank == 0 and not no_reason,
+                    # R19: already on a muscle relaxant, a second one is never the default pick
+                    recommended=rank == 0
+                    and not no_reason
+                    and (not current or alt["recommend_when_on_relaxant"]),
                     code=product.code,
                     notes=notes,
                 )
             )
         notes = assessed[drug].demoted + assessed[drug].cautions
+        if current:
+            notes.append(
+                f"already on {', '.join(current)}: a second muscle relaxant adds sedation; "
+                "optimise the current one first"
+            )
         note = f" (caution: {'; '.join(notes)})" if notes else ""
         plan = f"; {regimen['plan']}" if regimen.get("plan") else ""
         course = cores[0].lstrip(", ")
@@ -372,9 +389,12 @@ def nsaid_text(record: PatientRecord, policy: Policy) -> str:
         if record.has("pregnancy"):
             cites.append("FDA 2020 NSAID pregnancy warning")
         cites.append("AGS Beers 2023" if is_older(record, policy) else "NSAID labels")
-        return (
-            "Avoid NSAIDs here (" + "; ".join(reasons) + "; " + ", ".join(cites) + "). "
-            "Acetaminophen is an option for pain."
+        liver = any(record.has(g) for g in ("hepatic_failure", "liver_disease"))
+        acetaminophen = (
+            rule["acetaminophen_liver_text"] if liver else "Acetaminophen is an option for pain."
+        )
+        return "Avoid NSAIDs here (" + "; ".join(reasons) + "; " + ", ".join(cites) + "). " + (
+            acetaminophen
         )
     if is_older(record, policy):
         return (
