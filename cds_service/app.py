@@ -113,11 +113,23 @@ def register_advisor(app: Flask, settings: Settings) -> None:
     """The clinical engine: value sets, policy and card templates loaded and validated once."""
     from cds_service.clinical.engine import Engine
 
+    if not settings.is_development and not settings.canonical_base:
+        # `diazepam-cds serve` refuses this in production (check_canonical_base); an app built
+        # another way (tests, an embedding WSGI server) runs but says so once per worker.
+        log.warning(
+            "CDS_CANONICAL_BASE is not set: card topics and override reasons are named under "
+            "%s, a development URL; set your organisation's own base before go-live",
+            settings.resolved_canonical_base(),
+        )
+
     app.extensions["cds.advisor"] = Engine.from_settings(settings)
 
 
 def register_blueprints(app: Flask) -> None:
+    from cds_service.codesystems import register_code_systems
+
     app.register_blueprint(bp)
+    register_code_systems(app)  # GET /fhir/CodeSystem/{id}
 
 
 def _silence_known_warnings() -> None:

@@ -7,7 +7,7 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from cds_service.config import ConfigError, load_settings
+from cds_service.config import ConfigError, check_canonical_base, load_settings
 
 Command = Callable[[argparse.Namespace], int]
 _COMMANDS: dict[str, Command] = {}
@@ -43,6 +43,7 @@ def serve(args: argparse.Namespace) -> int:
     settings = settings.with_overrides(**overrides)
     configure_logging(settings.log_level)
     check_startup(settings)  # before anything is opened or bound: unsafe settings stop here
+    check_canonical_base(settings)  # production needs the site's own code system base
     check_app(settings)
     # The checked app is garbage now; what stays (modules) is frozen before the fork, so a
     # worker's collections never write to the pages it shares with the master (copy-on-write).

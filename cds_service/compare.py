@@ -376,6 +376,27 @@ def response_problems(body: Any) -> list[str]:
     return problems
 
 
+NOT_A_REASON = frozenset({"acknowledged", "ack", "seen", "noted"})
+
+
+def _reason_problems(cards: list[Any]) -> list[str]:
+    """F.2a override reasons, whatever the profile: an info card asks for no reason to be
+    dismissed (CDS Hooks allows omitting ``overrideReasons``), and "acknowledged" is not a
+    reason."""
+    problems: list[str] = []
+    for i, card in enumerate(cards):
+        if not isinstance(card, dict):
+            continue
+        reasons = card.get("overrideReasons") or []
+        if reasons and card.get("indicator") == "info":
+            problems.append(f"cards[{i}] is info but offers overrideReasons (F.2a: none)")
+        for j, reason in enumerate(reasons):
+            code = reason.get("code") if isinstance(reason, dict) else None
+            if isinstance(code, str) and code.lower() in NOT_A_REASON:
+                problems.append(f"cards[{i}].overrideReasons[{j}] {code!r} is not a reason (F.2a)")
+    return problems
+
+
 def _profile_problems(cards: list[Any], profile: str) -> list[str]:
     """EHR-profile rules that hold whatever the scenario (issue 3: `epic` profile)."""
     if profile != "epic":
@@ -458,6 +479,9 @@ def compare(
     cards = body["cards"]
     mismatches += [
         Mismatch("EHR profile", f"{profile} rules", p) for p in _profile_problems(cards, profile)
+    ]
+    mismatches += [
+        Mismatch("override reasons", "F.2a override reasons", p) for p in _reason_problems(cards)
     ]
     observed = observe(cards)
 

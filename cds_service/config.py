@@ -22,6 +22,17 @@ log = logging.getLogger("cds_service.config")
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 REPO_DIR = PACKAGE_DIR.parent
+# Canonical base of the code systems the service publishes (card topics, override reasons) when
+# CDS_CANONICAL_BASE is unset: where `make run` serves them. Development only: production
+# `diazepam-cds serve` refuses to start without a site's own base (see check_canonical_base).
+DEVELOPMENT_CANONICAL_BASE = "http://localhost:8080/fhir"
+TOPIC_CODE_SYSTEM = "cds-topic"
+OVERRIDE_CODE_SYSTEM = "override-reason"
+
+
+def code_system_url(base: str, code_system_id: str) -> str:
+    """The canonical URL of a code system the service publishes (FHIR ``CodeSystem.url``)."""
+    return f"{base.rstrip('/')}/CodeSystem/{code_system_id}"
 
 
 class ConfigError(ValueError):
@@ -67,6 +78,7 @@ class Settings:
     policy_file: str = ""
     cards_dir: str = field(default_factory=_default_cards_dir)
     ehr_profile: str = ""
+    canonical_base: str = ""
     # Store, feedback, metrics
     patient_hash_key: str = ""
     suppress_repeats: bool = False
@@ -86,6 +98,29 @@ class Settings:
 
     def with_overrides(self, **overrides: Any) -> Settings:
         return replace(self, **overrides)
+
+    def resolved_canonical_base(self) -> str:
+        """The base the code system URLs derive from: ``{base}/CodeSystem/{id}``."""
+        return self.canonical_base or DEVELOPMENT_CANONICAL_BASE
+
+
+def check_canonical_base(settings: Settings) -> None:
+    """Production start-up (``diazepam-cds serve``) stops without a site's canonical base.
+
+    Every card names its topic and override reasons by ``{base}/CodeSystem/{id}``; EHRs map
+    these codings (an override reason sent by a service must be mapped by the health system)
+    and the feedback store keeps them. A default would put a URL nobody owns into production
+    and change identity the day the site sets its own, so production is asked once, up front.
+    """
+    if settings.is_development or settings.canonical_base:
+        return
+    raise ConfigError(
+        "CDS_CANONICAL_BASE is not set: card topics and override reasons need a canonical base "
+        "your organisation owns, e.g. https://cds.hospital.example/fhir (the service publishes "
+        "{base}/CodeSystem/cds-topic and {base}/CodeSystem/override-reason at GET "
+        "/fhir/CodeSystem/{id}). Set it once and never change it; CDS_ENV=development uses "
+        f"{DEVELOPMENT_CANONICAL_BASE}"
+    )
 
 
 # name -> (default as documented, meaning). Kept beside the dataclass so docs and code agree.
@@ -129,6 +164,11 @@ SETTINGS: dict[str, str] = {
     "CDS_EHR_PROFILE": "Default EHR profile `standard` or `epic` (default from the policy file).",
     "CDS_PATIENT_HASH_KEY": "Secret key for the keyed hash of patient, user and order ids in the "
     "store. Required in production.",
+    "CDS_CANONICAL_BASE": "Canonical base URL of the code systems the service publishes: card "
+    "topics are `{base}/CodeSystem/cds-topic`, override reasons "
+    "`{base}/CodeSystem/override-reason` (served at `GET /fhir/CodeSystem/{id}`). Required by "
+    "`serve` in production; development "
+    f"default `{DEVELOPMENT_CANONICAL_BASE}`.",
     "CDS_SUPPRESS_REPEATS": "Suppress a topic at order-sign that the same user overrode at "
     "order-select for the same draft (default off).",
     "CDS_SUPPRESS_WINDOW_S": "Window for repeat suppression, seconds (default 3600).",
@@ -227,6 +267,8 @@ def _apply_profile_defaults(settings: Settings, explicit: set[str]) -> Settings:
                     f"CDS_FORWARDED_ALLOW_IPS: {address!r} is not an IP address"
                 ) from None
     changes: dict[str, Any] = {}
+    if settings.canonical_base:
+        changes["canonical_base"] = _canonical_base(settings.canonical_base)
     if settings.is_development:
         if "allowed_origins" not in explicit:
             changes["allowed_origins"] = ("*",)
@@ -328,3 +370,19 @@ def check_startup(settings: Settings) -> None:
             "CDS_PATIENT_HASH_KEY is required in production (a long random secret "
             "kept outside the database; never change it once data exists)"
         )
+
+
+def _canonical_base(raw: str) -> str:
+    """An absolute http(s) URL without query, fragment or trailing slash."""
+    from urllib.parse import urlsplit
+
+    base = raw.strip().rstrip("/")
+    parts = urlsplit(base)
+    if parts.scheme not in ("http", "https") or not parts.netloc or parts.query or parts.fragment:
+        raise ConfigError(
+            f"CDS_CANONICAL_BASE must be an absolute http(s) URL without query or fragment, "
+            f"e.g. https://cds.hospital.example/fhir; got {raw!r}"
+        )
+    if any(c.isspace() for c in base):
+        raise ConfigError(f"CDS_CANONICAL_BASE must not contain spaces; got {raw!r}")
+    return base

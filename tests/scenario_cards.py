@@ -24,7 +24,8 @@ SCHEMA_PATH = REPO / "fixtures" / "scenario.schema.json"
 TOPICS: tuple[str, ...] = tuple(
     json.loads(SCHEMA_PATH.read_text(encoding="utf-8"))["$defs"]["topic"]["enum"]
 )
-TOPIC_SYSTEM = "https://diazepam-cds.example.org/fhir/CodeSystem/cds-topic"
+TOPIC_SYSTEM = "http://localhost:8080/fhir/CodeSystem/cds-topic"
+OVERRIDE_SYSTEM = "http://localhost:8080/fhir/CodeSystem/override-reason"
 RXNORM = "http://www.nlm.nih.gov/research/umls/rxnorm"
 ALTERNATIVE_SCD = {
     "1292": ("430902", "baclofen 5 MG Oral Tablet"),
@@ -97,14 +98,15 @@ def reference_cards(fixture: dict[str, Any]) -> list[dict[str, Any]]:
                 "label": "diazepam-cds reference",
                 "topic": {"system": TOPIC_SYSTEM, "code": topic},
             },
-            "overrideReasons": [
-                {
-                    "system": TOPIC_SYSTEM,
-                    "code": "patient-preference",
-                    "display": "Patient preference",
-                }
-            ],
         }
+        if indicator != "info":  # F.2a: info cards offer no override reasons
+            card["overrideReasons"] = [
+                {
+                    "system": OVERRIDE_SYSTEM,
+                    "code": "patient-preference",
+                    "display": "Informed patient preference",
+                }
+            ]
         suggestions = _suggestions(
             topic, set(spec.get("action_types") or spec.get("action_types_include") or []), fixture
         )

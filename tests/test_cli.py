@@ -18,6 +18,9 @@ EXE = Path(sys.executable).with_name("diazepam-cds")
         ({"CDS_AUTH": "disabled", "CDS_POLICY_FILE": "{policy}"}, "policy"),
         ({"CDS_AUTH": "disabled", "CDS_CARDS_DIR": "{empty}"}, "links.json"),
         ({"CDS_PORT": "eighty"}, "CDS_PORT"),
+        # production start-up without the site's code system base (F.2a override reasons)
+        ({"CDS_AUTH": "disabled", "CDS_CANONICAL_BASE": ""}, "CDS_CANONICAL_BASE is not set"),
+        ({"CDS_AUTH": "disabled", "CDS_CANONICAL_BASE": "cds.hospital"}, "CDS_CANONICAL_BASE"),
     ],
 )
 def test_serve_stops_on_bad_configuration_with_one_line(tmp_path, env, expected):
@@ -30,6 +33,7 @@ def test_serve_stops_on_bad_configuration_with_one_line(tmp_path, env, expected)
         # what production requires before anything else is checked (issue 17 item 2, 5)
         "CDS_PUBLIC_BASE_URL": "https://cds.example.org",
         "CDS_PATIENT_HASH_KEY": "test-only-key",
+        "CDS_CANONICAL_BASE": "https://cds.test.example/fhir",
     }
     full_env.update({k: v.format(policy=policy, empty=tmp_path / "empty") for k, v in env.items()})
     result = subprocess.run(

@@ -352,8 +352,44 @@ def test_suppression_with_the_real_engine(make_app: Callable[..., Flask]) -> Non
     cards = client.post(SELECT, json=select).get_json()["cards"]
     assert len(cards) >= 2 and before == {c["source"]["topic"]["code"] for c in cards}
     target = cards[0]
-    reason = target["overrideReasons"][0]["code"]
+    # an info card offers no override reasons (F.2a): its override comes without one
+    offered = target.get("overrideReasons") or []
+    reason = offered[0]["code"] if offered else None
     assert post_feedback(client, [overridden(target["uuid"], reason)]).get_json()["stored"] == 1
     sign["hookInstance"] = "sign-2"
     after = {c["source"]["topic"]["code"] for c in client.post(SIGN, json=sign).get_json()["cards"]}
     assert after == before - {target["source"]["topic"]["code"]}
+
+
+def test_info_card_overridden_without_a_reason_is_stored(make_app: Callable[..., Flask]) -> None:
+    """F.2a: info cards offer no override reasons, so the EHR reports their dismissal with
+    none; that feedback is stored like any other (and an info card can still be overridden
+    with a free-text comment only)."""
+    app = make_app(patient_hash_key=KEY)
+    client = app.test_client()
+    scenarios = sorted((Path(__file__).resolve().parents[1] / "fixtures/scenarios").glob("*.json"))
+    info = None
+    for path in scenarios:
+        fixture = json.loads(path.read_text("utf-8"))
+        url = f"/cds-services/{fixture['service']}"
+        cards = client.post(url, json=fixture["request"]).get_json()["cards"]
+        info = next((c for c in cards if c["indicator"] == "info"), None)
+        if info is not None:
+            break
+    assert info is not None, "no fixture gives an info card"
+    assert "overrideReasons" not in info
+    commented = {
+        "card": info["uuid"],
+        "outcome": "overridden",
+        "outcomeTimestamp": "2026-01-15T10:02:00Z",
+        "overrideReason": {"userComment": "discussed with pharmacy"},
+    }
+    answer = post_feedback(client, [overridden(info["uuid"], reason=None), commented], url=url)
+    assert answer.status_code == 200, answer.get_data(as_text=True)
+    assert answer.get_json()["stored"] == 2 and answer.get_json()["unknown_cards"] == 0
+    stored = [r for r in rows(app, "feedback") if r["card_uuid"] == info["uuid"]]
+    # both stored; the free-text comment is dropped (CDS_STORE_COMMENTS off by default: PHI)
+    assert sorted((r["outcome"], r["override_code"], r["user_comment"] or "") for r in stored) == [
+        ("overridden", None, ""),
+        ("overridden", None, ""),
+    ]

@@ -94,7 +94,9 @@ def test_comparer_reports_a_missing_topic_and_a_wrong_indicator() -> None:
     fixture = _fixture("elderly-78-egfr45-no-baclofen")
     body = {"cards": reference_cards(fixture)}
     body["cards"].remove(_card(body, "muscle-relaxant-alternative"))
-    _card(body, "beers-benzodiazepine")["indicator"] = "info"
+    beers = _card(body, "beers-benzodiazepine")
+    beers["indicator"] = "info"
+    beers.pop("overrideReasons")  # as a real info card: it offers none (F.2a)
     mismatches = compare(fixture["expected"], body)
     assert sorted(_whats(mismatches)) == [
         "capped days",  # the 7-day choice was on that card too (F.2a: one decision card)
@@ -213,6 +215,24 @@ def test_epic_profile_rules() -> None:
     whats = [str(m) for m in compare(fixture["expected"], body, profile="epic")]
     assert any("one per suggestion" in w for w in whats)
     assert any("update action" in w for w in whats)
+
+
+def test_override_reason_rules_of_f2a() -> None:
+    """In every profile: an info card offers no override reasons; "acknowledged" is none."""
+    fixture = _fixture("young-adult-back-spasm-30d")
+    cards = reference_cards(fixture)
+    assert compare(fixture["expected"], {"cards": cards}) == []
+    asking = next(c for c in cards if c.get("overrideReasons"))
+    for profile in ("standard", "epic"):
+        info = copy.deepcopy(cards)
+        next(c for c in info if c.get("overrideReasons"))["indicator"] = "info"
+        whats = [str(m) for m in compare(fixture["expected"], {"cards": info}, profile=profile)]
+        assert any("is info but offers overrideReasons" in w for w in whats), whats
+    acknowledged = copy.deepcopy(cards)
+    card = next(c for c in acknowledged if c["uuid"] == asking["uuid"])
+    card["overrideReasons"].append({**card["overrideReasons"][0], "code": "acknowledged"})
+    whats = [str(m) for m in compare(fixture["expected"], {"cards": acknowledged})]
+    assert any("'acknowledged' is not a reason" in w for w in whats), whats
 
 
 def test_ingredient_of_resolves_codes_contained_and_names() -> None:

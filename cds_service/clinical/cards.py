@@ -148,7 +148,25 @@ def load_templates(cards_dir: str | Path) -> dict[str, Template]:
     missing = [t for t in TOPICS if t not in templates]
     if missing:
         raise TemplateError(f"cards directory {base} lacks templates for topics {missing}")
+    override_reason_concepts(templates)  # one display per code, or start-up stops
     return templates
+
+
+def override_reason_concepts(templates: dict[str, Template]) -> dict[str, str]:
+    """Every override reason code any card can carry, with its one display (the
+    override-reason CodeSystem). A code shown with two displays would make one of them
+    wrong in the published CodeSystem: that stops start-up, naming both templates."""
+    concepts: dict[str, tuple[str, str]] = {}
+    for topic in sorted(templates):
+        for reason in templates[topic].data["override_reasons"]:
+            code, display = reason["code"], reason["display"]
+            first = concepts.setdefault(code, (display, topic))
+            if first[0] != display:
+                raise TemplateError(
+                    f"override reason {code!r} has two displays: {first[0]!r} in "
+                    f"{first[1]}.json and {display!r} in {topic}.json"
+                )
+    return {code: display for code, (display, _) in concepts.items()}
 
 
 def _summary(text: str) -> str:
@@ -196,17 +214,20 @@ def render(
             "label": (variant.get("source") or template.data["source"])["label"],
             "url": (variant.get("source") or template.data["source"])["url"],
             "topic": {
-                "system": policy["topic_system"],
+                "system": policy.topic_system,
                 "code": template.topic,
                 "display": template.data["topic"]["display"],
             },
         },
-        "overrideReasons": [
-            {"system": policy["override_system"], "code": r["code"], "display": r["display"]}
-            for r in template.data["override_reasons"]
-        ],
         "links": [dict(link) for link in template.links_for(finding.variant)],
     }
+    if finding.indicator != "info":
+        # F.2a: an info card asks for no reason to dismiss it (CDS Hooks: overrideReasons is
+        # optional; feedback may report an override without one)
+        card["overrideReasons"] = [
+            {"system": policy.override_system, "code": r["code"], "display": r["display"]}
+            for r in template.data["override_reasons"]
+        ]
     if suggestions:
         card["selectionBehavior"] = behaviour
         card["suggestions"] = suggestions

@@ -60,7 +60,11 @@ class Engine:
     @classmethod
     def from_settings(cls, settings: Settings) -> Engine:
         valuesets = load_valuesets()
-        policy = load_policy(settings.policy_file or None, valuesets=valuesets)
+        policy = load_policy(
+            settings.policy_file or None,
+            valuesets=valuesets,
+            canonical_base=settings.resolved_canonical_base(),
+        )
         templates = load_templates(settings.cards_dir)
         return cls(valuesets, policy, templates, profile=settings.ehr_profile or None)
 
@@ -105,6 +109,8 @@ class Engine:
         per_order = [
             (order, *self.findings(order, record_for(base, order, self.policy))) for order in orders
         ]
+        if len(per_order) > 1:
+            _no_default_replacement(per_order)
         ruled = time.perf_counter()
         timings["rules_ms"] = (ruled - started) * 1000
         if profile not in self.policy["profiles"]:
@@ -150,3 +156,18 @@ def _add_requester(cards: list[dict[str, Any]], user_id: str) -> None:
                 resource = action.get("resource")
                 if action.get("type") == "create" and isinstance(resource, dict):
                     resource.setdefault("requester", {"reference": user_id})
+
+
+def _no_default_replacement(per_order: list[tuple[Any, list[Finding], Any]]) -> None:
+    """Several pended diazepam orders: a recommended "replace with X" on each would sign X
+    twice (second review, case 20), so no replacement is pre-selected; each card says why."""
+    for _, findings, _ in per_order:
+        for finding in findings:
+            replaced = [o for o in finding.options if o.kind == "replace" and o.recommended]
+            for option in replaced:
+                option.recommended = False
+            if replaced:
+                finding.notes.append(
+                    "Several diazepam orders are pended: choose one replacement at most, for "
+                    "one of them, and remove the others."
+                )

@@ -17,7 +17,13 @@ from typing import Any
 from jsonschema import Draft202012Validator
 
 from cds_service.clinical.valuesets import DATA_DIR, SCHEMA_DIR, AlternativeProduct, ValueSets
-from cds_service.config import ConfigError
+from cds_service.config import (
+    DEVELOPMENT_CANONICAL_BASE,
+    OVERRIDE_CODE_SYSTEM,
+    TOPIC_CODE_SYSTEM,
+    ConfigError,
+    code_system_url,
+)
 
 POLICY_FILE = DATA_DIR / "policy.json"
 
@@ -52,6 +58,17 @@ class Policy:
 
     data: dict[str, Any]
     valuesets: ValueSets | None = None
+    canonical_base: str = DEVELOPMENT_CANONICAL_BASE  # CDS_CANONICAL_BASE, not a policy key
+
+    @property
+    def topic_system(self) -> str:
+        """``source.topic.system`` of every card."""
+        return code_system_url(self.canonical_base, TOPIC_CODE_SYSTEM)
+
+    @property
+    def override_system(self) -> str:
+        """``system`` of every override reason a card offers."""
+        return code_system_url(self.canonical_base, OVERRIDE_CODE_SYSTEM)
 
     @property
     def products(self) -> dict[str, AlternativeProduct]:
@@ -105,12 +122,19 @@ def load_policy(
     override_file: str | Path | None = None,
     valuesets: ValueSets | None = None,
     overrides: Mapping[str, Any] | None = None,
+    canonical_base: str | None = None,
 ) -> Policy:
     data = _read(POLICY_FILE)
     if override_file:
         data = deep_merge(data, _read(Path(override_file)))
     if overrides:
         data = deep_merge(data, overrides)
+    moved = sorted(k for k in ("topic_system", "override_system") if k in data)
+    if moved:
+        raise PolicyError(
+            f"policy keys {moved} are no longer read: the code system URLs derive from "
+            "CDS_CANONICAL_BASE ({base}/CodeSystem/cds-topic, {base}/CodeSystem/override-reason)"
+        )
     schema = json.loads((SCHEMA_DIR / "policy.schema.json").read_text(encoding="utf-8"))
     errors = sorted(Draft202012Validator(schema).iter_errors(data), key=lambda e: list(e.path))
     if errors:
@@ -134,4 +158,8 @@ def load_policy(
                         f"policy alternatives/regimens/{scenario}/{drug}: code "
                         f"{regimen['code']} is not a {drug} product in alternative-products.json"
                     )
-    return Policy(data=data, valuesets=valuesets)
+    return Policy(
+        data=data,
+        valuesets=valuesets,
+        canonical_base=canonical_base or DEVELOPMENT_CANONICAL_BASE,
+    )

@@ -26,14 +26,22 @@ __all__ = ["register_security", "expected_audience", "Caller", "ReplayStore", "V
 log = logging.getLogger("cds_service.security")
 
 OPEN_PATHS = frozenset({"/health", "/metrics"})
+# Published terminology (card topics, override reasons): no patient data, and the canonical URL
+# a card names should resolve for whoever maps its codes (an EHR analyst, a terminology server).
+OPEN_PREFIXES = ("/fhir/CodeSystem/",)
 CHALLENGE = {"WWW-Authenticate": "Bearer"}
 STORE_EXTENSION = "cds.store"
 
 
 def is_open(req: Request) -> bool:
-    """Health and metrics are for the load balancer and Prometheus; a CORS preflight never
-    carries credentials (browsers strip them), and Flask answers OPTIONS without a view."""
-    return req.method == "OPTIONS" or req.path in OPEN_PATHS
+    """Health and metrics are for the load balancer and Prometheus, the published code systems
+    for anyone mapping card codes; a CORS preflight never carries credentials (browsers strip
+    them), and Flask answers OPTIONS without a view."""
+    return (
+        req.method == "OPTIONS"
+        or req.path in OPEN_PATHS
+        or (req.method in ("GET", "HEAD") and req.path.startswith(OPEN_PREFIXES))
+    )
 
 
 DISCOVERY_PATHS = frozenset({"/cds-services", "/cds-services/"})

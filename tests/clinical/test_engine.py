@@ -52,13 +52,18 @@ def with_prefetch(body: dict[str, Any], birth: str = "1948-03-02", **over: Any) 
 def assert_spec_valid(card: dict[str, Any]) -> None:
     """CDS Hooks 2.0 card rules (digest §5, as replay checks them: ``compare.card_problems``)
     plus what this service promises beyond the spec: real uuids, an https source, a detail
-    that cites its source, override reasons and links on every card, deletes by reference and
-    suggested resources that are medication orders."""
+    that cites its source, links on every card, override reasons on every card but info ones
+    (F.2a: an info card asks for none), deletes by reference and suggested resources that are
+    medication orders."""
     assert not card_problems(card), card_problems(card)
     uuid.UUID(card["uuid"])
     assert card["source"]["url"].startswith("https://") and card["source"]["topic"]["code"]
     assert "Source" in card["detail"]
-    assert card["overrideReasons"] and card["links"]
+    assert card["links"]
+    if card["indicator"] == "info":
+        assert "overrideReasons" not in card
+    else:
+        assert card["overrideReasons"]
     assert all(link["type"] == "absolute" for link in card["links"])
     for suggestion in card.get("suggestions", []):
         uuid.UUID(suggestion["uuid"])

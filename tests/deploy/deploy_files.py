@@ -24,8 +24,13 @@ SCALE_FILE = REPO / "deploy" / "compose.scale.yml"
 DOCKERFILE = REPO / "Dockerfile"
 DOCKERIGNORE = REPO / ".dockerignore"
 
-# The two secrets the compose file refuses to start without (``${VAR:?…}``).
-REQUIRED_VARS = {"POSTGRES_PASSWORD": "pg-secret-for-tests", "CDS_PATIENT_HASH_KEY": "k" * 64}
+# What the compose file refuses to start without (``${VAR:?…}``): two secrets and the site's
+# canonical base for the code systems the cards use.
+REQUIRED_VARS = {
+    "POSTGRES_PASSWORD": "pg-secret-for-tests",
+    "CDS_PATIENT_HASH_KEY": "k" * 64,
+    "CDS_CANONICAL_BASE": "https://cds.test.example/fhir",
+}
 
 
 def compose_binary() -> str:

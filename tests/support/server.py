@@ -60,6 +60,8 @@ def start_server(
         # tests call is the public one, and a fixed test-only key
         "CDS_PUBLIC_BASE_URL": f"http://127.0.0.1:{port}",
         "CDS_PATIENT_HASH_KEY": "test-only-patient-hash-key",
+        # production `serve` needs the site's code system base (CDS_CANONICAL_BASE)
+        "CDS_CANONICAL_BASE": "https://cds.test.example/fhir",
     }
     full_env.update(env or {})
     exe = Path(sys.executable).with_name("diazepam-cds")

@@ -61,6 +61,12 @@ def _class_drugs(record: PatientRecord, cls: str, include_stopped: bool = False)
     return sorted({i for m in meds if cls in m.classes for i in m.ingredients})
 
 
+def _current_relaxants(record: PatientRecord) -> list[str]:
+    """R19: skeletal muscle relaxants the patient already takes or has pended."""
+    meds = [*record.medications, *record.draft_medications]
+    return sorted({i for m in meds if "smr" in m.classes for i in m.ingredients if i != "diazepam"})
+
+
 def _taking(record: PatientRecord, drug: str) -> bool:
     """R19: the patient already takes (or has pended) this muscle relaxant."""
     return any(drug in m.ingredients for m in [*record.medications, *record.draft_medications])
@@ -233,10 +239,19 @@ def muscle_relaxant_alternative(
     assessed = {d: assess(d, order, record, policy, path) for d in alt["ranking"][scenario]}
     last = set(alt["last_resort"].get(scenario, []))
     kept = [d for d, a in assessed.items() if not a.excluded and d not in last]
-    if not kept:
+    current = _current_relaxants(record)
+    if not kept and not current:
+        # a Beers-avoid last resort only when no relaxant is taken already (second review
+        # case 28: cyclobenzaprine added to tizanidine at 70 is neither first nor last resort)
         kept = [d for d, a in assessed.items() if not a.excluded and d in last]
     kept.sort(key=lambda d: bool(assessed[d].demoted))  # stable: rank order within each tier
     excluded = [f"{d}: {'; '.join(a.excluded)}" for d, a in assessed.items() if a.excluded]
+    shown = [  # on the alternatives card, "Already on" says it for a drug taken and nothing else
+        f"{d}: {'; '.join(a.excluded)}"
+        for d, a in assessed.items()
+        if a.excluded
+        and not (d in current and len(a.excluded) == 1 and a.excluded[0].startswith("already"))
+    ]
     unknowns = []
     if record.age_years is None and path == "acute":
         unknowns.append("age unknown: alternatives ranked as for an older adult")
@@ -311,7 +326,10 @@ def muscle_relaxant_alternative(
                     add_label=add_label,
                     description=f"Order {product.display}: {sigs}",
                     resource=resource,
-                    recommended=rank == 0 and not no_reason,
+                    # R19: already on a muscle relaxant, a second one is never the default pick
+                    recommended=rank == 0
+                    and not no_reason
+                    and (not current or alt["recommend_when_on_relaxant"]),
                     code=product.code,
                     notes=notes,
                 )
@@ -329,6 +347,11 @@ def muscle_relaxant_alternative(
         note = f" ({'; '.join(inside)})" if inside else ""
         plan = f": {regimen['plan']}" if regimen.get("plan") and not removable else ""
         lines.append(f"{rank + 1}. **{drug}**{regimen_text}{note}{plan}")
+    if current:  # the same for every drug listed: said once
+        lines.append(
+            f"Already on {', '.join(current)}: a second muscle relaxant adds sedation; "
+            "optimise the current one first."
+        )
     top = kept[0]
     top_regimen = alt["regimens"][scenario][top]
     audit["offered"] = [o.code for o in options]
@@ -353,8 +376,10 @@ def muscle_relaxant_alternative(
                 "days": fmt(supply),
                 "options_md": "\n".join(lines),
                 # nothing excluded: no "Not offered" list at all (F.2a: no "- none")
-                "excluded_md": "\n\nNot offered:\n" + "\n".join(f"- {e}" for e in excluded)
-                if excluded
+                # nothing excluded: no "Not offered" list at all (F.2a: no "- none"); a drug
+                # excluded only because the patient takes it is the "Already on" line above
+                "excluded_md": "\n\nNot offered:\n" + "\n".join(f"- {e}" for e in shown)
+                if shown
                 else "",
                 "analgesic": analgesic,
                 "injury_note": _injury_note(kept, scenario),
@@ -414,7 +439,9 @@ def nsaid_text(record: PatientRecord, policy: Policy) -> str:
         if record.has("pregnancy"):
             cites.append("FDA 2020 NSAID pregnancy warning")
         cites.append("AGS Beers 2023" if is_older(record, policy) else "NSAID labels")
-        return "For pain: acetaminophen; avoid NSAIDs (" + "; ".join(reasons) + ": " + (
+        liver = any(record.has(g) for g in ("hepatic_failure", "liver_disease"))
+        acetaminophen = rule["acetaminophen_liver_text"] if liver else "For pain: acetaminophen."
+        return acetaminophen[:-1] + "; avoid NSAIDs (" + "; ".join(reasons) + ": " + (
             ", ".join(cites) + ")."
         )
     if is_older(record, policy):

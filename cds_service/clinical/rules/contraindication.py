@@ -16,6 +16,7 @@ from cds_service.clinical.rules.common import (
     chronic_diazepam,
     effective_route,
     emergency_order,
+    indication,
     new_finding,
 )
 
@@ -76,6 +77,18 @@ def diazepam_contraindication(
         indicator = rule["caution_indicator"]
         variant = "caution"
         listed = cautions
+    notes = []
+    found_kind = indication(order, record, policy)
+    if (
+        found_kind.kind == "alcohol_withdrawal"
+        and found_kind.source == "reason"
+        and any(record.has(g) for g in policy["hepatic"]["severe_groups"])
+    ):
+        # R10: in severe liver disease name the agents without oxidative metabolism
+        notes.append(
+            "For alcohol withdrawal with hepatic failure, lorazepam or oxazepam (no oxidative "
+            "liver metabolism) are usually preferred; monitor for oversedation."
+        )
     return [
         new_finding(
             "diazepam-contraindication",
@@ -91,5 +104,6 @@ def diazepam_contraindication(
             },
             audit={"conditions": found, "condition_codes": codes, "product_kind": kind},
             options=options,
+            notes=notes,
         )
     ]

@@ -99,6 +99,7 @@ def taper_required(order: DiazepamOrder, record: PatientRecord, policy: Policy) 
     options: list[Option] = []
     variant = "legit" if legit else "default"
     mg_day, doses = order.mg_per_day, order.doses_per_day
+    notes: list[str] = []
     new_mg = taper_step(mg_day, doses, policy) if mg_day and doses else None
     product = _product(new_mg, policy) if new_mg else None
     if new_mg is not None and product is not None and doses:
@@ -117,11 +118,21 @@ def taper_required(order: DiazepamOrder, record: PatientRecord, policy: Policy) 
             )
             audit.update(taper_mg_per_dose=new_mg, taper_cut_pct=cut)
             qty = (resource.get("dispenseRequest") or {}).get("quantity") or {}
+            liquid = product[0] not in dict(_TABLETS)
+            # a switch to the oral solution is said in the label and the card (second review:
+            # a silent change of form invites dispensing and measuring errors)
+            form = f" ({fmt(new_mg)} mL of 1 mg/mL solution)" if liquid else ""
+            if liquid:
+                notes.append(
+                    f"The first step needs the **1 mg/mL oral solution** ({fmt(new_mg)} mL per "
+                    "dose): no tablet strength makes it. Switch the order's form and teach "
+                    "the patient to measure with an oral syringe."
+                )
             options.append(
                 Option(
                     kind="update",
                     label=fitted(
-                        f"First taper step: diazepam {fmt(new_mg)} mg "
+                        f"First taper step: diazepam {fmt(new_mg)} mg{form} "
                         f"{frequency_words(doses, order.prn)}",
                         f" for {fmt(rule['step_days'])} days",
                         f" ({amount(qty['value'], qty.get('unit'))})" if qty.get("value") else "",
@@ -135,6 +146,7 @@ def taper_required(order: DiazepamOrder, record: PatientRecord, policy: Policy) 
             )
     if not options:
         variant += "_solution"
+    finding_notes = notes
     return [
         new_finding(
             "taper-required",
@@ -145,5 +157,6 @@ def taper_required(order: DiazepamOrder, record: PatientRecord, policy: Policy) 
             facts=facts,
             audit=audit,
             options=options,
+            notes=finding_notes,
         )
     ]
