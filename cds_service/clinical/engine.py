@@ -146,15 +146,16 @@ _REQUESTER_TYPES = ("Practitioner", "PractitionerRole", "Organization", "Patient
 
 
 def _add_requester(cards: list[dict[str, Any]], user_id: str) -> None:
-    """F.2a "orders ready to sign": every order a suggestion creates names its requester, the
-    user who is ordering (``context.userId``), when that is a reference a requester may hold."""
+    """F.2a "orders ready to sign": every order a suggestion creates or rewrites names its
+    requester (a rewrite keeps the pended order's own), the user who is ordering
+    (``context.userId``), when that is a reference a requester may hold."""
     if not isinstance(user_id, str) or user_id.split("/")[0] not in _REQUESTER_TYPES:
         return
     for card in cards:
         for suggestion in card.get("suggestions") or []:
             for action in suggestion.get("actions") or []:
                 resource = action.get("resource")
-                if action.get("type") == "create" and isinstance(resource, dict):
+                if action.get("type") in ("create", "update") and isinstance(resource, dict):
                     resource.setdefault("requester", {"reference": user_id})
 
 
