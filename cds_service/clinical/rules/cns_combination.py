@@ -30,6 +30,8 @@ def cns_depressant_combination(
             rule["indicator"],
             order,
             record,
+            # the FDA 2019 gabapentinoid warning is cited only when a gabapentinoid is there
+            variant="gabapentinoid" if by_class.get("gabapentinoid") else "default",
             facts={"drugs": ", ".join(drugs)},
             audit={"cns_depressants": drugs},
         )

@@ -41,3 +41,13 @@ def test_withdrawal_with_hepatic_failure_names_lorazepam_or_oxazepam(order, poli
     [f] = diazepam_contraindication(order(reason="F10.231"), record, policy)
     assert f.options == []  # F.0-3: withdrawal treatment is not offered for removal
     assert any("lorazepam or oxazepam" in note for note in f.notes)
+
+
+def test_the_gabapentinoid_warning_is_cited_only_with_a_gabapentinoid(order, policy, vs):
+    """Case 40: alprazolam alone got 'gabapentinoids … (FDA 2019)'."""
+    from cds_service.clinical.rules.cns_combination import cns_depressant_combination
+
+    [f] = cns_depressant_combination(order(), patient(40, meds=[med(vs, "alprazolam")]), policy)
+    assert f.variant == "default"
+    [g] = cns_depressant_combination(order(), patient(40, meds=[med(vs, "gabapentin")]), policy)
+    assert g.variant == "gabapentinoid"
