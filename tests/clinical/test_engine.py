@@ -4,8 +4,6 @@ when data is missing, audit data, timings."""
 from __future__ import annotations
 
 import copy
-import statistics
-import time
 import uuid
 from typing import Any
 
@@ -253,18 +251,6 @@ def test_max_cards_merges_lesser_cards_but_never_drops_a_safety_topic(sandbox_re
     merged = cards[0]["_audit"]["merged"]
     assert set(merged) == {c["source"]["topic"]["code"] for c in full} - {"beers-benzodiazepine"}
     assert "Also noted" in cards[0]["detail"]
-
-
-def test_hot_path_is_fast(engine, sandbox_request):
-    body = with_prefetch(sandbox_request("order-sign-request_r4-server"))
-    data = read_prefetch(body["prefetch"])
-    request = build_hook_request(body)
-    runs = []
-    for _ in range(50):
-        started = time.perf_counter()
-        engine.advise(request, engine.orders_in_scope(request), data, "standard", {})
-        runs.append((time.perf_counter() - started) * 1000)
-    assert statistics.median(runs) < 25, runs  # measured ~1-2 ms on 2 cores
 
 
 # -- review: cards for one order compose; one patient-level problem gives one card -------------
