@@ -22,8 +22,10 @@ SOAK = REPO / "scripts" / "soak.py"
 def test_a_short_soak_runs_and_reports(tmp_path: Path) -> None:
     report_path = tmp_path / "soak.json"
     result = subprocess.run(
-        [sys.executable, str(SOAK), "--duration", "20", "--probe", "3", "--clients", "4"]
-        + ["--json", str(report_path)],
+        # a tenth of the measured capacity: the point is that the script works, and the
+        # suite's other tests share the machine
+        [sys.executable, str(SOAK), "--duration", "20", "--probe", "2", "--clients", "4"]
+        + ["--load", "0.1", "--json", str(report_path)],
         capture_output=True,
         text=True,
         timeout=120,
