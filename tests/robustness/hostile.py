@@ -14,7 +14,7 @@ allowed), optionally ``diagnostics`` (text the 4xx must contain), ``cards`` (``v
 ``empty`` | ``same_as_base``), ``advice`` (an expected outcome in the fixture-scenario format,
 judged by ``cds_service.compare`` as replay judges it: topics, indicators, alternatives, capped
 days; never wording), ``answer`` (members the JSON answer must have, e.g. feedback counts) and
-``max_seconds``.
+``max_seconds`` (the CPU time the in-process request may use).
 ``real_server`` marks the subset also sent to a real multi-worker ``diazepam-cds serve``;
 ``known_issue`` marks a case that still fails because of a bug in another module (strict xfail).
 """

@@ -1,5 +1,5 @@
-"""Every hostile case gets an allowed answer — a 4xx with a JSON OperationOutcome, or a 200 with
-valid cards — within its time limit; never a 500, never a hang. A subset also goes to a real
+"""Every hostile case gets its answer — a 4xx with a JSON OperationOutcome, or a 200 with the
+cards it decides — within its CPU budget; never a 500, never a hang. A subset also goes to a real
 multi-worker server, which must keep serving (same workers, no tracebacks) afterwards."""
 
 from __future__ import annotations
@@ -93,12 +93,13 @@ def base_summaries(hostile_app: Flask) -> list[str]:
 
 
 def check_answer(
-    case: Case, status: int, content_type: str, body: bytes, seconds: float
+    case: Case, status: int, content_type: str, body: bytes, cpu_seconds: float | None
 ) -> dict[str, Any]:
     """Assert the case's expectations; return the decoded body."""
     expect = case.expect
     assert status in expect["status"], f"{case.name}: {status} {body[:300]!r}"
-    assert seconds <= case.max_seconds, f"{case.name}: took {seconds:.2f} s"
+    if cpu_seconds is not None:  # work done, not wall time: a starved CPU cannot fail it
+        assert cpu_seconds <= case.max_seconds, f"{case.name}: used {cpu_seconds:.2f} s of CPU"
     problems = answer_problems(status, content_type, body)
     assert not problems, f"{case.name}: {problems}"
     data = json.loads(body)
@@ -131,11 +132,14 @@ def _param(case: Case) -> Any:
 def test_hostile_case_in_process(case: Case, hostile_app: Flask, base_summaries: list[str]):
     headers = {"Content-Type": case.content_type} if case.content_type else {}
     body = case.body()
-    started = time.perf_counter()
+    # The test client runs the whole request in this thread, so this thread's CPU time is the
+    # request's cost (an algorithmic blow-up shows; waiting for the CPU does not). A hang is
+    # caught by pytest-timeout.
+    started = time.thread_time()
     response = hostile_app.test_client().post(case.path, data=body, headers=headers)
-    seconds = time.perf_counter() - started
+    cpu_seconds = time.thread_time() - started
     data = check_answer(
-        case, response.status_code, response.content_type or "", response.get_data(), seconds
+        case, response.status_code, response.content_type or "", response.get_data(), cpu_seconds
     )
     if case.expect.get("cards") == "same_as_base":
         assert _summaries(data) == base_summaries
@@ -158,15 +162,15 @@ def test_hostile_subset_against_a_real_server(tmp_path: Path):
     with running_server(tmp_path, env, workers=2) as server:
         workers = server.worker_pids()
         for case in subset:
-            started = time.perf_counter()
+            # Bounded by the client timeout (max_seconds + 10 s: a hang fails); the cost bound
+            # itself is checked in-process, as CPU time.
             response = _post(server.base_url, case)
-            seconds = time.perf_counter() - started
             check_answer(
                 case,
                 response.status_code,
                 response.headers.get("Content-Type", ""),
                 response.content,
-                seconds,
+                None,
             )
         # Over gunicorn's request-line and header limits (8 KiB): gunicorn itself refuses these
         # before the app sees them, with its own HTML page (no hook exists to make it JSON).
