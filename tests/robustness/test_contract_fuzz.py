@@ -35,6 +35,11 @@ from cds_service.app import create_app
 from cds_service.discovery import SERVICES
 from tests.robustness.contract import CHECKS, SPEC
 
+# Generation-bound tests (hypothesis-jsonschema: ~1 s per feedback example on a busy core;
+# 125 s measured at load 14 on 2 cores): pytest-timeout's global 120 s is a hang guard sized
+# for ordinary tests, so these get 600 s, still a hang guard, no longer a speed test.
+pytestmark = pytest.mark.timeout(600)
+
 MAX_EXAMPLES = 50  # per operation, per service id, per generation method
 # Of the positive examples per service, about half name the other service's hook (a 400 by
 # design) and three in four of the rest are grafted: expect ~18; require 10.
