@@ -12,6 +12,10 @@ from typing import Any
 THROUGHPUT_RATIO_MIN = 0.5  # warm, concurrency 8: service rps >= 0.5 x floor rps
 P99_C1_LARGE_MAX_MS = 20.0  # warm, concurrency 1, large request
 COLD_ADDED_MAX_MS = 10.0  # cold p50 minus the FHIR server's own time for the same fetches
+# bench/latency.py (figures that were wall-clock test assertions until issue 20)
+ENGINE_P50_MAX_MS = 25.0  # Engine.advise alone, sandbox order-sign, everything prefetched
+DEADLINE_SLACK_MS = 100.0  # a hung FHIR server: answered within the deadline + this
+PARALLEL_FACTOR_MAX = 2.5  # four delayed queries: p50 within this × one query's delay
 
 FIGURES = ("rps", "p50_ms", "p95_ms", "p99_ms")
 # request log timings, in pipeline order ("total" is the log line's duration_ms)
@@ -68,12 +72,51 @@ def evaluate_targets(results: dict[str, Any]) -> dict[str, Any]:
                 "target": f"<= {COLD_ADDED_MAX_MS}",
                 "met": added <= COLD_ADDED_MAX_MS,
             }
+    out.update(_latency_targets(results.get("latency") or {}))
     errors = sum(
         p["service"]["non_2xx"] + p["service"]["socket_errors"]
         for points in warm.values()
         for p in points.values()
     )
     out["service_errors"] = {"value": errors, "target": "0", "met": errors == 0}
+    return out
+
+
+def _latency_targets(latency: dict[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    engine = latency.get("engine")
+    if engine:
+        out["engine_advise_p50_ms"] = {
+            "value": engine["p50_ms"],
+            "target": f"< {ENGINE_P50_MAX_MS}",
+            "met": engine["p50_ms"] < ENGINE_P50_MAX_MS,
+        }
+    deadline = latency.get("deadline")
+    if deadline:
+        bound = deadline["deadline_ms"] + DEADLINE_SLACK_MS
+        for name in ("hung_fhir_200", "hung_fhir_412"):
+            if name in deadline:
+                value = deadline[name]["max_ms"]
+                out[f"{name}_max_ms"] = {
+                    "value": value,
+                    "target": f"<= {bound:g} (deadline + {DEADLINE_SLACK_MS:g})",
+                    "met": value <= bound,
+                }
+        four = deadline.get("four_queries_of_250_ms")
+        if four:
+            bound = PARALLEL_FACTOR_MAX * four["sequential_would_take_ms"] / four["queries"]
+            out["four_queries_of_250_ms_p50"] = {
+                "value": four["p50_ms"],
+                "target": f"< {bound:g}",
+                "met": four["p50_ms"] < bound,
+            }
+        broken = deadline.get("broken_fhir_500")
+        if broken:
+            out["broken_fhir_500_max_ms"] = {
+                "value": broken["max_ms"],
+                "target": f"< {deadline['deadline_ms']} (the deadline)",
+                "met": broken["max_ms"] < deadline["deadline_ms"],
+            }
     return out
 
 

@@ -7,7 +7,8 @@
 3. For each body and concurrency: warm up, drive the floor, then the service, with wrk. The
    service gets a fresh pool of single-use tokens sized from the floor's throughput.
 4. Peak RSS per worker; cold path against the real FHIR test server when it is installed; a
-   pyinstrument profile of the large request.
+   pyinstrument profile of the large request; in-process latency figures (the engine alone,
+   answers against a hung or broken FHIR server: bench/latency.py).
 5. Write ``bench/results/latest.json`` (plus a dated copy for tracking), ``results.md`` (the
    table) and print the table.
 
@@ -220,6 +221,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--bodies", default="large,small")
     parser.add_argument("--no-cold", action="store_true")
     parser.add_argument("--no-profile", action="store_true")
+    parser.add_argument("--no-latency", action="store_true", help="skip bench/latency.py")
     parser.add_argument("--out", type=Path, default=RESULTS)
     parser.add_argument(
         "--data-dir",
@@ -347,6 +349,11 @@ def main(argv: list[str] | None = None) -> int:
         results["profile"] = profile_requests(
             issuer, bodies["large"], args.out, work / "profile-data"
         )
+    if not args.no_latency:
+        log("latency: engine alone, deadline against a hung FHIR server")
+        from bench.latency import measure
+
+        results["latency"] = measure()
     results["machine"]["uptime_after"] = uptime()
     results["targets"] = evaluate_targets(results)
     args.out.mkdir(parents=True, exist_ok=True)

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Soak test (not CI): measure capacity, then hold half of it for a long time and report
+"""Soak test: measure capacity, then hold half of it for a long time and report
 errors and memory growth per gunicorn worker.
 
     .venv/bin/python scripts/soak.py                      # 10 minutes on a fresh local server
@@ -15,6 +15,9 @@ sends at ``--load`` (default 0.5) of that rate, open-loop, for ``--duration`` se
 Worker memory is the resident set size read from /proc (Linux) at the start and the end of
 phase 2. Exit status 1 when any request failed or a worker grew more than ``--max-growth``
 MiB (or was replaced).
+
+The test suite runs a 20-second soak (``tests/test_soak.py``, marked slow) so the script is
+known to work; the long run is for a person to start and read.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ import argparse
 import copy
 import json
 import random
+import shutil
 import statistics
 import sys
 import tempfile
@@ -242,6 +246,7 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         if server is not None:
             server.kill(15)
+            shutil.rmtree(tmp, ignore_errors=True)
 
     tally = soak.tally
     workers = []

@@ -9,6 +9,7 @@ review — never fix it by loosening the fixture without saying why.
 from __future__ import annotations
 
 import copy
+import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -27,7 +28,7 @@ from cds_service.compare import (
     observe,
 )
 from cds_service.redate import redate
-from tests.scenario_cards import fixture_paths, load, reference_cards
+from tests.scenario_cards import TOPIC_SYSTEM, fixture_paths, load, reference_cards
 
 PATHS = fixture_paths()
 IDS = [p.stem for p in PATHS]
@@ -72,10 +73,33 @@ def test_scenario_through_the_http_api(path: Path, profile: str, apps: dict[str,
 
 @pytest.mark.parametrize("path", PATHS, ids=IDS)
 def test_reference_response_matches_its_fixture(path: Path) -> None:
-    """The expectation is satisfiable by spec-valid cards, and the comparer accepts them."""
+    """The expectation is satisfiable by spec-valid cards, and the comparer accepts them; it
+    also has teeth: a card of a topic it rules out is rejected."""
     fixture = load(path)
-    body = {"cards": reference_cards(fixture)}
-    assert compare(fixture["expected"], body, request=fixture["request"]) == []
+    expected = fixture["expected"]
+    cards = reference_cards(fixture)
+    assert [card_problems(c) for c in cards] == [[] for _ in cards]
+    required = {t for t, spec in expected["topics"].items() if not spec.get("optional")}
+    assert required <= set(observe(cards).topics)  # every required topic has its card
+    if expected.get("card_count") is not None:
+        assert len(cards) == expected["card_count"]
+    assert compare(expected, {"cards": cards}, request=fixture["request"]) == []
+    if not expected.get("absent_topics"):
+        return
+    stray = copy.deepcopy(cards[0]) if cards else _minimal_card()
+    stray["uuid"] = str(uuid.uuid4())
+    stray["source"]["topic"]["code"] = expected["absent_topics"][0]
+    stray.pop("suggestions", None)
+    stray.pop("selectionBehavior", None)
+    assert compare(expected, {"cards": [*cards, stray]}, request=fixture["request"]) != []
+
+
+def _minimal_card() -> dict[str, Any]:
+    return {
+        "summary": "stray",
+        "indicator": "info",
+        "source": {"label": "test", "topic": {"system": TOPIC_SYSTEM, "code": "x"}},
+    }
 
 
 def _fixture(name: str) -> dict[str, Any]:
@@ -151,8 +175,7 @@ def test_comparer_checks_exact_action_types() -> None:
     for suggestion in _card(body, "duration-limit")["suggestions"]:  # the decision card
         suggestion["actions"] = [a for a in suggestion["actions"] if a["type"] != "delete"]
     assert [str(m) for m in compare(fixture["expected"], body)] == [
-        "topic duration-limit action types: expected [create, delete, update], "
-        "got [create, update]"
+        "topic duration-limit action types: expected [create, delete, update], got [create, update]"
     ]
 
 

@@ -148,3 +148,31 @@ def test_worker_cpu_time_is_read_from_proc(tmp_path):
     assert cpu_seconds(11, tmp_path) == 4.0
     assert workers_cpu_seconds(10, tmp_path) == 5.0
     assert cpu_seconds(99, tmp_path) is None
+
+
+def test_latency_figures_moved_from_the_tests_are_judged_as_targets():
+    latency = {
+        "engine": {"p50_ms": 1.5},
+        "deadline": {
+            "deadline_ms": 600,
+            "hung_fhir_200": {"max_ms": 700.0},
+            "hung_fhir_412": {"max_ms": 700.1},
+            "four_queries_of_250_ms": {
+                "queries": 4,
+                "sequential_would_take_ms": 1000.0,
+                "p50_ms": 624.9,
+            },
+            "broken_fhir_500": {"max_ms": 600.0},
+        },
+    }
+    targets = evaluate_targets({"latency": latency})
+    assert targets["engine_advise_p50_ms"]["met"] is True
+    assert targets["hung_fhir_200_max_ms"]["met"] is True
+    assert targets["hung_fhir_412_max_ms"]["met"] is False  # over the deadline + 100 ms
+    assert targets["four_queries_of_250_ms_p50"]["met"] is True
+    assert targets["broken_fhir_500_max_ms"]["met"] is False  # not under the deadline
+    latency["engine"]["p50_ms"] = 25.0
+    assert evaluate_targets({"latency": latency})["engine_advise_p50_ms"]["met"] is False
+    assert "| hung_fhir_412_max_ms | 700.1 |" in render_markdown(
+        {"latency": latency, "targets": targets}
+    )

@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import statistics
-import time
 import uuid
 from datetime import UTC, datetime
 from typing import Any
@@ -207,11 +205,14 @@ def test_missing_data_is_said_on_the_cards(standard, sandbox_request):
     body = with_prefetch(
         sandbox_request("order-sign-request_r4-server"), medications=failed, conditions=failed
     )
-    body["fhirServer"] = "http://127.0.0.1:9/fhir"  # unreachable: the fallback fails too
+    # Refused (loopback is not allowed here), so the fallback cannot get them either. The
+    # patient is prefetched, so a 412 is never the right answer: optional data degrades.
+    body["fhirServer"] = "http://127.0.0.1:9/fhir"
+    assert body["prefetch"]["patient"]["id"] == body["context"]["patientId"]
     response = standard.post(SIGN, json=body)
-    if response.status_code == 412:  # the FHIR fallback may insist on the data
-        pytest.skip("fallback requires medications/conditions")
+    assert response.status_code == 200, response.get_json()
     cards = response.get_json()["cards"]
+    assert cards
     text = " ".join(c["detail"] for c in cards)
     assert "active medications unknown" in text
     assert "conditions unknown" in text
@@ -268,18 +269,6 @@ def test_max_cards_merges_lesser_cards_but_never_drops_a_safety_topic(sandbox_re
     merged = cards[0]["_audit"]["merged"]
     assert set(merged) == {c["source"]["topic"]["code"] for c in full} - {"beers-benzodiazepine"}
     assert "Also noted" in cards[0]["detail"]
-
-
-def test_hot_path_is_fast(engine, sandbox_request):
-    body = with_prefetch(sandbox_request("order-sign-request_r4-server"))
-    data = read_prefetch(body["prefetch"])
-    request = build_hook_request(body)
-    runs = []
-    for _ in range(50):
-        started = time.perf_counter()
-        engine.advise(request, engine.orders_in_scope(request), data, "standard", {})
-        runs.append((time.perf_counter() - started) * 1000)
-    assert statistics.median(runs) < 25, runs  # measured ~1-2 ms on 2 cores
 
 
 # -- review: cards for one order compose; one patient-level problem gives one card -------------

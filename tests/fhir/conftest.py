@@ -1,12 +1,11 @@
 """Fixtures for the FHIR data tests: a real FHIR server per xdist worker, an app that may call it.
 
 When the server's venv is missing, tests that need it skip with the reason (and fail in CI,
-where `make test` must have installed it).
+where `make test` must have installed it): ``tests/support/gate.py``.
 """
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -14,16 +13,13 @@ import pytest
 from flask import Flask
 
 from tests.fhir.records import DataEchoAdvisor
-from tests.support.fhir_server import INSTALL_HINT, FhirServer, available, start_fhir_server
+from tests.support.fhir_server import FhirServer, start_fhir_server
+from tests.support.gate import require_fhir_server
 
 
 @pytest.fixture(scope="session")
 def fhir_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FhirServer]:
-    if not available():
-        message = f"real FHIR server not installed: {INSTALL_HINT}"
-        if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
-            pytest.fail(message)
-        pytest.skip(message)
+    require_fhir_server()  # skips, or fails in CI (tests/support/gate.py)
     server = start_fhir_server(tmp_path_factory.mktemp("fhir-server"))
     yield server
     server.stop()

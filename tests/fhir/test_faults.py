@@ -1,13 +1,22 @@
 """Faults a real FHIR server will not produce on demand: hangs, resets, 500s, garbage, slow pages.
 
-Served by a tiny loopback server of our own (``fault_server.py``). The timing assertions are the
-point: whatever the FHIR server does, the hook answers within the deadline plus 100 ms, and never
-with a 500.
+Served by a tiny loopback server of our own (``fault_server.py``). Whatever the FHIR server
+does, the deadline ends the wait and the hook answers, never with a 500.
+
+How that is proved without a wall-clock bound that CPU starvation could fail: every fault lasts
+30 s (or forever), far beyond the deadline, so "the deadline bounded the answer" is checked as
+an answer within ``BOUND_S`` (10 × the deadline, still 5× less than the fault); the cause is
+then asserted from what the service itself recorded — the problem code of each key (timeout /
+deadline) and, in its request log line, a duration that reached the deadline (a lower bound,
+which starvation can only help). How close to the deadline the answer comes is a latency figure:
+``make bench`` measures it (``bench/latency.py``).
 """
 
 from __future__ import annotations
 
 import gzip
+import logging
+import threading
 import time
 from collections.abc import Callable
 from typing import Any
@@ -15,11 +24,14 @@ from typing import Any
 import pytest
 
 from cds_service.discovery import PREFETCH_TEMPLATES
+from cds_service.fhir.deadline import RENDER_RESERVE_MS
 from tests.fhir.fault_server import Action, FaultServer, Seen, fault_server, json_action
 from tests.fhir.records import card_data, hook_body, make_record, searchset
 
 DEADLINE_MS = 600
-SLACK_S = 0.100
+FAULT_S = 30.0  # how long a hung or slow fault lasts: 50 deadlines
+BOUND_S = 10 * DEADLINE_MS / 1000  # an answer within this was ended by the deadline, not the fault
+LONG_DEADLINE_MS = 20_000  # for tests where the deadline must play no part
 OPTIONAL = sorted(set(PREFETCH_TEMPLATES) - {"patient"})
 TOKEN = "fault-test-token-91c2"
 PATIENT_ID = "pt-fault"
@@ -65,59 +77,76 @@ def call(echo_app, base_url: str, *, patient_prefetched: bool = True, **settings
     return response, time.monotonic() - started
 
 
-def call_in_time(echo_app, server: FaultServer, **kwargs: Any):
-    """``call``, asserting the answer came within the deadline + 100 ms.
+def request_log(caplog: pytest.LogCaptureFixture) -> logging.LogRecord:
+    """The service's own log line for the (last) hook call."""
+    lines = [r for r in caplog.records if r.getMessage() == "request" and hasattr(r, "status")]
+    assert lines, "no request log line"
+    return lines[-1]
 
-    On a shared 2-core CI machine a bound like this can be missed through CPU starvation
-    alone (the waiting thread is simply not scheduled). A real overrun, such as waiting on a
-    hung socket, repeats every time, so a single second attempt tells the two apart; both
-    elapsed times are reported if it fails. Returns the response, the elapsed seconds and the
-    requests the FHIR server saw during the attempt that counted.
-    """
-    attempts = []
-    for _ in range(2):
-        before = len(server.seen)
+
+def data_log(caplog: pytest.LogCaptureFixture) -> dict[str, str]:
+    """Per prefetch key, how the service says it got it (``prefetch``/``fetched``) or why not."""
+    lines = [r for r in caplog.records if hasattr(r, "data_keys")]
+    assert lines, "no patient-data log line"
+    return dict(lines[-1].data_keys)
+
+
+def call_ended_by_deadline(echo_app, server: FaultServer, caplog, **kwargs: Any):
+    """``call`` against a server whose faults outlast the deadline many times over; asserts the
+    deadline, not the fault, ended the wait (see the module docstring). Returns the response,
+    the service's per-key data codes and the requests the FHIR server saw."""
+    before = len(server.seen)
+    with caplog.at_level(logging.INFO):
         response, elapsed = call(echo_app, server.base_url, **kwargs)
-        attempts.append(elapsed)
-        if elapsed <= DEADLINE_MS / 1000 + SLACK_S:
-            return response, elapsed, server.seen[before:]
-    shown = ", ".join(f"{e * 1000:.0f} ms" for e in attempts)
-    pytest.fail(f"answered after {shown} (deadline {DEADLINE_MS} ms + 100 ms)")
+    assert elapsed < BOUND_S, f"answered after {elapsed * 1000:.0f} ms (fault lasts {FAULT_S} s)"
+    line = request_log(caplog)
+    # It waited for the deadline (budget minus the render reserve), not less: the timeout codes
+    # below come from the deadline passing, not from giving up early.
+    assert line.duration_ms >= DEADLINE_MS - RENDER_RESERVE_MS - 5, line.duration_ms
+    assert "fetch_ms" in line.timings_ms, line.timings_ms
+    return response, data_log(caplog), server.seen[before:]
 
 
-HANG = Action(kind="hang")
-SLOW = Action(kind="respond", delay_s=3.0, body=b"{}")
+HANG = Action(kind="hang")  # holds the connection for FAULT_S
+SLOW = Action(kind="respond", delay_s=FAULT_S, body=b"{}")
 
 
 @pytest.mark.parametrize("action", [HANG, SLOW], ids=["hang", "slow"])
-def test_hung_or_slow_server_degrades_within_the_deadline(echo_app, action: Action) -> None:
+def test_hung_or_slow_server_degrades_at_the_deadline(echo_app, action: Action, caplog) -> None:
     with fault_server(lambda seen: action) as server:
-        response, _, requests_seen = call_in_time(echo_app, server)
+        response, logged, requests_seen = call_ended_by_deadline(echo_app, server, caplog)
     assert response.status_code == 200
     seen = card_data(response.get_json())
     assert seen["missing"] == OPTIONAL
     assert set(seen["problems"].values()) <= {"timeout", "deadline"}
+    assert {k: v for k, v in logged.items() if k != "patient"} == seen["problems"]
+    assert logged["patient"] == "prefetch"
     # and it did try: every optional query was sent
     assert len(requests_seen) == len(OPTIONAL)
 
 
 @pytest.mark.parametrize("action", [HANG, SLOW], ids=["hang", "slow"])
-def test_hung_server_and_no_patient_is_a_412_within_the_deadline(echo_app, action) -> None:
+def test_hung_server_and_no_patient_is_a_412_at_the_deadline(echo_app, action, caplog) -> None:
     with fault_server(lambda seen: action) as server:
-        response, _, _ = call_in_time(echo_app, server, patient_prefetched=False)
+        response, logged, requests_seen = call_ended_by_deadline(
+            echo_app, server, caplog, patient_prefetched=False
+        )
     assert response.status_code == 412
+    assert logged["patient"] in ("timeout", "deadline")
+    assert len(requests_seen) == 1 + len(OPTIONAL)  # it did ask, once per key
     assert (
         "did not answer within the deadline (600 ms)"
         in response.get_json()["issue"][0]["diagnostics"]
     )
 
 
-def test_trickling_body_is_cut_off_at_the_deadline(echo_app) -> None:
+def test_trickling_body_is_cut_off_at_the_deadline(echo_app, caplog) -> None:
     trickle = Action(kind="trickle", body=b'{"resourceType":"Bundle"' + b" " * 400 + b"}")
-    trickle.delay_s = 0.02  # 400+ bytes at 50 B/s ≈ 8 s
+    trickle.delay_s = FAULT_S / 400  # 400+ bytes, each well within any read timeout: ≈ 30 s
     with fault_server(except_for({"Condition"}, lambda seen: trickle)) as server:
-        response, _, _ = call_in_time(echo_app, server)
+        response, logged, _ = call_ended_by_deadline(echo_app, server, caplog)
     assert response.status_code == 200
+    assert logged["conditions"] in ("timeout", "deadline")
     seen = card_data(response.get_json())
     assert seen["missing"] == ["conditions"]
     assert seen["problems"]["conditions"] in ("timeout", "deadline")
@@ -136,10 +165,18 @@ def test_trickling_body_is_cut_off_at_the_deadline(echo_app) -> None:
     ids=["reset", "500", "garbage-json", "json-not-a-resource", "wrong-resource"],
 )
 def test_broken_answers_degrade_fast_and_never_500(echo_app, action, problem) -> None:
+    # Failures are reported at once, not waited out (nor retried): with a 20 s deadline, an
+    # answer within half of it, after one request per key, was not waiting for the deadline.
     with fault_server(except_for({"Condition", "Observation"}, lambda seen: action)) as server:
-        response, elapsed = call(echo_app, server.base_url)
+        response, elapsed = call(echo_app, server.base_url, deadline_ms=LONG_DEADLINE_MS)
     assert response.status_code == 200
-    assert elapsed < DEADLINE_MS / 1000  # failures are reported at once, not waited out
+    assert elapsed < LONG_DEADLINE_MS / 1000 / 2, f"{elapsed:.1f} s"
+    assert sorted(resource_type(s) for s in server.seen) == [
+        "AllergyIntolerance",
+        "Condition",
+        "MedicationRequest",
+        "Observation",
+    ]
     seen = card_data(response.get_json())
     assert seen["missing"] == ["conditions", "observations"]
     expected = problem or "invalid-json"
@@ -186,19 +223,23 @@ def test_requests_carry_the_token_and_fhir_json_and_skip_null_keys(echo_app) -> 
 
 
 def test_queries_run_in_parallel(echo_app) -> None:
-    delay = 0.25
-    with fault_server(lambda seen: _delayed(healthy(seen), delay)) as server:
-        response, elapsed = call(echo_app, server.base_url, deadline_ms=2000)
+    """The server answers no query until all four are in flight at once: sent one after the
+    other, the first would wait at the barrier for 10 s and break it. No clock involved."""
+    all_in_flight = threading.Barrier(len(OPTIONAL), timeout=10)
+
+    def behave(seen: Seen) -> Action:
+        try:
+            all_in_flight.wait()
+        except threading.BrokenBarrierError:
+            return Action(status=500, body=b"not all queries in flight together")
+        return healthy(seen)
+
+    with fault_server(behave) as server:
+        response, _ = call(echo_app, server.base_url, deadline_ms=LONG_DEADLINE_MS)
     assert response.status_code == 200
+    assert not all_in_flight.broken
     assert card_data(response.get_json())["missing"] == []
-    # four queries of 250 ms each: sequential would take ≥ 1 s
-    assert elapsed < 2.5 * delay, f"{elapsed * 1000:.0f} ms"
     assert len(server.seen) == 4
-
-
-def _delayed(action: Action, delay: float) -> Action:
-    action.delay_s = delay
-    return action
 
 
 def test_one_retry_on_429_when_time_allows(echo_app) -> None:
@@ -263,7 +304,7 @@ def test_next_pages_are_followed_only_on_the_same_server(echo_app) -> None:
     assert elsewhere.seen == []
 
 
-def test_slow_second_page_keeps_the_first_and_answers_in_time(echo_app) -> None:
+def test_slow_second_page_keeps_the_first_and_answers_at_the_deadline(echo_app, caplog) -> None:
     def behave(seen: Seen) -> Action:
         if resource_type(seen) == "Condition":
             if "page=2" in seen.path:
@@ -274,8 +315,9 @@ def test_slow_second_page_keeps_the_first_and_answers_in_time(echo_app) -> None:
         return healthy(seen)
 
     with fault_server(behave) as server:
-        response, _, requests_seen = call_in_time(echo_app, server)
+        response, logged, requests_seen = call_ended_by_deadline(echo_app, server, caplog)
     seen = card_data(response.get_json())
+    assert logged["conditions"] == "incomplete-timeout"
     assert seen["counts"]["conditions"] == 1
     assert seen["problems"] == {"conditions": "incomplete-timeout"}
     assert [resource_type(s) for s in requests_seen].count("Condition") == 2

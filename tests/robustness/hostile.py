@@ -9,8 +9,12 @@ A case names the URL path, the body and the outcomes allowed. The body is given 
 - ``generate``: built at test time (10 MiB bodies, recursion bombs, thousands of orders), so
   nothing big is committed.
 
-``expect`` holds ``status`` (allowed codes), optionally ``diagnostics`` (text the 4xx must
-contain), ``cards`` (``valid`` | ``empty`` | ``same_as_base``) and ``max_seconds``.
+``expect`` holds ``status`` (the code: one, when 200 is possible; several 4xx codes may be
+allowed), optionally ``diagnostics`` (text the 4xx must contain), ``cards`` (``valid`` |
+``empty`` | ``same_as_base``), ``advice`` (an expected outcome in the fixture-scenario format,
+judged by ``cds_service.compare`` as replay judges it: topics, indicators, alternatives, capped
+days; never wording), ``answer`` (members the JSON answer must have, e.g. feedback counts) and
+``max_seconds`` (the CPU time the in-process request may use).
 ``real_server`` marks the subset also sent to a real multi-worker ``diazepam-cds serve``;
 ``known_issue`` marks a case that still fails because of a bug in another module (strict xfail).
 """

@@ -3,8 +3,8 @@
 PostgreSQL comes from ``CDS_TEST_POSTGRES_URL`` (default: the server on our development and
 CI machines). Each test gets its own schema (``search_path``), dropped afterwards, so
 pytest-xdist workers never see each other's rows. Unreachable PostgreSQL skips with the
-reason on a user's machine; with ``CI=true`` it fails instead, so CI can never go green by
-silently not testing PostgreSQL.
+reason on a user's machine; in CI (``CI`` = 1/true/yes) it fails instead, so CI can never go
+green by silently not testing PostgreSQL (``tests/support/gate.py``).
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ import pytest
 import sqlalchemy as sa
 
 from cds_service.store import Store
+from tests.support.gate import require
 
 DEFAULT_PG_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 
@@ -42,11 +43,8 @@ def _postgres_problem() -> str | None:
 
 def require_postgres() -> str:
     problem = _postgres_problem()
-    if problem:
-        message = f"PostgreSQL at {sa.make_url(postgres_base_url())!r} unreachable ({problem})"
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail(f"{message}; CI=true requires it")
-        pytest.skip(message)
+    if problem:  # skips, or fails in CI (tests/support/gate.py)
+        require(f"PostgreSQL at {sa.make_url(postgres_base_url())!r} unreachable ({problem})")
     return postgres_base_url()
 
 

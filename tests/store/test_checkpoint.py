@@ -15,7 +15,7 @@ from cds_service.store.checkpoint import BACKSTOP_AUTOCHECKPOINT_PAGES, WalCheck
 from tests.store.test_records import card_row
 
 
-def _wait(predicate, timeout_s: float = 5.0) -> bool:
+def _wait(predicate, timeout_s: float = 30.0) -> bool:  # a bound for waiting, not a speed test
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if predicate():
@@ -51,7 +51,8 @@ def test_written_rows_reach_the_database_file_in_the_background(tmp_path):
             pages = connection.exec_driver_sql("PRAGMA wal_autocheckpoint").scalar()
         assert pages == BACKSTOP_AUTOCHECKPOINT_PAGES
         assert _wait(lambda: _rows_in_main_file(db, tmp_path) == 3)
-        assert store._checkpointer.checkpoints >= 1
+        # counted after the checkpoint returns, so the rows can be seen a moment before
+        assert _wait(lambda: store._checkpointer.checkpoints >= 1)
     finally:
         store.dispose()
     assert not store._checkpointer.running

@@ -33,8 +33,19 @@ def test_acknowledged_feedback_survives_sigkill(tmp_path: Path) -> None:
     killed_at = float("inf")
     lock = threading.Lock()
     stop = threading.Event()
+    # An assert in a client thread would only end that thread; what the threads see is
+    # collected here and asserted in the test's own thread.
+    wrong_answers: list[str] = []
+    crashed: list[BaseException] = []
 
     def client(n: int) -> None:
+        try:
+            calls(n)
+        except BaseException as exc:
+            with lock:
+                crashed.append(exc)
+
+    def calls(n: int) -> None:
         nonlocal cut_off, sent_calls
         session = requests.Session()
         call = 0
@@ -51,9 +62,13 @@ def test_acknowledged_feedback_survives_sigkill(tmp_path: Path) -> None:
                 continue
             with lock:
                 sent_calls += 1
-                if answer.status_code == 200:
-                    assert answer.json()["stored"] == ITEMS_PER_CALL
+                if answer.status_code != 200:
+                    continue  # not acknowledged: nothing promised
+                stored = answer.json().get("stored")
+                if stored == ITEMS_PER_CALL:
                     acknowledged.extend(uuids)
+                else:
+                    wrong_answers.append(f"{uuids[0]}: stored {stored!r} of {ITEMS_PER_CALL}")
 
     threads = [threading.Thread(target=client, args=(n,)) for n in range(CLIENTS)]
     for thread in threads:
@@ -71,6 +86,9 @@ def test_acknowledged_feedback_survives_sigkill(tmp_path: Path) -> None:
         stop.set()
         for thread in threads:
             thread.join(timeout=20)
+    assert not [t.name for t in threads if t.is_alive()], "client threads still running"
+    assert not crashed, crashed
+    assert not wrong_answers, wrong_answers[:10]
     assert killed_at_acks >= KILL_AFTER_ACKS
 
     restarted = start_server(tmp_path, env, workers=2)

@@ -37,11 +37,31 @@ class RunningServer:
     def log_text(self) -> str:
         return self.log_path.read_text(encoding="utf-8", errors="replace")
 
+    def worker_pids(self) -> list[int]:
+        """The gunicorn master's live child processes, i.e. its workers (Linux ``/proc``).
+
+        Read from the process table, not from gunicorn's INFO "Booting worker" lines, so it
+        holds whatever ``CDS_LOG_LEVEL`` the server runs with."""
+        return child_pids(self.process.pid)
+
     def kill(self, sig: int = signal.SIGKILL) -> None:
         """Signal the whole process group (gunicorn master and workers)."""
         if self.process.poll() is None:
             os.killpg(self.process.pid, sig)
             self.process.wait(timeout=15)
+
+
+def child_pids(parent: int) -> list[int]:
+    """Live (not zombie) processes whose parent is ``parent``, from ``/proc/<pid>/stat``."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if int(fields[1]) == parent and fields[0] != "Z":
+            found.append(int(stat.parent.name))
+    return sorted(found)
 
 
 def start_server(
@@ -68,9 +88,9 @@ def start_server(
     command = [str(exe), "serve", "--host", "127.0.0.1", "--port", str(port)]
     server = launch(command + ["--workers", str(workers)], port, tmp_dir, full_env, name="server")
     # /health answers as soon as one worker is up; tests that count workers or spread
-    # requests across them need all of them.
+    # requests across them need all of them forked (at any log level: see worker_pids).
     deadline = time.monotonic() + 30
-    while server.log_text().count("Booting worker") < workers:
+    while len(server.worker_pids()) < workers:
         if time.monotonic() > deadline or server.process.poll() is not None:
             server.kill()
             raise RuntimeError(f"not all {workers} workers booted:\n{server.log_text()}")

@@ -101,17 +101,28 @@ def test_seizure_and_anxiety_offer_no_relaxant(order, policy):
     assert f.variant == "anxiety" and not f.options
 
 
+def test_hepatic_failure_excludes_cyclobenzaprine_and_tizanidine(order, policy):
+    """Hepatic failure is the policy's severe hepatic group: it excludes cyclobenzaprine
+    (label) and tizanidine (any impairment); with baclofen out for eGFR 40 at 72, nothing is
+    left to offer."""
+    record = patient(72, conditions={"hepatic_failure": None}, egfr=40)
+    [f] = muscle_relaxant_alternative(order(reason="M62.830"), record, policy)
+    assert f.topic == "no-suitable-alternative" and not f.options
+    assert f.audit["excluded"] == ["baclofen", "cyclobenzaprine", "tizanidine"]
+    reasons = dict(
+        line.removeprefix("- ").split(": ", 1) for line in f.facts["excluded_md"].splitlines()
+    )
+    assert "hepatic" in reasons["cyclobenzaprine"] and "hepatic" in reasons["tizanidine"]
+    assert "eGFR" in reasons["baclofen"]
+
+
 def test_cyclobenzaprine_last_resort_at_65_carries_the_beers_warning(order, policy):
     """F.3: for 65+ cyclobenzaprine only when baclofen and tizanidine are excluded, 'with Beers
     warning text' (SMR avoid + strong anticholinergic), not a generic 'lower doses' note."""
-    record = patient(72, conditions={"liver_disease": None}, egfr=40)  # tizanidine, baclofen out
-    record.conditions.pop("liver_disease")
-    record.conditions["hepatic_failure"] = None
-    findings = muscle_relaxant_alternative(order(reason="M62.830"), record, policy)
-    [f] = findings
-    if f.topic == "no-suitable-alternative":  # hepatic failure also excludes cyclobenzaprine
-        record = patient(72, egfr=40, meds=[med(policy.valuesets, "ciprofloxacin")])
-        [f] = muscle_relaxant_alternative(order(reason="M62.830"), record, policy)
+    record = patient(72, egfr=40, meds=[med(policy.valuesets, "ciprofloxacin")])
+    [f] = muscle_relaxant_alternative(order(reason="M62.830"), record, policy)
+    assert f.topic == "muscle-relaxant-alternative"
+    assert f.audit["excluded"] == ["baclofen", "tizanidine"]  # eGFR at 72; CYP1A2 inhibitor
     assert [o.code for o in f.options] == ["828320"]
     text = f.facts["options_md"]
     assert "Beers" in text and "anticholinergic" in text

@@ -12,7 +12,14 @@ def test_geriatric_syndrome_raises_to_critical_and_is_named(order, policy):
     for group in ("falls", "fracture", "dementia", "delirium"):
         [f] = beers_benzodiazepine(order(), patient(80, conditions={group: None}), policy)
         assert (f.indicator, f.variant) == ("critical", "syndrome")
-        assert f.facts["syndromes"]
+        assert f.audit["syndromes"] == [group]  # the one the patient has, by code
+        assert policy.group_titles[group].lower() in f.facts["syndromes"].lower()
+    both = patient(80, conditions={"falls": None, "delirium": None})
+    [f] = beers_benzodiazepine(order(), both, policy)
+    assert sorted(f.audit["syndromes"]) == ["delirium", "falls"]
+    for group in ("falls", "delirium"):
+        assert policy.group_titles[group].lower() in f.facts["syndromes"].lower()
+    assert policy.group_titles["dementia"].lower() not in f.facts["syndromes"].lower()
 
 
 def test_exceptions_and_hospice_are_quiet(order, policy):

@@ -9,7 +9,15 @@ from tests.clinical.rules.conftest import med, patient
 def test_taper_after_four_weeks_of_diazepam_only(order, policy, vs):
     long = patient(50, meds=[med(vs, "diazepam", start=date(2025, 10, 1))])
     [f] = taper_required(order(reason="M62.830"), long, policy)
+    # 2025-10-01 to the order date 2026-01-15: 106 days, 15 whole weeks
     assert f.indicator == "warning" and f.facts["since"] == "2025-10-01"
+    assert f.facts["weeks"] == 15 == f.audit["weeks"]
+    # the threshold is 28 days (4 weeks): day 28 counts, day 27 does not
+    four = patient(50, meds=[med(vs, "diazepam", start=date(2025, 12, 18))])
+    [f] = taper_required(order(reason="M62.830"), four, policy)
+    assert f.facts["weeks"] == 4
+    short = patient(50, meds=[med(vs, "diazepam", start=date(2025, 12, 19))])
+    assert taper_required(order(reason="M62.830"), short, policy) == []
     recent = patient(50, meds=[med(vs, "diazepam", start=date(2026, 1, 5))])
     assert taper_required(order(reason="M62.830"), recent, policy) == []
     undated = patient(50, meds=[med(vs, "diazepam")])
