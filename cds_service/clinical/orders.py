@@ -18,6 +18,7 @@ from typing import Any
 from cds_service.clinical import dosing
 from cds_service.clinical.models import Coding, DiazepamOrder
 from cds_service.clinical.valuesets import RXNORM, DiazepamProduct, ValueSets
+from cds_service.fhir.prefetch import prefetch_resources
 from cds_service.hook_request import HookRequest
 
 ORDER_TYPES = ("MedicationRequest", "MedicationOrder")
@@ -96,20 +97,6 @@ class LazyReferenceIndex(Mapping[str, Mapping[str, Any]]):
         return len(self._built())
 
 
-def _prefetch_resources(prefetch: Mapping[str, Any] | None) -> list[Mapping[str, Any]]:
-    out: list[Mapping[str, Any]] = []
-    for value in (prefetch or {}).values():
-        if not isinstance(value, Mapping):
-            continue
-        if value.get("resourceType") == "Bundle":
-            for entry in value.get("entry") or []:
-                if isinstance(entry, Mapping) and isinstance(entry.get("resource"), Mapping):
-                    out.append(entry["resource"])
-        else:
-            out.append(value)
-    return out
-
-
 class OrderReader:
     """Reads diazepam orders with the project's value sets (built once per worker)."""
 
@@ -156,7 +143,7 @@ class OrderReader:
         refs = LazyReferenceIndex(
             lambda: [
                 *request.draft_resources,
-                *_prefetch_resources(request.prefetch),
+                *prefetch_resources(request.prefetch),
                 *request.extra_resources,
             ]
         )

@@ -32,6 +32,7 @@ from cds_service.config import Settings
 from cds_service.fhir.client import FhirClient, pool
 from cds_service.fhir.deadline import Deadline, request_started_at
 from cds_service.fhir.guard import FhirServerRefused
+from cds_service.fhir.prefetch import prefetch_resources
 from cds_service.fhir.queries import valid_fhir_id
 from cds_service.fhir.resolve import _checked_target
 from cds_service.hook_request import HookRequest
@@ -95,17 +96,7 @@ def _known(resources: Iterable[Any]) -> set[str]:
 
 def request_resources(request: HookRequest) -> list[Mapping[str, Any]]:
     """Every resource the request carries: drafts and all prefetch values (Bundles opened)."""
-    out: list[Mapping[str, Any]] = list(request.draft_resources)
-    for value in (request.prefetch or {}).values():
-        if not isinstance(value, Mapping):
-            continue
-        if value.get("resourceType") == "Bundle":
-            for entry in value.get("entry") or []:
-                if isinstance(entry, Mapping) and isinstance(entry.get("resource"), Mapping):
-                    out.append(entry["resource"])
-        else:
-            out.append(value)
-    return out
+    return [*request.draft_resources, *prefetch_resources(request.prefetch)]
 
 
 def missing_medications(request: HookRequest) -> list[str]:

@@ -7,6 +7,7 @@ key absent → not obtained (the FHIR client may fetch it).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -147,3 +148,18 @@ def read_prefetch(prefetch: dict[str, Any] | None) -> PatientData:
         # a value was sent but holds no Patient: not usable, try to fetch it
         data.mark_missing("patient", "prefetch-invalid")
     return data
+
+
+def prefetch_resources(prefetch: Mapping[str, Any] | None) -> list[Mapping[str, Any]]:
+    """Every resource the prefetch values hold, Bundles opened (for reference look-ups)."""
+    out: list[Mapping[str, Any]] = []
+    for value in (prefetch or {}).values():
+        if not isinstance(value, Mapping):
+            continue
+        if value.get("resourceType") == "Bundle":
+            for entry in value.get("entry") or []:
+                if isinstance(entry, Mapping) and isinstance(entry.get("resource"), Mapping):
+                    out.append(entry["resource"])
+        else:
+            out.append(value)
+    return out
