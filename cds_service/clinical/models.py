@@ -120,8 +120,6 @@ class Option:
     resource: dict[str, Any] | None = None
     recommended: bool = False
     code: str | None = None  # RxNorm code offered (audit)
-    # where updates are impossible (epic), may the change be re-created as a new order?
-    recreate: bool = True
     # the label where a replacement is split into its actions (epic): an addition
     add_label: str | None = None
     # lines the card offering this option must carry (a caution): they travel with it when

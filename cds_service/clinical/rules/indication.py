@@ -40,7 +40,6 @@ def indication_missing(
                 label=f"Indication: {reason.get('label') or reason['display']} ({reason['code']})",
                 description=f"Add the indication {reason['display']} to the diazepam order",
                 resource=resource,
-                recreate=False,  # re-ordering just to add a reason is not worth a new order
             )
         )
     return [

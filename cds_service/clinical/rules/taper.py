@@ -141,7 +141,6 @@ def taper_required(order: DiazepamOrder, record: PatientRecord, policy: Policy) 
                     f"{fmt(rule['step_days'])} days (first taper step)",
                     resource=resource,
                     recommended=not legit,
-                    recreate=False,
                 )
             )
     if not options:
