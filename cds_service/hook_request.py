@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from functools import cache
@@ -298,3 +298,21 @@ def build_hook_request(body: dict[str, Any]) -> HookRequest:
         prefetch=body.get("prefetch"),
         raw=body,
     )
+
+
+# draft order resource types (MedicationOrder: DSTU2)
+ORDER_TYPES = ("MedicationRequest", "MedicationOrder")
+
+
+def drafts_in_scope(request: HookRequest) -> list[Mapping[str, Any]]:
+    """The draft medication orders the call advises on: every draft at order-sign, only the
+    selected ones at order-select (CDS Hooks 2.0)."""
+    drafts = [
+        r
+        for r in request.draft_resources
+        if isinstance(r, Mapping) and r.get("resourceType") in ORDER_TYPES
+    ]
+    if request.hook == "order-select":
+        chosen = set(request.selections or ())
+        drafts = [r for r in drafts if f"{r.get('resourceType')}/{r.get('id')}" in chosen]
+    return drafts

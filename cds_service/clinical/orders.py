@@ -19,9 +19,8 @@ from cds_service.clinical import dosing
 from cds_service.clinical.models import Coding, DiazepamOrder
 from cds_service.clinical.valuesets import RXNORM, DiazepamProduct, ValueSets
 from cds_service.fhir.prefetch import prefetch_resources
-from cds_service.hook_request import HookRequest
+from cds_service.hook_request import HookRequest, drafts_in_scope
 
-ORDER_TYPES = ("MedicationRequest", "MedicationOrder")
 _STRENGTH_RE = re.compile(r"(\d+(?:\.\d+)?)\s*mg\s*(/\s*ml)?", re.IGNORECASE)
 
 
@@ -130,14 +129,7 @@ class OrderReader:
         """The diazepam orders in scope (at most ``limit``, in request order) and how many more
         diazepam drafts there were: those are only identified, not read or validated, so a
         request with hundreds of drafts costs little past the limit."""
-        drafts = [
-            r
-            for r in request.draft_resources
-            if isinstance(r, Mapping) and r.get("resourceType") in ORDER_TYPES
-        ]
-        if request.hook == "order-select":
-            chosen = set(request.selections or ())
-            drafts = [r for r in drafts if f"{r.get('resourceType')}/{r.get('id')}" in chosen]
+        drafts = drafts_in_scope(request)
         if not drafts:
             return [], 0
         refs = LazyReferenceIndex(

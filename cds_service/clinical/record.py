@@ -14,10 +14,11 @@ from typing import Any
 
 from cds_service.clinical import dosing
 from cds_service.clinical.models import DiazepamOrder, LabValue, MedicationUse, PatientRecord
-from cds_service.clinical.orders import ORDER_TYPES, LazyReferenceIndex
+from cds_service.clinical.orders import LazyReferenceIndex
 from cds_service.clinical.policy import Policy
 from cds_service.clinical.valuesets import LOINC, ValueSets
 from cds_service.fhir.prefetch import PatientData
+from cds_service.hook_request import ORDER_TYPES
 
 _ACTIVE_MED = {"active", "on-hold", "draft", None}
 _STOPPED_MED = {"stopped", "completed", "cancelled"}

@@ -35,11 +35,10 @@ from cds_service.fhir.guard import FhirServerRefused
 from cds_service.fhir.prefetch import prefetch_resources
 from cds_service.fhir.queries import valid_fhir_id
 from cds_service.fhir.resolve import _checked_target
-from cds_service.hook_request import HookRequest
+from cds_service.hook_request import HookRequest, drafts_in_scope
 
 log = logging.getLogger("cds_service.fhir")
 
-ORDER_TYPES = ("MedicationRequest", "MedicationOrder")
 MAX_READS = 10  # distinct Medication reads per call; more drafts than that is not a real order
 
 
@@ -49,18 +48,6 @@ class Unidentified:
 
     ref: str
     reason: str  # no-medication | reference-unresolved
-
-
-def drafts_in_scope(request: HookRequest) -> list[Mapping[str, Any]]:
-    drafts = [
-        r
-        for r in request.draft_resources
-        if isinstance(r, Mapping) and r.get("resourceType") in ORDER_TYPES
-    ]
-    if request.hook == "order-select":
-        chosen = set(request.selections or ())
-        drafts = [r for r in drafts if f"{r.get('resourceType')}/{r.get('id')}" in chosen]
-    return drafts
 
 
 def medication_reference(resource: Mapping[str, Any]) -> Mapping[str, Any] | None:
