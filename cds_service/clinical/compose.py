@@ -142,10 +142,7 @@ def copd_caution(findings: list[Finding], record: PatientRecord, policy: Policy)
     if host is None:
         return findings
     names = " and ".join(policy.group_titles.get(g, g) for g in groups)
-    host.notes.append(
-        f"**Caution, {names}:** diazepam can depress breathing; use the lowest dose and "
-        "watch for sedation (seed-1; FDA label warnings)."
-    )
+    host.notes.append(rule["note"].format(names=names))
     host.audit["copd_caution"] = groups
     opioid = any("opioid" in m.classes for m in [*record.medications, *record.draft_medications])
     if opioid and host.indicator == "info":

@@ -110,7 +110,7 @@ class Engine:
             (order, *self.findings(order, record_for(base, order, self.policy))) for order in orders
         ]
         if len(per_order) > 1:
-            _no_default_replacement(per_order)
+            _no_default_replacement(per_order, self.policy)
         ruled = time.perf_counter()
         timings["rules_ms"] = (ruled - started) * 1000
         if profile not in self.policy["profiles"]:
@@ -159,7 +159,9 @@ def _add_requester(cards: list[dict[str, Any]], user_id: str) -> None:
                     resource.setdefault("requester", {"reference": user_id})
 
 
-def _no_default_replacement(per_order: list[tuple[Any, list[Finding], Any]]) -> None:
+def _no_default_replacement(
+    per_order: list[tuple[Any, list[Finding], Any]], policy: Policy
+) -> None:
     """Several pended diazepam orders: a recommended "replace with X" on each would sign X
     twice (second review, case 20), so no replacement is pre-selected; each card says why."""
     for _, findings, _ in per_order:
@@ -168,7 +170,4 @@ def _no_default_replacement(per_order: list[tuple[Any, list[Finding], Any]]) -> 
             for option in replaced:
                 option.recommended = False
             if replaced:
-                finding.notes.append(
-                    "Several diazepam orders are pended: choose one replacement at most, for "
-                    "one of them, and remove the others."
-                )
+                finding.notes.append(policy["compose"]["several_orders_note"])

@@ -439,7 +439,8 @@ def nsaid_text(record: PatientRecord, policy: Policy) -> str:
         if record.has("pregnancy"):
             cites.append("FDA 2020 NSAID pregnancy warning")
         cites.append("AGS Beers 2023" if is_older(record, policy) else "NSAID labels")
-        liver = any(record.has(g) for g in ("hepatic_failure", "liver_disease"))
+        hepatic = policy["hepatic"]
+        liver = any(record.has(g) for g in [*hepatic["severe_groups"], *hepatic["impaired_groups"]])
         acetaminophen = rule["acetaminophen_liver_text"] if liver else "For pain: acetaminophen."
         return acetaminophen[:-1] + "; avoid NSAIDs (" + "; ".join(reasons) + ": " + (
             ", ".join(cites) + ")."

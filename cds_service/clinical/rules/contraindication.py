@@ -85,10 +85,7 @@ def diazepam_contraindication(
         and any(record.has(g) for g in policy["hepatic"]["severe_groups"])
     ):
         # R10: in severe liver disease name the agents without oxidative metabolism
-        notes.append(
-            "For alcohol withdrawal with hepatic failure, lorazepam or oxazepam (no oxidative "
-            "liver metabolism) are usually preferred; monitor for oversedation."
-        )
+        notes.append(rule["withdrawal_hepatic_note"])
     return [
         new_finding(
             "diazepam-contraindication",

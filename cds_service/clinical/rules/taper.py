@@ -24,16 +24,19 @@ from cds_service.clinical.rules.common import (
 )
 from cds_service.clinical.suggestions import fitted, frequency_words, rewrite_order
 
-# scored diazepam tablets (halves allowed) and the 1 mg/mL oral solution for the rest
-_TABLETS = (("197589", 10.0), ("197591", 5.0), ("197590", 2.0))
-_MAX_TABLETS_PER_DOSE = 3
 
-
-def _tablet_makeable(mg: float) -> bool:
-    return any(
-        ((mg / strength) * 2) % 1 == 0 and mg / strength <= _MAX_TABLETS_PER_DOSE
-        for _, strength in _TABLETS
-    )
+def _tablet_for(mg: float, policy: Policy) -> tuple[str, str, float] | None:
+    """The first of the policy's scored tablets (halves allowed) that makes ``mg`` within the
+    per-dose tablet limit; None when none does."""
+    rule = policy["taper"]
+    for code in rule["tablet_codes"]:
+        product = policy.diazepam_product(code)
+        if product is None:
+            continue
+        units = mg / product[2]
+        if (units * 2) % 1 == 0 and units <= rule["max_tablets_per_dose"]:
+            return product
+    return None
 
 
 def taper_step(mg_day: float, doses: float, policy: Policy) -> float | None:
@@ -51,7 +54,7 @@ def taper_step(mg_day: float, doses: float, policy: Policy) -> float | None:
     tablets = [
         v / 2
         for v in range(int(per_dose * 2), 0, -1)
-        if _tablet_makeable(v / 2) and low - 1e-9 <= cut(v / 2) <= high + 1e-9
+        if _tablet_for(v / 2, policy) is not None and low - 1e-9 <= cut(v / 2) <= high + 1e-9
     ]
     if tablets:
         return min(tablets, key=lambda v: abs(cut(v) - aim))
@@ -63,12 +66,9 @@ def taper_step(mg_day: float, doses: float, policy: Policy) -> float | None:
 
 def _product(mg: float, policy: Policy) -> tuple[str, str, float] | None:
     """Whole or half tablets of one strength, else the oral solution (mL measure any dose)."""
-    for code, strength in _TABLETS:
-        units = mg / strength
-        if (units * 2) % 1 == 0 and units <= _MAX_TABLETS_PER_DOSE:
-            return code, f"diazepam {fmt(strength)} MG Oral Tablet", strength
-    if policy.valuesets is None:
-        return None
+    tablet = _tablet_for(mg, policy)
+    if tablet is not None or policy.valuesets is None:
+        return tablet
     solution = policy.valuesets.diazepam_products.get(policy["taper"]["solution_code"])
     if solution is None or not solution.mg_per_ml:
         return None
@@ -103,13 +103,14 @@ def taper_required(order: DiazepamOrder, record: PatientRecord, policy: Policy) 
     new_mg = taper_step(mg_day, doses, policy) if mg_day and doses else None
     product = _product(new_mg, policy) if new_mg else None
     if new_mg is not None and product is not None and doses:
+        liquid = product[0] not in rule["tablet_codes"]
         resource = rewrite_order(
             order,
             days=rule["step_days"],
             mg_per_dose=new_mg,
             doses_per_day=doses,
             product=product,
-            product_unit="tablet" if product[0] in dict(_TABLETS) else "mL",
+            product_unit="mL" if liquid else "tablet",
         )
         if resource is not None:
             cut = round(100 * (1 - new_mg * doses / mg_day), 1)  # type: ignore[operator]
@@ -118,16 +119,12 @@ def taper_required(order: DiazepamOrder, record: PatientRecord, policy: Policy) 
             )
             audit.update(taper_mg_per_dose=new_mg, taper_cut_pct=cut)
             qty = (resource.get("dispenseRequest") or {}).get("quantity") or {}
-            liquid = product[0] not in dict(_TABLETS)
             # a switch to the oral solution is said in the label and the card (second review:
             # a silent change of form invites dispensing and measuring errors)
-            form = f" ({fmt(new_mg)} mL of 1 mg/mL solution)" if liquid else ""
+            words = {"ml": fmt(new_mg / product[2]), "strength": f"{fmt(product[2])} mg/mL"}
+            form = rule["solution_label"].format(**words) if liquid else ""
             if liquid:
-                notes.append(
-                    f"The first step needs the **1 mg/mL oral solution** ({fmt(new_mg)} mL per "
-                    "dose): no tablet strength makes it. Switch the order's form and teach "
-                    "the patient to measure with an oral syringe."
-                )
+                notes.append(rule["solution_note"].format(**words))
             options.append(
                 Option(
                     kind="update",
