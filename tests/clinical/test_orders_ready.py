@@ -26,7 +26,7 @@ from flask import Flask
 from cds_service.app import create_app
 from cds_service.clinical.models import PatientRecord
 from cds_service.clinical.orders import OrderReader
-from cds_service.clinical.policy import Policy, load_policy
+from cds_service.clinical.policy import Policy
 from cds_service.clinical.rules.alternatives import general_cautions, muscle_relaxant_alternative
 from cds_service.clinical.suggestions import (
     ADD_SUFFIX,
@@ -36,7 +36,7 @@ from cds_service.clinical.suggestions import (
     regimen_labels,
     rewrite_order,
 )
-from cds_service.clinical.valuesets import ValueSets, load_valuesets
+from cds_service.clinical.valuesets import ValueSets
 from tests.scenario_cards import fixture_paths, load
 
 PATHS = fixture_paths()
@@ -379,14 +379,6 @@ def test_the_check_catches_a_titration_dispensed_as_start_tablets() -> None:
 # --- the regimens, one by one ---------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def vs() -> ValueSets:
-    return load_valuesets()
-
-
-@pytest.fixture(scope="module")
-def policy(vs: ValueSets) -> Policy:
-    return load_policy(valuesets=vs)
 
 
 @pytest.fixture(scope="module")

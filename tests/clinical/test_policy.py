@@ -7,12 +7,6 @@ import json
 import pytest
 
 from cds_service.clinical.policy import PolicyError, deep_merge, load_policy
-from cds_service.clinical.valuesets import load_valuesets
-
-
-@pytest.fixture(scope="module")
-def vs():
-    return load_valuesets()
 
 
 def test_shipped_policy_has_the_knowledge_base_thresholds(vs):

@@ -11,17 +11,12 @@ import pytest
 from cds_service.clinical.orders import OrderReader
 from cds_service.clinical.policy import load_policy
 from cds_service.clinical.record import build_record
-from cds_service.clinical.valuesets import load_valuesets
 from cds_service.fhir.prefetch import read_prefetch
 
 RX = "http://www.nlm.nih.gov/research/umls/rxnorm"
 ICD = "http://hl7.org/fhir/sid/icd-10-cm"
 SCT = "http://snomed.info/sct"
 
-
-@pytest.fixture(scope="module")
-def vs():
-    return load_valuesets()
 
 
 def diazepam_order(vs):

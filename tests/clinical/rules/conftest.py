@@ -9,22 +9,13 @@ import pytest
 
 from cds_service.clinical.models import LabValue, MedicationUse, PatientRecord
 from cds_service.clinical.orders import OrderReader
-from cds_service.clinical.policy import Policy, load_policy
-from cds_service.clinical.valuesets import ValueSets, load_valuesets
+from cds_service.clinical.valuesets import ValueSets
 
 RX = "http://www.nlm.nih.gov/research/umls/rxnorm"
 ICD = "http://hl7.org/fhir/sid/icd-10-cm"
 ORDER_DATE = date(2026, 1, 15)
 
 
-@pytest.fixture(scope="session")
-def vs() -> ValueSets:
-    return load_valuesets()
-
-
-@pytest.fixture(scope="session")
-def policy(vs: ValueSets) -> Policy:
-    return load_policy(valuesets=vs)
 
 
 @pytest.fixture(scope="session")
