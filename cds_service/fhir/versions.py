@@ -22,7 +22,7 @@ never invented. The tests validate every converted resource with the matching
 from __future__ import annotations
 
 import importlib
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -202,16 +202,29 @@ def _to_stu3(resource: dict[str, Any]) -> dict[str, Any]:
             res["category"] = category[0]
         else:
             res.pop("category")
-    res["dosageInstruction"] = [
-        _keep(_flatten_dose(dict(d)), _STU3_DOSAGE_KEYS) for d in _dosages(res)
-    ]
+    return _finish(
+        res,
+        lambda d: _keep(_flatten_dose(d), _STU3_DOSAGE_KEYS),
+        _STU3_DISPENSE_KEYS,
+        _STU3_KEYS,
+    )
+
+
+def _finish(
+    res: dict[str, Any],
+    dosage: Callable[[dict[str, Any]], dict[str, Any]],
+    dispense_keys: set[str],
+    keys: set[str],
+) -> dict[str, Any]:
+    """The last steps of an older version's order: each dosage rewritten, the dispense
+    request and the resource cut to the version's elements, a zero repeat count left unsaid."""
+    res["dosageInstruction"] = [dosage(dict(d)) for d in _dosages(res)]
     if not res["dosageInstruction"]:
         res.pop("dosageInstruction")
     if isinstance(res.get("dispenseRequest"), Mapping):
-        res["dispenseRequest"] = _no_zero_repeats(
-            _keep(dict(res["dispenseRequest"]), _STU3_DISPENSE_KEYS)
-        )
-    return _keep(res, _STU3_KEYS)
+        dispense = _keep(dict(res["dispenseRequest"]), dispense_keys)
+        res["dispenseRequest"] = _no_zero_repeats(dispense)
+    return _keep(res, keys)
 
 
 def _dstu2_repeat(repeat: Mapping[str, Any]) -> dict[str, Any]:
@@ -274,14 +287,7 @@ def _to_dstu2(resource: dict[str, Any]) -> dict[str, Any]:
             res.pop("note")
     if res.get("status") not in _DSTU2_DSTU2_STATUS:
         res["status"] = "draft"
-    res["dosageInstruction"] = [_dstu2_dosage(dict(d)) for d in _dosages(res)]
-    if not res["dosageInstruction"]:
-        res.pop("dosageInstruction")
-    if isinstance(res.get("dispenseRequest"), Mapping):
-        res["dispenseRequest"] = _no_zero_repeats(
-            _keep(dict(res["dispenseRequest"]), _DSTU2_DISPENSE_KEYS)
-        )
-    return _keep(res, _DSTU2_KEYS)
+    return _finish(res, _dstu2_dosage, _DSTU2_DISPENSE_KEYS, _DSTU2_KEYS)
 
 
 def _dose_and_rate_list(dosage: dict[str, Any]) -> dict[str, Any]:
