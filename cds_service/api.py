@@ -82,6 +82,7 @@ def call_service(service_id: str) -> Response:
         or settings.ehr_profile
         or getattr(advisor, "default_profile", "standard")
     )
+    g.cds_profile = profile
     result = run_hook(
         hook_request, advisor=advisor, settings=settings, profile=profile, timings=timings
     )

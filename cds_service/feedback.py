@@ -21,7 +21,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
@@ -33,6 +33,7 @@ from cds_service.errors import ApiError
 from cds_service.hook_request import HookRequest
 from cds_service.store import Store
 from cds_service.store.hashing import IdHasher, id_hasher
+from cds_service.store.store import CallRecord
 from cds_service.store.tables import as_naive_utc, utcnow
 
 log = logging.getLogger("cds_service.feedback")
@@ -120,9 +121,14 @@ def hashed_orders(audit: dict[str, Any], hasher: IdHasher) -> dict[str, Any]:
 
 
 def card_rows(
-    service: ServiceDefinition, request: HookRequest, cards: list[dict[str, Any]], hasher: IdHasher
+    service: ServiceDefinition,
+    request: HookRequest,
+    cards: list[dict[str, Any]],
+    hasher: IdHasher,
+    now: datetime | None = None,
 ) -> list[dict[str, Any]]:
-    now = utcnow()
+    now = now or utcnow()
+    profile = profile_of()
     patient_hash, user_hash = hasher.patient(request.patient_id), hasher.user(request.user_id)
     client_iss, client_tenant = client_of()
     rows = []
@@ -151,14 +157,46 @@ def card_rows(
                 "issued_at": now,
                 "client_iss": client_iss,
                 "client_tenant": client_tenant,
+                "profile": profile,
             }
         )
     return rows
 
 
+def profile_of() -> str | None:
+    """The EHR profile this request's cards were shaped for (set by api.py)."""
+    profile = g.get("cds_profile")
+    return str(profile)[:16] if profile else None
+
+
+def suggestion_rows(cards: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """What each suggestion of each card offered (kind of change, drug), from the audit the
+    card renderer wrote: codes only."""
+    rows = []
+    for card in cards:
+        uuid = card.get("uuid")
+        if not isinstance(uuid, str) or not uuid:
+            continue
+        for item in (card.get("_audit") or {}).get("suggestions") or []:
+            if not isinstance(item, dict) or not isinstance(item.get("uuid"), str):
+                continue
+            rows.append(
+                {
+                    "suggestion_uuid": item["uuid"][:128],
+                    "card_uuid": uuid[:128],
+                    "kind": clean_text(item.get("kind"), 16) or "other",
+                    "drug": clean_text(item.get("drug"), 64),
+                    "code": clean_text(item.get("code"), 64),
+                }
+            )
+    return rows
+
+
 class CardRecorder:
-    """``after_hook``: persist the cards of an answer. A database failure is logged and the
-    answer still goes out: advice matters more than its bookkeeping."""
+    """``after_hook``: persist what a hook call did — the day's call counters, the cards
+    sent, what their suggestions offer and the cards repeat suppression kept back — in one
+    transaction. A database failure is logged and the answer still goes out: advice matters
+    more than its bookkeeping."""
 
     def __init__(self, store: Store, hasher: IdHasher):
         self.store, self.hasher = store, hasher
@@ -166,11 +204,32 @@ class CardRecorder:
     def __call__(
         self, service: ServiceDefinition, request: HookRequest, result: dict[str, Any]
     ) -> None:
-        rows = card_rows(service, request, result.get("cards") or [], self.hasher)
-        if not rows:
-            return
+        now = self.store.clock()
+        cards = result.get("cards") or []
+        rows = card_rows(service, request, cards, self.hasher, now)
+        suppressed = g.get("cds_suppressed_cards") or []
+        client_iss, client_tenant = client_of()
+        orders = int(result.get("_orders") or 0)
+        counts = {
+            "day": now.date(),
+            "service_id": service.id,
+            "profile": profile_of() or "",
+            "client_iss": client_iss or "",
+            "client_tenant": client_tenant or "",
+            "calls": 1,
+            "calls_with_orders": 1 if orders else 0,
+            "diazepam_orders": orders,
+            "cards": len(rows),
+            "suppressed": len(suppressed),
+        }
+        record = CallRecord(
+            counts=counts,
+            cards=rows,
+            suggestions=suggestion_rows(cards),
+            suppressed=[{**row, "suppressed_at": now} for row in suppressed],
+        )
         try:
-            self.store.record_cards(rows)
+            self.store.record_call(record)
         except sa.exc.SQLAlchemyError as exc:
             log.error(
                 "issued cards not recorded",
@@ -294,12 +353,12 @@ class RepeatSuppressor:
             return cards
         client_iss, client_tenant = client_of()
         try:
-            overridden = self.store.overridden_topics(
+            overridden = self.store.overrides(
                 service_id=ORDER_SELECT_SERVICE,
                 order_ids=order_ids,
                 user_hash=self.hasher.user(request.user_id),
                 patient_hash=self.hasher.patient(request.patient_id),
-                since=datetime.now(UTC) - self.window,
+                since=self.store.clock() - self.window,
                 client_iss=client_iss,
                 client_tenant=client_tenant,
             )
@@ -307,6 +366,21 @@ class RepeatSuppressor:
             log.error("repeat suppression skipped", extra={"error": type(exc).__name__})
             return cards
         kept = [card for order, topic, card in keyed if (order, topic) not in overridden]
+        # what was kept back and after which override: codes only, for the dashboard
+        g.cds_suppressed_cards = [
+            {
+                "service_id": service.id,
+                "topic_code": topic,
+                "indicator": str(card.get("indicator") or "")[:16] or None,
+                "profile": profile_of(),
+                "override_code": overridden[(order, topic)][0],
+                "override_system": overridden[(order, topic)][1],
+                "client_iss": client_iss,
+                "client_tenant": client_tenant,
+            }
+            for order, topic, card in keyed
+            if (order, topic) in overridden
+        ]
         if len(kept) != len(cards):
             g.cds_suppressed = len(cards) - len(kept)
             log.info("cards suppressed as repeats", extra={"suppressed": len(cards) - len(kept)})

@@ -64,7 +64,7 @@ def run_hook(
             extra={"unidentified": [f"{u.ref} ({u.reason})" for u in unknown][:20]},
         )
     if not orders:
-        return {"cards": [], "_unidentified": unknown}
+        return {"cards": [], "_unidentified": unknown, "_orders": 0}
     started = time.perf_counter()
     data = resolve_patient_data(request, settings, timings)
     timings.setdefault("data_ms", (time.perf_counter() - started) * 1000)
@@ -77,4 +77,5 @@ def run_hook(
         "cards": [prune(card) for card in cards],
         "_unidentified": unknown,
         "_fhir_version": version,
+        "_orders": len(orders),  # diazepam orders in scope: the alert burden's denominator
     }

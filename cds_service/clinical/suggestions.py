@@ -631,7 +631,7 @@ def shape_suggestions(
                     {"type": "create", "description": opt.description, "resource": opt.resource}
                 ]
             if actions:
-                suggestions.append(_suggestion(opt.label, actions, opt.recommended))
+                suggestions.append(_suggestion(opt.label, actions, opt.recommended, _taken(opt)))
         return suggestions, spec["selection"] if suggestions else None
     # split (Epic, F.2a): one action per suggestion, and diazepam is never re-created. A cap
     # or dose change is an edit stated in the card text (``edits_in_text``); the pended order
@@ -644,6 +644,7 @@ def shape_suggestions(
                 remove_label(order),
                 [_action_delete(order)],
                 False,
+                {"kind": "remove", "drug": "diazepam"},
             )
         )
     for opt in options:
@@ -663,6 +664,7 @@ def shape_suggestions(
                     }
                 ],
                 opt.recommended and opt.kind == "create",
+                {**_taken(opt), "kind": "add" if opt.kind == "replace" else opt.kind},
             )
         )
     return suggestions, spec["selection"] if suggestions else None
@@ -702,8 +704,24 @@ def _spelled(resource: Mapping[str, Any]) -> str:
     return f"{drug}, {dose}"
 
 
-def _suggestion(label: str, actions: list[dict[str, Any]], recommended: bool) -> dict[str, Any]:
-    out: dict[str, Any] = {"label": label[:200], "uuid": _new_id(), "actions": actions}
+def _taken(opt: Option) -> dict[str, Any]:
+    """What accepting this option does, in codes: the kind of change and the drug ordered (a
+    change of the pended order itself is a change of diazepam)."""
+    drug = opt.drug or ("diazepam" if opt.kind in ("update", "delete") else None)
+    return {"kind": opt.kind, "drug": drug, "code": opt.code}
+
+
+def _suggestion(
+    label: str, actions: list[dict[str, Any]], recommended: bool, taken: dict[str, Any]
+) -> dict[str, Any]:
+    """A suggestion; ``_taken`` (what it does, in codes) is private: the card renderer moves
+    it into the card's audit, which the store keeps and clients never see."""
+    out: dict[str, Any] = {
+        "label": label[:200],
+        "uuid": _new_id(),
+        "actions": actions,
+        "_taken": {k: v for k, v in taken.items() if v is not None},
+    }
     if recommended:
         out["isRecommended"] = True
     return out

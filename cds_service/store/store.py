@@ -35,11 +35,15 @@ from cds_service.store.engine import (
     write_transaction,
 )
 from cds_service.store.tables import (
+    accepted_suggestions,
     as_naive_utc,
     feedback,
+    hook_call_counts,
     issued_cards,
+    issued_suggestions,
     jwt_replay,
     service_state,
+    suppressed_cards,
     utcnow,
 )
 
@@ -78,7 +82,13 @@ _JTI_INSERT = jwt_replay.insert()
 # Both the card and the feedback must belong to the calling client (issuer and tenant; NULL
 # matches NULL, for CDS_AUTH=disabled): another EHR's overrides never silence this one's cards.
 _OVERRIDDEN = (
-    sa.select(issued_cards.c.order_id, issued_cards.c.topic_code)
+    sa.select(
+        issued_cards.c.order_id,
+        issued_cards.c.topic_code,
+        feedback.c.override_code,
+        feedback.c.override_system,
+        feedback.c.received_at,
+    )
     .join(feedback, feedback.c.card_uuid == issued_cards.c.card_uuid)
     .where(
         issued_cards.c.service_id == sa.bindparam("service_id"),
@@ -98,10 +108,6 @@ _OVERRIDDEN = (
 )
 
 
-def _inserted(connection: sa.Connection, statement: Any, row: dict[str, Any]) -> bool:
-    return connection.execute(statement, row).first() is not None
-
-
 @dataclass(frozen=True)
 class FeedbackOutcome:
     """What one feedback call did; ``new_items`` are the rows stored by this call."""
@@ -112,10 +118,58 @@ class FeedbackOutcome:
     new_items: list[dict[str, Any]]
 
 
+_COUNTERS = ("calls", "calls_with_orders", "diazepam_orders", "cards", "suppressed")
+
+
+def _count_call(dialect: str, row: dict[str, Any]) -> Any:
+    """INSERT ... ON CONFLICT DO UPDATE adding this call to its day's counters (both
+    databases speak it); a counter row per day, service, client and profile."""
+    insert = pg_insert if dialect == "postgresql" else sqlite_insert
+    statement = insert(hook_call_counts).values(**row)
+    return statement.on_conflict_do_update(
+        index_elements=[c.name for c in hook_call_counts.primary_key.columns],
+        set_={name: hook_call_counts.c[name] + statement.excluded[name] for name in _COUNTERS},
+    )
+
+
+@dataclass(frozen=True)
+class CallRecord:
+    """One hook call as the store keeps it: its day's counters, the cards sent, what each
+    suggestion offered and the cards repeat suppression kept back."""
+
+    counts: dict[str, Any]
+    cards: list[dict[str, Any]]
+    suggestions: list[dict[str, Any]]
+    suppressed: list[dict[str, Any]]
+
+
 class RecordsMixin:
     """Issued cards and feedback: the rows the reports and repeat suppression read."""
 
     engine: sa.Engine
+    # Where every stored time comes from (naive UTC). A clock, not ``utcnow`` calls spread
+    # over the code, so a test can date hook calls and feedback weeks apart through the real
+    # API (the dashboard's trends) without touching the rows.
+    clock: Callable[[], datetime] = staticmethod(utcnow)
+
+    def record_call(self, record: CallRecord) -> int:
+        """Everything one hook call leaves in the store, in one "fast" transaction (the same
+        single write a call made before the counters existed): the day's counters, the cards
+        (a card uuid seen before is kept as first recorded), their suggestions and the
+        suppressed cards. Returns the number of new cards."""
+        with self.write("fast") as connection:
+            dialect = connection.dialect.name
+            connection.execute(_count_call(dialect, record.counts))
+            new = 0
+            if record.cards:
+                statement = _insert_ignoring_duplicates(dialect, issued_cards)
+                new = len(connection.execute(statement, record.cards).all())
+            if record.suggestions:
+                statement = _insert_ignoring_duplicates(dialect, issued_suggestions)
+                connection.execute(statement, record.suggestions).all()
+            if record.suppressed:
+                connection.execute(suppressed_cards.insert(), record.suppressed)
+        return new
 
     def write(self, durability: Durability) -> AbstractContextManager[sa.Connection]:
         raise NotImplementedError  # provided by Store
@@ -143,7 +197,7 @@ class RecordsMixin:
         names. Items whose hash is already stored are duplicates (no-op); items naming a
         card this service never issued *to this client* (issuer and tenant) are stored with
         ``card_known = False`` and no topic: another client's card uuid links to nothing."""
-        now = utcnow()
+        now = self.clock()
         uuids = sorted({item["card_uuid"] for item in items})
         new_items: list[dict[str, Any]] = []
         duplicates = unknown = 0
@@ -171,14 +225,27 @@ class RecordsMixin:
                     "topic_code": topics.get(item["card_uuid"]),
                     "received_at": now,
                 }
-                if _inserted(connection, statement, row):
-                    new_items.append(row)
-                    unknown += 0 if known else 1
-                else:
+                inserted = connection.execute(statement, row).first()
+                if inserted is None:
                     duplicates += 1
+                    continue
+                new_items.append(row)
+                unknown += 0 if known else 1
+                accepted = dict.fromkeys(s for s in row["accepted_suggestions"] if s)
+                if accepted:
+                    connection.execute(
+                        accepted_suggestions.insert(),
+                        [{"feedback_id": inserted[0], "suggestion_uuid": s} for s in accepted],
+                    )
         return FeedbackOutcome(len(new_items), duplicates, unknown, new_items)
 
-    def overridden_topics(
+    def overridden_topics(self, **query: Any) -> set[tuple[str, str]]:
+        """(order id hash, topic code) pairs whose card, issued by ``service_id`` to this
+        client (issuer and tenant), user and patient, was overridden in that client's
+        feedback received since ``since`` (arguments as ``overrides``)."""
+        return set(self.overrides(**query))
+
+    def overrides(
         self,
         *,
         service_id: str,
@@ -188,12 +255,11 @@ class RecordsMixin:
         since: datetime,
         client_iss: str | None = None,
         client_tenant: str | None = None,
-    ) -> set[tuple[str, str]]:
-        """(order id hash, topic code) pairs whose card, issued by ``service_id`` to this
-        client (issuer and tenant), user and patient, was overridden in that client's
-        feedback received since ``since``."""
+    ) -> dict[tuple[str, str], tuple[str | None, str | None]]:
+        """The pairs ``overridden_topics`` names, each with the (code, system) of the latest such
+        override's reason (what the dashboard reports suppression after)."""
         if not order_ids:
-            return set()
+            return {}
         params = {
             "service_id": service_id,
             "order_ids": sorted(set(order_ids)),
@@ -203,8 +269,12 @@ class RecordsMixin:
             "client_tenant": client_tenant,
             "since": as_naive_utc(since),
         }
+        found: dict[tuple[str, str], tuple[str | None, str | None]] = {}
         with self.engine.connect() as connection:
-            return {(row[0], row[1]) for row in connection.execute(_OVERRIDDEN, params)}
+            rows = connection.execute(_OVERRIDDEN, params).all()
+        for order, topic, code, system, _ in sorted(rows, key=lambda r: r[4]):
+            found[(order, topic)] = (code, system)
+        return found
 
 
 class Store(RecordsMixin):

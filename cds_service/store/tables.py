@@ -74,8 +74,21 @@ issued_cards = sa.Table(
     # the verified client the card was issued to (migration 0003); NULL with CDS_AUTH=disabled
     sa.Column("client_iss", sa.String(512), nullable=True),
     sa.Column("client_tenant", sa.String(256), nullable=True),
+    # the EHR profile the card was shaped for (standard / epic; migration 0005)
+    sa.Column("profile", sa.String(16), nullable=True),
     # repeat suppression's look-up (migration 0002): order ids alone repeat across patients
     sa.Index("ix_issued_cards_lookup", "service_id", "order_id", "patient_hash", "user_hash"),
+    # the dashboard's one scan (migration 0005): every column it groups by, in the index, so
+    # a window of issued cards is counted from the index alone
+    sa.Index(
+        "ix_issued_cards_dashboard",
+        "issued_at",
+        "topic_code",
+        "service_id",
+        "indicator",
+        "profile",
+        "client_iss",
+    ),
 )
 
 feedback = sa.Table(
@@ -99,4 +112,66 @@ feedback = sa.Table(
     sa.Column("received_at", sa.DateTime(), nullable=False, index=True),
     sa.Column("client_iss", sa.String(512), nullable=True),
     sa.Column("client_tenant", sa.String(256), nullable=True),
+)
+
+
+# What each suggestion of an issued card offered (migration 0005): the kind of change
+# (replace, update, delete, create, remove) and the drug it orders, as the engine named it
+# (RxNorm ingredient name and product code). Codes only: what the dashboard's "which
+# suggestion was taken" needs to name an accepted suggestion uuid.
+issued_suggestions = sa.Table(
+    "issued_suggestions",
+    metadata,
+    sa.Column("suggestion_uuid", sa.String(128), primary_key=True),
+    sa.Column("card_uuid", sa.String(128), nullable=False, index=True),
+    sa.Column("kind", sa.String(16), nullable=False),
+    sa.Column("drug", sa.String(64), nullable=True),
+    sa.Column("code", sa.String(64), nullable=True),
+)
+
+# The accepted suggestion uuids of a feedback item, one row each (migration 0005), so "which
+# suggestion was taken" is a join and a GROUP BY on both databases, not JSON unnesting.
+accepted_suggestions = sa.Table(
+    "accepted_suggestions",
+    metadata,
+    sa.Column("feedback_id", sa.Integer(), sa.ForeignKey("feedback.id", ondelete="CASCADE"),
+              primary_key=True),
+    sa.Column("suggestion_uuid", sa.String(128), primary_key=True),
+)
+
+# Cards repeat suppression kept from an order-sign answer (migration 0005), with the override
+# that silenced them: the dashboard shows suppression at work. Codes only, no hashes: nothing
+# here ever needs to be matched against a patient, user or order.
+suppressed_cards = sa.Table(
+    "suppressed_cards",
+    metadata,
+    sa.Column("id", sa.Integer(), primary_key=True, autoincrement=True),
+    sa.Column("suppressed_at", sa.DateTime(), nullable=False, index=True),
+    sa.Column("service_id", sa.String(64), nullable=False),
+    sa.Column("topic_code", sa.String(128), nullable=True),
+    sa.Column("indicator", sa.String(16), nullable=True),
+    sa.Column("profile", sa.String(16), nullable=True),
+    sa.Column("override_code", sa.String(256), nullable=True),
+    sa.Column("override_system", sa.String(512), nullable=True),
+    sa.Column("client_iss", sa.String(512), nullable=True),
+    sa.Column("client_tenant", sa.String(256), nullable=True),
+)
+
+# Hook calls counted per UTC day, service, client and profile (migration 0005): the alert
+# burden's denominators (cards per diazepam order, per 100 order-sign calls). Counters, not a
+# row per call: order-sign fires for every order a hospital signs, diazepam or not. Empty
+# strings stand for "none" (CDS_AUTH=disabled) because primary key columns cannot be NULL.
+hook_call_counts = sa.Table(
+    "hook_call_counts",
+    metadata,
+    sa.Column("day", sa.Date(), primary_key=True),
+    sa.Column("service_id", sa.String(64), primary_key=True),
+    sa.Column("profile", sa.String(16), primary_key=True),
+    sa.Column("client_iss", sa.String(512), primary_key=True),
+    sa.Column("client_tenant", sa.String(256), primary_key=True),
+    sa.Column("calls", sa.Integer(), nullable=False),
+    sa.Column("calls_with_orders", sa.Integer(), nullable=False),
+    sa.Column("diazepam_orders", sa.Integer(), nullable=False),
+    sa.Column("cards", sa.Integer(), nullable=False),
+    sa.Column("suppressed", sa.Integer(), nullable=False),
 )
