@@ -86,6 +86,8 @@ class Settings:
     store_comments: bool = False
     metrics_dir: str = ""
     metrics_token: str = field(default="", repr=False)
+    # Committee pages (/admin): off unless set
+    admin_token: str = field(default="", repr=False)
 
     @property
     def is_development(self) -> bool:
@@ -176,6 +178,9 @@ SETTINGS: dict[str, str] = {
     "off: they can contain PHI).",
     "CDS_METRICS_DIR": "Prometheus multiprocess directory (default `<CDS_DATA_DIR>/metrics`).",
     "CDS_METRICS_TOKEN": "Bearer token required on `GET /metrics` (default none: open).",
+    "CDS_ADMIN_TOKEN": "Token for the committee pages `/admin/dashboard` and `/admin/cards` "
+    "(Bearer header or the login form's session cookie); default none: `/admin` does not "
+    "exist (404).",
 }
 
 _BOOL_TRUE = {"1", "true", "yes", "on"}
