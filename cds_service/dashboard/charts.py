@@ -39,6 +39,8 @@ STYLE = Style(
     title_font_size=15,
     value_font_size=11,
 )
+# bounded labels also keep pygal's title splitting from looping on a plot squeezed to nothing
+LABEL_CHARS = 48
 _KINDS = {
     "bar": pygal.Bar,
     "hbar": pygal.HorizontalBar,
@@ -77,6 +79,8 @@ def render_svg(chart: Chart, *, title: str | None = None) -> str:
         legend_at_bottom=True,
         legend_at_bottom_columns=min(3, max(1, len(chart.series))),
         x_label_rotation=35 if many and chart.kind != "hbar" else 0,
+        # long labels (override reasons) would squeeze the plot to nothing: the chart shows
+        # their first words, the table beside it the whole text
         truncate_label=-1,
         truncate_legend=-1,
         show_minor_x_labels=True,
@@ -87,9 +91,9 @@ def render_svg(chart: Chart, *, title: str | None = None) -> str:
         include_x_axis=True,
         allow_interruptions=True,
         no_data_text="No data in this window",
-        value_formatter=(lambda v: f"{v:.1f} %") if chart.percent else _plain,
+        value_formatter=(lambda v: f"{v:g} %") if chart.percent else _plain,
     )
-    graph.x_labels = list(chart.labels)
+    graph.x_labels = [_short(label) for label in chart.labels]
     for series in chart.series:
         graph.add(series.name, _values(series))
     tree = graph.render_tree()
@@ -99,6 +103,10 @@ def render_svg(chart: Chart, *, title: str | None = None) -> str:
                 parent.remove(child)
     # pygal's own wrapper: lxml when installed, else the standard library's ElementTree
     return str(etree.tostring(tree, encoding="unicode"))
+
+
+def _short(label: str) -> str:
+    return label if len(label) <= LABEL_CHARS else label[: LABEL_CHARS - 1].rstrip() + "…"
 
 
 def _plain(value: float) -> str:
