@@ -44,7 +44,8 @@ SECURITY_HEADERS = {
     "Cache-Control": "no-store",
 }
 HTML = "text/html; charset=utf-8"
-OPEN_ENDPOINTS = frozenset({"admin.login_form", "admin.login"})
+# logging in and out need no session: clearing a cookie gives nobody anything
+OPEN_ENDPOINTS = frozenset({"admin.login_form", "admin.login", "admin.logout"})
 
 admin_bp = Blueprint("admin", __name__, url_prefix=ADMIN_PREFIX)
 
@@ -184,7 +185,6 @@ def _bad_request(name: str) -> Response:
 
 
 @admin_bp.get("")
-@admin_bp.get("/")
 def index() -> Response:
     return redirect(url_for("admin.dashboard"), code=302)
 
@@ -199,7 +199,7 @@ def dashboard() -> Response:
     query = {k: v for k, v in (("since", window.since), ("until", window.until)) if v}
 
     def export_href(figure: Any, fmt: str) -> str:
-        return url_for("admin.export", figure_id=figure.id, fmt=fmt, **query)
+        return url_for("admin.export", name=f"{figure.id}.{fmt}", **query)
 
     html = dashboard_html(
         current_app.extensions["cds.store"].engine, window, _labels(), export_href=export_href
@@ -207,12 +207,14 @@ def dashboard() -> Response:
     return Response(html, content_type=HTML)
 
 
-@admin_bp.get("/dashboard/<figure_id>.<fmt>")
-def export(figure_id: str, fmt: str) -> Response:
+@admin_bp.get("/export/<name>")
+def export(name: str) -> Response:
+    """One figure's table: ``/admin/export/outcomes.csv`` or ``.json``."""
     from cds_service.dashboard.build import figures
     from cds_service.dashboard.export import FORMATS
     from cds_service.dashboard.export import export as export_text
 
+    figure_id, _, fmt = name.rpartition(".")
     if fmt not in FORMATS:
         raise NotFound()
     window = _window()

@@ -71,8 +71,11 @@ class Window:
 
     @property
     def upper(self) -> datetime | None:
-        """Exclusive upper bound: the start of the day after ``until``."""
-        return datetime.combine(self.until + timedelta(days=1), time()) if self.until else None
+        """Exclusive upper bound: the start of the day after ``until`` (none past the last day
+        a date can name)."""
+        if self.until is None or self.until >= date.max:
+            return None
+        return datetime.combine(self.until + timedelta(days=1), time())
 
     def where(self, column: Any) -> list[Any]:
         clauses = []
@@ -135,13 +138,10 @@ class DashboardData:
     unknown_feedback: int = 0
 
     def weeks(self) -> list[str]:
-        """Every week from the first to the last with data (or the window's), none skipped:
-        a trend line must show a quiet week as zero, not close the gap."""
+        """Every week from the first to the last with data, none skipped: a trend line must
+        show a quiet week as zero, not close the gap. (Only weeks with data bound it: a window
+        of ten thousand years draws the weeks that have cards, not half a million.)"""
         found = {g.week for g in self.groups} | {c[0] for c in self.calls}
-        if self.window.since:
-            found.add(monday(self.window.since).isoformat())
-        if self.window.until:
-            found.add(monday(self.window.until).isoformat())
         if not found:
             return []
         first, last = date.fromisoformat(min(found)), date.fromisoformat(max(found))

@@ -17,7 +17,7 @@ from cds_service.dashboard.page import render_template
 from cds_service.dashboard.stats import wilson
 
 TOKEN = "admin-token-for-tests-0123456789"
-PATHS = ["/admin", "/admin/dashboard", "/admin/cards", "/admin/dashboard/outcomes.csv"]
+PATHS = ["/admin", "/admin/dashboard", "/admin/cards", "/admin/export/outcomes.csv"]
 
 
 @pytest.fixture
@@ -114,13 +114,13 @@ def test_sessions_expire_and_die_with_the_token() -> None:
 
 def test_exports_and_bad_dates(admin_app: Flask) -> None:
     client = admin_app.test_client()
-    csv = client.get("/admin/dashboard/outcomes.csv", headers=bearer())
+    csv = client.get("/admin/export/outcomes.csv", headers=bearer())
     assert csv.status_code == 200 and csv.mimetype == "text/csv"
     assert csv.get_data(as_text=True).splitlines()[0].startswith("topic,display,issued")
-    body = client.get("/admin/dashboard/by-profile.json?since=2026-01-01", headers=bearer())
+    body = client.get("/admin/export/by-profile.json?since=2026-01-01", headers=bearer())
     assert json.loads(body.get_data(as_text=True))["figure"] == "by-profile"
-    assert client.get("/admin/dashboard/nope.csv", headers=bearer()).status_code == 404
-    assert client.get("/admin/dashboard/outcomes.xml", headers=bearer()).status_code == 404
+    assert client.get("/admin/export/nope.csv", headers=bearer()).status_code == 404
+    assert client.get("/admin/export/outcomes.xml", headers=bearer()).status_code == 404
     assert client.get("/admin/dashboard?since=yesterday", headers=bearer()).status_code == 400
 
 
