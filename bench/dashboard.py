@@ -5,8 +5,8 @@ one million issued cards. A benchmark, not a timed test: run it by hand.
     .venv/bin/python -m bench.dashboard --cards 200000 --keep var/bench-dash.sqlite3
 
 Synthetic rows are bulk-inserted with the store's own table definitions (schema by the real
-migrations, so the dashboard index is the one production gets): 52 weeks, 12 topics, both
-services, three indicators, two profiles, three issuers; about 35 % of cards answered (accepted
+migrations): 52 weeks, 12 topics (each at one or two indicator levels), both services,
+three issuers (one of them on the epic profile); about 35 % of cards answered (accepted
 or overridden, with a reason), suggestions for half of them, a few thousand suppressions and a
 year of hook-call counters. Then the dashboard page is rendered end to end (SQL aggregates,
 figures, SVG, HTML) several times; the best and median are printed with the per-stage split.
@@ -23,14 +23,17 @@ import time
 import uuid
 from datetime import date, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import sqlalchemy as sa
 
 from cds_service.dashboard.build import dashboard_html, figures, labels_for
 from cds_service.dashboard.query import Window, collect
 from cds_service.store import Store
+from cds_service.store.store import count_key
 from cds_service.store.tables import (
     accepted_suggestions,
+    card_counts,
     feedback,
     hook_call_counts,
     issued_cards,
@@ -42,8 +45,14 @@ BUDGET_S = 2.0
 TOPICS = [f"topic-{i:02d}" for i in range(12)]
 SERVICES = ["diazepam-order-sign", "diazepam-order-select"]
 INDICATORS = ["info", "warning", "critical"]
-PROFILES = ["standard", "epic"]
-ISSUERS = ["https://ehr-a.example.org", "https://ehr-b.example.org", "https://ehr-c.example.org"]
+# As in a deployment: a client's profile is its issuer's (trusted-issuers file), and a topic
+# fires at one or two indicator levels (its template's variants), not at any of three.
+ISSUERS = {
+    "https://ehr-a.example.org": "standard",
+    "https://ehr-b.example.org": "standard",
+    "https://ehr-c.example.org": "epic",
+}
+LEVELS = {t: INDICATORS[i % 3 : i % 3 + 2] or INDICATORS[-1:] for i, t in enumerate(TOPICS)}
 REASONS = ["patient-preference", "failed-alternatives", "beers-exception", None]
 DRUGS = [("replace", "tizanidine"), ("replace", "baclofen"), ("update", "diazepam"),
          ("remove", "diazepam"), ("create", "naloxone")]
@@ -54,21 +63,25 @@ BATCH = 20_000
 def seed(store: Store, cards: int, rng: random.Random) -> None:
     hash64 = "0" * 64
     feedback_id = 0
+    counts: dict[tuple[Any, ...], list[int]] = {}
     with store.engine.begin() as connection:
         for start in range(0, cards, BATCH):
             card_rows, fb_rows, sug_rows, acc_rows = [], [], [], []
             for _ in range(min(BATCH, cards - start)):
                 card = uuid.uuid4().hex
+                iss = rng.choice(list(ISSUERS))
                 when = START + timedelta(seconds=rng.randrange(364 * 86400))
                 topic = rng.choice(TOPICS)
-                card_rows.append({
+                row = {
                     "card_uuid": card, "service_id": rng.choice(SERVICES), "hook_instance": "h",
-                    "topic_code": topic, "indicator": rng.choice(INDICATORS),
+                    "topic_code": topic, "indicator": rng.choice(LEVELS[topic]),
                     "suggestion_uuids": [], "audit": {}, "order_id": None,
                     "patient_hash": hash64, "user_hash": hash64, "issued_at": when,
-                    "client_iss": rng.choice(ISSUERS), "client_tenant": None,
-                    "profile": rng.choice(PROFILES),
-                })
+                    "accepted": False, "overridden": False,
+                    "override_code": None,
+                    "client_iss": iss, "client_tenant": None, "profile": ISSUERS[iss],
+                }
+                card_rows.append(row)
                 suggestion = None
                 if rng.random() < 0.5:
                     suggestion = uuid.uuid4().hex
@@ -90,15 +103,35 @@ def seed(store: Store, cards: int, rng: random.Random) -> None:
                         "user_comment": None, "outcome_at": when, "received_at": when,
                         "client_iss": None, "client_tenant": None,
                     })
+                    # what the feedback store does to the card (Store._mark_card)
                     if accepted:
-                        acc_rows.append({"feedback_id": feedback_id, "suggestion_uuid": suggestion})
+                        row["accepted"] = True
+                        acc_rows.append({"card_uuid": card, "suggestion_uuid": suggestion,
+                                         "topic_code": topic, "kind": kind, "drug": drug,
+                                         "code": None, "issued_at": when})
+                    else:
+                        row["overridden"] = True
+                        row["override_code"] = fb_rows[-1]["override_code"]
             connection.execute(issued_cards.insert(), card_rows)
+            # what the store's write path keeps per day and dimension (Store._insert_cards,
+            # Store._mark_card), added up for the batch
+            for row in card_rows:
+                key = tuple(count_key(row).items())
+                total = counts.setdefault(key, [0, 0, 0, 0])
+                total[0] += 1
+                total[1] += row["accepted"]
+                total[2] += row["overridden"]
+                total[3] += row["accepted"] or row["overridden"]
             if fb_rows:
                 connection.execute(feedback.insert(), fb_rows)
             if sug_rows:
                 connection.execute(issued_suggestions.insert(), sug_rows)
             if acc_rows:
                 connection.execute(accepted_suggestions.insert(), acc_rows)
+        connection.execute(card_counts.insert(), [
+            {**dict(key), "issued": t[0], "accepted": t[1], "overridden": t[2], "answered": t[3]}
+            for key, t in counts.items()
+        ])
         connection.execute(suppressed_cards.insert(), [
             {"suppressed_at": START + timedelta(seconds=rng.randrange(364 * 86400)),
              "service_id": "diazepam-order-sign", "topic_code": rng.choice(TOPICS),
@@ -113,8 +146,7 @@ def seed(store: Store, cards: int, rng: random.Random) -> None:
              "profile": profile, "client_iss": iss, "client_tenant": "",
              "calls": per_day * 20, "calls_with_orders": per_day, "diazepam_orders": per_day,
              "cards": per_day * 2, "suppressed": 3}
-            for d in range(364) for service in SERVICES for profile in PROFILES
-            for iss in ISSUERS
+            for d in range(364) for service in SERVICES for iss, profile in ISSUERS.items()
         ])
     with store.engine.connect() as connection:
         connection.exec_driver_sql("ANALYZE")

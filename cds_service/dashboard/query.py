@@ -5,9 +5,15 @@ Cards are counted in the week they were issued, and so is what clinicians did wi
 (feedback arrives within minutes of the card): a week's accepted and overridden cards are
 among that week's issued cards, and ``--since``/``--until`` select cards by issue date.
 Counts are of distinct cards, as in ``diazepam-cds report``: a card reported twice counts
-once per outcome. Feedback that names no card this service issued to that client is counted
-apart (by the date it was received). The issued-cards scan is served by
-``ix_issued_cards_dashboard`` (migration 0005), which holds every column it groups by.
+once per outcome; what the feedback did is kept on the card itself (``accepted``,
+``overridden``, ``override_code``, set when the feedback is stored), so nothing here joins the
+feedback. Feedback that names no card this service issued to that client is counted apart (by
+the date it was received).
+
+Speed (bench/dashboard.py): issued, accepted, overridden and answered cards come from
+``card_counts``, which the store keeps per day and dimension as it writes cards and feedback,
+so the dashboard reads a few thousand rows whatever the number of cards; the other figures
+read small tables (override reasons through ``ix_issued_cards_overrides``).
 """
 
 from __future__ import annotations
@@ -23,10 +29,10 @@ from sqlalchemy.sql.functions import FunctionElement
 
 from cds_service.store.tables import (
     accepted_suggestions,
+    card_counts,
     feedback,
     hook_call_counts,
     issued_cards,
-    issued_suggestions,
     suppressed_cards,
 )
 
@@ -35,8 +41,8 @@ DIMENSIONS = ("topic", "service", "indicator", "profile", "issuer")
 
 
 class week_start(FunctionElement[str]):  # noqa: N801 - reads as the SQL function it renders
-    """The Monday (ISO week) of a timestamp as ``YYYY-MM-DD`` text, in each database's own
-    date functions."""
+    """The Monday (ISO week) of a date as ``YYYY-MM-DD`` text, in each database's own date
+    functions: days fold into weeks in the database, over the few rows of ``card_counts``."""
 
     type = sa.String()
     inherit_cache = True
@@ -141,7 +147,7 @@ class DashboardData:
         """Every week from the first to the last with data, none skipped: a trend line must
         show a quiet week as zero, not close the gap. (Only weeks with data bound it: a window
         of ten thousand years draws the weeks that have cards, not half a million.)"""
-        found = {g.week for g in self.groups} | {c[0] for c in self.calls}
+        found = {g.week for g in self.groups if g.week} | {c[0] for c in self.calls}
         if not found:
             return []
         first, last = date.fromisoformat(min(found)), date.fromisoformat(max(found))
@@ -149,99 +155,40 @@ class DashboardData:
         return [(first + timedelta(weeks=i)).isoformat() for i in range(count)]
 
 
-def _issued_query(window: Window) -> Any:
-    week = week_start(issued_cards.c.issued_at).label("week")
-    dims = [
-        issued_cards.c.topic_code,
-        issued_cards.c.service_id,
-        issued_cards.c.indicator,
-        issued_cards.c.profile,
-        issued_cards.c.client_iss,
-    ]
-    return (
-        sa.select(week, *dims, sa.func.count())
-        .where(*window.where(issued_cards.c.issued_at))
-        .group_by(week, *dims)
-    )
-
-
-def _answered_query(window: Window) -> Any:
-    week = week_start(issued_cards.c.issued_at).label("week")
-    dims = [
-        issued_cards.c.topic_code,
-        issued_cards.c.service_id,
-        issued_cards.c.indicator,
-        issued_cards.c.profile,
-        issued_cards.c.client_iss,
-    ]
-
-    def distinct_cards(outcome: str) -> Any:
-        card = sa.case((feedback.c.outcome == outcome, feedback.c.card_uuid))
-        return sa.func.count(sa.distinct(card))
-
+def _cards_query(window: Window) -> Any:
+    """Issued, accepted, overridden and answered cards per week and dimension."""
+    c = card_counts.c
+    week = week_start(c.day).label("week")
+    dims = (c.topic_code, c.service_id, c.indicator, c.profile, c.client_iss)
     return (
         sa.select(
             week,
             *dims,
-            distinct_cards("accepted"),
-            distinct_cards("overridden"),
-            sa.func.count(sa.distinct(feedback.c.card_uuid)),
+            sa.func.sum(c.issued),
+            sa.func.sum(c.accepted),
+            sa.func.sum(c.overridden),
+            sa.func.sum(c.answered),
         )
-        .select_from(feedback.join(issued_cards, issued_cards.c.card_uuid == feedback.c.card_uuid))
-        .where(feedback.c.card_known.is_(True), *window.where(issued_cards.c.issued_at))
+        .where(*window.where_day(c.day))
         .group_by(week, *dims)
     )
 
 
 def _reasons_query(window: Window) -> Any:
+    c = issued_cards.c
     return (
-        sa.select(
-            issued_cards.c.topic_code,
-            feedback.c.override_code,
-            sa.func.count(sa.distinct(feedback.c.card_uuid)),
-        )
-        .select_from(feedback.join(issued_cards, issued_cards.c.card_uuid == feedback.c.card_uuid))
-        .where(
-            feedback.c.card_known.is_(True),
-            feedback.c.outcome == "overridden",
-            *window.where(issued_cards.c.issued_at),
-        )
-        .group_by(issued_cards.c.topic_code, feedback.c.override_code)
+        sa.select(c.topic_code, c.override_code, sa.func.count())
+        .where(c.overridden.is_(True), *window.where(c.issued_at))
+        .group_by(c.topic_code, c.override_code)
     )
 
 
 def _taken_query(window: Window) -> Any:
-    joined = (
-        accepted_suggestions.join(feedback, feedback.c.id == accepted_suggestions.c.feedback_id)
-        .join(issued_cards, issued_cards.c.card_uuid == feedback.c.card_uuid)
-        .outerjoin(
-            issued_suggestions,
-            sa.and_(
-                issued_suggestions.c.suggestion_uuid == accepted_suggestions.c.suggestion_uuid,
-                issued_suggestions.c.card_uuid == feedback.c.card_uuid,
-            ),
-        )
-    )
+    a = accepted_suggestions.c
     return (
-        sa.select(
-            issued_cards.c.topic_code,
-            issued_suggestions.c.kind,
-            issued_suggestions.c.drug,
-            issued_suggestions.c.code,
-            sa.func.count(sa.distinct(feedback.c.card_uuid)),
-        )
-        .select_from(joined)
-        .where(
-            feedback.c.card_known.is_(True),
-            feedback.c.outcome == "accepted",
-            *window.where(issued_cards.c.issued_at),
-        )
-        .group_by(
-            issued_cards.c.topic_code,
-            issued_suggestions.c.kind,
-            issued_suggestions.c.drug,
-            issued_suggestions.c.code,
-        )
+        sa.select(a.topic_code, a.kind, a.drug, a.code, sa.func.count(sa.distinct(a.card_uuid)))
+        .where(*window.where(a.issued_at))
+        .group_by(a.topic_code, a.kind, a.drug, a.code)
     )
 
 
@@ -280,14 +227,17 @@ def _day(value: Any) -> date:
     return value if isinstance(value, date) else date.fromisoformat(str(value)[:10])
 
 
-def _merge(issued: Iterable[Any], answered: Iterable[Any]) -> list[Group]:
-    groups: dict[tuple[Any, ...], dict[str, int]] = {}
-    for week, *dims, count in issued:
-        groups.setdefault((str(week), *dims), {})["issued"] = int(count)
-    for week, *dims, accepted, overridden, answered_n in answered:
-        counts = groups.setdefault((str(week), *dims), {})
-        counts.update(accepted=int(accepted), overridden=int(overridden), answered=int(answered_n))
-    return [Group(*key, **counts) for key, counts in sorted(groups.items(), key=_sort_key)]
+def _groups(rows: Iterable[Any]) -> list[Group]:
+    """One group per week and dimension; '' (none) back to None."""
+    totals: dict[tuple[Any, ...], list[int]] = {}
+    for week, *dims, issued, accepted, overridden, answered in rows:
+        key = (str(week), *(d or None for d in dims))
+        total = totals.setdefault(key, [0, 0, 0, 0])
+        total[0] += int(issued)
+        total[1] += int(accepted)
+        total[2] += int(overridden)
+        total[3] += int(answered)
+    return [Group(*key, *total) for key, total in sorted(totals.items(), key=_sort_key)]
 
 
 def _sort_key(item: tuple[tuple[Any, ...], Any]) -> tuple[str, ...]:
@@ -299,10 +249,7 @@ def collect(engine: sa.Engine, window: Window | None = None) -> DashboardData:
     window = window or Window()
     data = DashboardData(window)
     with engine.connect() as connection, connection.begin():
-        data.groups = _merge(
-            connection.execute(_issued_query(window)).all(),
-            connection.execute(_answered_query(window)).all(),
-        )
+        data.groups = _groups(connection.execute(_cards_query(window)))
         data.reasons = [(t, c, int(n)) for t, c, n in connection.execute(_reasons_query(window))]
         data.taken = [
             (t, k, d, c, int(n)) for t, k, d, c, n in connection.execute(_taken_query(window))

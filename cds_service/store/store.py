@@ -35,8 +35,10 @@ from cds_service.store.engine import (
     write_transaction,
 )
 from cds_service.store.tables import (
+    CARD_COUNT_KEYS,
     accepted_suggestions,
     as_naive_utc,
+    card_counts,
     feedback,
     hook_call_counts,
     issued_cards,
@@ -118,6 +120,119 @@ class FeedbackOutcome:
     new_items: list[dict[str, Any]]
 
 
+_COUNTS = ("issued", "accepted", "overridden", "answered")
+
+
+def count_key(card: Any) -> dict[str, Any]:
+    """A card's row key in ``card_counts``: its UTC day of issue and dimensions ('' for none)."""
+    return {
+        "day": card["issued_at"].date(),
+        **{name: card.get(name) or "" for name in CARD_COUNT_KEYS},
+    }
+
+
+def _add_counts(connection: sa.Connection, key: dict[str, Any], **added: int) -> None:
+    """INSERT ... ON CONFLICT DO UPDATE adding to a ``card_counts`` row (atomic on both
+    databases, whichever worker or host writes)."""
+    insert = pg_insert if connection.dialect.name == "postgresql" else sqlite_insert
+    values = {**key, **{name: added.get(name, 0) for name in _COUNTS}}
+    statement = insert(card_counts).values(**values)
+    connection.execute(
+        statement.on_conflict_do_update(
+            index_elements=[c.name for c in card_counts.primary_key.columns],
+            set_={
+                name: card_counts.c[name] + statement.excluded[name]
+                for name in _COUNTS
+                if added.get(name)
+            },
+        )
+    )
+
+
+def _insert_cards(connection: sa.Connection, rows: list[dict[str, Any]]) -> int:
+    """One executemany (SQLAlchemy's "insertmanyvalues": one multi-row INSERT ... RETURNING)
+    of issued cards, and the day's counts of those that were new; returns how many were."""
+    statement = _insert_ignoring_duplicates(connection.dialect.name, issued_cards)
+    inserted = {r[0] for r in connection.execute(statement, rows).all()}
+    per_key: dict[tuple[Any, ...], int] = {}
+    for card in rows:
+        if card["card_uuid"] in inserted:  # a retried call's cards count once
+            key = tuple(count_key(card).items())
+            per_key[key] = per_key.get(key, 0) + 1
+    for key, issued in per_key.items():
+        _add_counts(connection, dict(key), issued=issued)
+    return len(inserted)
+
+
+_CARD_STATE = (
+    issued_cards.c.card_uuid,
+    issued_cards.c.topic_code,
+    issued_cards.c.issued_at,
+    issued_cards.c.service_id,
+    issued_cards.c.indicator,
+    issued_cards.c.profile,
+    issued_cards.c.client_iss,
+    issued_cards.c.accepted,
+    issued_cards.c.overridden,
+)
+
+
+def _mark_card(connection: sa.Connection, row: dict[str, Any], card: dict[str, Any]) -> None:
+    """What a stored feedback item did to its card, kept on the card and in ``card_counts``
+    (the dashboard counts cards, not feedback rows): accepted, or overridden with the latest
+    reason, each counted the first time only; and each accepted suggestion with what it
+    offered. ``card`` is the card's state, updated here for the next item of the call."""
+    uuid = row["card_uuid"]
+    outcome = row["outcome"]
+    if outcome not in ("accepted", "overridden"):
+        return
+    values: dict[str, Any] = {outcome: True}
+    if outcome == "overridden":
+        values["override_code"] = row.get("override_code")
+    connection.execute(
+        issued_cards.update().where(issued_cards.c.card_uuid == uuid).values(**values)
+    )
+    if not card[outcome]:
+        answered = 0 if (card["accepted"] or card["overridden"]) else 1
+        _add_counts(connection, count_key(card), **{outcome: 1, "answered": answered})
+        card[outcome] = True
+    if outcome != "accepted":
+        return
+    topic, issued_at = card["topic_code"], card["issued_at"]
+    taken = [s for s in dict.fromkeys(row.get("accepted_suggestions") or []) if s]
+    if not taken:
+        return
+    offered = {
+        r[0]: r[1:]
+        for r in connection.execute(
+            sa.select(
+                issued_suggestions.c.suggestion_uuid,
+                issued_suggestions.c.kind,
+                issued_suggestions.c.drug,
+                issued_suggestions.c.code,
+            ).where(
+                issued_suggestions.c.suggestion_uuid.in_(taken),
+                issued_suggestions.c.card_uuid == uuid,
+            )
+        ).all()
+    }
+    statement = _insert_ignoring_duplicates(connection.dialect.name, accepted_suggestions)
+    for suggestion in taken:
+        kind, drug, code = offered.get(suggestion, (None, None, None))
+        connection.execute(
+            statement,
+            {
+                "card_uuid": uuid,
+                "suggestion_uuid": suggestion,
+                "topic_code": topic,
+                "kind": kind,
+                "drug": drug,
+                "code": code,
+                "issued_at": issued_at,
+            },
+        ).all()
+
+
 _COUNTERS = ("calls", "calls_with_orders", "diazepam_orders", "cards", "suppressed")
 
 
@@ -162,8 +277,7 @@ class RecordsMixin:
             connection.execute(_count_call(dialect, record.counts))
             new = 0
             if record.cards:
-                statement = _insert_ignoring_duplicates(dialect, issued_cards)
-                new = len(connection.execute(statement, record.cards).all())
+                new = _insert_cards(connection, record.cards)
             if record.suggestions:
                 statement = _insert_ignoring_duplicates(dialect, issued_suggestions)
                 connection.execute(statement, record.suggestions).all()
@@ -175,15 +289,13 @@ class RecordsMixin:
         raise NotImplementedError  # provided by Store
 
     def record_cards(self, rows: list[dict[str, Any]]) -> int:
-        """Insert issued cards; a card uuid seen before (a retried hook call with
-        deterministic uuids) is kept as first recorded. One executemany (SQLAlchemy's
-        "insertmanyvalues": one multi-row INSERT ... RETURNING) instead of a statement per
-        card; "fast" durability: bookkeeping, not a promise made to the caller."""
+        """Insert issued cards (counted in ``card_counts``); a card uuid seen before (a
+        retried hook call with deterministic uuids) is kept as first recorded and counted
+        once. ``record_call`` does this and more for a hook call."""
         if not rows:
             return 0
         with self.write("fast") as connection:
-            statement = _insert_ignoring_duplicates(connection.dialect.name, issued_cards)
-            return len(connection.execute(statement, rows).all())
+            return _insert_cards(connection, rows)
 
     def save_feedback(
         self,
@@ -203,40 +315,37 @@ class RecordsMixin:
         duplicates = unknown = 0
         # "full": a 200 promises the feedback is stored, so it must survive a power loss
         with self.write("full") as connection:
-            topics = dict(
-                connection.execute(
-                    sa.select(issued_cards.c.card_uuid, issued_cards.c.topic_code).where(
+            cards = {
+                row.card_uuid: dict(row._mapping)
+                for row in connection.execute(
+                    sa.select(*_CARD_STATE).where(
                         issued_cards.c.card_uuid.in_(uuids),
                         issued_cards.c.service_id == service_id,
                         issued_cards.c.client_iss.is_not_distinct_from(client_iss),
                         issued_cards.c.client_tenant.is_not_distinct_from(client_tenant),
                     )
                 ).all()
-            )
+            }
             statement = _insert_ignoring_duplicates(connection.dialect.name, feedback)
             for item in items:
-                known = item["card_uuid"] in topics
+                known = item["card_uuid"] in cards
                 row = {
                     **item,
                     "client_iss": client_iss,
                     "client_tenant": client_tenant,
                     "service_id": service_id,
                     "card_known": known,
-                    "topic_code": topics.get(item["card_uuid"]),
+                    "topic_code": cards[item["card_uuid"]]["topic_code"] if known else None,
                     "received_at": now,
                 }
-                inserted = connection.execute(statement, row).first()
-                if inserted is None:
+                if connection.execute(statement, row).first() is None:
                     duplicates += 1
                     continue
                 new_items.append(row)
-                unknown += 0 if known else 1
-                accepted = dict.fromkeys(s for s in row["accepted_suggestions"] if s)
-                if accepted:
-                    connection.execute(
-                        accepted_suggestions.insert(),
-                        [{"feedback_id": inserted[0], "suggestion_uuid": s} for s in accepted],
-                    )
+                if known:
+                    _mark_card(connection, row, cards[item["card_uuid"]])
+                else:
+                    unknown += 1
         return FeedbackOutcome(len(new_items), duplicates, unknown, new_items)
 
     def overridden_topics(self, **query: Any) -> set[tuple[str, str]]:
