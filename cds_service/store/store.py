@@ -104,6 +104,7 @@ _OVERRIDDEN = (
 _SHOWN_AT_SELECT = sa.select(
     issued_cards.c.order_id,
     issued_cards.c.issued_at,
+    issued_cards.c.hook_instance,
     issued_cards.c.card_uuid,
     issued_cards.c.content_hash,
     issued_cards.c.order_fingerprint,
@@ -208,14 +209,16 @@ class RecordsMixin:
         }
         with self.engine.connect() as connection:
             found = connection.execute(_SHOWN_AT_SELECT, params).all()
-        latest: dict[str, datetime] = {}
-        for order_id, issued_at, *_ in found:
-            if order_id not in latest or issued_at > latest[order_id]:
-                latest[order_id] = issued_at
+        # the latest call per draft: the hook instance of its most recent row (a call's rows
+        # need not share one timestamp)
+        latest: dict[str, tuple[datetime, str]] = {}
+        for order_id, issued_at, hook_instance, *_ in found:
+            if order_id not in latest or issued_at > latest[order_id][0]:
+                latest[order_id] = (issued_at, hook_instance)
         return [
             ShownCard(order_id, card_uuid, content_hash, fingerprint)
-            for order_id, issued_at, card_uuid, content_hash, fingerprint in found
-            if issued_at == latest[order_id]
+            for order_id, _, hook_instance, card_uuid, content_hash, fingerprint in found
+            if hook_instance == latest[order_id][1]
         ]
 
     def save_feedback(
