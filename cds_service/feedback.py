@@ -34,6 +34,7 @@ from typing import Any
 import sqlalchemy as sa
 from flask import Flask, current_app, g
 
+from cds_service.clinical.suggestions import ROLE_ADD, ROLE_REMOVE
 from cds_service.config import Settings
 from cds_service.discovery import ServiceDefinition
 from cds_service.errors import ApiError
@@ -46,10 +47,6 @@ from cds_service.store.tables import as_naive_utc, utcnow
 log = logging.getLogger("cds_service.feedback")
 
 ORDER_SELECT_SERVICE = "diazepam-order-select"
-# suggestion roles (cards.py, suggestions.py): a removal of the pended diazepam order, and an
-# alternative added beside it (Epic profile: diazepam stays unless also removed)
-ROLE_REMOVE = "remove"
-ROLE_ADD = "add-alternative"
 # Audit keys that could only ever carry identifying data; dropped whatever the engine sends.
 _FORBIDDEN_AUDIT_KEYS = {
     "name",
