@@ -316,6 +316,8 @@ def test_order_sign_repeats_only_critical_cards_or_a_changed_order(
 ) -> None:
     app, request = apps[profile], redate(load(path)["request"])
     mine, other = keys[ISS], keys[OTHER_ISS]
+    with app.extensions["cds.store"].engine.begin() as connection:  # the previous fixture's
+        connection.execute(sa.text("DELETE FROM withheld_cards"))
     select = as_select(request)
     shown = call(app, mine, ISS, SELECT, select)  # none for some (a stated tetanus, IV)
     critical = [c for c in shown if c["indicator"] == "critical"]
@@ -356,9 +358,6 @@ def test_order_sign_repeats_only_critical_cards_or_a_changed_order(
     assert Counter(r["content_hash"] for r in withheld) + Counter(
         selected[c["uuid"]] for c in critical
     ) == Counter(selected.values())
-    # and the cleanup for the next fixture
-    with app.extensions["cds.store"].engine.begin() as connection:
-        connection.execute(sa.text("DELETE FROM withheld_cards"))
 
 
 # -- switch, guard, second order-select, log and metrics (one fixture) ------------------------
