@@ -229,12 +229,17 @@ class FireOnce:
 
         keyed: list[SignCard] = []
         for card in cards:
-            refs = card_orders(card)
+            # "same draft": the card's own order id, as issued_cards.order_id keeps it
+            order = (card.get("_audit") or {}).get("order_id")
             content, fingerprint = fire_once_keys(card, request, self.hasher)
-            order = self.hasher.order(refs[0]) if refs else None
-            indicator = card.get("indicator")
-            keyed.append(SignCard(indicator if isinstance(indicator, str) else None,
-                                  order, content, fingerprint))
+            keyed.append(
+                SignCard(
+                    str(card.get("indicator") or "") or None,
+                    self.hasher.order(order) if isinstance(order, str) else None,
+                    content,
+                    fingerprint,
+                )
+            )
         orders = sorted({k.order_id for k in keyed if k.order_id and k.indicator != "critical"})
         if not orders:
             return cards
