@@ -592,6 +592,12 @@ def _dose_text(
 # -- profile shaping ---------------------------------------------------------------------------
 
 
+# Suggestion roles the feedback report reads (the Epic switch check, F.2a): a removal of the
+# pended diazepam order, and an alternative added beside it (split profile: diazepam stays).
+ROLE_REMOVE = "remove"
+ROLE_ADD = "add-alternative"
+
+
 def _new_id() -> str:
     return str(uuid.uuid4())
 
@@ -615,6 +621,7 @@ def shape_suggestions(
     if spec["replace"] == "combined":
         for opt in options:
             actions: list[dict[str, Any]] = []
+            role = opt.kind
             if opt.kind == "replace":
                 actions = [
                     _action_delete(order),
@@ -625,13 +632,15 @@ def shape_suggestions(
                     {"type": "update", "description": opt.description, "resource": opt.resource}
                 ]
             elif opt.kind == "delete":
-                actions = [_action_delete(order)]
+                actions, role = [_action_delete(order)], ROLE_REMOVE
             elif opt.kind == "create" and opt.resource is not None:
                 actions = [
                     {"type": "create", "description": opt.description, "resource": opt.resource}
                 ]
             if actions:
-                suggestions.append(_suggestion(opt.label, actions, opt.recommended, _taken(opt)))
+                suggestions.append(
+                    _suggestion(opt.label, actions, opt.recommended, role, _taken(opt))
+                )
         return suggestions, spec["selection"] if suggestions else None
     # split (Epic, F.2a): one action per suggestion, and diazepam is never re-created. A cap
     # or dose change is an edit stated in the card text (``edits_in_text``); the pended order
@@ -644,6 +653,7 @@ def shape_suggestions(
                 remove_label(order),
                 [_action_delete(order)],
                 False,
+                ROLE_REMOVE,
                 {"kind": "remove", "drug": "diazepam"},
             )
         )
@@ -664,6 +674,7 @@ def shape_suggestions(
                     }
                 ],
                 opt.recommended and opt.kind == "create",
+                ROLE_ADD if opt.kind == "replace" else opt.kind,
                 {**_taken(opt), "kind": "add" if opt.kind == "replace" else opt.kind},
             )
         )
@@ -712,10 +723,17 @@ def _taken(opt: Option) -> dict[str, Any]:
 
 
 def _suggestion(
-    label: str, actions: list[dict[str, Any]], recommended: bool, taken: dict[str, Any]
+    label: str,
+    actions: list[dict[str, Any]],
+    recommended: bool,
+    role: str,
+    taken: dict[str, Any],
 ) -> dict[str, Any]:
-    """A suggestion; ``_taken`` (what it does, in codes) is private: the card renderer moves
-    it into the card's audit, which the store keeps and clients never see."""
+    """A suggestion with two private keys ``cards.render`` moves off it: ``_role`` (what
+    accepting it does to the pended order: ``remove``, ``add-alternative``, ``replace``,
+    ``update``, ``create``), to the card's ``_suggestion_roles`` for the Epic switch check,
+    and ``_taken`` (kind of change and drug, in codes), to the card's audit for the
+    dashboard's "which suggestion was taken". Clients see neither."""
     out: dict[str, Any] = {
         "label": label[:200],
         "uuid": _new_id(),
@@ -724,4 +742,5 @@ def _suggestion(
     }
     if recommended:
         out["isRecommended"] = True
+    out["_role"] = role
     return out

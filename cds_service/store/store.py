@@ -16,7 +16,7 @@ import time
 import weakref
 from collections.abc import Callable
 from contextlib import AbstractContextManager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -47,6 +47,7 @@ from cds_service.store.tables import (
     service_state,
     suppressed_cards,
     utcnow,
+    withheld_cards,
 )
 
 log = logging.getLogger("cds_service.store")
@@ -110,6 +111,37 @@ _OVERRIDDEN = (
 )
 
 
+# Fire once (F.2a): what the latest order-select call for these drafts showed this client, user
+# and patient within the window; served by ix_issued_cards_lookup like _OVERRIDDEN.
+_SHOWN_AT_SELECT = sa.select(
+    issued_cards.c.order_id,
+    issued_cards.c.issued_at,
+    issued_cards.c.hook_instance,
+    issued_cards.c.card_uuid,
+    issued_cards.c.content_hash,
+    issued_cards.c.order_fingerprint,
+).where(
+    issued_cards.c.service_id == sa.bindparam("service_id"),
+    issued_cards.c.order_id.in_(sa.bindparam("order_ids", expanding=True)),
+    issued_cards.c.patient_hash == sa.bindparam("patient_hash"),
+    issued_cards.c.user_hash == sa.bindparam("user_hash"),
+    issued_cards.c.client_iss.is_not_distinct_from(sa.bindparam("client_iss")),
+    issued_cards.c.client_tenant.is_not_distinct_from(sa.bindparam("client_tenant")),
+    issued_cards.c.issued_at >= sa.bindparam("since"),
+)
+
+
+@dataclass(frozen=True)
+class ShownCard:
+    """A card the latest order-select call for a draft showed (``cards_shown_at_order_select``):
+    its keyed hashes of content and order, and its uuid (what a withheld repeat points to)."""
+
+    order_id: str
+    card_uuid: str
+    content_hash: str | None
+    order_fingerprint: str | None
+
+
 @dataclass(frozen=True)
 class FeedbackOutcome:
     """What one feedback call did; ``new_items`` are the rows stored by this call."""
@@ -118,6 +150,9 @@ class FeedbackOutcome:
     duplicates: int
     unknown_cards: int
     new_items: list[dict[str, Any]]
+    # card uuid -> what the store knows of each linked card: ``order_id`` (hash), ``profile``
+    # and ``suggestion_roles`` (the Epic switch check)
+    cards: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
 _COUNTS = ("issued", "accepted", "overridden", "answered")
@@ -149,9 +184,17 @@ def _add_counts(connection: sa.Connection, key: dict[str, Any], **added: int) ->
     )
 
 
-def _insert_cards(connection: sa.Connection, rows: list[dict[str, Any]]) -> int:
+def _insert_records(
+    connection: sa.Connection, rows: list[dict[str, Any]], withheld: list[dict[str, Any]]
+) -> int:
     """One executemany (SQLAlchemy's "insertmanyvalues": one multi-row INSERT ... RETURNING)
-    of issued cards, and the day's counts of those that were new; returns how many were."""
+    of issued cards, and the day's counts of those that were new, and the withheld cards;
+    returns how many issued cards were new."""
+    if withheld:
+        statement = _insert_ignoring_duplicates(connection.dialect.name, withheld_cards)
+        connection.execute(statement, withheld).all()
+    if not rows:
+        return 0
     statement = _insert_ignoring_duplicates(connection.dialect.name, issued_cards)
     inserted = {r[0] for r in connection.execute(statement, rows).all()}
     per_key: dict[tuple[Any, ...], int] = {}
@@ -174,6 +217,8 @@ _CARD_STATE = (
     issued_cards.c.client_iss,
     issued_cards.c.accepted,
     issued_cards.c.overridden,
+    issued_cards.c.order_id,
+    issued_cards.c.suggestion_roles,
 )
 
 
@@ -256,6 +301,7 @@ class CallRecord:
     cards: list[dict[str, Any]]
     suggestions: list[dict[str, Any]]
     suppressed: list[dict[str, Any]]
+    withheld: list[dict[str, Any]] = field(default_factory=list)
 
 
 class RecordsMixin:
@@ -276,8 +322,8 @@ class RecordsMixin:
             dialect = connection.dialect.name
             connection.execute(_count_call(dialect, record.counts))
             new = 0
-            if record.cards:
-                new = _insert_cards(connection, record.cards)
+            if record.cards or record.withheld:
+                new = _insert_records(connection, record.cards, record.withheld)
             if record.suggestions:
                 statement = _insert_ignoring_duplicates(dialect, issued_suggestions)
                 connection.execute(statement, record.suggestions).all()
@@ -288,14 +334,65 @@ class RecordsMixin:
     def write(self, durability: Durability) -> AbstractContextManager[sa.Connection]:
         raise NotImplementedError  # provided by Store
 
-    def record_cards(self, rows: list[dict[str, Any]]) -> int:
+    def record_cards(
+        self, rows: list[dict[str, Any]], withheld: list[dict[str, Any]] | None = None
+    ) -> int:
         """Insert issued cards (counted in ``card_counts``); a card uuid seen before (a
         retried hook call with deterministic uuids) is kept as first recorded and counted
-        once. ``record_call`` does this and more for a hook call."""
-        if not rows:
+        once. One executemany (SQLAlchemy's "insertmanyvalues": one multi-row INSERT ...
+        RETURNING) instead of a statement per card; "fast" durability: bookkeeping, not a
+        promise made to the caller. ``withheld`` (cards computed but not sent: fire once,
+        repeat suppression) go to ``withheld_cards`` in the same transaction. Order-select
+        rows written here are what ``cards_shown_at_order_select`` reads at order-sign: fire
+        once relies on them being committed before the order-sign call for the same draft
+        reads them (a row not there yet only means the card is shown again).
+        ``record_call`` does this and more for a hook call."""
+        if not rows and not withheld:
             return 0
         with self.write("fast") as connection:
-            return _insert_cards(connection, rows)
+            return _insert_records(connection, rows, withheld or [])
+
+    def cards_shown_at_order_select(
+        self,
+        *,
+        service_id: str,
+        order_ids: list[str],
+        user_hash: str,
+        patient_hash: str,
+        since: datetime,
+        client_iss: str | None = None,
+        client_tenant: str | None = None,
+    ) -> list[ShownCard]:
+        """Fire once's one read: for each draft (order id hash), the cards of the most recent
+        ``service_id`` (order-select) call that showed it to this client (issuer and tenant),
+        user and patient since ``since``. Only the latest call counts: the order-select that
+        last saw the draft is what order-sign compares with. Rows recorded without hashes
+        (before migration 0004, or an answer too late to have been shown) are returned too,
+        with ``None`` hashes, so they still mark their call as the latest."""
+        if not order_ids:
+            return []
+        params = {
+            "service_id": service_id,
+            "order_ids": sorted(set(order_ids)),
+            "user_hash": user_hash,
+            "patient_hash": patient_hash,
+            "client_iss": client_iss,
+            "client_tenant": client_tenant,
+            "since": as_naive_utc(since),
+        }
+        with self.engine.connect() as connection:
+            found = connection.execute(_SHOWN_AT_SELECT, params).all()
+        # the latest call per draft: the hook instance of its most recent row (a call's rows
+        # need not share one timestamp)
+        latest: dict[str, tuple[datetime, str]] = {}
+        for order_id, issued_at, hook_instance, *_ in found:
+            if order_id not in latest or issued_at > latest[order_id][0]:
+                latest[order_id] = (issued_at, hook_instance)
+        return [
+            ShownCard(order_id, card_uuid, content_hash, fingerprint)
+            for order_id, _, hook_instance, card_uuid, content_hash, fingerprint in found
+            if hook_instance == latest[order_id][1]
+        ]
 
     def save_feedback(
         self,
@@ -346,7 +443,15 @@ class RecordsMixin:
                     _mark_card(connection, row, cards[item["card_uuid"]])
                 else:
                     unknown += 1
-        return FeedbackOutcome(len(new_items), duplicates, unknown, new_items)
+        linked = {
+            uuid: {
+                "order_id": card["order_id"],
+                "profile": card["profile"],
+                "suggestion_roles": card["suggestion_roles"] or {},
+            }
+            for uuid, card in cards.items()
+        }
+        return FeedbackOutcome(len(new_items), duplicates, unknown, new_items, linked)
 
     def overridden_topics(self, **query: Any) -> set[tuple[str, str]]:
         """(order id hash, topic code) pairs whose card, issued by ``service_id`` to this

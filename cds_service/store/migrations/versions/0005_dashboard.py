@@ -1,6 +1,5 @@
 """What the committee dashboard (issue 16) reads, laid out so it reads it fast.
 
-* ``issued_cards.profile``: the EHR profile (standard / epic) a card was shaped for.
 * ``issued_cards.accepted``, ``overridden``, ``override_code``: what the card's client's
   feedback did with it, kept on the card (set in the feedback's own transaction).
 * ``card_counts``: cards per UTC day of issue, topic, service, indicator, profile and client,
@@ -18,11 +17,10 @@
 * ``hook_call_counts``: hook calls per day, service, client and profile (the alert burden's
   denominators); counters, since order-sign fires for every order a hospital signs.
 
-Numbered 0005 and revising 0003: another branch adds a 0004; whoever merges both re-points
-this revision's ``down_revision`` at it, so the chain stays a line.
+Follows 0004 (fire once), which added ``issued_cards.profile``.
 
 Revision ID: 0005
-Revises: 0003
+Revises: 0004
 Create Date: 2026-12-06
 """
 
@@ -36,7 +34,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0005"
-down_revision = "0003"
+down_revision = "0004"
 branch_labels = None
 depends_on = None
 
@@ -45,7 +43,6 @@ _BATCH = 1000
 
 def upgrade() -> None:
     with op.batch_alter_table("issued_cards") as batch:
-        batch.add_column(sa.Column("profile", sa.String(16), nullable=True))
         batch.add_column(
             sa.Column("accepted", sa.Boolean(), nullable=False, server_default=sa.false())
         )
@@ -331,4 +328,3 @@ def downgrade() -> None:
         batch.drop_column("override_code")
         batch.drop_column("overridden")
         batch.drop_column("accepted")
-        batch.drop_column("profile")
