@@ -185,8 +185,10 @@ def render(
 ) -> dict[str, Any]:
     variant = template.variant(finding.variant)
     facts = _Blank({k: v for k, v in finding.facts.items() if v is not None})
-    summary = _summary(variant["summary"].format_map(facts))
+    summary = _summary(finding.summary_override or variant["summary"].format_map(facts))
     detail = variant["detail"].format_map(facts)
+    if finding.lead_notes:
+        detail = "\n\n".join([*finding.lead_notes, detail])
     for note in finding.notes:
         detail += "\n\n" + note
     unknowns = list(dict.fromkeys([*finding.unknowns, *general_unknowns]))
@@ -196,14 +198,12 @@ def render(
     edits = edits_in_text(finding.options, profile, policy)
     if edits:
         detail = (
-            "**To change the pended order, edit it:** "
-            + "; or ".join(edits)
-            + ".\n\n"
-            + detail
+            "**To change the pended order, edit it:** " + "; or ".join(edits) + ".\n\n" + detail
         )
-    if any(o.kind == "replace" for o in finding.options) and not policy["profiles"].get(
-        profile, policy["profiles"]["standard"]
-    )["updates"]:
+    if (
+        any(o.kind == "replace" for o in finding.options)
+        and not policy["profiles"].get(profile, policy["profiles"]["standard"])["updates"]
+    ):
         detail = "**To switch: select both Remove diazepam and one alternative.**\n\n" + detail
     card: dict[str, Any] = {
         "uuid": str(uuid.uuid4()),

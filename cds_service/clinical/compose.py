@@ -29,7 +29,16 @@ def compose_order(findings: list[Finding], policy: Policy) -> list[Finding]:
     offer to keep it: their rewrites are withdrawn and they point to that card (F.2a: one
     decision per order; a recommended "keep" beside a critical "cancel" misleads)."""
     rule = policy["compose"]
-    cancel = next((f for f in findings if any(o.kind == "delete" for o in f.options)), None)
+    # an absolute contraindication withdraws every "keep"; a critical opioid card's cancel is
+    # the recommended choice beside them (review round 1 M1), not the only one
+    cancel = next(
+        (
+            f
+            for f in findings
+            if f.topic == "diazepam-contraindication" and any(o.kind == "delete" for o in f.options)
+        ),
+        None,
+    )
     if cancel is not None:
         for finding in findings:
             if finding is cancel or not _updates(finding):
@@ -75,10 +84,16 @@ def one_decision(findings: list[Finding], policy: Policy) -> list[Finding]:
     rank = {topic: i for i, topic in enumerate(rule["decision_owner"])}
     severity = {name: i for i, name in enumerate(policy["indicator_order"])}
     # the most urgent card that acts on the order hosts the choice (a warning-level switch
-    # must not hide on an info card); among equals, the policy's order
+    # must not hide on an info card); among equals, the policy's order. A card that also
+    # offers an order beside diazepam (naloxone) hosts the choice only when no other card
+    # can: under at-most-one, taking the decision there would forbid the naloxone
     host = min(
         holders,
-        key=lambda f: (severity.get(f.indicator, 99), rank.get(f.topic, len(rank))),
+        key=lambda f: (
+            any(o.kind not in _DRAFT_KINDS for o in f.options),
+            severity.get(f.indicator, 99),
+            rank.get(f.topic, len(rank)),
+        ),
     )
     title = rule["titles"].get(host.topic, host.topic)
     for finding in holders:
@@ -92,12 +107,26 @@ def one_decision(findings: list[Finding], policy: Policy) -> list[Finding]:
                 host.notes.append(note)
         finding.notes.append(rule["decision_note"].format(card=title))
         host.audit.setdefault("decision_from", []).append(finding.topic)
-    order = {"replace": 0, "update": 1, "delete": 2, "create": 3}
-    draft = sorted(
-        (o for o in host.options if o.kind in _DRAFT_KINDS), key=lambda o: order[o.kind]
-    )
     others = [o for o in host.options if o.kind not in _DRAFT_KINDS]
+    if others:
+        # the naloxone card is the only one acting on the order: its cancel would exclude the
+        # naloxone order under at-most-one, so the cancel stays in the card's words
+        host.options = [o for o in host.options if o.kind != "delete"]
+    # a cancel recommended by a critical card (absolute contraindication, opioid with a
+    # high-risk patient) is the decision: listed first, the only recommended choice, no
+    # muscle relaxant pre-selected beside it (review round 1 M1, M2)
+    cancel_first = any(o.kind == "delete" and o.recommended for o in host.options)
+    order = (
+        {"delete": 0, "replace": 1, "update": 2}
+        if cancel_first
+        else {"replace": 0, "update": 1, "delete": 2}
+    )
+    draft = sorted((o for o in host.options if o.kind in _DRAFT_KINDS), key=lambda o: order[o.kind])
     host.options = draft + others
+    if cancel_first and host.topic == "muscle-relaxant-alternative" and host.facts.get("top"):
+        # the card's own summary ("X suggested instead of diazepam") would contradict the
+        # recommended cancel (review round 1 M1, L3)
+        host.summary_override = rule["cancel_summary"].format_map(host.facts)
     seen = False
     for option in draft:
         option.recommended = option.recommended and not seen

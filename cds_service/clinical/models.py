@@ -140,3 +140,7 @@ class Finding:
     options: list[Option] = field(default_factory=list)
     unknowns: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)  # paragraphs added by the engine (compose)
+    # set by the engine when the card's own summary would contradict the decision it now
+    # carries (a cancel recommended over the alternatives; several pended orders)
+    summary_override: str | None = None
+    lead_notes: list[str] = field(default_factory=list)  # paragraphs before the card's text

@@ -639,11 +639,14 @@ def shape_suggestions(
     # labelled as such, never recommended (ticking it alone must not read as a switch).
     removes = any(opt.kind in ("replace", "delete") for opt in options)
     if removes:
+        # recommended only when a critical card makes cancelling the decision (review
+        # round 1 M1/M2); an alternative is never recommended here (F.2a)
+        cancel = any(opt.kind == "delete" and opt.recommended for opt in options)
         suggestions.append(
             _suggestion(
                 remove_label(order),
                 [_action_delete(order)],
-                False,
+                cancel,
             )
         )
     for opt in options:

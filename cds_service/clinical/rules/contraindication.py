@@ -67,6 +67,8 @@ def diazepam_contraindication(
                 kind="delete",
                 label="Cancel the pended diazepam order",
                 description=f"Remove the pended diazepam order {order.ref}",
+                # an absolute contraindication: cancelling is the decision (review round 1 M2)
+                recommended=True,
             )
         )
     if reasons:
@@ -96,8 +98,11 @@ def diazepam_contraindication(
             facts={
                 "conditions": "; ".join(listed),
                 "first": listed[0],
-                "product": {"oral": "tablets and oral solution", "parenteral": "injection",
-                            "rescue": "rescue product"}[kind],
+                "product": {
+                    "oral": "tablets and oral solution",
+                    "parenteral": "injection",
+                    "rescue": "rescue product",
+                }[kind],
             },
             audit={"conditions": found, "condition_codes": codes, "product_kind": kind},
             options=options,

@@ -1,0 +1,152 @@
+"""Pins for the CDS-committee pharmacist's review, round 1 (ten fixtures in both EHR
+profiles): each test names the review item it holds. The requests are the fixtures the
+reviewer read, sent through the HTTP API as tests/test_scenarios.py sends them."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+from flask import Flask
+
+from cds_service.app import create_app
+from cds_service.redate import redate
+from tests.scenario_cards import load
+
+SCENARIOS = Path(__file__).resolve().parents[2] / "fixtures" / "scenarios"
+PROFILES = ("standard", "epic")
+RELAXANTS = ("baclofen", "tizanidine", "cyclobenzaprine", "methocarbamol")
+
+
+@pytest.fixture(scope="module")
+def apps(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Flask]:
+    base = tmp_path_factory.mktemp("review-round1")
+    return {
+        p: create_app({"auth": "disabled", "data_dir": str(base / p), "ehr_profile": p})
+        for p in PROFILES
+    }
+
+
+def answer(apps: dict[str, Flask], name: str, profile: str) -> tuple[dict[str, Any], list[Any]]:
+    fixture = load(SCENARIOS / f"{name}.json")
+    response = (
+        apps[profile]
+        .test_client()
+        .post(f"/cds-services/{fixture['service']}", json=redate(fixture["request"]))
+    )
+    assert response.status_code == 200
+    return fixture, response.get_json()["cards"]
+
+
+def topic(card: dict[str, Any]) -> str:
+    return str(card["source"]["topic"]["code"])
+
+
+def diazepam_ids(fixture: dict[str, Any]) -> list[str]:
+    out = []
+    for entry in fixture["request"]["context"]["draftOrders"]["entry"]:
+        res = entry["resource"]
+        text = str(res.get("medicationCodeableConcept", ""))
+        if "diazepam" in text.lower():
+            out.append(f"{res['resourceType']}/{res['id']}")
+    return out
+
+
+def decision_cards(cards: list[Any], ids: list[str]) -> list[dict[str, Any]]:
+    """Cards with an action on a pended diazepam order (delete, or update of it)."""
+    out = []
+    for card in cards:
+        for s in card.get("suggestions") or []:
+            for a in s["actions"]:
+                ref = a.get("resourceId")
+                res = a.get("resource") or {}
+                if ref in ids or f"{res.get('resourceType')}/{res.get('id')}" in ids:
+                    out.append(card)
+                    break
+            else:
+                continue
+            break
+    return out
+
+
+def is_cancel(suggestion: dict[str, Any]) -> bool:
+    return all(a["type"] == "delete" for a in suggestion["actions"])
+
+
+def creates_relaxant(suggestion: dict[str, Any]) -> bool:
+    return any(
+        a["type"] == "create" and any(r in str(a.get("resource", "")).lower() for r in RELAXANTS)
+        for a in suggestion["actions"]
+    )
+
+
+# -- M1, M2: a critical opioid or contraindication card: cancel first and recommended ----------
+
+
+@pytest.mark.parametrize("profile", PROFILES)
+@pytest.mark.parametrize("name", ["opioid-elderly-critical", "rw-41-myasthenia-back-spasm-45"])
+def test_critical_card_makes_cancel_first_and_recommended(
+    apps: dict[str, Flask], name: str, profile: str
+) -> None:
+    fixture, cards = answer(apps, name, profile)
+    (card,) = decision_cards(cards, diazepam_ids(fixture))
+    first = card["suggestions"][0]
+    assert is_cancel(first) and first.get("isRecommended"), first["label"]
+    assert first["label"].startswith(("Cancel", "Remove"))
+    for s in card["suggestions"][1:]:
+        assert not s.get("isRecommended"), s["label"]
+    for c in cards:
+        for s in c.get("suggestions") or []:
+            assert not (creates_relaxant(s) and s.get("isRecommended")), s["label"]
+
+
+@pytest.mark.parametrize("profile", PROFILES)
+def test_opioid_decision_summary_says_cancel_not_switch(
+    apps: dict[str, Flask], profile: str
+) -> None:
+    """M1/L3: the card's summary does not contradict its recommended choice."""
+    fixture, cards = answer(apps, "opioid-elderly-critical", profile)
+    (card,) = decision_cards(cards, diazepam_ids(fixture))
+    assert "cancel the diazepam order" in card["summary"]
+
+
+@pytest.mark.parametrize("profile", PROFILES)
+def test_acetaminophen_already_taken_is_counted(apps: dict[str, Flask], profile: str) -> None:
+    """M1: she takes hydrocodone/acetaminophen; 'For pain: acetaminophen' must count it."""
+    _, cards = answer(apps, "opioid-elderly-critical", profile)
+    text = " ".join(c["detail"] for c in cards)
+    assert "already taken in hydrocodone/acetaminophen: count the total daily dose" in text
+
+
+@pytest.mark.parametrize("profile", PROFILES)
+def test_myasthenia_methocarbamol_and_neurology(apps: dict[str, Flask], profile: str) -> None:
+    """M2: methocarbamol may reduce pyridostigmine's effect (label); neurology first."""
+    fixture, cards = answer(apps, "rw-41-myasthenia-back-spasm-45", profile)
+    (card,) = decision_cards(cards, diazepam_ids(fixture))
+    assert "pyridostigmine" in card["detail"]
+    assert "check with neurology before any muscle relaxant" in card["detail"]
+
+
+# -- L7: a replacement never runs longer than the prescriber's shorter course --------------
+
+
+@pytest.mark.parametrize("profile", PROFILES)
+@pytest.mark.parametrize("name", ["opioid-elderly-critical", "rw-21d-typical-2mg-bid-5d-egfr90-66"])
+def test_replacement_matches_a_shorter_course(
+    apps: dict[str, Flask], name: str, profile: str
+) -> None:
+    _, cards = answer(apps, name, profile)
+    created = [
+        a["resource"]
+        for c in cards
+        for s in c.get("suggestions") or []
+        for a in s["actions"]
+        if a["type"] == "create" and creates_relaxant({"actions": [a]})
+    ]
+    assert created
+    for res in created:
+        dispense = res["dispenseRequest"]
+        assert dispense["expectedSupplyDuration"]["value"] == 5
+        if "baclofen" in str(res["medicationCodeableConcept"]):
+            assert dispense["quantity"]["value"] == 15
