@@ -234,6 +234,7 @@ def render(
     audit = dict(finding.audit)
     audit.setdefault("order_id", order.ref)
     audit.setdefault("rule", template.topic)
+    audit.setdefault("variant", finding.variant)
     audit["indicator"] = finding.indicator
     audit["draft_valid_r4"] = order.fhir_valid
     audit["route_source"] = order.route_source

@@ -16,6 +16,7 @@ from typing import Any
 
 from cds_service.clinical.models import Finding, PatientRecord
 from cds_service.clinical.policy import Policy
+from cds_service.clinical.rules.common import fmt, times_a_day
 
 
 def _updates(finding: Finding) -> list[Any]:
@@ -55,8 +56,18 @@ def compose_order(findings: list[Finding], policy: Policy) -> list[Finding]:
         if finding is owner:
             continue
         moved = [o for o in _updates(finding) if finding.topic in rule["merge_topics"]]
+        if moved and finding.variant == "geriatric":
+            # the dose card fires: a "keep" keeps a dose above the older-adult start and
+            # says so; the dose change comes first (review round 1 M5)
+            for other in _updates(owner):
+                if other.label_above_start:
+                    other.label = other.label_above_start
+        first_update = next(
+            (i for i, o in enumerate(owner.options) if o.kind == "update"), len(owner.options)
+        )
+        for option in reversed(moved):
+            owner.options.insert(first_update, option)
         for option in moved:
-            owner.options.append(option)
             if option.recommended and rule["merged_is_recommended"]:
                 for other in owner.options:
                     other.recommended = other is option
@@ -209,8 +220,25 @@ def fold_actionless(cards: list[dict[str, Any]], policy: Policy) -> list[dict[st
             out.append(card)
             continue
         host["detail"] += f"\n\n**Also:** {card['summary']}."
+        _dose_in_summary(host, card)
         host.setdefault("_audit", {}).setdefault("folded", []).append(_topic(card))
     return out
+
+
+def _dose_in_summary(host: dict[str, Any], card: dict[str, Any]) -> None:
+    """A folded older-adult dose finding is said in the decision card's summary too
+    (review round 1 M5: a last "Also" line hid that the dose kept is above the start)."""
+    audit = card.get("_audit") or {}
+    if _topic(card) != "dose-limit" or audit.get("variant") != "geriatric":
+        return
+    mg, times = audit.get("mg_per_dose"), audit.get("doses_per_day")
+    marker = "instead of diazepam"
+    if mg is None or not times or marker not in host["summary"]:
+        return
+    head = host["summary"].split(marker)[0]
+    summary = f"{head}{marker} {fmt(mg)} mg {times_a_day(times)} (above older-adult start)"
+    if len(summary) <= 139:
+        host["summary"] = summary
 
 
 def fit_budget(cards: list[dict[str, Any]], policy: Policy) -> list[dict[str, Any]]:

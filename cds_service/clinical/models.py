@@ -125,6 +125,12 @@ class Option:
     # lines the card offering this option must carry (a caution): they travel with it when
     # the option moves to another card (compose.one_decision)
     notes: list[str] = field(default_factory=list)
+    # a "keep" whose dose is above the older-adult start says so when the dose card fires
+    # (review round 1 M5): the label used then
+    label_above_start: str | None = None
+    # the pended diazepam orders this option removes, as (reference, words), when it is not
+    # just the card's own order (several pended orders, review round 1 H1)
+    removes: list[tuple[str, str]] | None = None
 
 
 @dataclass

@@ -179,6 +179,13 @@ def frequency_words(per_day: float, prn: bool = False) -> str:
     return f"as needed, up to {_times(per_day)}" if prn else _times(per_day)
 
 
+def dose_words(order: DiazepamOrder) -> str:
+    """' 5 mg 3 times a day' (leading space) from the order's own numbers; '' when unknown."""
+    if order.mg_per_dose is None or not order.doses_per_day:
+        return ""
+    return f" {fmt(order.mg_per_dose)} mg {frequency_words(order.doses_per_day, order.prn)}"
+
+
 def fitted(label: str, *optional: str, limit: int = LABEL_MAX) -> str:
     """``label`` with as many of the ``optional`` tails (in order) as fit ``limit``."""
     for tail in optional:

@@ -147,10 +147,17 @@ def test_standard_profile_shapes(standard, sandbox_request):
     updates = [
         s["actions"][0] for s in decision["suggestions"] if s["actions"][0]["type"] == "update"
     ]
-    resource = updates[0]["resource"]  # keep diazepam, 7 days (the dose change is second)
+    # review round 1 M5: the change to the older-adult start comes before the keep, and the
+    # keep says the dose it keeps
+    change, keep = updates[0]["resource"], updates[1]["resource"]
+    assert change["dispenseRequest"]["quantity"]["value"] == 14  # 2 mg twice a day, 7 days
+    resource = keep
     assert resource["id"] == "request-123"
     assert resource["dispenseRequest"]["expectedSupplyDuration"]["value"] == 7
     assert resource["dispenseRequest"]["quantity"]["value"] == 7  # 1 tablet a day
+    labels = [s["label"] for s in decision["suggestions"]]
+    assert any(label.startswith("Change to diazepam 2 mg twice a day") for label in labels)
+    assert any("(above older-adult start)" in label for label in labels)
     assert "suggestions" not in topics["muscle-relaxant-alternative"]
 
 
@@ -183,7 +190,9 @@ def test_epic_profile_shapes(epic, sandbox_request):
     assert all(label.startswith("If for muscle spasm: add ") for label in labels[1:])
     assert not any("replace" in label.lower() for label in labels)
     assert decision["detail"].startswith("**To switch: select both Remove diazepam")
-    assert "edit it:** Keep diazepam, 7 days" in decision["detail"]
+    assert "edit it:** Change to diazepam 2 mg twice a day" in decision["detail"]
+    kept = "or Keep diazepam 5 mg once a day (above older-adult start), 7 days"
+    assert kept in decision["detail"]
 
 
 def test_non_diazepam_and_unselected_orders_get_nothing(standard, sandbox_request):

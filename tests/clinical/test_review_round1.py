@@ -150,3 +150,24 @@ def test_replacement_matches_a_shorter_course(
         assert dispense["expectedSupplyDuration"]["value"] == 5
         if "baclofen" in str(res["medicationCodeableConcept"]):
             assert dispense["quantity"]["value"] == 15
+
+
+# -- M5: above the older-adult start, the dose change comes first; "keep" says the dose ------
+
+
+@pytest.mark.parametrize(
+    "name", ["elderly-78-egfr45-no-baclofen", "rw-34-order-select-typical-72"]
+)
+def test_dose_change_first_and_keep_states_the_dose(apps: dict[str, Flask], name: str) -> None:
+    fixture, cards = answer(apps, name, "standard")
+    (card,) = decision_cards(cards, diazepam_ids(fixture))
+    labels = [s["label"] for s in card["suggestions"]]
+    change = next(i for i, x in enumerate(labels) if x.startswith("Change to diazepam 2 mg"))
+    keep = next(i for i, x in enumerate(labels) if x.startswith("Keep diazepam"))
+    assert change < keep
+    assert labels[keep].startswith("Keep diazepam 5 mg 3 times a day (above older-adult start)")
+    assert "(21 tablets)" in labels[keep]
+    assert "5 mg 3 times a day (above older-adult start)" in card["summary"]
+    _, epic = answer(apps, name, "epic")
+    (card,) = decision_cards(epic, diazepam_ids(fixture))
+    assert "edit it:** Change to diazepam 2 mg twice a day" in card["detail"]
