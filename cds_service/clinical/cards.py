@@ -200,10 +200,21 @@ def render(
         detail = (
             "**To change the pended order, edit it:** " + "; or ".join(edits) + ".\n\n" + detail
         )
-    if (
-        any(o.kind == "replace" for o in finding.options)
-        and not policy["profiles"].get(profile, policy["profiles"]["standard"])["updates"]
-    ):
+    split = not policy["profiles"].get(profile, policy["profiles"]["standard"])["updates"]
+    several = len({ref for o in finding.options for ref, _ in o.removes or []}) > 1
+    replaces = any(o.kind == "replace" for o in finding.options)
+    if split and several:
+        # several pended orders (review round 1 H1): Epic applies any number of the
+        # suggestions, so the card says how to keep one
+        keep_one = policy["compose"]["duplicate_note_epic"]
+        if replaces:
+            detail = (
+                "**To switch: select Remove for each diazepam order and one alternative. "
+                f"{keep_one}**\n\n{detail}"
+            )
+        else:
+            detail = f"{keep_one}\n\n{detail}"
+    elif replaces and split:
         detail = "**To switch: select both Remove diazepam and one alternative.**\n\n" + detail
     card: dict[str, Any] = {
         "uuid": str(uuid.uuid4()),

@@ -19,6 +19,7 @@ from cds_service.clinical.compose import (
     dedupe_patient_cards,
     fit_budget,
     fold_actionless,
+    one_decision_for_orders,
 )
 from cds_service.clinical.models import DiazepamOrder, Finding, PatientRecord
 from cds_service.clinical.orders import OrderReader
@@ -106,10 +107,18 @@ class Engine:
         started = time.perf_counter()
         # classify the patient's data and the drafts once; each order gets a cheap view
         base = prepare_record(data, self.valuesets, self.policy, request.draft_resources)
+        records = [record_for(base, order, self.policy) for order in orders]
         per_order = [
-            (order, *self.findings(order, record_for(base, order, self.policy))) for order in orders
+            (order, *self.findings(order, record))
+            for order, record in zip(orders, records, strict=True)
         ]
-        if len(per_order) > 1:
+        if len(per_order) > 1 and not one_decision_for_orders(
+            [
+                (order, record, found)
+                for (order, found, _), record in zip(per_order, records, strict=True)
+            ],
+            self.policy,
+        ):
             _no_default_replacement(per_order, self.policy)
         ruled = time.perf_counter()
         timings["rules_ms"] = (ruled - started) * 1000

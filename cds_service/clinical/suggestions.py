@@ -611,6 +611,14 @@ def _action_delete(order: DiazepamOrder) -> dict[str, Any]:
     }
 
 
+def _action_delete_ref(ref: str, words: str) -> dict[str, Any]:
+    return {
+        "type": "delete",
+        "description": f"Remove the pended diazepam order ({words})",
+        "resourceId": ref,
+    }
+
+
 def shape_suggestions(
     options: list[Option], order: DiazepamOrder, profile: str, policy: Policy
 ) -> tuple[list[dict[str, Any]], str | None]:
@@ -622,17 +630,25 @@ def shape_suggestions(
     if spec["replace"] == "combined":
         for opt in options:
             actions: list[dict[str, Any]] = []
+            # several pended orders (review round 1 H1): the option names every order it
+            # removes, so one accepted suggestion leaves one diazepam order at most
+            deletes = (
+                [_action_delete_ref(ref, words) for ref, words in opt.removes]
+                if opt.removes is not None
+                else None
+            )
             if opt.kind == "replace":
                 actions = [
-                    _action_delete(order),
+                    *(deletes if deletes is not None else [_action_delete(order)]),
                     {"type": "create", "description": opt.description, "resource": opt.resource},
                 ]
             elif opt.kind == "update" and spec["updates"]:
                 actions = [
-                    {"type": "update", "description": opt.description, "resource": opt.resource}
+                    {"type": "update", "description": opt.description, "resource": opt.resource},
+                    *(deletes or []),
                 ]
             elif opt.kind == "delete":
-                actions = [_action_delete(order)]
+                actions = deletes if deletes is not None else [_action_delete(order)]
             elif opt.kind == "create" and opt.resource is not None:
                 actions = [
                     {"type": "create", "description": opt.description, "resource": opt.resource}
@@ -645,10 +661,25 @@ def shape_suggestions(
     # is removed only by one "Remove" suggestion, listed first; an alternative is an addition
     # labelled as such, never recommended (ticking it alone must not read as a switch).
     removes = any(opt.kind in ("replace", "delete") for opt in options)
-    if removes:
-        # recommended only when a critical card makes cancelling the decision (review
-        # round 1 M1/M2); an alternative is never recommended here (F.2a)
-        cancel = any(opt.kind == "delete" and opt.recommended for opt in options)
+    # recommended only when a critical card makes cancelling the decision (review round 1
+    # M1/M2); an alternative is never recommended here (F.2a)
+    cancel = any(opt.kind == "delete" and opt.recommended for opt in options)
+    several: dict[str, str] = {}
+    for opt in options:
+        for ref, words in opt.removes or []:
+            several.setdefault(ref, words)
+    if len(several) > 1:
+        # several pended orders (review round 1 H1): one Remove per order, the card says
+        # which to keep
+        for ref, words in several.items():
+            suggestions.append(
+                _suggestion(
+                    f"Remove the pended order: {words}"[:LABEL_MAX],
+                    [_action_delete_ref(ref, words)],
+                    cancel,
+                )
+            )
+    elif removes:
         suggestions.append(
             _suggestion(
                 remove_label(order),

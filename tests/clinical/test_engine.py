@@ -264,8 +264,11 @@ def test_max_cards_merges_lesser_cards_but_never_drops_a_safety_topic(sandbox_re
     body = with_prefetch(sandbox_request("order-sign-request_r4-server"))
     request = build_hook_request(body)
     full = Engine.from_settings(load_settings(environ={})).advise(
-        request, Engine.from_settings(load_settings(environ={})).orders_in_scope(request),
-        read_prefetch(body["prefetch"]), "standard", {},
+        request,
+        Engine.from_settings(load_settings(environ={})).orders_in_scope(request),
+        read_prefetch(body["prefetch"]),
+        "standard",
+        {},
     )
     policy = tmp_path / "policy.json"
     policy.write_text('{"max_cards": 1}')
@@ -366,14 +369,41 @@ def test_two_diazepam_drafts_do_not_repeat_patient_cards(engine, sandbox_request
         "MedicationRequest/request-123",
         "MedicationRequest/request-456",
     ]
-    # both orders still get their own duration advice
-    capped = {
-        c["_audit"]["order_id"] for c in cards if c["source"]["topic"]["code"] == "duration-limit"
+    # review round 1 H1: one decision for the set. One card acts on the pended orders, its
+    # summary states both and the total; every choice leaves one diazepam order or none;
+    # each order's keep is capped; no "diazepam with diazepam" CNS card
+    deciding = [
+        c
+        for c in cards
+        if c.get("suggestions")
+        and any(
+            a.get("resourceId", "").startswith("MedicationRequest/request-")
+            or (a.get("resource") or {}).get("id", "").startswith("request-")
+            for s in c["suggestions"]
+            for a in s["actions"]
+        )
+    ]
+    assert len(deciding) == 1
+    assert deciding[0]["summary"].startswith("Two diazepam orders")
+    ids = {"MedicationRequest/request-123", "MedicationRequest/request-456"}
+    for suggestion in deciding[0]["suggestions"]:
+        left = set(ids)
+        for action in suggestion["actions"]:
+            if action["type"] == "delete":
+                left.discard(action["resourceId"])
+        assert len(left) <= 1, suggestion["label"]
+        for action in suggestion["actions"]:
+            if action["type"] == "update":
+                days = action["resource"]["dispenseRequest"]["expectedSupplyDuration"]["value"]
+                assert days == 7
+    kept = {
+        a["resource"]["id"]
+        for s in deciding[0]["suggestions"]
+        for a in s["actions"]
+        if a["type"] == "update"
     }
-    assert capped == {"MedicationRequest/request-123", "MedicationRequest/request-456"}
-    # a second pended diazepam order is a duplicate benzodiazepine, said once (review case 22)
-    [dup] = [c for c in cards if c["source"]["topic"]["code"] == "cns-depressant-combination"]
-    assert "diazepam (another pended order)" in dup["summary"]
+    assert kept == {"request-123", "request-456"}  # either order may be the one kept
+    assert not [c for c in cards if c["source"]["topic"]["code"] == "cns-depressant-combination"]
 
 
 def test_created_orders_name_the_ordering_user_as_requester(engine, sandbox_request):

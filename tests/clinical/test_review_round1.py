@@ -155,9 +155,7 @@ def test_replacement_matches_a_shorter_course(
 # -- M5: above the older-adult start, the dose change comes first; "keep" says the dose ------
 
 
-@pytest.mark.parametrize(
-    "name", ["elderly-78-egfr45-no-baclofen", "rw-34-order-select-typical-72"]
-)
+@pytest.mark.parametrize("name", ["elderly-78-egfr45-no-baclofen", "rw-34-order-select-typical-72"])
 def test_dose_change_first_and_keep_states_the_dose(apps: dict[str, Flask], name: str) -> None:
     fixture, cards = answer(apps, name, "standard")
     (card,) = decision_cards(cards, diazepam_ids(fixture))
@@ -171,3 +169,56 @@ def test_dose_change_first_and_keep_states_the_dose(apps: dict[str, Flask], name
     _, epic = answer(apps, name, "epic")
     (card,) = decision_cards(epic, diazepam_ids(fixture))
     assert "edit it:** Change to diazepam 2 mg twice a day" in card["detail"]
+
+
+# -- H1: several pended diazepam orders are one decision ------------------------------------
+
+
+@pytest.mark.parametrize("profile", PROFILES)
+@pytest.mark.parametrize(
+    "name",
+    ["rw-20-two-diazepam-drafts-72", "rv-22-duplicate-diazepam-drafts-clonazepam-omeprazole-40"],
+)
+def test_two_diazepam_drafts_are_one_decision(
+    apps: dict[str, Flask], name: str, profile: str
+) -> None:
+    fixture, cards = answer(apps, name, profile)
+    ids = diazepam_ids(fixture)
+    assert len(ids) == 2
+    (card,) = decision_cards(cards, ids)  # one card acts on the pended orders
+    assert card["summary"].startswith("Two diazepam orders")
+    assert "mg a day" in card["summary"] and card["summary"].endswith("Keep one.")
+    texts = " ".join(c["summary"] + c["detail"] for c in cards)
+    assert "CNS depression of diazepam" not in texts
+    assert "another pended order" not in texts
+    duration = [c for c in cards if topic(c) == "duration-limit" and c is not card]
+    assert len(duration) <= 1
+    if profile == "standard":
+        assert card["selectionBehavior"] == "at-most-one"
+        for s in card["suggestions"]:
+            deleted = {a["resourceId"] for a in s["actions"] if a["type"] == "delete"}
+            assert len(set(ids) - deleted) <= 1, f"keeps both orders: {s['label']}"
+            assert sum(creates_relaxant({"actions": [a]}) for a in s["actions"]) <= 1
+        kept = {
+            a["resource"]["id"]
+            for s in card["suggestions"]
+            for a in s["actions"]
+            if a["type"] == "update"
+        }
+        assert len(kept) >= 1
+    else:  # one action per suggestion: a Remove for each order, the text says keep one
+        removes = [
+            s["actions"][0]["resourceId"]
+            for s in card["suggestions"]
+            if s["actions"][0]["type"] == "delete"
+        ]
+        assert sorted(removes) == sorted(ids)
+        assert "Keep one diazepam order" in card["detail"]
+
+
+def test_total_daily_dose_is_checked_against_the_label(apps: dict[str, Flask]) -> None:
+    """H1: the label dose check applies to the total across the pended orders."""
+    _, cards = answer(apps, "rv-22-duplicate-diazepam-drafts-clonazepam-omeprazole-40", "standard")
+    assert any("75 mg a day" in c["summary"] and "40 mg a day" in c["summary"] for c in cards)
+    _, cards = answer(apps, "rw-20-two-diazepam-drafts-72", "standard")
+    assert any("25 mg a day" in c["summary"] and "older-adult start" in c["summary"] for c in cards)

@@ -52,10 +52,16 @@ def beers_benzodiazepine(
     exception = kind in rule["exception_indications"] and (
         stated or not rule["exceptions_need_stated_indication"]
     )
-    facts = {"age": record.age_years, "syndromes": " and ".join(names),
-             "indication": kind.replace("_", " ")}
-    audit = {"indication": kind, "indication_source": found.source,
-             "syndromes": syndromes + at_risk}
+    facts = {
+        "age": record.age_years,
+        "syndromes": " and ".join(names),
+        "indication": kind.replace("_", " "),
+    }
+    audit = {
+        "indication": kind,
+        "indication_source": found.source,
+        "syndromes": syndromes + at_risk,
+    }
     if syndromes and (not exception or rule["syndromes_ignore_exceptions"]):
         withdrawal = exception and kind in ("alcohol_withdrawal", "benzodiazepine_withdrawal")
         return [

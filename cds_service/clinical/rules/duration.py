@@ -87,6 +87,7 @@ def duration_limit(order: DiazepamOrder, record: PatientRecord, policy: Policy) 
             record,
             variant=variant,
             facts={
+                "what": "Diazepam",  # several pended orders: the order's own dose (H1)
                 "days": fmt(days),
                 "cap": fmt(cap),
                 "ideal": fmt(rule["ideal_days"]),
