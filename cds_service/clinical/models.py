@@ -128,6 +128,9 @@ class Option:
     # a "keep" whose dose is above the older-adult start says so when the dose card fires
     # (review round 1 M5): the label used then
     label_above_start: str | None = None
+    # the whole change in words where a profile edits by hand (Epic): the label is capped at
+    # 80 characters, an edit instruction must not lose the days, amount or refills (M4)
+    edit_text: str | None = None
     # the pended diazepam orders this option removes, as (reference, words), when it is not
     # just the card's own order (several pended orders, review round 1 H1)
     removes: list[tuple[str, str]] | None = None

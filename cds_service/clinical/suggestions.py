@@ -37,15 +37,24 @@ def fmt(value: float | None) -> str:
     return f"{value:.1f}".rstrip("0").rstrip(".") if value % 1 else str(int(value))
 
 
+def whole(value: float) -> float | int:
+    """A whole number as an integer (21, not 21.0) in every created or rewritten resource
+    (review round 1 L6: ISMP trailing zeros; the JSON says what the label says)."""
+    if isinstance(value, float) and math.isfinite(value) and value.is_integer():
+        return int(value)
+    return value
+
+
 def _days(value: float) -> dict[str, Any]:
-    return {"value": value, "unit": "days", "system": UCUM, "code": "d"}
+    return {"value": whole(value), "unit": "days", "system": UCUM, "code": "d"}
 
 
 def _mg(value: float) -> dict[str, Any]:
-    return {"value": value, "unit": "mg", "system": UCUM, "code": "mg"}
+    return {"value": whole(value), "unit": "mg", "system": UCUM, "code": "mg"}
 
 
 def _units(value: float, unit: str | None) -> dict[str, Any]:
+    value = whole(value)
     if unit == "mL":
         return {"value": value, "unit": "mL", "system": UCUM, "code": "mL"}
     if unit in _FORM_CODES:
@@ -733,7 +742,7 @@ def edits_in_text(options: list[Option], profile: str, policy: Policy) -> list[s
     spec = policy["profiles"].get(profile) or policy["profiles"]["standard"]
     if spec["updates"]:
         return []
-    return [opt.label for opt in options if opt.kind == "update"]
+    return [opt.edit_text or opt.label for opt in options if opt.kind == "update"]
 
 
 def _spelled(resource: Mapping[str, Any]) -> str:

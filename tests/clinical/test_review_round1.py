@@ -222,3 +222,68 @@ def test_total_daily_dose_is_checked_against_the_label(apps: dict[str, Flask]) -
     assert any("75 mg a day" in c["summary"] and "40 mg a day" in c["summary"] for c in cards)
     _, cards = answer(apps, "rw-20-two-diazepam-drafts-72", "standard")
     assert any("25 mg a day" in c["summary"] and "older-adult start" in c["summary"] for c in cards)
+
+
+# -- M3, M4: a long-term user (13 months, 74) -------------------------------------------------
+
+
+@pytest.mark.parametrize("profile", PROFILES)
+def test_long_term_user_beers_card_says_taper_not_start_dose(
+    apps: dict[str, Flask], profile: str
+) -> None:
+    """M3: the older-adult starting dose is for new starts only (F.0-1, R13); 'avoid' to a
+    long-term user says taper."""
+    _, cards = answer(apps, "rw-02-long-term-anxiety-2mg-bid-74", profile)
+    (beers,) = [c for c in cards if topic(c) == "beers-benzodiazepine"]
+    assert "taper" in beers["summary"] and "do not stop abruptly" in beers["detail"]
+    assert "2 to 2.5 mg" not in beers["detail"] and "label start" not in beers["detail"]
+
+
+@pytest.mark.parametrize("profile", PROFILES)
+def test_taper_step_in_solution_is_spelled_out(apps: dict[str, Flask], profile: str) -> None:
+    """M4: strength, not the concentrate, mg = mL, days, volume, no refills, oral syringe; in
+    Epic the edit text carries all of it."""
+    _, cards = answer(apps, "rw-02-long-term-anxiety-2mg-bid-74", profile)
+    (taper,) = [c for c in cards if topic(c) == "taper-required"]
+    line = (
+        "oral solution 1 mg/mL (not the 5 mg/mL concentrate): 1.8 mg = 1.8 mL twice a day "
+        "for 14 days, 51 mL, no refills; give an oral syringe"
+    )
+    assert line in taper["detail"].replace("**", "")
+    if profile == "epic":
+        edit = taper["detail"].split("\n\n")[0]
+        assert edit.startswith("**To change the pended order, edit it:**")
+        assert "for 14 days, 51 mL, no refills" in edit
+
+
+# -- L6: whole numbers as integers in every created or rewritten resource -------------------
+
+
+@pytest.mark.parametrize("profile", PROFILES)
+@pytest.mark.parametrize(
+    "name",
+    [
+        "elderly-78-egfr45-no-baclofen",
+        "rw-20-two-diazepam-drafts-72",
+        "rw-02-long-term-anxiety-2mg-bid-74",
+        "ms-spasticity",
+        "young-adult-back-spasm-30d",
+    ],
+)
+def test_whole_quantities_are_integers(apps: dict[str, Flask], name: str, profile: str) -> None:
+    _, cards = answer(apps, name, profile)
+
+    def walk(node: Any) -> None:
+        if isinstance(node, dict):
+            value = node.get("value")
+            assert not (isinstance(value, float) and value.is_integer()), node
+            for child in node.values():
+                walk(child)
+        elif isinstance(node, list):
+            for child in node:
+                walk(child)
+
+    for card in cards:
+        for s in card.get("suggestions") or []:
+            for a in s["actions"]:
+                walk(a.get("resource"))
