@@ -287,3 +287,20 @@ def test_whole_quantities_are_integers(apps: dict[str, Flask], name: str, profil
         for s in card.get("suggestions") or []:
             for a in s["actions"]:
                 walk(a.get("resource"))
+
+
+# -- M7: the older-adult tizanidine regimen is unambiguous ----------------------------------
+
+
+@pytest.mark.parametrize("profile", PROFILES)
+def test_tizanidine_older_adult_regimen_is_spelled_out(
+    apps: dict[str, Flask], profile: str
+) -> None:
+    fixture, cards = answer(apps, "elderly-78-egfr45-no-baclofen", profile)
+    (card,) = decision_cards(cards, diazepam_ids(fixture))
+    assert (
+        "**Tizanidine:** 2 mg at bedtime; may add 2 mg up to twice a day as needed "
+        "(6 mg a day at most), 7 days, 21 tablets; enter the dose and quantity as shown."
+    ) in card["detail"]
+    labels = " ".join(s["label"] for s in card["suggestions"])
+    assert "up to 3 times a day" not in labels

@@ -323,6 +323,15 @@ def muscle_relaxant_alternative(
             notes = ([caution] if caution else []) + assessed[drug].label_notes
             if off_label and not ("off-label" in label and "off-label" in add_label):
                 notes.append(alt["off_label_note"].format(drug=drug.capitalize()))
+            # the whole order in words where the label cannot hold it (review round 1 M7)
+            if regimen.get("card_text"):
+                spelled = (
+                    f"**{drug.capitalize()}:** "
+                    + regimen["card_text"].format(days=fmt(supply), qty=qty_text or "?")
+                    + "."
+                )
+                notes.append(spelled)
+                plan_notes.append(spelled)
             # the titration plan is part of the order, like its label: it travels with the
             # option (a paragraph after the card text), not in the card's own words
             if regimen.get("plan"):
