@@ -238,6 +238,10 @@ def render(
         card["overrideReasons"] = [
             {"system": policy.override_system, "code": r["code"], "display": r["display"]}
             for r in template.data["override_reasons"]
+            if r["code"] not in finding.unfit_reasons
+        ] or [
+            {"system": policy.override_system, "code": r["code"], "display": r["display"]}
+            for r in template.data["override_reasons"]
         ]
     if suggestions:
         card["selectionBehavior"] = behaviour

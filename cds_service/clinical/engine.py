@@ -26,6 +26,7 @@ from cds_service.clinical.orders import OrderReader
 from cds_service.clinical.policy import Policy, load_policy
 from cds_service.clinical.record import prepare_record, record_for
 from cds_service.clinical.rules import RULES, Rule
+from cds_service.clinical.rules.common import indication
 from cds_service.clinical.valuesets import ValueSets, load_valuesets
 from cds_service.config import ConfigError, Settings
 from cds_service.fhir.prefetch import PatientData
@@ -94,6 +95,12 @@ class Engine:
         for rule in self.rules:
             found.extend(f for f in rule(order, record, self.policy) if f.topic not in disabled)
         found = copd_caution(found, record, self.policy)
+        stated = indication(order, record, self.policy)
+        if stated.source == "reason" and stated.kind in ("acute_spasm", "spasticity"):
+            # the order states a musculoskeletal reason: "another indication" and "a Beers
+            # exception" are not reasons this prescriber can give (review round 1 L4)
+            for finding in found:
+                finding.unfit_reasons |= {"non-musculoskeletal-indication", "beers-exception"}
         return compose_order(found, self.policy), record.unknown
 
     def advise(

@@ -152,4 +152,7 @@ class Finding:
     # set by the engine when the card's own summary would contradict the decision it now
     # carries (a cancel recommended over the alternatives; several pended orders)
     summary_override: str | None = None
+    # override reasons of the template that do not fit this patient (review round 1 L4:
+    # "buprenorphine/methadone for OUD" for a hydrocodone patient): left off the card
+    unfit_reasons: set[str] = field(default_factory=set)
     lead_notes: list[str] = field(default_factory=list)  # paragraphs before the card's text

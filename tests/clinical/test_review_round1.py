@@ -304,3 +304,24 @@ def test_tizanidine_older_adult_regimen_is_spelled_out(
     ) in card["detail"]
     labels = " ".join(s["label"] for s in card["suggestions"])
     assert "up to 3 times a day" not in labels
+
+
+# -- L4: override reasons that fit the patient --------------------------------------------
+
+
+def reasons(cards: list[Any], code: str) -> list[str]:
+    return [r["code"] for c in cards if topic(c) == code for r in c.get("overrideReasons") or []]
+
+
+@pytest.mark.parametrize("profile", PROFILES)
+def test_override_reasons_fit_the_patient(apps: dict[str, Flask], profile: str) -> None:
+    _, cards = answer(apps, "opioid-elderly-critical", profile)  # hydrocodone, M62.830 stated
+    assert "oud-treatment" not in reasons(cards, "opioid-benzodiazepine")
+    assert "beers-exception" not in reasons(cards, "beers-benzodiazepine")
+    assert "non-musculoskeletal-indication" not in reasons(cards, "muscle-relaxant-alternative")
+    _, cards = answer(apps, "rw-41-myasthenia-back-spasm-45", profile)
+    assert "intolerance-not-allergy" not in reasons(cards, "diazepam-contraindication")
+    _, cards = answer(apps, "rw-23-diazepam-allergy-back-spasm-45", profile)
+    assert "intolerance-not-allergy" in reasons(cards, "diazepam-contraindication")
+    _, cards = answer(apps, "rv-30-respiratory-failure-buprenorphine-oud-50", profile)
+    assert "oud-treatment" in reasons(cards, "opioid-benzodiazepine")

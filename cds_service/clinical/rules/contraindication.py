@@ -88,7 +88,8 @@ def diazepam_contraindication(
     ):
         # R10: in severe liver disease name the agents without oxidative metabolism
         notes.append(rule["withdrawal_hepatic_note"])
-    return [
+    allergy = bool({"diazepam", "benzodiazepine"} & record.allergies)
+    findings = [
         new_finding(
             "diazepam-contraindication",
             indicator,
@@ -109,3 +110,6 @@ def diazepam_contraindication(
             notes=notes,
         )
     ]
+    if not allergy:  # "intolerance, not a true allergy" only on an allergy card (L4)
+        findings[0].unfit_reasons.add("intolerance-not-allergy")
+    return findings

@@ -62,22 +62,24 @@ def opioid_benzodiazepine(
     has_naloxone = "naloxone" in active_classes(record, True)
     if rule["offer_naloxone"] and not has_naloxone:
         options.append(naloxone_option(order, rule["naloxone"]))
-    return [
-        new_finding(
-            "opioid-benzodiazepine",
-            indicator,
-            order,
-            record,
-            variant="escalated" if reasons else "default",
-            facts={"opioids": ", ".join(opioids), "why": "; ".join(reasons)},
-            audit={
-                "opioids": opioids,
-                "escalated": bool(reasons),
-                "naloxone_offered": bool(options),
-            },
-            options=options,
-        )
-    ]
+    found = new_finding(
+        "opioid-benzodiazepine",
+        indicator,
+        order,
+        record,
+        variant="escalated" if reasons else "default",
+        facts={"opioids": ", ".join(opioids), "why": "; ".join(reasons)},
+        audit={
+            "opioids": opioids,
+            "escalated": bool(reasons),
+            "naloxone_offered": bool(options),
+        },
+        options=options,
+    )
+    # the opioid-use-disorder reason fits only a patient on buprenorphine or methadone
+    if not set(opioids) & set(rule["oud_opioids"]):
+        found.unfit_reasons.add("oud-treatment")
+    return [found]
 
 
 def naloxone_option(order: DiazepamOrder, spec: dict[str, Any]) -> Option:
