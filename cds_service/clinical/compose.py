@@ -211,10 +211,13 @@ def fold_actionless(cards: list[dict[str, Any]], policy: Policy) -> list[dict[st
     rewrite moved to another card) becomes a line of the card that carries the action for
     the same order. Without such a card it stays."""
     foldable = set(policy["compose"]["fold_topics"])
+    variants = policy["compose"].get("fold_variants", {})
     out: list[dict[str, Any]] = []
     folded: list[dict[str, Any]] = []
     for card in cards:
-        if card["indicator"] == "info" and _topic(card) in foldable and not card.get("suggestions"):
+        variant = (card.get("_audit") or {}).get("variant")
+        fits = _topic(card) in foldable or variant in variants.get(_topic(card), [])
+        if card["indicator"] == "info" and fits and not card.get("suggestions"):
             folded.append(card)
         else:
             out.append(card)

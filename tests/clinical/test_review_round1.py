@@ -325,3 +325,35 @@ def test_override_reasons_fit_the_patient(apps: dict[str, Flask], profile: str) 
     assert "intolerance-not-allergy" in reasons(cards, "diazepam-contraindication")
     _, cards = answer(apps, "rv-30-respiratory-failure-buprenorphine-oud-50", profile)
     assert "oud-treatment" in reasons(cards, "opioid-benzodiazepine")
+
+
+# -- L1, L3: no actionless duration/anxiety card; no text the card contradicts -------------
+
+REVIEWED = [
+    "elderly-78-egfr45-no-baclofen",
+    "young-adult-back-spasm-30d",
+    "rw-23-diazepam-allergy-back-spasm-45",
+    "opioid-elderly-critical",
+    "rw-20-two-diazepam-drafts-72",
+    "rw-02-long-term-anxiety-2mg-bid-74",
+    "rw-21d-typical-2mg-bid-5d-egfr90-66",
+    "rw-41-myasthenia-back-spasm-45",
+    "ms-spasticity",
+    "rw-34-order-select-typical-72",
+]
+
+
+@pytest.mark.parametrize("profile", PROFILES)
+@pytest.mark.parametrize("name", REVIEWED)
+def test_no_actionless_duration_or_anxiety_card_and_no_contradiction(
+    apps: dict[str, Flask], name: str, profile: str
+) -> None:
+    _, cards = answer(apps, name, profile)
+    acting = any(c.get("suggestions") for c in cards)
+    for card in cards:
+        text = card["detail"]
+        assert "only one can be accepted" not in text  # epic: selectionBehavior any
+        assert "(keep, change, replace or cancel)" not in text  # choices the card may lack
+        if acting and card["indicator"] == "info" and not card.get("suggestions"):
+            assert topic(card) != "duration-limit", card["summary"]
+            assert "muscle relaxants are not alternatives" not in card["summary"]
