@@ -434,8 +434,8 @@ EXPECTED = {
     ("acute_old", "baclofen"): (21, 3, False, False),
     ("acute_old", "tizanidine"): (21, 3, True, True),  # bedtime, + 2 more as needed
     ("acute_old", "cyclobenzaprine"): (14, 2, False, True),  # up to twice a day
-    ("spasticity", "baclofen"): (90, 3, False, False),  # start dose only: 5 mg 3 times a day
-    ("spasticity", "tizanidine"): (90, 3, False, True),  # start dose only: 2 mg, at most 3
+    ("spasticity", "baclofen"): (42, 3, False, False),  # start dose, 14 days (L9)
+    ("spasticity", "tizanidine"): (42, 3, False, True),  # 2 mg, at most 3, 14 days (L9)
 }
 
 
