@@ -150,6 +150,17 @@ def one_decision(findings: list[Finding], policy: Policy) -> list[Finding]:
     for option in draft:
         option.recommended = option.recommended and not seen
         seen = seen or option.recommended
+    top = next((o for o in draft if o.recommended), None)
+    if (
+        top is not None
+        and top.kind == "replace"
+        and host.topic == "duration-limit"
+        and host.summary_override is None
+        and top.drug
+    ):
+        # the duration card hosts the decision but a replacement is recommended: its
+        # summary must not say only "limit to 7 days" (review round 1 L3)
+        host.summary_override = rule["replace_summary"].format_map({**host.facts, "drug": top.drug})
     return findings
 
 

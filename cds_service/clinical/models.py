@@ -120,6 +120,7 @@ class Option:
     resource: dict[str, Any] | None = None
     recommended: bool = False
     code: str | None = None  # RxNorm code offered (audit)
+    drug: str | None = None  # the ingredient a replacement offers, for a summary
     # the label where a replacement is split into its actions (epic): an addition
     add_label: str | None = None
     # lines the card offering this option must carry (a caution): they travel with it when

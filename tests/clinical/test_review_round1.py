@@ -357,3 +357,14 @@ def test_no_actionless_duration_or_anxiety_card_and_no_contradiction(
         if acting and card["indicator"] == "info" and not card.get("suggestions"):
             assert topic(card) != "duration-limit", card["summary"]
             assert "muscle relaxants are not alternatives" not in card["summary"]
+
+
+@pytest.mark.parametrize("profile", PROFILES)
+def test_duration_host_summary_names_the_recommended_replacement(
+    apps: dict[str, Flask], profile: str
+) -> None:
+    """L3, case 02: the summary said 'limit to 7 days' while the recommended choice is to
+    replace."""
+    fixture, cards = answer(apps, "young-adult-back-spasm-30d", profile)
+    (card,) = decision_cards(cards, diazepam_ids(fixture))
+    assert "cyclobenzaprine suggested instead" in card["summary"]
