@@ -114,7 +114,18 @@ def check_canonical_base(settings: Settings) -> None:
     and the feedback store keeps them. A default would put a URL nobody owns into production
     and change identity the day the site sets its own, so production is asked once, up front.
     """
-    if settings.is_development or settings.canonical_base:
+    if settings.is_development:
+        return
+    if settings.canonical_base:
+        # review round 1 L4: the development default (http://localhost:8080) went to a
+        # go-live review; a production base is a public https URL the site owns
+        parts = urlsplit(settings.canonical_base)
+        if parts.scheme != "https" or is_loopback_host(parts.hostname or ""):
+            raise ConfigError(
+                f"CDS_CANONICAL_BASE {settings.canonical_base!r} is not usable in production: "
+                "it must be an https URL on a host your organisation owns, not loopback "
+                "(EHRs map the override-reason and topic codings by this URL)"
+            )
         return
     raise ConfigError(
         "CDS_CANONICAL_BASE is not set: card topics and override reasons need a canonical base "
@@ -169,7 +180,7 @@ SETTINGS: dict[str, str] = {
     "CDS_CANONICAL_BASE": "Canonical base URL of the code systems the service publishes: card "
     "topics are `{base}/CodeSystem/cds-topic`, override reasons "
     "`{base}/CodeSystem/override-reason` (served at `GET /fhir/CodeSystem/{id}`). Required by "
-    "`serve` in production; development "
+    "`serve` in production, as an https URL on a non-loopback host; development "
     f"default `{DEVELOPMENT_CANONICAL_BASE}`.",
     "CDS_SUPPRESS_REPEATS": "Suppress a topic at order-sign that the same user overrode at "
     "order-select for the same draft (default off).",

@@ -235,6 +235,25 @@ def test_production_serve_refuses_without_a_canonical_base() -> None:
     check_canonical_base(load_settings(environ={"CDS_CANONICAL_BASE": BASE}))
 
 
+@pytest.mark.parametrize(
+    "base",
+    [
+        "http://localhost:8080/fhir",
+        "https://127.0.0.1/fhir",
+        "https://[::1]/fhir",
+        "http://cds.hospital.example/fhir",
+    ],
+)
+def test_production_refuses_a_loopback_or_plain_http_canonical_base(base: str) -> None:
+    """Review round 1 L4: the dev default base reached a go-live review."""
+    with pytest.raises(ConfigError, match="not usable in production"):
+        check_canonical_base(load_settings(environ={"CDS_CANONICAL_BASE": base}))
+    # development (make run) keeps its local default
+    check_canonical_base(
+        load_settings(environ={"CDS_CANONICAL_BASE": base, "CDS_ENV": "development"})
+    )
+
+
 def test_an_app_built_without_it_warns_in_production(tmp_path: Path, caplog) -> None:
     with caplog.at_level(logging.WARNING, logger="cds_service.app"):
         create_app({"auth": "disabled", "data_dir": str(tmp_path / "a")})

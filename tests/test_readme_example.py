@@ -33,5 +33,6 @@ def test_readme_example_matches_the_real_answer(client) -> None:
     assert written == [(c["summary"], c["indicator"]) for c in cards]
     # per card: the labels written inside each card's block, in order (F.2a: all on one card)
     per_card = re.split(r'\n \{"summary"', block)[1:]
-    written_labels = [re.findall(r'"label": "((?:Replace|Keep)[^"]+)"', part) for part in per_card]
+    label = r'"label": "((?:Replace|Keep|Change|Cancel)[^"]+)"'
+    written_labels = [re.findall(label, part) for part in per_card]
     assert written_labels == [[s["label"] for s in c.get("suggestions", [])] for c in cards]

@@ -185,8 +185,10 @@ def render(
 ) -> dict[str, Any]:
     variant = template.variant(finding.variant)
     facts = _Blank({k: v for k, v in finding.facts.items() if v is not None})
-    summary = _summary(variant["summary"].format_map(facts))
+    summary = _summary(finding.summary_override or variant["summary"].format_map(facts))
     detail = variant["detail"].format_map(facts)
+    if finding.lead_notes:
+        detail = "\n\n".join([*finding.lead_notes, detail])
     for note in finding.notes:
         detail += "\n\n" + note
     unknowns = list(dict.fromkeys([*finding.unknowns, *general_unknowns]))
@@ -197,14 +199,23 @@ def render(
     edits = edits_in_text(finding.options, profile, policy)
     if edits:
         detail = (
-            "**To change the pended order, edit it:** "
-            + "; or ".join(edits)
-            + ".\n\n"
-            + detail
+            "**To change the pended order, edit it:** " + "; or ".join(edits) + ".\n\n" + detail
         )
-    if any(o.kind == "replace" for o in finding.options) and not policy["profiles"].get(
-        profile, policy["profiles"]["standard"]
-    )["updates"]:
+    split = not policy["profiles"].get(profile, policy["profiles"]["standard"])["updates"]
+    several = len({ref for o in finding.options for ref, _ in o.removes or []}) > 1
+    replaces = any(o.kind == "replace" for o in finding.options)
+    if split and several:
+        # several pended orders (review round 1 H1): Epic applies any number of the
+        # suggestions, so the card says how to keep one
+        keep_one = policy["compose"]["duplicate_note_epic"]
+        if replaces:
+            detail = (
+                "**To switch: select Remove for each diazepam order and one alternative. "
+                f"{keep_one}**\n\n{detail}"
+            )
+        else:
+            detail = f"{keep_one}\n\n{detail}"
+    elif replaces and split:
         detail = "**To switch: select both Remove diazepam and one alternative.**\n\n" + detail
     card: dict[str, Any] = {
         "uuid": str(uuid.uuid4()),
@@ -228,6 +239,10 @@ def render(
         card["overrideReasons"] = [
             {"system": policy.override_system, "code": r["code"], "display": r["display"]}
             for r in template.data["override_reasons"]
+            if r["code"] not in finding.unfit_reasons
+        ] or [
+            {"system": policy.override_system, "code": r["code"], "display": r["display"]}
+            for r in template.data["override_reasons"]
         ]
     taken = [{"uuid": s["uuid"], **s.pop("_taken", {})} for s in suggestions]
     if suggestions:
@@ -238,6 +253,7 @@ def render(
         audit["suggestions"] = taken
     audit.setdefault("order_id", order.ref)
     audit.setdefault("rule", template.topic)
+    audit.setdefault("variant", finding.variant)
     audit["indicator"] = finding.indicator
     audit["draft_valid_r4"] = order.fhir_valid
     audit["route_source"] = order.route_source

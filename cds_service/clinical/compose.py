@@ -11,11 +11,20 @@ where the change is. Pure functions of findings and policy, like the rules.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from typing import Any
 
-from cds_service.clinical.models import Finding, PatientRecord
+from cds_service.clinical.models import Finding, Option, PatientRecord
 from cds_service.clinical.policy import Policy
+from cds_service.clinical.rules.common import (
+    amount,
+    chronic_diazepam,
+    emergency_order,
+    fmt,
+    times_a_day,
+)
+from cds_service.clinical.suggestions import LABEL_MAX, dose_words, fitted
 
 
 def _updates(finding: Finding) -> list[Any]:
@@ -29,7 +38,16 @@ def compose_order(findings: list[Finding], policy: Policy) -> list[Finding]:
     offer to keep it: their rewrites are withdrawn and they point to that card (F.2a: one
     decision per order; a recommended "keep" beside a critical "cancel" misleads)."""
     rule = policy["compose"]
-    cancel = next((f for f in findings if any(o.kind == "delete" for o in f.options)), None)
+    # an absolute contraindication withdraws every "keep"; a critical opioid card's cancel is
+    # the recommended choice beside them (review round 1 M1), not the only one
+    cancel = next(
+        (
+            f
+            for f in findings
+            if f.topic == "diazepam-contraindication" and any(o.kind == "delete" for o in f.options)
+        ),
+        None,
+    )
     if cancel is not None:
         for finding in findings:
             if finding is cancel or not _updates(finding):
@@ -46,8 +64,18 @@ def compose_order(findings: list[Finding], policy: Policy) -> list[Finding]:
         if finding is owner:
             continue
         moved = [o for o in _updates(finding) if finding.topic in rule["merge_topics"]]
+        if moved and finding.variant == "geriatric":
+            # the dose card fires: a "keep" keeps a dose above the older-adult start and
+            # says so; the dose change comes first (review round 1 M5)
+            for other in _updates(owner):
+                if other.label_above_start:
+                    other.label = other.label_above_start
+        first_update = next(
+            (i for i, o in enumerate(owner.options) if o.kind == "update"), len(owner.options)
+        )
+        for option in reversed(moved):
+            owner.options.insert(first_update, option)
         for option in moved:
-            owner.options.append(option)
             if option.recommended and rule["merged_is_recommended"]:
                 for other in owner.options:
                     other.recommended = other is option
@@ -75,10 +103,16 @@ def one_decision(findings: list[Finding], policy: Policy) -> list[Finding]:
     rank = {topic: i for i, topic in enumerate(rule["decision_owner"])}
     severity = {name: i for i, name in enumerate(policy["indicator_order"])}
     # the most urgent card that acts on the order hosts the choice (a warning-level switch
-    # must not hide on an info card); among equals, the policy's order
+    # must not hide on an info card); among equals, the policy's order. A card that also
+    # offers an order beside diazepam (naloxone) hosts the choice only when no other card
+    # can: under at-most-one, taking the decision there would forbid the naloxone
     host = min(
         holders,
-        key=lambda f: (severity.get(f.indicator, 99), rank.get(f.topic, len(rank))),
+        key=lambda f: (
+            any(o.kind not in _DRAFT_KINDS for o in f.options),
+            severity.get(f.indicator, 99),
+            rank.get(f.topic, len(rank)),
+        ),
     )
     title = rule["titles"].get(host.topic, host.topic)
     for finding in holders:
@@ -92,16 +126,41 @@ def one_decision(findings: list[Finding], policy: Policy) -> list[Finding]:
                 host.notes.append(note)
         finding.notes.append(rule["decision_note"].format(card=title))
         host.audit.setdefault("decision_from", []).append(finding.topic)
-    order = {"replace": 0, "update": 1, "delete": 2, "create": 3}
-    draft = sorted(
-        (o for o in host.options if o.kind in _DRAFT_KINDS), key=lambda o: order[o.kind]
-    )
     others = [o for o in host.options if o.kind not in _DRAFT_KINDS]
+    if others:
+        # the naloxone card is the only one acting on the order: its cancel would exclude the
+        # naloxone order under at-most-one, so the cancel stays in the card's words
+        host.options = [o for o in host.options if o.kind != "delete"]
+    # a cancel recommended by a critical card (absolute contraindication, opioid with a
+    # high-risk patient) is the decision: listed first, the only recommended choice, no
+    # muscle relaxant pre-selected beside it (review round 1 M1, M2)
+    cancel_first = any(o.kind == "delete" and o.recommended for o in host.options)
+    order = (
+        {"delete": 0, "replace": 1, "update": 2}
+        if cancel_first
+        else {"replace": 0, "update": 1, "delete": 2}
+    )
+    draft = sorted((o for o in host.options if o.kind in _DRAFT_KINDS), key=lambda o: order[o.kind])
     host.options = draft + others
+    if cancel_first and host.topic == "muscle-relaxant-alternative" and host.facts.get("top"):
+        # the card's own summary ("X suggested instead of diazepam") would contradict the
+        # recommended cancel (review round 1 M1, L3)
+        host.summary_override = rule["cancel_summary"].format_map(host.facts)
     seen = False
     for option in draft:
         option.recommended = option.recommended and not seen
         seen = seen or option.recommended
+    top = next((o for o in draft if o.recommended), None)
+    if (
+        top is not None
+        and top.kind == "replace"
+        and host.topic == "duration-limit"
+        and host.summary_override is None
+        and top.drug
+    ):
+        # the duration card hosts the decision but a replacement is recommended: its
+        # summary must not say only "limit to 7 days" (review round 1 L3)
+        host.summary_override = rule["replace_summary"].format_map({**host.facts, "drug": top.drug})
     return findings
 
 
@@ -163,10 +222,13 @@ def fold_actionless(cards: list[dict[str, Any]], policy: Policy) -> list[dict[st
     rewrite moved to another card) becomes a line of the card that carries the action for
     the same order. Without such a card it stays."""
     foldable = set(policy["compose"]["fold_topics"])
+    variants = policy["compose"].get("fold_variants", {})
     out: list[dict[str, Any]] = []
     folded: list[dict[str, Any]] = []
     for card in cards:
-        if card["indicator"] == "info" and _topic(card) in foldable and not card.get("suggestions"):
+        variant = (card.get("_audit") or {}).get("variant")
+        fits = _topic(card) in foldable or variant in variants.get(_topic(card), [])
+        if card["indicator"] == "info" and fits and not card.get("suggestions"):
             folded.append(card)
         else:
             out.append(card)
@@ -180,8 +242,25 @@ def fold_actionless(cards: list[dict[str, Any]], policy: Policy) -> list[dict[st
             out.append(card)
             continue
         host["detail"] += f"\n\n**Also:** {card['summary']}."
+        _dose_in_summary(host, card)
         host.setdefault("_audit", {}).setdefault("folded", []).append(_topic(card))
     return out
+
+
+def _dose_in_summary(host: dict[str, Any], card: dict[str, Any]) -> None:
+    """A folded older-adult dose finding is said in the decision card's summary too
+    (review round 1 M5: a last "Also" line hid that the dose kept is above the start)."""
+    audit = card.get("_audit") or {}
+    if _topic(card) != "dose-limit" or audit.get("variant") != "geriatric":
+        return
+    mg, times = audit.get("mg_per_dose"), audit.get("doses_per_day")
+    marker = "instead of diazepam"
+    if mg is None or not times or marker not in host["summary"]:
+        return
+    head = host["summary"].split(marker)[0]
+    summary = f"{head}{marker} {fmt(mg)} mg {times_a_day(times)} (above older-adult start)"
+    if len(summary) <= 139:
+        host["summary"] = summary
 
 
 def fit_budget(cards: list[dict[str, Any]], policy: Policy) -> list[dict[str, Any]]:
@@ -210,3 +289,196 @@ def fit_budget(cards: list[dict[str, Any]], policy: Policy) -> list[dict[str, An
         host["detail"] += f"\n\n**Also noted:**\n{lines}"
         host.setdefault("_audit", {}).setdefault("merged", []).extend(_topic(c) for c in extra)
     return kept
+
+
+_DECISION_TOPICS = (
+    "muscle-relaxant-alternative",
+    "no-suitable-alternative",
+    "duration-limit",
+    "dose-limit",
+    "indication-missing",
+)
+
+
+def _order_words(order: Any) -> str:
+    """'diazepam 5 mg 3 times a day' (the order's own numbers), else its product."""
+    words = dose_words(order)
+    return f"diazepam{words}" if words else (order.display or "diazepam")
+
+
+def _replace_both(label: str, count: int) -> str:
+    """'Replace with baclofen …' -> 'Replace both with baclofen …', shortened to fit."""
+    verb = "Replace both with" if count == 2 else "Replace all with"
+    out = label.replace("Replace with", verb, 1)
+    for cut in (" (off-label)", re.compile(r" \(\d+ [a-zA-Z]+\)$")):
+        if len(out) <= LABEL_MAX:
+            break
+        out = cut.sub("", out) if isinstance(cut, re.Pattern) else out.replace(cut, "", 1)
+    return out
+
+
+def one_decision_for_orders(entries: list[tuple[Any, Any, list[Finding]]], policy: Policy) -> bool:
+    """Several pended diazepam orders (review round 1 H1): ONE decision card for the set,
+    whose every choice leaves at most one diazepam order (at-most-one: no answer keeps
+    both, or creates two replacements). It states each order and the total daily dose
+    against the label (40 mg a day; the older-adult start), offers to keep only one of
+    them (capped, or at the older-adult start), to replace all with one alternative, or to
+    cancel all; the other orders' alternatives, duration and dose cards go (their findings
+    are in that statement), and 'diazepam with diazepam' is no CNS-combination card.
+
+    Returns False (nothing changed) where one decision for the set would break a safety
+    invariant: a long-term user (F.0-1: taper, never removal) or seizure/emergency therapy
+    (F.0-3: never removed)."""
+    rule = policy["compose"]
+    if len(entries) < 2:
+        return False
+    for order, record, _ in entries:
+        if emergency_order(order, record, policy) or chronic_diazepam(order, record, policy):
+            return False
+    holders = [
+        (i, f)
+        for i, (_, _, findings) in enumerate(entries)
+        for f in findings
+        if any(o.kind in _DRAFT_KINDS for o in f.options)
+    ]
+    if not holders:
+        return False
+    first, host = holders[0]
+    order_a, record_a, findings_a = entries[first]
+    others = [e for i, e in enumerate(entries) if i != first]
+    words = {e[0].ref: _order_words(e[0]) for e in entries}
+    everyone = [(e[0].ref, words[e[0].ref]) for e in entries]
+    not_a = [(o.ref, words[o.ref]) for o, _, _ in others]
+    # what each other order offered: its capped rewrite, and whether its dose is above the
+    # older-adult start (said in its "keep only" label)
+    keep_others: list[Option] = []
+    for order_b, _, findings_b in others:
+        # its duration cap's rewrite (moved to its own decision card by now)
+        capped = next(
+            (
+                o
+                for f in findings_b
+                for o in f.options
+                if o.kind == "update" and o.label_above_start is not None
+            ),
+            None,
+        )
+        above = any(f.topic == "dose-limit" and f.variant == "geriatric" for f in findings_b)
+        lead = f"Keep only {words[order_b.ref]}" + (" (above older-adult start)" if above else "")
+        rest = [(r, w) for r, w in everyone if r != order_b.ref]
+        if capped is not None and capped.resource is not None:
+            qty = (capped.resource.get("dispenseRequest") or {}).get("quantity") or {}
+            days = (capped.resource.get("dispenseRequest") or {}).get("expectedSupplyDuration")
+            label = fitted(
+                lead,
+                f", {fmt(days['value'])} days" if days else "",
+                f" ({amount(qty['value'], qty.get('unit'))})" if qty.get("value") else "",
+            )
+            keep_others.append(
+                Option(
+                    kind="update",
+                    label=label,
+                    description=capped.description,
+                    resource=capped.resource,
+                    removes=rest,
+                )
+            )
+        else:
+            keep_others.append(
+                Option(
+                    kind="delete",
+                    label=fitted(
+                        lead, " (remove the other)" if len(rest) == 1 else " (remove the others)"
+                    ),
+                    description=f"Remove the other pended orders: keep {words[order_b.ref]}",
+                    removes=rest,
+                )
+            )
+        # the other orders' own decisions are this card's now; their safety cards stay,
+        # without actions on their order
+        kept = []
+        for finding in findings_b:
+            if finding.topic in _DECISION_TOPICS:
+                continue
+            finding.options = [o for o in finding.options if o.kind not in _DRAFT_KINDS]
+            kept.append(finding)
+        findings_b[:] = kept
+    # the host's own choices, now for the whole set
+    for option in host.options:
+        if option.kind == "replace":
+            option.removes = everyone
+            option.label = _replace_both(option.label, len(entries))
+        elif option.kind == "update":
+            option.removes = not_a
+            if option.label.startswith("Keep diazepam"):
+                option.label = option.label.replace("Keep diazepam", "Keep only diazepam", 1)
+                if len(option.label) > LABEL_MAX:
+                    option.label = option.label.replace(" (above older-adult start)", "", 1)
+            elif option.label.startswith("Change to diazepam"):
+                option.label = option.label.replace(
+                    "Change to diazepam", "Change to one order: diazepam", 1
+                ).replace(", no refills", "")
+        elif option.kind == "delete":
+            option.removes = everyone
+            option.label = rule["cancel_all_label"].format(n=_count_word(len(entries)))
+    updates_end = max(
+        (i + 1 for i, o in enumerate(host.options) if o.kind in ("replace", "update")), default=0
+    )
+    host.options[updates_end:updates_end] = keep_others
+    # no "diazepam adds to the CNS depression of diazepam": duplicate therapy is said here
+    for _, _, findings in entries:
+        for finding in list(findings):
+            if finding.topic != "cns-depressant-combination":
+                continue
+            drugs = [d for d in finding.audit.get("cns_depressants", []) if "another" not in d]
+            if not drugs:
+                findings.remove(finding)
+            else:
+                finding.facts["drugs"] = ", ".join(drugs)
+                finding.audit["cns_depressants"] = drugs
+    # the statement: each order, the total a day, against the label
+    dose = policy["dose"]
+    per_day = [o.mg_per_day for o, _, _ in entries]
+    total = sum(per_day) if all(v is not None for v in per_day) else None
+    parts = " and ".join(
+        f"{fmt(o.mg_per_dose)} mg {times_a_day(o.doses_per_day)}"
+        if o.mg_per_dose is not None and o.doses_per_day
+        else words[o.ref]
+        for o, _, _ in entries
+    )
+    against = ""
+    if total is not None and total > dose["max_mg_per_day"]:
+        against = f" (above the label's {fmt(dose['max_mg_per_day'])} mg a day)"
+    elif total is not None and policy.is_older(record_a.age_years):
+        start = dose["geriatric_max_mg_per_dose"]
+        against = (
+            f" (older-adult start: 2 to {fmt(start)} mg once or twice daily)"
+            if start == 2.5
+            else f" (older-adult start: up to {fmt(start)} mg twice a day)"
+        )
+    total_text = f", {fmt(total)} mg a day in all" if total is not None else ""
+    count = _count_word(len(entries)).capitalize()
+    summary = f"{count} diazepam orders pended: {parts}{total_text}{against}. Keep one."
+    if len(summary) > 139 and total is not None:
+        summary = f"{count} diazepam orders: {parts}, {fmt(total)} mg a day{against}. Keep one."
+    if len(summary) > 139:
+        summary = f"{count} diazepam orders pended: {parts}{total_text}. Keep one."
+    statement = rule["duplicate_note"]
+    if host.topic in _DECISION_TOPICS:
+        host.summary_override = summary
+        host.lead_notes.insert(0, statement)
+    else:  # a contraindication hosts the decision: its summary stays, the set is said after
+        host.notes.insert(0, f"**{summary}** {statement}")
+    if total is not None and total > dose["max_mg_per_day"] or host.indicator == "info":
+        host.indicator = "warning" if host.indicator == "info" else host.indicator
+    host.audit["duplicate_orders"] = [o.ref for o, _, _ in entries]
+    host.audit["total_mg_per_day"] = total
+    # the duration finding that stays names the order it is about
+    for finding in findings_a:
+        if finding.topic == "duration-limit":
+            finding.facts["what"] = words[order_a.ref].capitalize()
+    return True
+
+
+def _count_word(n: int) -> str:
+    return {2: "two", 3: "three", 4: "four"}.get(n, str(n))

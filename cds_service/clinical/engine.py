@@ -19,12 +19,14 @@ from cds_service.clinical.compose import (
     dedupe_patient_cards,
     fit_budget,
     fold_actionless,
+    one_decision_for_orders,
 )
 from cds_service.clinical.models import DiazepamOrder, Finding, PatientRecord
 from cds_service.clinical.orders import OrderReader
 from cds_service.clinical.policy import Policy, load_policy
 from cds_service.clinical.record import prepare_record, record_for
 from cds_service.clinical.rules import RULES, Rule
+from cds_service.clinical.rules.common import indication
 from cds_service.clinical.valuesets import ValueSets, load_valuesets
 from cds_service.config import ConfigError, Settings
 from cds_service.fhir.prefetch import PatientData
@@ -93,6 +95,12 @@ class Engine:
         for rule in self.rules:
             found.extend(f for f in rule(order, record, self.policy) if f.topic not in disabled)
         found = copd_caution(found, record, self.policy)
+        stated = indication(order, record, self.policy)
+        if stated.source == "reason" and stated.kind in ("acute_spasm", "spasticity"):
+            # the order states a musculoskeletal reason: "another indication" and "a Beers
+            # exception" are not reasons this prescriber can give (review round 1 L4)
+            for finding in found:
+                finding.unfit_reasons |= {"non-musculoskeletal-indication", "beers-exception"}
         return compose_order(found, self.policy), record.unknown
 
     def advise(
@@ -106,10 +114,18 @@ class Engine:
         started = time.perf_counter()
         # classify the patient's data and the drafts once; each order gets a cheap view
         base = prepare_record(data, self.valuesets, self.policy, request.draft_resources)
+        records = [record_for(base, order, self.policy) for order in orders]
         per_order = [
-            (order, *self.findings(order, record_for(base, order, self.policy))) for order in orders
+            (order, *self.findings(order, record))
+            for order, record in zip(orders, records, strict=True)
         ]
-        if len(per_order) > 1:
+        if len(per_order) > 1 and not one_decision_for_orders(
+            [
+                (order, record, found)
+                for (order, found, _), record in zip(per_order, records, strict=True)
+            ],
+            self.policy,
+        ):
             _no_default_replacement(per_order, self.policy)
         ruled = time.perf_counter()
         timings["rules_ms"] = (ruled - started) * 1000

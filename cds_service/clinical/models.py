@@ -120,14 +120,23 @@ class Option:
     resource: dict[str, Any] | None = None
     recommended: bool = False
     code: str | None = None  # RxNorm code offered (audit)
-    # the ingredient it orders, for the dashboard's "which suggestion was taken" (audit);
-    # None for a change of the pended order itself, which is diazepam
+    # the ingredient a replacement or addition orders: the dashboard's "which suggestion was
+    # taken" (audit) and the decision summary; None for a change of the pended order itself
     drug: str | None = None
     # the label where a replacement is split into its actions (epic): an addition
     add_label: str | None = None
     # lines the card offering this option must carry (a caution): they travel with it when
     # the option moves to another card (compose.one_decision)
     notes: list[str] = field(default_factory=list)
+    # a "keep" whose dose is above the older-adult start says so when the dose card fires
+    # (review round 1 M5): the label used then
+    label_above_start: str | None = None
+    # the whole change in words where a profile edits by hand (Epic): the label is capped at
+    # 80 characters, an edit instruction must not lose the days, amount or refills (M4)
+    edit_text: str | None = None
+    # the pended diazepam orders this option removes, as (reference, words), when it is not
+    # just the card's own order (several pended orders, review round 1 H1)
+    removes: list[tuple[str, str]] | None = None
 
 
 @dataclass
@@ -143,3 +152,10 @@ class Finding:
     options: list[Option] = field(default_factory=list)
     unknowns: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)  # paragraphs added by the engine (compose)
+    # set by the engine when the card's own summary would contradict the decision it now
+    # carries (a cancel recommended over the alternatives; several pended orders)
+    summary_override: str | None = None
+    # override reasons of the template that do not fit this patient (review round 1 L4:
+    # "buprenorphine/methadone for OUD" for a hydrocodone patient): left off the card
+    unfit_reasons: set[str] = field(default_factory=set)
+    lead_notes: list[str] = field(default_factory=list)  # paragraphs before the card's text

@@ -37,15 +37,24 @@ def fmt(value: float | None) -> str:
     return f"{value:.1f}".rstrip("0").rstrip(".") if value % 1 else str(int(value))
 
 
+def whole(value: float) -> float | int:
+    """A whole number as an integer (21, not 21.0) in every created or rewritten resource
+    (review round 1 L6: ISMP trailing zeros; the JSON says what the label says)."""
+    if isinstance(value, float) and math.isfinite(value) and value.is_integer():
+        return int(value)
+    return value
+
+
 def _days(value: float) -> dict[str, Any]:
-    return {"value": value, "unit": "days", "system": UCUM, "code": "d"}
+    return {"value": whole(value), "unit": "days", "system": UCUM, "code": "d"}
 
 
 def _mg(value: float) -> dict[str, Any]:
-    return {"value": value, "unit": "mg", "system": UCUM, "code": "mg"}
+    return {"value": whole(value), "unit": "mg", "system": UCUM, "code": "mg"}
 
 
 def _units(value: float, unit: str | None) -> dict[str, Any]:
+    value = whole(value)
     if unit == "mL":
         return {"value": value, "unit": "mL", "system": UCUM, "code": "mL"}
     if unit in _FORM_CODES:
@@ -177,6 +186,13 @@ def frequency_words(per_day: float, prn: bool = False) -> str:
     """'twice a day'; an as-needed order: 'as needed, up to twice a day' (F.2a: "up to" only
     where the order is as needed)."""
     return f"as needed, up to {_times(per_day)}" if prn else _times(per_day)
+
+
+def dose_words(order: DiazepamOrder) -> str:
+    """' 5 mg 3 times a day' (leading space) from the order's own numbers; '' when unknown."""
+    if order.mg_per_dose is None or not order.doses_per_day:
+        return ""
+    return f" {fmt(order.mg_per_dose)} mg {frequency_words(order.doses_per_day, order.prn)}"
 
 
 def fitted(label: str, *optional: str, limit: int = LABEL_MAX) -> str:
@@ -610,6 +626,14 @@ def _action_delete(order: DiazepamOrder) -> dict[str, Any]:
     }
 
 
+def _action_delete_ref(ref: str, words: str) -> dict[str, Any]:
+    return {
+        "type": "delete",
+        "description": f"Remove the pended diazepam order ({words})",
+        "resourceId": ref,
+    }
+
+
 def shape_suggestions(
     options: list[Option], order: DiazepamOrder, profile: str, policy: Policy
 ) -> tuple[list[dict[str, Any]], str | None]:
@@ -622,17 +646,26 @@ def shape_suggestions(
         for opt in options:
             actions: list[dict[str, Any]] = []
             role = opt.kind
+            # several pended orders (review round 1 H1): the option names every order it
+            # removes, so one accepted suggestion leaves one diazepam order at most
+            deletes = (
+                [_action_delete_ref(ref, words) for ref, words in opt.removes]
+                if opt.removes is not None
+                else None
+            )
             if opt.kind == "replace":
                 actions = [
-                    _action_delete(order),
+                    *(deletes if deletes is not None else [_action_delete(order)]),
                     {"type": "create", "description": opt.description, "resource": opt.resource},
                 ]
             elif opt.kind == "update" and spec["updates"]:
                 actions = [
-                    {"type": "update", "description": opt.description, "resource": opt.resource}
+                    {"type": "update", "description": opt.description, "resource": opt.resource},
+                    *(deletes or []),
                 ]
             elif opt.kind == "delete":
-                actions, role = [_action_delete(order)], ROLE_REMOVE
+                actions = deletes if deletes is not None else [_action_delete(order)]
+                role = ROLE_REMOVE
             elif opt.kind == "create" and opt.resource is not None:
                 actions = [
                     {"type": "create", "description": opt.description, "resource": opt.resource}
@@ -647,12 +680,32 @@ def shape_suggestions(
     # is removed only by one "Remove" suggestion, listed first; an alternative is an addition
     # labelled as such, never recommended (ticking it alone must not read as a switch).
     removes = any(opt.kind in ("replace", "delete") for opt in options)
-    if removes:
+    # recommended only when a critical card makes cancelling the decision (review round 1
+    # M1/M2); an alternative is never recommended here (F.2a)
+    cancel = any(opt.kind == "delete" and opt.recommended for opt in options)
+    several: dict[str, str] = {}
+    for opt in options:
+        for ref, words in opt.removes or []:
+            several.setdefault(ref, words)
+    if len(several) > 1:
+        # several pended orders (review round 1 H1): one Remove per order, the card says
+        # which to keep
+        for ref, words in several.items():
+            suggestions.append(
+                _suggestion(
+                    f"Remove the pended order: {words}"[:LABEL_MAX],
+                    [_action_delete_ref(ref, words)],
+                    cancel,
+                    ROLE_REMOVE,
+                    {"kind": "remove", "drug": "diazepam"},
+                )
+            )
+    elif removes:
         suggestions.append(
             _suggestion(
                 remove_label(order),
                 [_action_delete(order)],
-                False,
+                cancel,
                 ROLE_REMOVE,
                 {"kind": "remove", "drug": "diazepam"},
             )
@@ -705,7 +758,7 @@ def edits_in_text(options: list[Option], profile: str, policy: Policy) -> list[s
     spec = policy["profiles"].get(profile) or policy["profiles"]["standard"]
     if spec["updates"]:
         return []
-    return [opt.label for opt in options if opt.kind == "update"]
+    return [opt.edit_text or opt.label for opt in options if opt.kind == "update"]
 
 
 def _spelled(resource: Mapping[str, Any]) -> str:

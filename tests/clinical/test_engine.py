@@ -147,10 +147,17 @@ def test_standard_profile_shapes(standard, sandbox_request):
     updates = [
         s["actions"][0] for s in decision["suggestions"] if s["actions"][0]["type"] == "update"
     ]
-    resource = updates[0]["resource"]  # keep diazepam, 7 days (the dose change is second)
+    # review round 1 M5: the change to the older-adult start comes before the keep, and the
+    # keep says the dose it keeps
+    change, keep = updates[0]["resource"], updates[1]["resource"]
+    assert change["dispenseRequest"]["quantity"]["value"] == 14  # 2 mg twice a day, 7 days
+    resource = keep
     assert resource["id"] == "request-123"
     assert resource["dispenseRequest"]["expectedSupplyDuration"]["value"] == 7
     assert resource["dispenseRequest"]["quantity"]["value"] == 7  # 1 tablet a day
+    labels = [s["label"] for s in decision["suggestions"]]
+    assert any(label.startswith("Change to diazepam 2 mg twice a day") for label in labels)
+    assert any("(above older-adult start)" in label for label in labels)
     assert "suggestions" not in topics["muscle-relaxant-alternative"]
 
 
@@ -183,7 +190,9 @@ def test_epic_profile_shapes(epic, sandbox_request):
     assert all(label.startswith("If for muscle spasm: add ") for label in labels[1:])
     assert not any("replace" in label.lower() for label in labels)
     assert decision["detail"].startswith("**To switch: select both Remove diazepam")
-    assert "edit it:** Keep diazepam, 7 days" in decision["detail"]
+    assert "edit it:** Change to diazepam 2 mg twice a day" in decision["detail"]
+    kept = "or Keep diazepam 5 mg once a day (above older-adult start), 7 days"
+    assert kept in decision["detail"]
 
 
 def test_non_diazepam_and_unselected_orders_get_nothing(standard, sandbox_request):
@@ -255,8 +264,11 @@ def test_max_cards_merges_lesser_cards_but_never_drops_a_safety_topic(sandbox_re
     body = with_prefetch(sandbox_request("order-sign-request_r4-server"))
     request = build_hook_request(body)
     full = Engine.from_settings(load_settings(environ={})).advise(
-        request, Engine.from_settings(load_settings(environ={})).orders_in_scope(request),
-        read_prefetch(body["prefetch"]), "standard", {},
+        request,
+        Engine.from_settings(load_settings(environ={})).orders_in_scope(request),
+        read_prefetch(body["prefetch"]),
+        "standard",
+        {},
     )
     policy = tmp_path / "policy.json"
     policy.write_text('{"max_cards": 1}')
@@ -357,14 +369,41 @@ def test_two_diazepam_drafts_do_not_repeat_patient_cards(engine, sandbox_request
         "MedicationRequest/request-123",
         "MedicationRequest/request-456",
     ]
-    # both orders still get their own duration advice
-    capped = {
-        c["_audit"]["order_id"] for c in cards if c["source"]["topic"]["code"] == "duration-limit"
+    # review round 1 H1: one decision for the set. One card acts on the pended orders, its
+    # summary states both and the total; every choice leaves one diazepam order or none;
+    # each order's keep is capped; no "diazepam with diazepam" CNS card
+    deciding = [
+        c
+        for c in cards
+        if c.get("suggestions")
+        and any(
+            a.get("resourceId", "").startswith("MedicationRequest/request-")
+            or (a.get("resource") or {}).get("id", "").startswith("request-")
+            for s in c["suggestions"]
+            for a in s["actions"]
+        )
+    ]
+    assert len(deciding) == 1
+    assert deciding[0]["summary"].startswith("Two diazepam orders")
+    ids = {"MedicationRequest/request-123", "MedicationRequest/request-456"}
+    for suggestion in deciding[0]["suggestions"]:
+        left = set(ids)
+        for action in suggestion["actions"]:
+            if action["type"] == "delete":
+                left.discard(action["resourceId"])
+        assert len(left) <= 1, suggestion["label"]
+        for action in suggestion["actions"]:
+            if action["type"] == "update":
+                days = action["resource"]["dispenseRequest"]["expectedSupplyDuration"]["value"]
+                assert days == 7
+    kept = {
+        a["resource"]["id"]
+        for s in deciding[0]["suggestions"]
+        for a in s["actions"]
+        if a["type"] == "update"
     }
-    assert capped == {"MedicationRequest/request-123", "MedicationRequest/request-456"}
-    # a second pended diazepam order is a duplicate benzodiazepine, said once (review case 22)
-    [dup] = [c for c in cards if c["source"]["topic"]["code"] == "cns-depressant-combination"]
-    assert "diazepam (another pended order)" in dup["summary"]
+    assert kept == {"request-123", "request-456"}  # either order may be the one kept
+    assert not [c for c in cards if c["source"]["topic"]["code"] == "cns-depressant-combination"]
 
 
 def test_created_orders_name_the_ordering_user_as_requester(engine, sandbox_request):

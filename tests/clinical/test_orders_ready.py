@@ -434,8 +434,8 @@ EXPECTED = {
     ("acute_old", "baclofen"): (21, 3, False, False),
     ("acute_old", "tizanidine"): (21, 3, True, True),  # bedtime, + 2 more as needed
     ("acute_old", "cyclobenzaprine"): (14, 2, False, True),  # up to twice a day
-    ("spasticity", "baclofen"): (90, 3, False, False),  # start dose only: 5 mg 3 times a day
-    ("spasticity", "tizanidine"): (90, 3, False, True),  # start dose only: 2 mg, at most 3
+    ("spasticity", "baclofen"): (42, 3, False, False),  # start dose, 14 days (L9)
+    ("spasticity", "tizanidine"): (42, 3, False, True),  # 2 mg, at most 3, 14 days (L9)
 }
 
 
@@ -519,11 +519,13 @@ def test_every_label_form_fits_and_keeps_the_regimen(policy: Policy) -> None:
 def test_the_label_prefers_what_matters(policy: Policy) -> None:
     regimen = policy["alternatives"]["regimens"]["acute_old"]["tizanidine"]
     cores = regimen_labels(regimen, 7)
+    # review round 1 M7: "at bedtime, up to 3 times a day" was ambiguous; the days and the
+    # quantity are in the card's line for the drug when the label has no room for them
     assert order_label("Replace with", "tizanidine", cores, quantity="21 tablets") == (
-        "Replace with tizanidine 2 mg at bedtime, up to 3 times a day, for 7 days"
+        "Replace with tizanidine 2 mg at bedtime, may add 2 mg up to twice a day"
     )
     assert order_label("Add", "tizanidine", cores, quantity="21 tablets", suffix=ADD_SUFFIX) == (
-        "Add tizanidine 2 mg at bedtime, up to 3 times a day, for 7 days; diazepam stays"
+        "Add tizanidine 2 mg at bedtime, may add 2 mg up to twice a day; diazepam stays"
     )
     baclofen = regimen_labels(policy["alternatives"]["regimens"]["acute_old"]["baclofen"], 7)
     assert (

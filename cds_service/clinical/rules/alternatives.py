@@ -40,6 +40,8 @@ class Assessment:
     excluded: list[str] = field(default_factory=list)
     demoted: list[str] = field(default_factory=list)
     cautions: list[str] = field(default_factory=list)
+    # cautions in the drug's own label words: they travel with the option that offers it
+    label_notes: list[str] = field(default_factory=list)
 
 
 def _lower(title: str) -> str:
@@ -146,7 +148,10 @@ def assess(
             notes.append((effect, f"on {', '.join(drugs)}"))
     for group, effect in soft.get("groups", {}).items():
         if record.has(group):
-            notes.append((effect, _lower(titles.get(group, group))))
+            own = soft.get("texts", {}).get(group)
+            notes.append((effect, own or _lower(titles.get(group, group))))
+            if own:
+                a.label_notes.append(f"**{drug.capitalize()}:** {own}.")
     if soft.get("age65") and older:
         text = soft.get("age65_text") or "age {age}: lower individual doses"
         notes.append((soft["age65"], text.format(age=record.age_years)))
@@ -287,6 +292,11 @@ def muscle_relaxant_alternative(
             )
         ]
     supply = alt["supply_days_spasticity"] if path == "spasticity" else alt["supply_days_acute"]
+    course = order.days_supply
+    if path == "acute" and course is not None and 1 <= course < supply:
+        # a replacement never runs longer than the prescriber's own shorter course (review
+        # round 1 L7): a 5-day order becomes a 5-day replacement, not 7
+        supply = int(course)
     options = []
     lines = []
     # R12: with no indication at all nothing is recommended, and each label says what for
@@ -310,9 +320,18 @@ def muscle_relaxant_alternative(
             add_label = order_label("Add", drug, cores, suffix=ADD_SUFFIX, **shared)
             # what the label had no room for travels with the option to whichever card
             # offers it: the off-label status (F.3) and the cautions (F.2a)
-            notes = [caution] if caution else []
+            notes = ([caution] if caution else []) + assessed[drug].label_notes
             if off_label and not ("off-label" in label and "off-label" in add_label):
                 notes.append(alt["off_label_note"].format(drug=drug.capitalize()))
+            # the whole order in words where the label cannot hold it (review round 1 M7)
+            if regimen.get("card_text"):
+                spelled = (
+                    f"**{drug.capitalize()}:** "
+                    + regimen["card_text"].format(days=fmt(supply), qty=qty_text or "?")
+                    + "."
+                )
+                notes.append(spelled)
+                plan_notes.append(spelled)
             # the titration plan is part of the order, like its label: it travels with the
             # option (a paragraph after the card text), not in the card's own words
             if regimen.get("plan"):
@@ -415,7 +434,29 @@ def _injury_note(kept: list[str], scenario: str) -> str:
     return f" {who}: more injuries than cyclobenzaprine in a 2025 cohort, though not Beers-listed."
 
 
+def _acetaminophen_taken(record: PatientRecord) -> list[str]:
+    """Active products that already hold acetaminophen, by name ('hydrocodone/acetaminophen'):
+    the ingredient catalogue does not classify it, the product name says it."""
+    out = []
+    for med in record.medications:
+        if med.display and "acetaminophen" in med.display.lower():
+            others = sorted(i for i in med.ingredients if i != "acetaminophen")
+            out.append("/".join([*others, "acetaminophen"]))
+    return sorted(set(out))
+
+
 def nsaid_text(record: PatientRecord, policy: Policy) -> str:
+    """F.3 NSAID rule, with acetaminophen already taken said (review round 1 M1): advice to
+    take acetaminophen to a patient on hydrocodone/acetaminophen must count what is taken."""
+    text = _nsaid_text(record, policy)
+    taken = _acetaminophen_taken(record)
+    if taken:
+        names = ", ".join(taken)
+        text += f" Acetaminophen is already taken in {names}: count the total daily dose."
+    return text
+
+
+def _nsaid_text(record: PatientRecord, policy: Policy) -> str:
     """F.3 NSAID rule: name an NSAID only when no NSAID caution holds; otherwise say which
     holds. Acetaminophen is mentioned on its own, not attributed to the ACP guideline."""
     rule = policy["alternatives"]["nsaid"]
@@ -443,8 +484,12 @@ def nsaid_text(record: PatientRecord, policy: Policy) -> str:
         hepatic = policy["hepatic"]
         liver = any(record.has(g) for g in [*hepatic["severe_groups"], *hepatic["impaired_groups"]])
         acetaminophen = rule["acetaminophen_liver_text"] if liver else "For pain: acetaminophen."
-        return acetaminophen[:-1] + "; avoid NSAIDs (" + "; ".join(reasons) + ": " + (
-            ", ".join(cites) + ")."
+        return (
+            acetaminophen[:-1]
+            + "; avoid NSAIDs ("
+            + "; ".join(reasons)
+            + ": "
+            + (", ".join(cites) + ").")
         )
     if is_older(record, policy):
         return (

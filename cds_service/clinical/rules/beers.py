@@ -6,6 +6,7 @@ from cds_service.clinical.models import DiazepamOrder, Finding, PatientRecord
 from cds_service.clinical.policy import Policy
 from cds_service.clinical.rules.common import (
     active_classes,
+    chronic_diazepam,
     effective_route,
     hospice,
     indication,
@@ -52,10 +53,16 @@ def beers_benzodiazepine(
     exception = kind in rule["exception_indications"] and (
         stated or not rule["exceptions_need_stated_indication"]
     )
-    facts = {"age": record.age_years, "syndromes": " and ".join(names),
-             "indication": kind.replace("_", " ")}
-    audit = {"indication": kind, "indication_source": found.source,
-             "syndromes": syndromes + at_risk}
+    facts = {
+        "age": record.age_years,
+        "syndromes": " and ".join(names),
+        "indication": kind.replace("_", " "),
+    }
+    audit = {
+        "indication": kind,
+        "indication_source": found.source,
+        "syndromes": syndromes + at_risk,
+    }
     if syndromes and (not exception or rule["syndromes_ignore_exceptions"]):
         withdrawal = exception and kind in ("alcohol_withdrawal", "benzodiazepine_withdrawal")
         return [
@@ -69,6 +76,10 @@ def beers_benzodiazepine(
                 variant="syndrome_withdrawal" if withdrawal else "syndrome",
                 facts=facts,
                 audit=audit,
+                # "avoid" to a long-term user is a taper, never a stop (review round 1 M3)
+                notes=[rule["long_term_note"]]
+                if chronic_diazepam(order, record, policy) is not None
+                else [],
             )
         ]
     if exception:
@@ -85,13 +96,16 @@ def beers_benzodiazepine(
                 audit=audit,
             )
         ]
+    # a long-term user: the starting dose is for new starts only (F.0-1, R13), and "avoid"
+    # without "taper" reads as "stop" (review round 1 M3)
+    long_term = chronic_diazepam(order, record, policy) is not None
     return [
         new_finding(
             "beers-benzodiazepine",
             rule["falls_risk_indicator"] if at_risk else rule["indicator"],
             order,
             record,
-            variant="falls_risk" if at_risk else "default",
+            variant="long_term" if long_term else ("falls_risk" if at_risk else "default"),
             facts=facts,
             audit=audit,
         )

@@ -67,6 +67,8 @@ def diazepam_contraindication(
                 kind="delete",
                 label="Cancel the pended diazepam order",
                 description=f"Remove the pended diazepam order {order.ref}",
+                # an absolute contraindication: cancelling is the decision (review round 1 M2)
+                recommended=True,
             )
         )
     if reasons:
@@ -86,7 +88,8 @@ def diazepam_contraindication(
     ):
         # R10: in severe liver disease name the agents without oxidative metabolism
         notes.append(rule["withdrawal_hepatic_note"])
-    return [
+    allergy = bool({"diazepam", "benzodiazepine"} & record.allergies)
+    findings = [
         new_finding(
             "diazepam-contraindication",
             indicator,
@@ -96,11 +99,17 @@ def diazepam_contraindication(
             facts={
                 "conditions": "; ".join(listed),
                 "first": listed[0],
-                "product": {"oral": "tablets and oral solution", "parenteral": "injection",
-                            "rescue": "rescue product"}[kind],
+                "product": {
+                    "oral": "tablets and oral solution",
+                    "parenteral": "injection",
+                    "rescue": "rescue product",
+                }[kind],
             },
             audit={"conditions": found, "condition_codes": codes, "product_kind": kind},
             options=options,
             notes=notes,
         )
     ]
+    if not allergy:  # "intolerance, not a true allergy" only on an allergy card (L4)
+        findings[0].unfit_reasons.add("intolerance-not-allergy")
+    return findings

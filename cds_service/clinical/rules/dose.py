@@ -116,9 +116,10 @@ def dose_limit(order: DiazepamOrder, record: PatientRecord, policy: Policy) -> l
             how = frequency_words(times, order.prn)
             supply = days or order.days_supply
             qty = (resource.get("dispenseRequest") or {}).get("quantity") or {}
+            # it changes the dose (and the product): "Change to", not "Keep" (review round 1 L8)
             label = fitted(
-                f"Keep diazepam at {fmt(mg)} mg {how}",
-                f", {fmt(supply)} days" if supply else "",
+                f"Change to diazepam {fmt(mg)} mg {how}",
+                f" for {fmt(supply)} days" if supply else "",
                 f" ({amount(qty['value'], qty.get('unit'))})" if qty.get("value") else "",
                 ", no refills" if days else "",
             )

@@ -15,7 +15,7 @@ from cds_service.clinical.rules.common import (
     new_finding,
     pathway,
 )
-from cds_service.clinical.suggestions import rewrite_order
+from cds_service.clinical.suggestions import dose_words, fitted, rewrite_order
 
 # where the supply was read, in words a prescriber uses (F.2a: no FHIR field names)
 _SOURCE_WORDS = {
@@ -59,10 +59,20 @@ def duration_limit(order: DiazepamOrder, record: PatientRecord, policy: Policy) 
     else:
         qty = (rewritten.get("dispenseRequest") or {}).get("quantity") or {}
         qty_text = f" ({amount(qty['value'], qty.get('unit'))})" if qty.get("value") else ""
+        # the label says the dose it keeps (review round 1 M5)
+        dose = dose_words(order)
         options.append(
             Option(
                 kind="update",
-                label=f"Keep diazepam, {fmt(cap)} days{qty_text}, no refills",
+                label=fitted(f"Keep diazepam{dose} for {fmt(cap)} days", qty_text, ", no refills")
+                if dose
+                else f"Keep diazepam, {fmt(cap)} days{qty_text}, no refills",
+                label_above_start=fitted(
+                    f"Keep diazepam{dose} (above older-adult start), {fmt(cap)} days",
+                    qty_text,
+                )
+                if dose
+                else None,
                 description=f"Change the pended diazepam order to a {fmt(cap)}-day supply, "
                 "no refills",
                 resource=rewritten,
@@ -77,6 +87,7 @@ def duration_limit(order: DiazepamOrder, record: PatientRecord, policy: Policy) 
             record,
             variant=variant,
             facts={
+                "what": "Diazepam",  # several pended orders: the order's own dose (H1)
                 "days": fmt(days),
                 "cap": fmt(cap),
                 "ideal": fmt(rule["ideal_days"]),

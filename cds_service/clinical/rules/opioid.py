@@ -6,7 +6,14 @@ from typing import Any
 
 from cds_service.clinical.models import DiazepamOrder, Finding, Option, PatientRecord
 from cds_service.clinical.policy import Policy
-from cds_service.clinical.rules.common import active_classes, fmt, is_older, new_finding
+from cds_service.clinical.rules.common import (
+    active_classes,
+    chronic_diazepam,
+    emergency_order,
+    fmt,
+    is_older,
+    new_finding,
+)
 
 NASAL_ROUTE = {
     "coding": [{"system": "http://snomed.info/sct", "code": "46713006", "display": "Nasal route"}]
@@ -39,25 +46,40 @@ def opioid_benzodiazepine(
     reasons += [policy.group_titles[g] for g in rule["escalate_groups"] if record.has(g)]
     indicator = rule["escalated_indicator"] if reasons else rule["indicator"]
     options = []
+    # boxed warning, CDC 2022 Rec 11: avoid the combination. In a high-risk patient
+    # cancelling the new diazepam is the recommended choice (review round 1 M1); a long-term
+    # user is tapered instead (F.0-1), seizure therapy never removed (F.0-3)
+    removable = not emergency_order(order, record, policy)
+    if reasons and removable and chronic_diazepam(order, record, policy) is None:
+        options.append(
+            Option(
+                kind="delete",
+                label="Cancel the pended diazepam order",
+                description=f"Remove the pended diazepam order {order.ref}",
+                recommended=True,
+            )
+        )
     has_naloxone = "naloxone" in active_classes(record, True)
     if rule["offer_naloxone"] and not has_naloxone:
         options.append(naloxone_option(order, rule["naloxone"]))
-    return [
-        new_finding(
-            "opioid-benzodiazepine",
-            indicator,
-            order,
-            record,
-            variant="escalated" if reasons else "default",
-            facts={"opioids": ", ".join(opioids), "why": "; ".join(reasons)},
-            audit={
-                "opioids": opioids,
-                "escalated": bool(reasons),
-                "naloxone_offered": bool(options),
-            },
-            options=options,
-        )
-    ]
+    found = new_finding(
+        "opioid-benzodiazepine",
+        indicator,
+        order,
+        record,
+        variant="escalated" if reasons else "default",
+        facts={"opioids": ", ".join(opioids), "why": "; ".join(reasons)},
+        audit={
+            "opioids": opioids,
+            "escalated": bool(reasons),
+            "naloxone_offered": bool(options),
+        },
+        options=options,
+    )
+    # the opioid-use-disorder reason fits only a patient on buprenorphine or methadone
+    if not set(opioids) & set(rule["oud_opioids"]):
+        found.unfit_reasons.add("oud-treatment")
+    return [found]
 
 
 def naloxone_option(order: DiazepamOrder, spec: dict[str, Any]) -> Option:

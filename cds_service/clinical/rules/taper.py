@@ -121,10 +121,19 @@ def taper_required(order: DiazepamOrder, record: PatientRecord, policy: Policy) 
             qty = (resource.get("dispenseRequest") or {}).get("quantity") or {}
             # a switch to the oral solution is said in the label and the card (second review:
             # a silent change of form invites dispensing and measuring errors)
-            words = {"ml": fmt(new_mg / product[2]), "strength": f"{fmt(product[2])} mg/mL"}
+            qty_words = amount(qty["value"], qty.get("unit")) if qty.get("value") else "?"
+            words = {
+                "ml": fmt(new_mg / product[2]),
+                "strength": f"{fmt(product[2])} mg/mL",
+                "mg": fmt(new_mg),
+                "how": frequency_words(doses, order.prn),
+                "days": fmt(rule["step_days"]),
+                "qty": qty_words,
+            }
             form = rule["solution_label"].format(**words) if liquid else ""
-            if liquid:
-                notes.append(rule["solution_note"].format(**words))
+            solution_line = rule["solution_note"].format(**words) if liquid else None
+            if solution_line:
+                notes.append(solution_line)
             options.append(
                 Option(
                     kind="update",
@@ -137,6 +146,12 @@ def taper_required(order: DiazepamOrder, record: PatientRecord, policy: Policy) 
                     description=f"Lower the daily dose by {fmt(cut)} % for "
                     f"{fmt(rule['step_days'])} days (first taper step)",
                     resource=resource,
+                    edit_text="First taper step: d"
+                    + solution_line.replace("**", "").split(". No tablet")[0][1:]
+                    if solution_line
+                    else f"First taper step: diazepam {fmt(new_mg)} mg "
+                    f"{frequency_words(doses, order.prn)} for {fmt(rule['step_days'])} days "
+                    f"({qty_words}), no refills",
                     recommended=not legit,
                 )
             )

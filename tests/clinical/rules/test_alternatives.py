@@ -69,7 +69,7 @@ def test_spasticity_offers_baclofen_then_tizanidine_never_cyclobenzaprine(order,
         )
     )
     assert codes == ["430902", "313412"] and f.variant == "spasticity"
-    assert f.options[0].resource["dispenseRequest"]["expectedSupplyDuration"]["value"] == 30
+    assert f.options[0].resource["dispenseRequest"]["expectedSupplyDuration"]["value"] == 14  # L9
 
 
 def test_everything_excluded_gives_one_no_suitable_card(order, policy, vs):

@@ -33,7 +33,13 @@ def test_a_taper_step_in_oral_solution_says_so(order, policy, vs):
     assert "mL of 1 mg/mL solution" in step.label
     coding = step.resource["medicationCodeableConcept"]["coding"][0]
     assert coding["code"] == "309843"  # diazepam 1 MG/ML Oral Solution
-    assert any("1 mg/mL oral solution" in note for note in f.notes)
+    # review round 1 M4: the whole step, and which solution it is not
+    assert any(
+        "oral solution 1 mg/mL (not the 5 mg/mL concentrate)" in note
+        and "no refills" in note
+        and "oral syringe" in note
+        for note in f.notes
+    )
 
 
 def test_withdrawal_with_hepatic_failure_names_lorazepam_or_oxazepam(order, policy):
