@@ -29,8 +29,11 @@ and tenant: one EHR never silences another's cards, issue 17) and the same patie
 Only order-sign withholds; a second order-select for the same draft shows everything again
 (and becomes the call order-sign compares with). The decision card with the one-click actions
 is withheld like any other non-critical card: it was shown once, its actions were offered
-once, and F.2a wants it shown once. When the order changed (a suggestion accepted at
-order-select rewrote it, or the clinician edited it), every card is shown again.
+once, and F.2a wants it shown once; but when another card about the same order is shown again
+(a critical one, or one whose content changed), the decision card comes back with it, so that
+the repeated card never points to choices that are not there. When the order changed (a
+suggestion accepted at order-select rewrote it, or the clinician edited it), every card is
+shown again.
 
 What it relies on: the order-select call's cards are recorded in ``issued_cards`` (with these
 hashes) and committed before the order-sign call reads them (``Store.record_cards`` writes
@@ -164,6 +167,9 @@ class SignCard:
     order_id: str | None
     content_hash: str | None
     order_fingerprint: str | None
+    # the card holds the one-click choices on the pended order (a delete or an update):
+    # the decision card of F.2a
+    decides: bool = False
 
 
 def decide(cards: Sequence[SignCard], shown: Iterable[ShownCard]) -> list[str | None]:
@@ -186,7 +192,26 @@ def decide(cards: Sequence[SignCard], shown: Iterable[ShownCard]) -> list[str | 
             out.append(None)
             continue
         out.append(seen.get((card.order_id, card.content_hash, card.order_fingerprint)))
-    return out
+    # A card about an order that is shown again (a critical card, or one that changed) may
+    # point to the choices on that order ("the choices are on the ... card", or a critical
+    # card whose safest answer is the decision card's Cancel): the decision card comes back
+    # with it, else the repeat would name a card that is not there and offer no way out but
+    # its own actions (review round 2, N1: the opioid card at order-sign with naloxone only).
+    repeated = {c.order_id for c, r in zip(cards, out, strict=True) if r is None and c.order_id}
+    return [
+        None if r is not None and c.decides and c.order_id in repeated else r
+        for c, r in zip(cards, out, strict=True)
+    ]
+
+
+def decides(card: Mapping[str, Any]) -> bool:
+    """Whether a card carries a one-click change to a pended order (delete or update)."""
+    return any(
+        isinstance(action, Mapping) and action.get("type") in ("delete", "update")
+        for suggestion in card.get("suggestions") or ()
+        if isinstance(suggestion, Mapping)
+        for action in suggestion.get("actions") or ()
+    )
 
 
 def fire_once_keys(
@@ -238,6 +263,7 @@ class FireOnce:
                     self.hasher.order(order) if isinstance(order, str) else None,
                     content,
                     fingerprint,
+                    decides(card),
                 )
             )
         orders = sorted({k.order_id for k in keyed if k.order_id and k.indicator != "critical"})

@@ -35,6 +35,7 @@ from cds_service.fire_once import (
     card_content,
     content_hash,
     decide,
+    decides,
     drafts_by_ref,
     order_fingerprint,
 )
@@ -75,6 +76,31 @@ def shown(order: str = "o1", content: str | None = "c1", fp: str | None = "f1", 
 )
 def test_decide(card: SignCard, expected: str | None) -> None:
     assert decide([card], [shown()]) == [expected]
+
+
+def test_a_repeated_card_brings_back_the_decision_card_of_its_order() -> None:
+    """Review round 2 N1: the critical opioid card repeats at order-sign and says the choices
+    (Cancel first) are on the decision card; withholding that card left naloxone as the only
+    action. Another order's decision card, or one with no repeat beside it, stays withheld."""
+    critical = SignCard("critical", "o1", "c1", "f1")
+    decision = SignCard("warning", "o1", "c2", "f1", decides=True)
+    note = SignCard("info", "o1", "c3", "f1")
+    other = SignCard("warning", "o2", "c2", "f2", decides=True)
+    before = [shown(content=c, uuid_=f"s-{c}") for c in ("c1", "c2", "c3")]
+    before.append(shown(order="o2", content="c2", fp="f2", uuid_="s-o2"))
+    assert decide([critical, decision, note, other], before) == [None, None, "s-c3", "s-o2"]
+    assert decide([decision, note], before) == ["s-c2", "s-c3"]  # nothing repeats: both go
+    changed = SignCard("info", "o1", "c3-new", "f1")  # a card whose words changed repeats too
+    assert decide([decision, changed], before) == [None, None]
+
+
+def test_decides_reads_the_actions() -> None:
+    assert decides(_card())  # an update of the pended order
+    remove = {"actions": [{"type": "delete", "resourceId": "MedicationRequest/rx-1"}]}
+    assert decides(_card(suggestions=[remove]))
+    naloxone = {"actions": [{"type": "create", "resource": {"resourceType": "MedicationRequest"}}]}
+    assert not decides(_card(suggestions=[naloxone]))
+    assert not decides(_card(suggestions=[]))
 
 
 def test_decide_ignores_records_without_hashes() -> None:
@@ -202,8 +228,12 @@ def test_no_fingerprint_without_exactly_one_draft() -> None:
 
 def test_a_card_about_several_drafts_changes_with_any_of_them() -> None:
     other = {**copy.deepcopy(DRAFT), "id": "rx-2"}
-    card = _card(_audit={"order_id": "MedicationRequest/rx-1",
-                         "order_ids": ["MedicationRequest/rx-1", "MedicationRequest/rx-2"]})
+    card = _card(
+        _audit={
+            "order_id": "MedicationRequest/rx-1",
+            "order_ids": ["MedicationRequest/rx-1", "MedicationRequest/rx-2"],
+        }
+    )
     before = order_fingerprint(card, drafts_by_ref([DRAFT, other]), HASHER)
     other["dispenseRequest"]["quantity"]["value"] = 60
     assert order_fingerprint(card, drafts_by_ref([DRAFT, other]), HASHER) != before
@@ -333,17 +363,19 @@ def test_order_sign_repeats_only_critical_cards_or_a_changed_order(
     assert about(call(app, mine, ISS, SIGN, as_sign(changed_order(request)))) == about(shown)
     assert not rows(app, "withheld_cards"), "nothing withheld so far"
 
-    # same draft, user and order: only the critical cards repeat
+    # same draft, user and order: only the critical cards repeat, and with them the decision
+    # card (the choices on the order, Cancel among them) they may point to (review round 2 N1)
     sign = as_sign(request)
     repeated = call(app, mine, ISS, SIGN, sign)
-    assert contents(repeated) == contents(critical)
+    back = critical + [c for c in shown if c["indicator"] != "critical" and critical and decides(c)]
+    assert contents(repeated) == contents(back)
 
     # F.0: what is not sent is exactly the order-select copy of a non-critical card
     withheld = rows(app, "withheld_cards", hook_instance=sign["hookInstance"])
     by_uuid = {c["uuid"]: c for c in shown}
-    assert len(withheld) == len(shown) - len(critical)
+    assert len(withheld) == len(shown) - len(back)
     assert sorted(r["repeat_of"] for r in withheld) == sorted(
-        c["uuid"] for c in shown if c["indicator"] != "critical"
+        c["uuid"] for c in shown if c not in back
     )
     for row in withheld:
         original = by_uuid[row["repeat_of"]]
@@ -353,16 +385,20 @@ def test_order_sign_repeats_only_critical_cards_or_a_changed_order(
             original["indicator"],
         )
         assert row["client_iss"] == ISS and row["profile"] == profile
-    selected = {r["card_uuid"]: r["content_hash"] for r in rows(
-        app, "issued_cards", hook_instance=select["hookInstance"])}
+    selected = {
+        r["card_uuid"]: r["content_hash"]
+        for r in rows(app, "issued_cards", hook_instance=select["hookInstance"])
+    }
     assert Counter(r["content_hash"] for r in withheld) + Counter(
-        selected[c["uuid"]] for c in critical
+        selected[c["uuid"]] for c in back
     ) == Counter(selected.values())
 
 
 # -- switch, guard, second order-select, log and metrics (one fixture) ------------------------
-TYPICAL = Path(__file__).resolve().parents[1] / "fixtures/scenarios" / (
-    "elderly-78-egfr45-no-baclofen.json"
+TYPICAL = (
+    Path(__file__).resolve().parents[1]
+    / "fixtures/scenarios"
+    / ("elderly-78-egfr45-no-baclofen.json")
 )
 
 
@@ -388,9 +424,7 @@ def test_the_typical_order_is_shown_once(make_app: Callable[..., Flask]) -> None
 
 
 def test_policy_switch_turns_it_off(make_app: Callable[..., Flask], tmp_path: Path) -> None:
-    app = make_app(
-        patient_hash_key=KEY, policy_file=policy_file(tmp_path / "policy", NO_FIRE_ONCE)
-    )
+    app = make_app(patient_hash_key=KEY, policy_file=policy_file(tmp_path / "policy", NO_FIRE_ONCE))
     client, request = app.test_client(), _typical()
     shown = _post(client, SELECT, as_select(request))
     assert contents(_post(client, SIGN, as_sign(request))) == contents(shown)
@@ -447,7 +481,8 @@ def test_log_line_and_metrics_count_what_was_not_repeated(
     assert line.cards == 0
     text = client.get("/metrics").get_data(as_text=True)
     withheld = [
-        ln for ln in text.splitlines()
+        ln
+        for ln in text.splitlines()
         if ln.startswith("cds_cards_withheld_total{") and 'reason="fire-once"' in ln
     ]
     assert sum(float(ln.rsplit(" ", 1)[1]) for ln in withheld) == len(shown)
