@@ -84,6 +84,8 @@ class Settings:
     suppress_repeats: bool = False
     suppress_window_s: int = 3600
     store_comments: bool = False
+    card_queue: int = 1000
+    card_flush_ms: int = 50
     metrics_dir: str = ""
     metrics_token: str = field(default="", repr=False)
 
@@ -174,6 +176,12 @@ SETTINGS: dict[str, str] = {
     "CDS_SUPPRESS_WINDOW_S": "Window for repeat suppression, seconds (default 3600).",
     "CDS_STORE_COMMENTS": "Keep clinicians' free-text override comments in the store (default "
     "off: they can contain PHI).",
+    "CDS_CARD_QUEUE": "Issued cards a worker may hold before writing them in a batch, off the "
+    "request path (default 1000; 0 records every call's cards before it answers). order-select "
+    "cards are always written before the answer. A crash loses at most the cards of the last "
+    "`CDS_CARD_FLUSH_MS`, never more than this many; a graceful stop writes them all.",
+    "CDS_CARD_FLUSH_MS": "How long the card writer lets a batch gather, milliseconds "
+    "(default 50): the crash-loss window of queued cards.",
     "CDS_METRICS_DIR": "Prometheus multiprocess directory (default `<CDS_DATA_DIR>/metrics`).",
     "CDS_METRICS_TOKEN": "Bearer token required on `GET /metrics` (default none: open).",
 }
@@ -256,6 +264,10 @@ def _apply_profile_defaults(settings: Settings, explicit: set[str]) -> Settings:
         raise ConfigError("CDS_MAX_BODY_BYTES must be positive")
     if settings.deadline_ms <= 0:
         raise ConfigError("CDS_DEADLINE_MS must be positive")
+    if settings.card_queue < 0:
+        raise ConfigError("CDS_CARD_QUEUE must be 0 (no queue) or positive")
+    if not 0 <= settings.card_flush_ms <= 10_000:
+        raise ConfigError("CDS_CARD_FLUSH_MS must be between 0 and 10000")
     if settings.public_base_url:
         check_public_base_url(settings.public_base_url)
     for address in settings.forwarded_allow_ips:

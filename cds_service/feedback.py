@@ -32,6 +32,7 @@ from cds_service.discovery import ServiceDefinition
 from cds_service.errors import ApiError
 from cds_service.hook_request import HookRequest
 from cds_service.store import Store
+from cds_service.store.card_queue import CardQueue
 from cds_service.store.hashing import IdHasher, id_hasher
 from cds_service.store.tables import as_naive_utc, utcnow
 
@@ -156,18 +157,35 @@ def card_rows(
     return rows
 
 
+# Hooks whose cards a later call may read at once, from any worker or host (order-sign's
+# repeat suppression reads order-select's cards, possibly milliseconds later): written before
+# the answer goes out, never queued.
+WRITE_THROUGH_HOOKS = frozenset({"order-select"})
+
+
 class CardRecorder:
     """``after_hook``: persist the cards of an answer. A database failure is logged and the
-    answer still goes out: advice matters more than its bookkeeping."""
+    answer still goes out: advice matters more than its bookkeeping.
 
-    def __init__(self, store: Store, hasher: IdHasher):
-        self.store, self.hasher = store, hasher
+    With a ``queue`` (``CDS_CARD_QUEUE`` > 0, the default) the rows of other hooks go to the
+    worker's card queue and are written in batches off the request path
+    (``store/card_queue.py``: bounded, flushed on graceful shutdown, crash-loss window
+    documented there); a full queue means the call records its rows itself."""
+
+    def __init__(self, store: Store, hasher: IdHasher, queue: CardQueue | None = None):
+        self.store, self.hasher, self.queue = store, hasher, queue
 
     def __call__(
         self, service: ServiceDefinition, request: HookRequest, result: dict[str, Any]
     ) -> None:
         rows = card_rows(service, request, result.get("cards") or [], self.hasher)
         if not rows:
+            return
+        if (
+            self.queue is not None
+            and service.hook not in WRITE_THROUGH_HOOKS
+            and self.queue.submit(rows)
+        ):
             return
         try:
             self.store.record_cards(rows)
@@ -231,11 +249,17 @@ def feedback_row(
 class FeedbackHandler:
     """``cds.feedback_handler``: the body already passed the JSON Schema in api.py."""
 
-    def __init__(self, store: Store, *, store_comments: bool = False):
+    def __init__(
+        self, store: Store, *, store_comments: bool = False, queue: CardQueue | None = None
+    ):
         self.store = store
         self.store_comments = store_comments
+        self.queue = queue
 
     def __call__(self, service: ServiceDefinition, body: dict[str, Any]) -> dict[str, Any]:
+        if self.queue is not None:
+            # this worker's queued cards first, so its own feedback always finds them
+            self.queue.flush()
         rows = [
             feedback_row(service.id, item, i, store_comments=self.store_comments)
             for i, item in enumerate(body["feedback"])
@@ -316,9 +340,17 @@ class RepeatSuppressor:
 def register_feedback(app: Flask, settings: Settings) -> None:
     store: Store = app.extensions["cds.store"]
     hasher = id_hasher(settings, store)
-    app.extensions.setdefault("cds.after_hook", []).append(CardRecorder(store, hasher))
+    queue = None
+    if settings.card_queue > 0:
+        queue = CardQueue(
+            store.record_cards_batch,
+            max_rows=settings.card_queue,
+            flush_interval_s=settings.card_flush_ms / 1000,
+        )
+        app.extensions["cds.card_queue"] = queue
+    app.extensions.setdefault("cds.after_hook", []).append(CardRecorder(store, hasher, queue))
     app.extensions["cds.feedback_handler"] = FeedbackHandler(
-        store, store_comments=settings.store_comments
+        store, store_comments=settings.store_comments, queue=queue
     )
     if settings.suppress_repeats:
         app.extensions.setdefault("cds.card_filters", []).append(

@@ -98,6 +98,29 @@ _OVERRIDDEN = (
 )
 
 
+# Feedback stored as "unknown card" while its card was still in another worker's card queue
+# (store/card_queue.py) is linked when the card's row lands: same uuid, service and client.
+_ic = issued_cards.alias("ic")
+_SAME_CARD = sa.and_(
+    _ic.c.card_uuid == feedback.c.card_uuid,
+    _ic.c.service_id == feedback.c.service_id,
+    _ic.c.client_iss.is_not_distinct_from(feedback.c.client_iss),
+    _ic.c.client_tenant.is_not_distinct_from(feedback.c.client_tenant),
+)
+_RELINK = (
+    feedback.update()
+    .where(
+        feedback.c.card_known.is_(False),
+        feedback.c.card_uuid.in_(sa.bindparam("uuids", expanding=True)),
+        sa.exists().where(_SAME_CARD),
+    )
+    .values(
+        card_known=True,
+        topic_code=sa.select(_ic.c.topic_code).where(_SAME_CARD).scalar_subquery(),
+    )
+)
+
+
 def _inserted(connection: sa.Connection, statement: Any, row: dict[str, Any]) -> bool:
     return connection.execute(statement, row).first() is not None
 
@@ -130,6 +153,18 @@ class RecordsMixin:
         with self.write("fast") as connection:
             statement = _insert_ignoring_duplicates(connection.dialect.name, issued_cards)
             return len(connection.execute(statement, rows).all())
+
+    def record_cards_batch(self, rows: list[dict[str, Any]]) -> int:
+        """``record_cards`` for the card queue's writer: the rows of many hook calls in one
+        transaction, and feedback that arrived before its card (stored as "unknown card" by
+        another worker) linked to it. Returns the cards inserted."""
+        if not rows:
+            return 0
+        with self.write("fast") as connection:
+            statement = _insert_ignoring_duplicates(connection.dialect.name, issued_cards)
+            inserted = len(connection.execute(statement, rows).all())
+            connection.execute(_RELINK, {"uuids": sorted({row["card_uuid"] for row in rows})})
+        return inserted
 
     def save_feedback(
         self,
