@@ -54,6 +54,7 @@ class Settings:
     host: str = "0.0.0.0"
     port: int = 8080
     workers: int = 2
+    threads: int = 4
     data_dir: str = "var"
     database_url: str = ""
     max_body_bytes: int = 1024 * 1024
@@ -132,6 +133,7 @@ SETTINGS: dict[str, str] = {
     "CDS_HOST": "Interface gunicorn binds (default `0.0.0.0`).",
     "CDS_PORT": "Port gunicorn binds (default `8080`).",
     "CDS_WORKERS": "gunicorn worker processes (default `2`).",
+    "CDS_THREADS": "Threads per gunicorn worker (gthread; default 4).",
     "CDS_DATA_DIR": "Directory for the embedded SQLite database and metrics files (default `var`).",
     "CDS_DATABASE_URL": "SQLAlchemy URL; default SQLite file under CDS_DATA_DIR. PostgreSQL: "
     "`postgresql+psycopg://user@host/db`.",
@@ -264,6 +266,8 @@ def _apply_profile_defaults(settings: Settings, explicit: set[str]) -> Settings:
         raise ConfigError("CDS_MAX_BODY_BYTES must be positive")
     if settings.deadline_ms <= 0:
         raise ConfigError("CDS_DEADLINE_MS must be positive")
+    if not 1 <= settings.threads <= 64:
+        raise ConfigError("CDS_THREADS must be between 1 and 64")
     if settings.card_queue < 0:
         raise ConfigError("CDS_CARD_QUEUE must be 0 (no queue) or positive")
     if not 0 <= settings.card_flush_ms <= 10_000:
