@@ -90,9 +90,14 @@ class CardQueue:
                 self.refused += 1
                 return False
             self._ensure_thread()
+            was_idle = not self._pending
             self._pending.extend(rows)
             self._submitted += len(rows)
-            self._cond.notify_all()
+            if len(self._pending) * 2 >= self.max_rows:
+                self._urgent = True  # write now rather than let calls find the queue full
+                self._cond.notify_all()
+            elif was_idle:
+                self._cond.notify_all()  # wake the writer: a batch starts gathering
         return True
 
     def flush(self, timeout: float | None = 10.0) -> bool:
@@ -157,9 +162,14 @@ class CardQueue:
             if not self._pending:
                 self._thread = None  # under the lock: submit() sees it and starts a new one
                 return None
-            if not self._urgent and not self._closed and self.flush_interval_s:
-                # let a batch gather: one transaction for every call of the interval
-                self._cond.wait(self.flush_interval_s)
+            # let a batch gather: one transaction for every call of the interval (submits
+            # notify, so wait out the deadline; a flush, close or half-full queue ends it)
+            deadline = time.monotonic() + self.flush_interval_s
+            while not self._urgent and not self._closed:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    break
+                self._cond.wait(remaining)
             batch, self._pending = self._pending, []
             self._urgent = False
             return batch

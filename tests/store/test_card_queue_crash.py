@@ -80,8 +80,9 @@ def test_sigkill_loses_only_the_cards_of_the_last_flush_window(tmp_path: Path):
 
 
 def test_sigkill_loses_at_most_the_queue_bound(tmp_path: Path):
-    """A long flush interval: the bound is what limits the loss; calls past it record their
-    own cards before answering, so nothing beyond the bound is ever at risk."""
+    """A long flush interval: the bound is what limits the loss (a half-full queue is written
+    at once, and a call that finds it full records its own cards before answering), so
+    nothing beyond the bound is ever at risk."""
     bound = 12
     server = start_server(tmp_path, _env(bound, 10_000), workers=1)
     try:
@@ -92,7 +93,7 @@ def test_sigkill_loses_at_most_the_queue_bound(tmp_path: Path):
     issued = {u for _, cards in answered for u in cards}
     lost = issued - _recorded(tmp_path)
     assert len(issued) > 3 * bound  # enough calls to overflow the queue several times
-    assert 0 < len(lost) <= bound
+    assert len(lost) <= bound
 
 
 def test_graceful_stop_writes_every_queued_card(tmp_path: Path):
