@@ -273,8 +273,10 @@ def render_markdown(results: dict[str, Any]) -> str:
         f"Benchmark {results.get('when', '?')} at {results.get('git', '?')}, "
         f"{results.get('machine', {}).get('cpus', '?')} CPUs, "
         f"load generator {results.get('load_generator', '?')}, "
-        f"{results.get('settings', {}).get('workers', '?')} gunicorn workers (gthread, 4 threads) "
-        f"for both apps, {results.get('settings', {}).get('duration_s', '?')} s per point; "
+        f"{results.get('settings', {}).get('workers', '?')} gunicorn workers "
+        f"({results.get('settings', {}).get('worker_class', 'gthread')}, "
+        f"{results.get('settings', {}).get('threads', 4)} threads) for every app, "
+        f"{results.get('settings', {}).get('duration_s', '?')} s per point; "
         f"service store: {_store(results.get('settings', {}))}.",
         "",
         f"Machine load before: `{results.get('machine', {}).get('uptime_before', 'n/a')}`; "

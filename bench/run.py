@@ -42,6 +42,8 @@ from bench.loadgen import run_load, wrk_available
 from bench.procs import start_floor, workers_cpu_seconds, workers_peak_rss_mib
 from bench.report import evaluate_targets, render_markdown
 from bench.tokens import ISSUER, create_issuer, mint, mint_pool
+from cds_service.config import load_settings
+from cds_service.server import gunicorn_options
 from tests.support.server import RunningServer, start_server
 
 REPO = payloads.REPO
@@ -309,6 +311,9 @@ def main(argv: list[str] | None = None) -> int:
             "duration_s": args.duration,
             "warmup_s": args.warmup,
             "workers": args.workers,
+            # the gunicorn options both floors and the service run with
+            "worker_class": gunicorn_options(load_settings())["worker_class"],
+            "threads": load_settings().threads,
             "concurrency": concurrencies,
         },
         "bodies": {
