@@ -82,6 +82,7 @@ def call_service(service_id: str) -> Response:
         or settings.ehr_profile
         or getattr(advisor, "default_profile", "standard")
     )
+    g.cds_profile = profile  # recorded with each card (fire once, the Epic switch report)
     result = run_hook(
         hook_request, advisor=advisor, settings=settings, profile=profile, timings=timings
     )
@@ -91,12 +92,14 @@ def call_service(service_id: str) -> Response:
     if unidentified and metrics is not None:
         metrics.orders_unidentified(service.id, [u.reason for u in unidentified])
     started = time.perf_counter()
+    # card filters (repeat suppression, fire once) may withhold cards: a shorter list, maybe
+    # empty, which is still a valid answer ({"cards": []})
     for card_filter in current_app.extensions.get("cds.card_filters", []):
         result["cards"] = card_filter(service, hook_request, result["cards"])
     g.cds_cards = result["cards"]
     for hook in current_app.extensions.get("cds.after_hook", []):
         hook(service, hook_request, result)
-    # filters and after-hooks (repeat suppression, card recording) touch the database
+    # filters and after-hooks (repeat suppression, fire once, card recording) touch the database
     timings["store_ms"] = (time.perf_counter() - started) * 1000
     return json_response({"cards": [public_card(card) for card in result["cards"]]})
 
@@ -165,7 +168,9 @@ def log_request(response: Response) -> Response:
         "cds_hook_instance",
         "cds_client_iss",
         "cds_client_tenant",
+        "cds_profile",
         "cds_suppressed",
+        "cds_suppressed_by",
         "cds_mapped",
         "cds_fhir_version",
     ):

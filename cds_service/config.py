@@ -175,7 +175,9 @@ SETTINGS: dict[str, str] = {
     f"default `{DEVELOPMENT_CANONICAL_BASE}`.",
     "CDS_SUPPRESS_REPEATS": "Suppress a topic at order-sign that the same user overrode at "
     "order-select for the same draft (default off).",
-    "CDS_SUPPRESS_WINDOW_S": "Window for repeat suppression, seconds (default 3600).",
+    "CDS_SUPPRESS_WINDOW_S": "Window for repeat suppression and fire once (order-select to "
+    "order-sign), and for pairing an Epic removal with its addition in the report, seconds "
+    "(default 3600).",
     "CDS_STORE_COMMENTS": "Keep clinicians' free-text override comments in the store (default "
     "off: they can contain PHI).",
     "CDS_CARD_QUEUE": "Issued cards a worker may hold before writing them in a batch, off the "

@@ -14,6 +14,12 @@
   same user overrode at order-select for the same draft order is not raised again at
   order-sign within the window; alert fatigue teaches clinicians to click through. Only the
   calling client's own cards and feedback count.
+* ``FireOnce`` (``cds_service.fire_once``, on by default through the policy): a non-critical
+  card order-select showed is not repeated at order-sign (F.2a). Cards either filter withholds
+  are stored in ``withheld_cards`` with the reason, never in ``issued_cards``.
+* The Epic switch check (F.2a): an accepted "Add X" (role ``add-alternative``: diazepam stays)
+  whose feedback call carries no accepted removal of the same pended order is logged and
+  counted; ``diazepam-cds report`` gives the full count, removals in later calls included.
 """
 
 from __future__ import annotations
@@ -21,15 +27,18 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
 from flask import Flask, current_app, g
 
+from cds_service.clinical.suggestions import ROLE_ADD, ROLE_REMOVE
 from cds_service.config import Settings
 from cds_service.discovery import ServiceDefinition
 from cds_service.errors import ApiError
+from cds_service.fire_once import FireOnce, fire_once_enabled, fire_once_keys, withhold
 from cds_service.hook_request import HookRequest
 from cds_service.store import Store
 from cds_service.store.card_queue import CardQueue
@@ -120,12 +129,33 @@ def hashed_orders(audit: dict[str, Any], hasher: IdHasher) -> dict[str, Any]:
     return out
 
 
+def suggestion_roles(card: dict[str, Any]) -> dict[str, str] | None:
+    """Suggestion uuid -> role, for the suggestions the card still carries."""
+    roles = card.get("_suggestion_roles")
+    if not isinstance(roles, dict):
+        return None
+    sent = {
+        s.get("uuid") for s in card.get("suggestions") or [] if isinstance(s, dict)
+    }
+    kept = {str(k)[:128]: str(v)[:32] for k, v in roles.items() if k in sent}
+    return kept or None
+
+
 def card_rows(
-    service: ServiceDefinition, request: HookRequest, cards: list[dict[str, Any]], hasher: IdHasher
+    service: ServiceDefinition,
+    request: HookRequest,
+    cards: list[dict[str, Any]],
+    hasher: IdHasher,
+    *,
+    shown_in_time: bool = True,
 ) -> list[dict[str, Any]]:
+    """``shown_in_time``: the answer went out within the deadline; a later one may never have
+    been shown (the EHR gives up), so its cards get no fire-once hashes and never silence a
+    repeat."""
     now = utcnow()
     patient_hash, user_hash = hasher.patient(request.patient_id), hasher.user(request.user_id)
     client_iss, client_tenant = client_of()
+    profile = str(g.get("cds_profile") or "")[:16] or None
     rows = []
     for card in cards:
         uuid = card.get("uuid")
@@ -133,6 +163,9 @@ def card_rows(
             continue  # no uuid, no feedback can ever name it
         raw_order = (card.get("_audit") or {}).get("order_id")
         audit = hashed_orders(audit_of(card), hasher)
+        content, fingerprint = fire_once_keys(card, request, hasher)
+        if not shown_in_time:
+            content = fingerprint = None
         rows.append(
             {
                 "card_uuid": uuid[:128],
@@ -152,43 +185,105 @@ def card_rows(
                 "issued_at": now,
                 "client_iss": client_iss,
                 "client_tenant": client_tenant,
+                "content_hash": content,
+                "order_fingerprint": fingerprint,
+                "profile": profile,
+                "suggestion_roles": suggestion_roles(card),
             }
         )
     return rows
 
 
-# Hooks whose cards a later call may read at once, from any worker or host (order-sign's
-# repeat suppression reads order-select's cards, possibly milliseconds later): written before
-# the answer goes out, never queued.
+def withheld_rows(
+    service: ServiceDefinition,
+    request: HookRequest,
+    withheld: list[tuple[dict[str, Any], str, str | None]],
+    hasher: IdHasher,
+) -> list[dict[str, Any]]:
+    """Rows of ``withheld_cards`` for the cards a filter kept back in this call."""
+    now = utcnow()
+    patient_hash, user_hash = hasher.patient(request.patient_id), hasher.user(request.user_id)
+    client_iss, client_tenant = client_of()
+    profile = str(g.get("cds_profile") or "")[:16] or None
+    rows = []
+    for card, reason, repeat_of in withheld:
+        uuid = card.get("uuid")
+        if not isinstance(uuid, str) or not uuid:
+            continue
+        raw_order = (card.get("_audit") or {}).get("order_id")
+        content, _ = fire_once_keys(card, request, hasher)
+        rows.append(
+            {
+                "card_uuid": uuid[:128],
+                "service_id": service.id,
+                "hook_instance": clean_text(request.hook_instance, 128) or "",
+                "reason": reason[:16],
+                "repeat_of": repeat_of[:128] if repeat_of else None,
+                "topic_code": topic_code(card),
+                "indicator": str(card.get("indicator") or "")[:16] or None,
+                "content_hash": content,
+                "order_id": hasher.order(raw_order) if isinstance(raw_order, str) else None,
+                "patient_hash": patient_hash,
+                "user_hash": user_hash,
+                "profile": profile,
+                "withheld_at": now,
+                "client_iss": client_iss,
+                "client_tenant": client_tenant,
+            }
+        )
+    return rows
+
+
+# Hooks whose cards a later call may read at once, from any worker or host (at order-sign,
+# fire once and repeat suppression read order-select's cards, possibly milliseconds later):
+# written before the answer goes out, never queued.
 WRITE_THROUGH_HOOKS = frozenset({"order-select"})
 
 
 class CardRecorder:
-    """``after_hook``: persist the cards of an answer. A database failure is logged and the
-    answer still goes out: advice matters more than its bookkeeping.
+    """``after_hook``: persist the cards of an answer, and those the filters withheld. A
+    database failure is logged and the answer still goes out: advice matters more than its
+    bookkeeping.
 
     With a ``queue`` (``CDS_CARD_QUEUE`` > 0, the default) the rows of other hooks go to the
     worker's card queue and are written in batches off the request path
     (``store/card_queue.py``: bounded, flushed on graceful shutdown, crash-loss window
-    documented there); a full queue means the call records its rows itself."""
+    documented there); a full queue means the call records its rows itself. order-select
+    rows are never queued: fire once and repeat suppression read them at order-sign."""
 
-    def __init__(self, store: Store, hasher: IdHasher, queue: CardQueue | None = None):
-        self.store, self.hasher, self.queue = store, hasher, queue
+    def __init__(
+        self,
+        store: Store,
+        hasher: IdHasher,
+        deadline_ms: int = 0,
+        queue: CardQueue | None = None,
+    ):
+        self.store, self.hasher, self.deadline_ms = store, hasher, deadline_ms
+        self.queue = queue
 
     def __call__(
         self, service: ServiceDefinition, request: HookRequest, result: dict[str, Any]
     ) -> None:
-        rows = card_rows(service, request, result.get("cards") or [], self.hasher)
-        if not rows:
+        started = g.get("cds_started")
+        in_time = (
+            not self.deadline_ms
+            or started is None
+            or (time.perf_counter() - started) * 1000 <= self.deadline_ms
+        )
+        rows = card_rows(
+            service, request, result.get("cards") or [], self.hasher, shown_in_time=in_time
+        )
+        withheld = withheld_rows(service, request, g.get("cds_withheld") or [], self.hasher)
+        if not rows and not withheld:
             return
         if (
             self.queue is not None
             and service.hook not in WRITE_THROUGH_HOOKS
-            and self.queue.submit(rows)
+            and self.queue.submit([*rows, *(("withheld", row) for row in withheld)])
         ):
             return
         try:
-            self.store.record_cards(rows)
+            self.store.record_cards(rows, withheld)
         except sa.exc.SQLAlchemyError as exc:
             log.error(
                 "issued cards not recorded",
@@ -286,6 +381,22 @@ class FeedbackHandler:
                     row["override_code"],
                     row["override_system"],
                 )
+        flagged = additions_without_removal(rows, outcome.new_items, outcome.cards)
+        if flagged:
+            log.warning(
+                "alternative accepted without removing the pended diazepam order: possible "
+                "duplicate therapy (diazepam and a muscle relaxant)",
+                extra={
+                    "cards": [row["card_uuid"] for row in flagged][:20],
+                    "profiles": sorted({str(outcome.cards[r["card_uuid"]]["profile"])
+                                        for r in flagged}),
+                },
+            )
+            if metrics is not None:
+                for row in flagged:
+                    metrics.addition_without_removal(
+                        service.id, outcome.cards[row["card_uuid"]]["profile"]
+                    )
         if outcome.unknown_cards:
             log.info("feedback for unknown cards", extra={"unknown_cards": outcome.unknown_cards})
         return {
@@ -293,6 +404,41 @@ class FeedbackHandler:
             "duplicates": outcome.duplicates,
             "unknown_cards": outcome.unknown_cards,
         }
+
+
+def accepted_roles(row: dict[str, Any], card: dict[str, Any] | None) -> set[str]:
+    """The roles of the suggestions an accepted feedback item names (empty otherwise)."""
+    if card is None or row.get("outcome") != "accepted":
+        return set()
+    roles = card.get("suggestion_roles") or {}
+    return {roles[s] for s in row.get("accepted_suggestions") or [] if s in roles}
+
+
+def additions_without_removal(
+    rows: list[dict[str, Any]],
+    new_items: list[dict[str, Any]],
+    cards: dict[str, dict[str, Any]],
+) -> list[dict[str, Any]]:
+    """F.2a Epic switch check within one feedback call: the newly stored items that accept an
+    "Add X" (role ``add-alternative``) while no item of the call accepts the removal of the
+    same pended order (same order id hash; the same card when the order has none). A removal
+    reported in a later call is not seen here; ``diazepam-cds report`` looks across calls."""
+
+    def order_key(row: dict[str, Any]) -> str:
+        card = cards.get(row["card_uuid"]) or {}
+        return str(card.get("order_id") or f"card:{row['card_uuid']}")
+
+    removed = {
+        order_key(row)
+        for row in rows
+        if ROLE_REMOVE in accepted_roles(row, cards.get(row["card_uuid"]))
+    }
+    return [
+        row
+        for row in new_items
+        if ROLE_ADD in accepted_roles(row, cards.get(row["card_uuid"]))
+        and order_key(row) not in removed
+    ]
 
 
 class RepeatSuppressor:
@@ -330,9 +476,13 @@ class RepeatSuppressor:
         except sa.exc.SQLAlchemyError as exc:
             log.error("repeat suppression skipped", extra={"error": type(exc).__name__})
             return cards
-        kept = [card for order, topic, card in keyed if (order, topic) not in overridden]
+        kept = []
+        for order, topic, card in keyed:
+            if (order, topic) in overridden:
+                withhold(card, "overridden")
+            else:
+                kept.append(card)
         if len(kept) != len(cards):
-            g.cds_suppressed = len(cards) - len(kept)
             log.info("cards suppressed as repeats", extra={"suppressed": len(cards) - len(kept)})
         return kept
 
@@ -348,11 +498,17 @@ def register_feedback(app: Flask, settings: Settings) -> None:
             flush_interval_s=settings.card_flush_ms / 1000,
         )
         app.extensions["cds.card_queue"] = queue
-    app.extensions.setdefault("cds.after_hook", []).append(CardRecorder(store, hasher, queue))
+    app.extensions.setdefault("cds.after_hook", []).append(
+        CardRecorder(store, hasher, settings.deadline_ms, queue)
+    )
     app.extensions["cds.feedback_handler"] = FeedbackHandler(
         store, store_comments=settings.store_comments, queue=queue
     )
+    filters = app.extensions.setdefault("cds.card_filters", [])
     if settings.suppress_repeats:
-        app.extensions.setdefault("cds.card_filters", []).append(
-            RepeatSuppressor(store, hasher, settings.suppress_window_s)
-        )
+        filters.append(RepeatSuppressor(store, hasher, settings.suppress_window_s))
+    policy = getattr(app.extensions.get("cds.advisor"), "policy", None)
+    if fire_once_enabled(policy):
+        filters.append(FireOnce(store, hasher, settings.suppress_window_s))
+    else:
+        log.info("fire once is off (policy fire_once.enabled)")

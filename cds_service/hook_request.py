@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
@@ -304,9 +305,23 @@ def build_hook_request(body: dict[str, Any]) -> HookRequest:
 ORDER_TYPES = ("MedicationRequest", "MedicationOrder")
 
 
-def drafts_in_scope(request: HookRequest) -> list[Mapping[str, Any]]:
-    """The draft medication orders the call advises on: every draft at order-sign, only the
-    selected ones at order-select (CDS Hooks 2.0)."""
+# a literal reference to a Patient, relative or absolute, optionally versioned
+_PATIENT_REFERENCE = re.compile(r"(?:^|/)Patient/([A-Za-z0-9\-.]{1,64})(?:/_history/[^/]+)?/?$")
+
+
+def subject_patient_id(draft: Mapping[str, Any]) -> str | None:
+    """The id of the Patient a draft names as its subject (``patient`` in DSTU2), or None when
+    it names none we can compare: no subject, a contained, logical, ``urn:`` or Group
+    reference. Those are read as the context's patient, as before."""
+    subject = draft.get("subject", draft.get("patient"))
+    reference = subject.get("reference") if isinstance(subject, Mapping) else None
+    if not isinstance(reference, str):
+        return None
+    match = _PATIENT_REFERENCE.search(reference.strip())
+    return match.group(1) if match else None
+
+
+def _selected(request: HookRequest) -> list[Mapping[str, Any]]:
     drafts = [
         r
         for r in request.draft_resources
@@ -316,3 +331,26 @@ def drafts_in_scope(request: HookRequest) -> list[Mapping[str, Any]]:
         chosen = set(request.selections or ())
         drafts = [r for r in drafts if f"{r.get('resourceType')}/{r.get('id')}" in chosen]
     return drafts
+
+
+def _for_this_patient(draft: Mapping[str, Any], patient_id: str) -> bool:
+    named = subject_patient_id(draft)
+    return named is None or named == patient_id
+
+
+def drafts_in_scope(request: HookRequest) -> list[Mapping[str, Any]]:
+    """The draft medication orders the call advises on: every draft at order-sign, only the
+    selected ones at order-select (CDS Hooks 2.0), and only those for the context's patient.
+    A draft whose subject is another patient would otherwise get advice made from this
+    patient's record (age, kidneys, other drugs): it gets none (``drafts_for_other_patients``
+    names it for the log)."""
+    return [d for d in _selected(request) if _for_this_patient(d, request.patient_id)]
+
+
+def drafts_for_other_patients(request: HookRequest) -> list[str]:
+    """Type/id of each draft in the selection whose subject is another patient."""
+    return [
+        f"{d.get('resourceType')}/{d.get('id')}" if d.get("id") else str(d.get("resourceType"))
+        for d in _selected(request)
+        if not _for_this_patient(d, request.patient_id)
+    ]

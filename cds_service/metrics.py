@@ -106,6 +106,21 @@ class Metrics:
             registry=self._registry,
         )
 
+        self.withheld = Counter(
+            "cds_cards_withheld",
+            "Cards computed at order-sign but not sent: reason fire-once (shown at "
+            "order-select, F.2a) or overridden (CDS_SUPPRESS_REPEATS)",
+            ("service", "topic", "indicator", "reason"),
+            registry=self._registry,
+        )
+        self.additions_without_removal = Counter(
+            "cds_feedback_addition_without_removal",
+            "Accepted 'Add X' suggestions (diazepam stays) whose feedback call accepted no "
+            "removal of the same pended diazepam order: possible duplicate therapy",
+            ("service", "profile"),
+            registry=self._registry,
+        )
+
     def exposition(self) -> bytes:
         if self.multiprocess:
             registry = CollectorRegistry()
@@ -122,6 +137,16 @@ class Metrics:
         for card in cards:
             topic = ((card.get("source") or {}).get("topic") or {}).get("code")
             self.cards.labels(_label(service), _label(topic), _label(card.get("indicator"))).inc()
+
+    def cards_withheld(self, service: str, withheld: list[tuple[dict[str, Any], str, Any]]) -> None:
+        for card, reason, _ in withheld:
+            topic = ((card.get("source") or {}).get("topic") or {}).get("code")
+            self.withheld.labels(
+                _label(service), _label(topic), _label(card.get("indicator")), _label(reason)
+            ).inc()
+
+    def addition_without_removal(self, service: str, profile: str | None) -> None:
+        self.additions_without_removal.labels(_label(service), _label(profile)).inc()
 
     def reason_label(self, code: str | None, system: str | None = None) -> str:
         """A published override reason's code; ``other`` for anything a client made up."""
@@ -185,6 +210,7 @@ def register_metrics(app: Flask, settings: Settings) -> None:
 
     def _count_cards(service: ServiceDefinition, _req: HookRequest, result: dict[str, Any]) -> None:
         metrics.cards_issued(service.id, result.get("cards") or [])
+        metrics.cards_withheld(service.id, g.get("cds_withheld") or [])
 
     app.extensions.setdefault("cds.after_hook", []).append(_count_cards)
 

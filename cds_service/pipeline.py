@@ -15,11 +15,11 @@ from typing import Any, Protocol
 
 from cds_service.actions import address_actions
 from cds_service.config import Settings
-from cds_service.fhir.medication import fetch_medications, unidentified_drafts
+from cds_service.fhir.medication import Unidentified, fetch_medications, unidentified_drafts
 from cds_service.fhir.prefetch import PatientData
 from cds_service.fhir.resolve import resolve_patient_data
 from cds_service.fhir.versions import answer_in_version, detect_version
-from cds_service.hook_request import HookRequest
+from cds_service.hook_request import HookRequest, drafts_for_other_patients
 from cds_service.jsondata import prune
 
 __all__ = ["Advisor", "prune", "run_hook"]
@@ -63,6 +63,14 @@ def run_hook(
             "draft orders whose medication could not be identified",
             extra={"unidentified": [f"{u.ref} ({u.reason})" for u in unknown][:20]},
         )
+    elsewhere = drafts_for_other_patients(request)
+    if elsewhere:
+        # an EHR integration fault, not a clinical finding: no advice, but never silent
+        log.warning(
+            "draft orders naming another patient than context.patientId were not advised on",
+            extra={"other_patient_drafts": elsewhere[:20]},
+        )
+        unknown = [*unknown, *(Unidentified(ref, "subject-other-patient") for ref in elsewhere)]
     if not orders:
         return {"cards": [], "_unidentified": unknown}
     started = time.perf_counter()

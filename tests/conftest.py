@@ -10,10 +10,18 @@ from typing import Any
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
+from hypothesis import settings as hypothesis_settings
 
 from cds_service.app import create_app
 
 DATA = Path(__file__).resolve().parent / "data"
+
+# Hypothesis' default 200 ms per-example deadline is a wall-clock bound: on a loaded 2-core
+# machine (CI, or the suite beside `make bench`) it fails tests for the machine's speed, not
+# the code's (test_fast_check_never_accepts_what_jsonschema_refuses did, once). Properties
+# are about behaviour; latency is measured by the benchmark (issue 20 item 4).
+hypothesis_settings.register_profile("suite", deadline=None, print_blob=True)
+hypothesis_settings.load_profile("suite")
 
 
 def load_json(path: Path | str) -> Any:

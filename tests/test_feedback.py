@@ -20,7 +20,15 @@ import sqlalchemy as sa
 from flask import Flask
 from flask.testing import FlaskClient
 
-from tests.store.helpers import DATA, ScriptedAdvisor, accepted, hook_body, overridden
+from tests.store.helpers import (
+    DATA,
+    NO_FIRE_ONCE,
+    ScriptedAdvisor,
+    accepted,
+    hook_body,
+    overridden,
+    policy_file,
+)
 
 SELECT = "/cds-services/diazepam-order-select"
 SIGN = "/cds-services/diazepam-order-sign"
@@ -28,8 +36,16 @@ KEY = "test-hash-key"
 
 
 @pytest.fixture
-def advised(make_app: Callable[..., Flask]) -> Callable[..., tuple[Flask, ScriptedAdvisor]]:
-    def _make(topics=(("duration-limit", "warning"), ("beers-age", "info")), **settings: Any):
+def advised(
+    make_app: Callable[..., Flask], tmp_path: Path
+) -> Callable[..., tuple[Flask, ScriptedAdvisor]]:
+    def _make(
+        topics=(("duration-limit", "warning"), ("beers-age", "info")),
+        fire_once: bool = True,
+        **settings: Any,
+    ):
+        if not fire_once:
+            settings["policy_file"] = policy_file(tmp_path / "policy", NO_FIRE_ONCE)
         app = make_app(patient_hash_key=KEY, **settings)
         advisor = ScriptedAdvisor(list(topics))
         app.extensions["cds.advisor"] = advisor
@@ -271,6 +287,9 @@ def test_health_reports_the_database(advised, tmp_path: Path) -> None:
 
 
 # -- repeat suppression -------------------------------------------------------------------
+# These test suppression after an override, with fire once (F.2a) off: the scripted advisor
+# gives the same cards at order-select and order-sign, which fire once would withhold whatever
+# the feedback (tests/test_fire_once.py tests it, and the two together).
 def _select_then_override(client: FlaskClient, advisor: ScriptedAdvisor, topic: str, **who: Any):
     client.post(SELECT, json=hook_body("order-select", **who))
     card = next(c for c in advisor.issued if c["source"]["topic"]["code"] == topic)
@@ -283,7 +302,7 @@ def _sign_topics(client: FlaskClient, **who: Any) -> set[str]:
 
 
 def test_overridden_topic_not_raised_again_at_sign(advised) -> None:
-    app, advisor = advised(suppress_repeats=True)
+    app, advisor = advised(fire_once=False, suppress_repeats=True)
     client = app.test_client()
     _select_then_override(client, advisor, "beers-age")
     assert _sign_topics(client) == {"duration-limit"}
@@ -294,14 +313,14 @@ def test_overridden_topic_not_raised_again_at_sign(advised) -> None:
 
 
 def test_suppression_is_off_by_default(advised) -> None:
-    app, advisor = advised()
+    app, advisor = advised(fire_once=False)
     client = app.test_client()
     _select_then_override(client, advisor, "beers-age")
     assert _sign_topics(client) == {"duration-limit", "beers-age"}
 
 
 def test_accepted_card_is_not_suppressed(advised) -> None:
-    app, advisor = advised(suppress_repeats=True)
+    app, advisor = advised(fire_once=False, suppress_repeats=True)
     client = app.test_client()
     client.post(SELECT, json=hook_body())
     post_feedback(client, [accepted(advisor.issued[1])])
@@ -314,7 +333,7 @@ def test_accepted_card_is_not_suppressed(advised) -> None:
     ids=["other-user", "other-draft-order", "other-patient"],
 )
 def test_suppression_needs_same_user_order_and_patient(advised, sign_who) -> None:
-    app, advisor = advised(suppress_repeats=True)
+    app, advisor = advised(fire_once=False, suppress_repeats=True)
     advisor_order = {"order_id": "rx-2"}
     client = app.test_client()
     _select_then_override(client, advisor, "beers-age")
@@ -325,7 +344,7 @@ def test_suppression_needs_same_user_order_and_patient(advised, sign_who) -> Non
 
 @pytest.mark.parametrize(("age_s", "suppressed"), [(3590, True), (3610, False)])
 def test_suppression_window(advised, age_s: int, suppressed: bool) -> None:
-    app, advisor = advised(suppress_repeats=True, suppress_window_s=3600)
+    app, advisor = advised(fire_once=False, suppress_repeats=True, suppress_window_s=3600)
     client = app.test_client()
     _select_then_override(client, advisor, "beers-age")
     then = datetime.now(UTC).replace(tzinfo=None) - timedelta(seconds=age_s)
@@ -335,10 +354,16 @@ def test_suppression_window(advised, age_s: int, suppressed: bool) -> None:
     assert _sign_topics(client) == expected
 
 
-def test_suppression_with_the_real_engine(make_app: Callable[..., Flask]) -> None:
+def test_suppression_with_the_real_engine(
+    make_app: Callable[..., Flask], tmp_path: Path
+) -> None:
     """The engine's cards carry the draft order id in ``_audit`` the same way at select and
     at sign, so an override at select silences that topic at sign (and only that one)."""
-    app = make_app(patient_hash_key=KEY, suppress_repeats=True)
+    app = make_app(
+        patient_hash_key=KEY,
+        suppress_repeats=True,
+        policy_file=policy_file(tmp_path / "policy", NO_FIRE_ONCE),
+    )
     client = app.test_client()
     scenario = json.loads(
         (

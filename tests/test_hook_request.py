@@ -4,13 +4,14 @@ everything it refuses must still get the standard library's precise 400."""
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from cds_service.errors import ApiError
-from cds_service.hook_request import parse_json_body
+from cds_service.hook_request import build_hook_request, parse_json_body
 
 json_values = st.recursive(
     st.none()
@@ -180,3 +181,72 @@ def test_app_start_up_compiles_the_fast_checks(make_app):
     fast_check.cache_clear()
     make_app()
     assert fast_check.cache_info().currsize == len(SCHEMA_FILES)
+
+
+# --- drafts for another patient (issue 20 item 9) ---------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("subject", "expected"),
+    [
+        ({"reference": "Patient/p1"}, "p1"),
+        ({"reference": "https://ehr.example/fhir/Patient/p1"}, "p1"),
+        ({"reference": "Patient/p1/_history/3"}, "p1"),
+        ({"reference": "#pat"}, None),
+        ({"reference": "urn:uuid:0b7e8c2e-2a4c-4c3e-9a55-0e4d4b0e2f11"}, None),
+        ({"reference": "Group/g1"}, None),
+        ({"identifier": {"value": "MRN1"}}, None),
+        ({"display": "someone"}, None),
+        (None, None),
+    ],
+)
+def test_subject_patient_id(subject: Any, expected: str | None) -> None:
+    from cds_service.hook_request import subject_patient_id
+
+    draft: dict[str, Any] = {"resourceType": "MedicationRequest"}
+    if subject is not None:
+        draft["subject"] = subject
+    assert subject_patient_id(draft) == expected
+    # DSTU2 MedicationOrder names the patient in ``patient``
+    if subject is not None:
+        assert subject_patient_id({"resourceType": "MedicationOrder", "patient": subject}) == (
+            expected
+        )
+
+
+def _two_patient_body(hook: str) -> dict[str, Any]:
+    drafts = [
+        {"resourceType": "MedicationRequest", "id": "mine", "subject": {"reference": "Patient/p1"}},
+        {
+            "resourceType": "MedicationRequest",
+            "id": "theirs",
+            "subject": {"reference": "Patient/p2"},
+        },
+        {"resourceType": "MedicationRequest", "id": "unsaid"},
+    ]
+    body: dict[str, Any] = {
+        "hook": hook,
+        "hookInstance": "h",
+        "context": {
+            "patientId": "Patient/p1",
+            "userId": "Practitioner/u",
+            "draftOrders": {
+                "resourceType": "Bundle",
+                "type": "collection",
+                "entry": [{"resource": d} for d in drafts],
+            },
+        },
+    }
+    if hook == "order-select":
+        body["context"]["selections"] = ["MedicationRequest/mine", "MedicationRequest/theirs"]
+    return body
+
+
+@pytest.mark.parametrize("hook", ["order-sign", "order-select"])
+def test_drafts_naming_another_patient_are_out_of_scope_and_named(hook: str) -> None:
+    from cds_service.hook_request import drafts_for_other_patients, drafts_in_scope
+
+    request = build_hook_request(_two_patient_body(hook))
+    in_scope = [d["id"] for d in drafts_in_scope(request)]
+    assert in_scope == (["mine", "unsaid"] if hook == "order-sign" else ["mine"])
+    assert drafts_for_other_patients(request) == ["MedicationRequest/theirs"]

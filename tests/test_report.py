@@ -15,6 +15,7 @@ from cds_service.cli import main
 from tests.store.helpers import ScriptedAdvisor, accepted, hook_body, overridden
 
 SELECT = "/cds-services/diazepam-order-select"
+SIGN = "/cds-services/diazepam-order-sign"
 
 
 @pytest.fixture
@@ -76,6 +77,9 @@ def test_table_report_is_readable(scripted_history: Flask, capsys) -> None:
         "Top",
         "override",
         "reasons",
+        "Not",
+        "repeated",
+        "Suppressed",
     ]
     duration = next(line for line in lines if line.startswith("duration-limit"))
     assert duration.split()[:5] == ["duration-limit", "4", "3", "1", "75.0%"]
@@ -106,3 +110,23 @@ def test_bad_since_is_a_usage_error(capsys) -> None:
         main(["report", "--since", "last tuesday"])
     assert exit_info.value.code == 2
     assert "expected an ISO date" in capsys.readouterr().err
+
+
+def test_cards_not_repeated_at_order_sign_are_counted_per_topic(
+    scripted_history: Flask, capsys
+) -> None:
+    """Fire once (F.2a): order-select then order-sign for the draft the scripted cards are
+    about (rx-1), same user: both cards are withheld at order-sign; they count as not
+    repeated, never as issued. The switch section is there, empty (no Epic additions)."""
+    client = scripted_history.test_client()
+    assert len(client.post(SELECT, json=hook_body(order_id="rx-1")).get_json()["cards"]) == 2
+    answer = client.post(SIGN, json=hook_body("order-sign", order_id="rx-1"))
+    assert answer.get_json() == {"cards": []}
+    rows = {r["topic"]: r for r in json.loads(run_report(capsys, "--json"))}
+    for topic in ("duration-limit", "beers-age"):
+        assert (rows[topic]["issued"], rows[topic]["not_repeated"]) == (5, 1)
+        assert rows[topic]["suppressed"] == 0
+    text = run_report(capsys)
+    duration = next(line for line in text.splitlines() if line.startswith("duration-limit"))
+    assert duration.split()[-2:] == ["1", "0"]
+    assert "(no alternative added by feedback)" in text

@@ -193,6 +193,7 @@ def render(
     if unknowns:
         detail += "\n\n**Not known when this advice was made:** " + "; ".join(unknowns) + "."
     suggestions, behaviour = shape_suggestions(finding.options, order, profile, policy)
+    roles = {s["uuid"]: s.pop("_role") for s in suggestions if "_role" in s}
     edits = edits_in_text(finding.options, profile, policy)
     if edits:
         detail = (
@@ -240,4 +241,6 @@ def render(
     if missing:
         audit["missing"] = sorted(missing)
     card["_audit"] = {k: v for k, v in audit.items() if v not in (None, [], {}, "")}
+    if roles:
+        card["_suggestion_roles"] = roles  # for the store (feedback report), never sent
     return card

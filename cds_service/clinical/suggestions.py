@@ -592,6 +592,12 @@ def _dose_text(
 # -- profile shaping ---------------------------------------------------------------------------
 
 
+# Suggestion roles the feedback report reads (the Epic switch check, F.2a): a removal of the
+# pended diazepam order, and an alternative added beside it (split profile: diazepam stays).
+ROLE_REMOVE = "remove"
+ROLE_ADD = "add-alternative"
+
+
 def _new_id() -> str:
     return str(uuid.uuid4())
 
@@ -615,6 +621,7 @@ def shape_suggestions(
     if spec["replace"] == "combined":
         for opt in options:
             actions: list[dict[str, Any]] = []
+            role = opt.kind
             if opt.kind == "replace":
                 actions = [
                     _action_delete(order),
@@ -625,13 +632,13 @@ def shape_suggestions(
                     {"type": "update", "description": opt.description, "resource": opt.resource}
                 ]
             elif opt.kind == "delete":
-                actions = [_action_delete(order)]
+                actions, role = [_action_delete(order)], ROLE_REMOVE
             elif opt.kind == "create" and opt.resource is not None:
                 actions = [
                     {"type": "create", "description": opt.description, "resource": opt.resource}
                 ]
             if actions:
-                suggestions.append(_suggestion(opt.label, actions, opt.recommended))
+                suggestions.append(_suggestion(opt.label, actions, opt.recommended, role))
         return suggestions, spec["selection"] if suggestions else None
     # split (Epic, F.2a): one action per suggestion, and diazepam is never re-created. A cap
     # or dose change is an edit stated in the card text (``edits_in_text``); the pended order
@@ -644,6 +651,7 @@ def shape_suggestions(
                 remove_label(order),
                 [_action_delete(order)],
                 False,
+                ROLE_REMOVE,
             )
         )
     for opt in options:
@@ -663,6 +671,7 @@ def shape_suggestions(
                     }
                 ],
                 opt.recommended and opt.kind == "create",
+                ROLE_ADD if opt.kind == "replace" else opt.kind,
             )
         )
     return suggestions, spec["selection"] if suggestions else None
@@ -702,8 +711,14 @@ def _spelled(resource: Mapping[str, Any]) -> str:
     return f"{drug}, {dose}"
 
 
-def _suggestion(label: str, actions: list[dict[str, Any]], recommended: bool) -> dict[str, Any]:
+def _suggestion(
+    label: str, actions: list[dict[str, Any]], recommended: bool, role: str
+) -> dict[str, Any]:
+    """A suggestion with its private ``_role`` (what accepting it does to the pended order:
+    ``remove``, ``add-alternative``, ``replace``, ``update``, ``create``); ``cards.render``
+    moves the roles to the card's private ``_suggestion_roles`` for the store."""
     out: dict[str, Any] = {"label": label[:200], "uuid": _new_id(), "actions": actions}
     if recommended:
         out["isRecommended"] = True
+    out["_role"] = role
     return out

@@ -47,7 +47,7 @@ class Unidentified:
     """A draft in scope whose drug could not be identified (no PHI: its own Type/id)."""
 
     ref: str
-    reason: str  # no-medication | reference-unresolved
+    reason: str  # no-medication | reference-unresolved | subject-other-patient
 
 
 def medication_reference(resource: Mapping[str, Any]) -> Mapping[str, Any] | None:

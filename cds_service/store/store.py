@@ -17,7 +17,7 @@ import time
 import weakref
 from collections.abc import Callable
 from contextlib import AbstractContextManager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -43,6 +43,7 @@ from cds_service.store.tables import (
     jwt_replay,
     service_state,
     utcnow,
+    withheld_cards,
 )
 
 log = logging.getLogger("cds_service.store")
@@ -137,6 +138,37 @@ _RELINK = (
 )
 
 
+# Fire once (F.2a): what the latest order-select call for these drafts showed this client, user
+# and patient within the window; served by ix_issued_cards_lookup like _OVERRIDDEN.
+_SHOWN_AT_SELECT = sa.select(
+    issued_cards.c.order_id,
+    issued_cards.c.issued_at,
+    issued_cards.c.hook_instance,
+    issued_cards.c.card_uuid,
+    issued_cards.c.content_hash,
+    issued_cards.c.order_fingerprint,
+).where(
+    issued_cards.c.service_id == sa.bindparam("service_id"),
+    issued_cards.c.order_id.in_(sa.bindparam("order_ids", expanding=True)),
+    issued_cards.c.patient_hash == sa.bindparam("patient_hash"),
+    issued_cards.c.user_hash == sa.bindparam("user_hash"),
+    issued_cards.c.client_iss.is_not_distinct_from(sa.bindparam("client_iss")),
+    issued_cards.c.client_tenant.is_not_distinct_from(sa.bindparam("client_tenant")),
+    issued_cards.c.issued_at >= sa.bindparam("since"),
+)
+
+
+@dataclass(frozen=True)
+class ShownCard:
+    """A card the latest order-select call for a draft showed (``cards_shown_at_order_select``):
+    its keyed hashes of content and order, and its uuid (what a withheld repeat points to)."""
+
+    order_id: str
+    card_uuid: str
+    content_hash: str | None
+    order_fingerprint: str | None
+
+
 def _inserted(connection: sa.Connection, statement: Any, row: dict[str, Any]) -> bool:
     return connection.execute(statement, row).first() is not None
 
@@ -149,6 +181,9 @@ class FeedbackOutcome:
     duplicates: int
     unknown_cards: int
     new_items: list[dict[str, Any]]
+    # card uuid -> what the store knows of each linked card: ``order_id`` (hash), ``profile``
+    # and ``suggestion_roles`` (the Epic switch check)
+    cards: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
 class RecordsMixin:
@@ -159,27 +194,91 @@ class RecordsMixin:
     def write(self, durability: Durability) -> AbstractContextManager[sa.Connection]:
         raise NotImplementedError  # provided by Store
 
-    def record_cards(self, rows: list[dict[str, Any]]) -> int:
+    def record_cards(
+        self, rows: list[dict[str, Any]], withheld: list[dict[str, Any]] | None = None
+    ) -> int:
         """Insert issued cards; a card uuid seen before (a retried hook call with
         deterministic uuids) is kept as first recorded. One executemany (SQLAlchemy's
         "insertmanyvalues": one multi-row INSERT ... RETURNING) instead of a statement per
-        card; "fast" durability: bookkeeping, not a promise made to the caller."""
-        if not rows:
+        card; "fast" durability: bookkeeping, not a promise made to the caller. ``withheld``
+        (cards computed but not sent: fire once, repeat suppression) go to ``withheld_cards``
+        in the same transaction. Order-select rows written here are what
+        ``cards_shown_at_order_select`` reads at order-sign: fire once relies on them being
+        committed before the order-sign call for the same draft reads them (a row not there
+        yet only means the card is shown again)."""
+        if not rows and not withheld:
             return 0
+        inserted = 0
         with self.write("fast") as connection:
-            statement = _insert_ignoring_duplicates(connection.dialect.name, issued_cards)
-            return len(connection.execute(statement, rows).all())
+            if rows:
+                statement = _insert_ignoring_duplicates(connection.dialect.name, issued_cards)
+                inserted = len(connection.execute(statement, rows).all())
+            if withheld:
+                statement = _insert_ignoring_duplicates(connection.dialect.name, withheld_cards)
+                connection.execute(statement, withheld).all()
+        return inserted
 
-    def record_cards_batch(self, rows: list[dict[str, Any]]) -> int:
+    def cards_shown_at_order_select(
+        self,
+        *,
+        service_id: str,
+        order_ids: list[str],
+        user_hash: str,
+        patient_hash: str,
+        since: datetime,
+        client_iss: str | None = None,
+        client_tenant: str | None = None,
+    ) -> list[ShownCard]:
+        """Fire once's one read: for each draft (order id hash), the cards of the most recent
+        ``service_id`` (order-select) call that showed it to this client (issuer and tenant),
+        user and patient since ``since``. Only the latest call counts: the order-select that
+        last saw the draft is what order-sign compares with. Rows recorded without hashes
+        (before migration 0004, or an answer too late to have been shown) are returned too,
+        with ``None`` hashes, so they still mark their call as the latest."""
+        if not order_ids:
+            return []
+        params = {
+            "service_id": service_id,
+            "order_ids": sorted(set(order_ids)),
+            "user_hash": user_hash,
+            "patient_hash": patient_hash,
+            "client_iss": client_iss,
+            "client_tenant": client_tenant,
+            "since": as_naive_utc(since),
+        }
+        with self.engine.connect() as connection:
+            found = connection.execute(_SHOWN_AT_SELECT, params).all()
+        # the latest call per draft: the hook instance of its most recent row (a call's rows
+        # need not share one timestamp)
+        latest: dict[str, tuple[datetime, str]] = {}
+        for order_id, issued_at, hook_instance, *_ in found:
+            if order_id not in latest or issued_at > latest[order_id][0]:
+                latest[order_id] = (issued_at, hook_instance)
+        return [
+            ShownCard(order_id, card_uuid, content_hash, fingerprint)
+            for order_id, _, hook_instance, card_uuid, content_hash, fingerprint in found
+            if hook_instance == latest[order_id][1]
+        ]
+
+    def record_cards_batch(self, items: list[Any]) -> int:
         """``record_cards`` for the card queue's writer: the rows of many hook calls in one
-        transaction, and feedback that arrived before its card (stored as "unknown card" by
-        another worker) linked to it. Returns the cards inserted."""
-        if not rows:
+        transaction (issued cards as dicts, withheld ones as ``("withheld", row)``), and
+        feedback that arrived before its card (stored as "unknown card" by another worker)
+        linked to it. Returns the cards inserted."""
+        rows = [item for item in items if isinstance(item, dict)]
+        withheld = [item[1] for item in items if isinstance(item, tuple)]
+        if not rows and not withheld:
             return 0
+        inserted = 0
         with self.write("fast") as connection:
-            statement = _insert_ignoring_duplicates(connection.dialect.name, issued_cards)
-            inserted = len(connection.execute(statement, rows).all())
-            connection.execute(_RELINK, {"uuids": sorted({row["card_uuid"] for row in rows})})
+            if rows:
+                statement = _insert_ignoring_duplicates(connection.dialect.name, issued_cards)
+                inserted = len(connection.execute(statement, rows).all())
+                uuids = sorted({row["card_uuid"] for row in rows})
+                connection.execute(_RELINK, {"uuids": uuids})
+            if withheld:
+                statement = _insert_ignoring_duplicates(connection.dialect.name, withheld_cards)
+                connection.execute(statement, withheld).all()
         return inserted
 
     def save_feedback(
@@ -200,16 +299,29 @@ class RecordsMixin:
         duplicates = unknown = 0
         # "full": a 200 promises the feedback is stored, so it must survive a power loss
         with self.write("full") as connection:
-            topics = dict(
-                connection.execute(
-                    sa.select(issued_cards.c.card_uuid, issued_cards.c.topic_code).where(
-                        issued_cards.c.card_uuid.in_(uuids),
-                        issued_cards.c.service_id == service_id,
-                        issued_cards.c.client_iss.is_not_distinct_from(client_iss),
-                        issued_cards.c.client_tenant.is_not_distinct_from(client_tenant),
-                    )
-                ).all()
-            )
+            linked = connection.execute(
+                sa.select(
+                    issued_cards.c.card_uuid,
+                    issued_cards.c.topic_code,
+                    issued_cards.c.order_id,
+                    issued_cards.c.profile,
+                    issued_cards.c.suggestion_roles,
+                ).where(
+                    issued_cards.c.card_uuid.in_(uuids),
+                    issued_cards.c.service_id == service_id,
+                    issued_cards.c.client_iss.is_not_distinct_from(client_iss),
+                    issued_cards.c.client_tenant.is_not_distinct_from(client_tenant),
+                )
+            ).all()
+            topics = {row.card_uuid: row.topic_code for row in linked}
+            cards = {
+                row.card_uuid: {
+                    "order_id": row.order_id,
+                    "profile": row.profile,
+                    "suggestion_roles": row.suggestion_roles or {},
+                }
+                for row in linked
+            }
             statement = _insert_ignoring_duplicates(connection.dialect.name, feedback)
             for item in items:
                 known = item["card_uuid"] in topics
@@ -227,7 +339,7 @@ class RecordsMixin:
                     unknown += 0 if known else 1
                 else:
                     duplicates += 1
-        return FeedbackOutcome(len(new_items), duplicates, unknown, new_items)
+        return FeedbackOutcome(len(new_items), duplicates, unknown, new_items, cards)
 
     def overridden_topics(
         self,

@@ -74,6 +74,14 @@ issued_cards = sa.Table(
     # the verified client the card was issued to (migration 0003); NULL with CDS_AUTH=disabled
     sa.Column("client_iss", sa.String(512), nullable=True),
     sa.Column("client_tenant", sa.String(256), nullable=True),
+    # fire once (migration 0004): keyed hashes of the card as read (uuids left out) and of the
+    # pended order's clinical content when the card was issued; NULL: never matched
+    sa.Column("content_hash", sa.String(64), nullable=True),
+    sa.Column("order_fingerprint", sa.String(64), nullable=True),
+    # the EHR profile the card was shaped for, and suggestion uuid -> role (remove,
+    # add-alternative, replace, update, create) for the Epic switch check of the report
+    sa.Column("profile", sa.String(16), nullable=True),
+    sa.Column("suggestion_roles", sa.JSON(), nullable=True),
     # repeat suppression's look-up (migration 0002): order ids alone repeat across patients
     sa.Index("ix_issued_cards_lookup", "service_id", "order_id", "patient_hash", "user_hash"),
 )
@@ -97,6 +105,30 @@ feedback = sa.Table(
     sa.Column("user_comment", sa.Text(), nullable=True),
     sa.Column("outcome_at", sa.DateTime(), nullable=False),
     sa.Column("received_at", sa.DateTime(), nullable=False, index=True),
+    sa.Column("client_iss", sa.String(512), nullable=True),
+    sa.Column("client_tenant", sa.String(256), nullable=True),
+)
+
+# Cards computed at order-sign but not sent (migration 0004): ``reason`` ``fire-once`` (shown
+# at order-select, same draft, user, content and order; F.2a) or ``overridden`` (repeat
+# suppression after an override, CDS_SUPPRESS_REPEATS); ``repeat_of`` is the order-select card
+# the clinician saw. Apart from ``issued_cards``, which holds only cards the EHR received.
+withheld_cards = sa.Table(
+    "withheld_cards",
+    metadata,
+    sa.Column("card_uuid", sa.String(128), primary_key=True),
+    sa.Column("service_id", sa.String(64), nullable=False),
+    sa.Column("hook_instance", sa.String(128), nullable=False),
+    sa.Column("reason", sa.String(16), nullable=False),
+    sa.Column("repeat_of", sa.String(128), nullable=True),
+    sa.Column("topic_code", sa.String(128), nullable=True),
+    sa.Column("indicator", sa.String(16), nullable=True),
+    sa.Column("content_hash", sa.String(64), nullable=True),
+    sa.Column("order_id", sa.String(256), nullable=True),
+    sa.Column("patient_hash", sa.String(64), nullable=False),
+    sa.Column("user_hash", sa.String(64), nullable=False),
+    sa.Column("profile", sa.String(16), nullable=True),
+    sa.Column("withheld_at", sa.DateTime(), nullable=False, index=True),
     sa.Column("client_iss", sa.String(512), nullable=True),
     sa.Column("client_tenant", sa.String(256), nullable=True),
 )

@@ -26,7 +26,7 @@ def med_request(**over: Any) -> dict[str, Any]:
         "id": "mr1",
         "status": "draft",
         "intent": "order",
-        "subject": {"reference": "Patient/p1"},
+        "subject": {"reference": "Patient/smart-1288992"},  # the sandbox request's patient
         "authoredOn": "2026-01-15",
         "medicationCodeableConcept": {
             "coding": [{"system": RX, "code": "197591", "display": "diazepam 5 MG Oral Tablet"}],

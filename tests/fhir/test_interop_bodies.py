@@ -148,10 +148,61 @@ def ages(cards: list[dict[str, Any]]) -> set[str]:
     return {m for c in cards for m in re.findall(r"\bAge (\d+)", c["summary"] + c["detail"])}
 
 
+def _subject_ids(body: dict[str, Any]) -> set[str]:
+    return {
+        ref.rsplit("/", 1)[-1]
+        for d in _drafts(body)
+        if isinstance(ref := (d.get("subject") or d.get("patient") or {}).get("reference"), str)
+    }
+
+
+# published bodies whose drafts name another patient than context.patientId (the CRD test
+# kit's: patientId "example", drafts for Patient/1288992)
+MISMATCHED = [c for c in CASES if _subject_ids(c[1]) - {_patient_id(c[1])}]
+
+
+def self_consistent(body: dict[str, Any]) -> dict[str, Any]:
+    """The body with context.patientId set to the one patient its drafts name (a copy)."""
+    ids = _subject_ids(body)
+    if not ids - {_patient_id(body)}:
+        return body
+    assert len(ids) == 1, ids
+    body = copy.deepcopy(body)
+    body["context"]["patientId"] = next(iter(ids))
+    return body
+
+
+def test_the_crd_kit_bodies_are_the_mismatched_ones() -> None:
+    assert sorted(c[0] for c in MISMATCHED) == [
+        "crd-test-kit-order-select-r4",
+        "crd-test-kit-order-sign-r4",
+    ]
+
+
+@pytest.mark.parametrize(("name", "body", "version"), MISMATCHED, ids=[c[0] for c in MISMATCHED])
+def test_as_published_a_draft_for_another_patient_gets_no_advice(
+    fhir_server: FhirServer, interop_app, caplog, name: str, body: dict[str, Any], version: str
+) -> None:
+    """The draft names Patient/1288992 while the context's patient is "example": advice made
+    from "example"'s record could be wrong for the draft's patient, so none is given, and the
+    fault is logged with the draft's own id (issue 20 item 9)."""
+    fhir_server.transaction(
+        [{"resourceType": "Patient", "id": _patient_id(body), "birthDate": BIRTH}]
+    )
+    response = interop_app.test_client().post(_service(body), json=pointed_at(body, fhir_server))
+    assert response.status_code == 200, response.get_data(as_text=True)[:500]
+    assert response.get_json()["cards"] == []
+    logged = [r for r in caplog.records if hasattr(r, "other_patient_drafts")]
+    assert logged and logged[0].other_patient_drafts == [
+        "MedicationRequest/smart-MedicationRequest-103"
+    ]
+
+
 @pytest.mark.parametrize(("name", "body", "version"), CASES, ids=[c[0] for c in CASES])
 def test_real_body_gets_cards_it_can_apply(
     fhir_server: FhirServer, interop_app, name: str, body: dict[str, Any], version: str
 ) -> None:
+    body = self_consistent(body)
     fhir_server.transaction(
         [{"resourceType": "Patient", "id": _patient_id(body), "birthDate": BIRTH}]
     )

@@ -75,9 +75,13 @@ def _grafted(body: dict[str, Any], birth_date: str) -> dict[str, Any]:
     prefetch = body.get("prefetch") if isinstance(body.get("prefetch"), dict) else {}
     prefetch["patient"] = {"resourceType": "Patient", "birthDate": birth_date}
     body["prefetch"] = prefetch
+    # one draft id per hook: generated bodies often share user and patient ids ("0"), and
+    # order-sign does not repeat the non-critical cards order-select showed for the same draft
+    # (fire once, F.2a); each service's own answer is what is checked here
+    draft_id = f"{GRAFT_ID}-{body.get('hook')}"
     draft = {
         "resourceType": "MedicationRequest",
-        "id": GRAFT_ID,
+        "id": draft_id,
         "status": "draft",
         "intent": "order",
         "subject": {"reference": f"Patient/{context['patientId']}"},
@@ -95,7 +99,7 @@ def _grafted(body: dict[str, Any], birth_date: str) -> dict[str, Any]:
     if body.get("hook") == "order-select":
         context["selections"] = [
             *list(context.get("selections") or [])[:499],
-            f"MedicationRequest/{GRAFT_ID}",
+            f"MedicationRequest/{draft_id}",
         ]
     return body
 
@@ -226,7 +230,9 @@ def _exercise(case: Any, service_id: str | None) -> None:
 
 def _is_grafted(body: dict[str, Any]) -> bool:
     entries = body.get("context", {}).get("draftOrders", {}).get("entry") or []
-    return any((e.get("resource") or {}).get("id") == GRAFT_ID for e in entries[-1:])
+    return any(
+        str((e.get("resource") or {}).get("id") or "").startswith(GRAFT_ID) for e in entries[-1:]
+    )
 
 
 @positive.include(method="GET").parametrize()

@@ -22,7 +22,7 @@ from flask.testing import FlaskClient
 
 from cds_service.report import topic_report
 from tests.security.helpers import ISS, OTHER_ISS, KeyPair
-from tests.store.helpers import ScriptedAdvisor, hook_body, overridden
+from tests.store.helpers import NO_FIRE_ONCE, ScriptedAdvisor, hook_body, overridden, policy_file
 
 BASE = "http://localhost"
 SELECT = "/cds-services/diazepam-order-select"
@@ -37,8 +37,14 @@ def two_clients(
     write_issuers: Callable[..., Path],
     ec_key: KeyPair,
     rsa_key: KeyPair,
+    tmp_path: Path,
 ) -> Callable[..., tuple[Flask, ScriptedAdvisor]]:
-    def _make(**settings: Any) -> tuple[Flask, ScriptedAdvisor]:
+    def _make(fire_once: bool = False, **settings: Any) -> tuple[Flask, ScriptedAdvisor]:
+        # suppression after an override is what most tests here check; fire once (which
+        # withholds the scripted advisor's identical order-sign cards whatever the feedback)
+        # is on only where a test asks for it
+        if not fire_once:
+            settings["policy_file"] = policy_file(tmp_path / "policy", NO_FIRE_ONCE)
         issuers = write_issuers(
             {"iss": ISS, "keys": [ec_key], "tenants": ["t1", "t2"]},
             {"iss": OTHER_ISS, "keys": [rsa_key]},
@@ -188,3 +194,26 @@ def test_store_holds_no_raw_order_id_and_comments_only_when_asked(
     assert (b"Zelda Quux" in raw) is store_comments
     comments = {r["user_comment"] for r in rows(app, "feedback")}
     assert comments == ({item["overrideReason"]["userComment"]} if store_comments else {None})
+
+
+def test_fire_once_stays_within_the_client(two_clients, ec_key: KeyPair, rsa_key: KeyPair) -> None:
+    """F.2a fire once with issue 17's scoping: what order-select showed one client (issuer and
+    tenant) is not repeated at that client's order-sign, and never withheld from another's."""
+    app, _ = two_clients(fire_once=True)
+    client = app.test_client()
+    a1 = Caller(client, ec_key, ISS, "t1")
+    a2 = Caller(client, ec_key, ISS, "t2")
+    b = Caller(client, rsa_key, OTHER_ISS)
+    assert len(a1.select()) == 2
+    # same patient, user and draft ids, another tenant or issuer: every card is shown
+    assert a2.sign_topics() == {"duration-limit", "beers-age"}
+    assert b.sign_topics() == {"duration-limit", "beers-age"}
+    # the client that saw them at order-select: not repeated (neither card is critical)
+    assert a1.sign_topics() == set()
+    withheld = rows(app, "withheld_cards")
+    assert {(r["client_iss"], r["client_tenant"], r["reason"]) for r in withheld} == {
+        (ISS, "t1", "fire-once")
+    }
+    shown_to_a1 = {r["card_uuid"] for r in rows(app, "issued_cards")
+                   if r["client_tenant"] == "t1"}
+    assert {r["repeat_of"] for r in withheld} == shown_to_a1

@@ -11,6 +11,17 @@ from pathlib import Path
 from typing import Any
 
 DATA = Path(__file__).resolve().parents[1] / "data"
+# A site policy with fire once (F.2a) off: for tests of repeat suppression after an override,
+# whose order-select and order-sign cards are the same (fire once would withhold them all).
+NO_FIRE_ONCE = {"fire_once": {"enabled": False}}
+
+
+def policy_file(directory: Path, data: dict[str, Any]) -> str:
+    """A CDS_POLICY_FILE holding ``data`` (deep-merged over the shipped policy)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / "site-policy.json"
+    path.write_text(json.dumps(data), encoding="utf-8")
+    return str(path)
 PREFETCH_KEYS = ("patient", "medications", "conditions", "observations", "allergies")
 
 
