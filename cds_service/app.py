@@ -96,6 +96,8 @@ def register_cors(app: Flask, settings: Settings) -> None:
     )
     CORS(
         app,
+        # every route but the committee pages (/admin: browsers of people, same origin only)
+        resources={r"/(?!admin(?:/|$)).*": {}},
         origins=origins,
         allow_headers=["Authorization", "Content-Type", "Accept"],
         methods=["GET", "POST", "OPTIONS"],
@@ -126,10 +128,12 @@ def register_advisor(app: Flask, settings: Settings) -> None:
 
 
 def register_blueprints(app: Flask) -> None:
+    from cds_service.admin import register_admin
     from cds_service.codesystems import register_code_systems
 
     app.register_blueprint(bp)
     register_code_systems(app)  # GET /fhir/CodeSystem/{id}
+    register_admin(app, app.config["CDS_SETTINGS"])  # /admin/*, only with CDS_ADMIN_TOKEN
 
 
 def _silence_known_warnings() -> None:

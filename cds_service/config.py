@@ -89,6 +89,8 @@ class Settings:
     card_flush_ms: int = 50
     metrics_dir: str = ""
     metrics_token: str = field(default="", repr=False)
+    # Committee pages (/admin): off unless set
+    admin_token: str = field(default="", repr=False)
 
     @property
     def is_development(self) -> bool:
@@ -188,6 +190,9 @@ SETTINGS: dict[str, str] = {
     "(default 50): the crash-loss window of queued cards.",
     "CDS_METRICS_DIR": "Prometheus multiprocess directory (default `<CDS_DATA_DIR>/metrics`).",
     "CDS_METRICS_TOKEN": "Bearer token required on `GET /metrics` (default none: open).",
+    "CDS_ADMIN_TOKEN": "Token for the committee pages `/admin/dashboard` and `/admin/cards` "
+    "(Bearer header or the login form's session cookie); default none: `/admin` does not "
+    "exist (404).",
 }
 
 _BOOL_TRUE = {"1", "true", "yes", "on"}

@@ -28,7 +28,7 @@ import hashlib
 import json
 import logging
 import time
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
@@ -43,6 +43,7 @@ from cds_service.hook_request import HookRequest
 from cds_service.store import Store
 from cds_service.store.card_queue import CardQueue
 from cds_service.store.hashing import IdHasher, id_hasher
+from cds_service.store.store import CallRecord
 from cds_service.store.tables import as_naive_utc, utcnow
 
 log = logging.getLogger("cds_service.feedback")
@@ -134,9 +135,7 @@ def suggestion_roles(card: dict[str, Any]) -> dict[str, str] | None:
     roles = card.get("_suggestion_roles")
     if not isinstance(roles, dict):
         return None
-    sent = {
-        s.get("uuid") for s in card.get("suggestions") or [] if isinstance(s, dict)
-    }
+    sent = {s.get("uuid") for s in card.get("suggestions") or [] if isinstance(s, dict)}
     kept = {str(k)[:128]: str(v)[:32] for k, v in roles.items() if k in sent}
     return kept or None
 
@@ -146,13 +145,14 @@ def card_rows(
     request: HookRequest,
     cards: list[dict[str, Any]],
     hasher: IdHasher,
+    now: datetime | None = None,
     *,
     shown_in_time: bool = True,
 ) -> list[dict[str, Any]]:
-    """``shown_in_time``: the answer went out within the deadline; a later one may never have
-    been shown (the EHR gives up), so its cards get no fire-once hashes and never silence a
-    repeat."""
-    now = utcnow()
+    """``now``: the store's clock (``Store.clock``). ``shown_in_time``: the answer went out
+    within the deadline; a later one may never have been shown (the EHR gives up), so its
+    cards get no fire-once hashes and never silence a repeat."""
+    now = now or utcnow()
     patient_hash, user_hash = hasher.patient(request.patient_id), hasher.user(request.user_id)
     client_iss, client_tenant = client_of()
     profile = str(g.get("cds_profile") or "")[:16] or None
@@ -234,6 +234,35 @@ def withheld_rows(
     return rows
 
 
+def profile_of() -> str | None:
+    """The EHR profile this request's cards were shaped for (set by api.py)."""
+    profile = g.get("cds_profile")
+    return str(profile)[:16] if profile else None
+
+
+def suggestion_rows(cards: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """What each suggestion of each card offered (kind of change, drug), from the audit the
+    card renderer wrote: codes only."""
+    rows = []
+    for card in cards:
+        uuid = card.get("uuid")
+        if not isinstance(uuid, str) or not uuid:
+            continue
+        for item in (card.get("_audit") or {}).get("suggestions") or []:
+            if not isinstance(item, dict) or not isinstance(item.get("uuid"), str):
+                continue
+            rows.append(
+                {
+                    "suggestion_uuid": item["uuid"][:128],
+                    "card_uuid": uuid[:128],
+                    "kind": clean_text(item.get("kind"), 16) or "other",
+                    "drug": clean_text(item.get("drug"), 64),
+                    "code": clean_text(item.get("code"), 64),
+                }
+            )
+    return rows
+
+
 # Hooks whose cards a later call may read at once, from any worker or host (at order-sign,
 # fire once and repeat suppression read order-select's cards, possibly milliseconds later):
 # written before the answer goes out, never queued.
@@ -241,15 +270,17 @@ WRITE_THROUGH_HOOKS = frozenset({"order-select"})
 
 
 class CardRecorder:
-    """``after_hook``: persist the cards of an answer, and those the filters withheld. A
-    database failure is logged and the answer still goes out: advice matters more than its
-    bookkeeping.
+    """``after_hook``: persist what a hook call did — the day's call counters, the cards
+    sent, what their suggestions offer, the cards the filters withheld (fire once, repeat
+    suppression) and, for the dashboard, which override a suppressed card followed — in one
+    transaction. A database failure is logged and the answer still goes out: advice matters
+    more than its bookkeeping.
 
-    With a ``queue`` (``CDS_CARD_QUEUE`` > 0, the default) the rows of other hooks go to the
-    worker's card queue and are written in batches off the request path
+    With a ``queue`` (``CDS_CARD_QUEUE`` > 0, the default) the records of other hooks go to
+    the worker's card queue and are written in batches off the request path
     (``store/card_queue.py``: bounded, flushed on graceful shutdown, crash-loss window
-    documented there); a full queue means the call records its rows itself. order-select
-    rows are never queued: fire once and repeat suppression read them at order-sign."""
+    documented there); a full queue means the call records itself. order-select records are
+    never queued: fire once and repeat suppression read them at order-sign."""
 
     def __init__(
         self,
@@ -264,26 +295,46 @@ class CardRecorder:
     def __call__(
         self, service: ServiceDefinition, request: HookRequest, result: dict[str, Any]
     ) -> None:
+        now = self.store.clock()
         started = g.get("cds_started")
         in_time = (
             not self.deadline_ms
             or started is None
             or (time.perf_counter() - started) * 1000 <= self.deadline_ms
         )
-        rows = card_rows(
-            service, request, result.get("cards") or [], self.hasher, shown_in_time=in_time
-        )
+        cards = result.get("cards") or []
+        rows = card_rows(service, request, cards, self.hasher, now, shown_in_time=in_time)
         withheld = withheld_rows(service, request, g.get("cds_withheld") or [], self.hasher)
-        if not rows and not withheld:
-            return
+        suppressed = g.get("cds_suppressed_cards") or []
+        client_iss, client_tenant = client_of()
+        orders = int(result.get("_orders") or 0)
+        counts = {
+            "day": now.date(),
+            "service_id": service.id,
+            "profile": profile_of() or "",
+            "client_iss": client_iss or "",
+            "client_tenant": client_tenant or "",
+            "calls": 1,
+            "calls_with_orders": 1 if orders else 0,
+            "diazepam_orders": orders,
+            "cards": len(rows),
+            "suppressed": len(suppressed),
+        }
+        record = CallRecord(
+            counts=counts,
+            cards=rows,
+            suggestions=suggestion_rows(cards),
+            suppressed=[{**row, "suppressed_at": now} for row in suppressed],
+            withheld=withheld,
+        )
         if (
             self.queue is not None
             and service.hook not in WRITE_THROUGH_HOOKS
-            and self.queue.submit([*rows, *(("withheld", row) for row in withheld)])
+            and self.queue.submit([record], weight=max(1, len(rows) + len(withheld)))
         ):
             return
         try:
-            self.store.record_cards(rows, withheld)
+            self.store.record_call(record)
         except sa.exc.SQLAlchemyError as exc:
             log.error(
                 "issued cards not recorded",
@@ -388,8 +439,9 @@ class FeedbackHandler:
                 "duplicate therapy (diazepam and a muscle relaxant)",
                 extra={
                     "cards": [row["card_uuid"] for row in flagged][:20],
-                    "profiles": sorted({str(outcome.cards[r["card_uuid"]]["profile"])
-                                        for r in flagged}),
+                    "profiles": sorted(
+                        {str(outcome.cards[r["card_uuid"]]["profile"]) for r in flagged}
+                    ),
                 },
             )
             if metrics is not None:
@@ -464,12 +516,12 @@ class RepeatSuppressor:
             return cards
         client_iss, client_tenant = client_of()
         try:
-            overridden = self.store.overridden_topics(
+            overridden = self.store.overrides(
                 service_id=ORDER_SELECT_SERVICE,
                 order_ids=order_ids,
                 user_hash=self.hasher.user(request.user_id),
                 patient_hash=self.hasher.patient(request.patient_id),
-                since=datetime.now(UTC) - self.window,
+                since=self.store.clock() - self.window,
                 client_iss=client_iss,
                 client_tenant=client_tenant,
             )
@@ -482,6 +534,21 @@ class RepeatSuppressor:
                 withhold(card, "overridden")
             else:
                 kept.append(card)
+        # what was kept back and after which override: codes only, for the dashboard
+        g.cds_suppressed_cards = [
+            {
+                "service_id": service.id,
+                "topic_code": topic,
+                "indicator": str(card.get("indicator") or "")[:16] or None,
+                "profile": profile_of(),
+                "override_code": overridden[(order, topic)][0],
+                "override_system": overridden[(order, topic)][1],
+                "client_iss": client_iss,
+                "client_tenant": client_tenant,
+            }
+            for order, topic, card in keyed
+            if (order, topic) in overridden
+        ]
         if len(kept) != len(cards):
             log.info("cards suppressed as repeats", extra={"suppressed": len(cards) - len(kept)})
         return kept
@@ -493,7 +560,7 @@ def register_feedback(app: Flask, settings: Settings) -> None:
     queue = None
     if settings.card_queue > 0:
         queue = CardQueue(
-            store.record_cards_batch,
+            store.record_calls,
             max_rows=settings.card_queue,
             flush_interval_s=settings.card_flush_ms / 1000,
         )

@@ -72,7 +72,7 @@ def run_hook(
         )
         unknown = [*unknown, *(Unidentified(ref, "subject-other-patient") for ref in elsewhere)]
     if not orders:
-        return {"cards": [], "_unidentified": unknown}
+        return {"cards": [], "_unidentified": unknown, "_orders": 0}
     started = time.perf_counter()
     data = resolve_patient_data(request, settings, timings)
     timings.setdefault("data_ms", (time.perf_counter() - started) * 1000)
@@ -85,4 +85,5 @@ def run_hook(
         "cards": [prune(card) for card in cards],
         "_unidentified": unknown,
         "_fhir_version": version,
+        "_orders": len(orders),  # diazepam orders in scope: the alert burden's denominator
     }

@@ -302,6 +302,19 @@ def parse_since(text: str) -> datetime:
 def _add_report(sub: Any) -> None:
     p = sub.add_parser("report", help="acceptance and override counts per card topic")
     p.add_argument("--since", type=parse_since, default=None, help="ISO date or date-time (UTC)")
+    p.add_argument(
+        "--until",
+        type=parse_since,
+        default=None,
+        help="with --html: last day of cards issued (ISO date, inclusive)",
+    )
+    p.add_argument(
+        "--html",
+        metavar="FILE",
+        default=None,
+        help="write the committee dashboard (charts, tables, exports) as one self-contained "
+        "HTML file; --since/--until select cards by the day they were issued",
+    )
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     p.add_argument("--iss", default=None, help="only cards and feedback of this JWT issuer")
     p.add_argument("--tenant", default=None, help="only cards and feedback of this tenant")
@@ -321,6 +334,8 @@ def report(args: argparse.Namespace) -> int:
     from cds_service.store import open_store
 
     settings = load_settings()
+    if args.html:
+        return _html_report(args, settings)
     store = open_store(settings)
     try:
         rows = topic_report(store.engine, args.since, iss=args.iss, tenant=args.tenant)
@@ -365,4 +380,30 @@ def report(args: argparse.Namespace) -> int:
             f"(within {settings.suppress_window_s} s): possible duplicate therapy{scope}{since}\n"
         )
         print(render_switches(switches))
+    return 0
+
+
+def _html_report(args: argparse.Namespace, settings: Any) -> int:
+    """The dashboard as one file: the same renderer as ``GET /admin/dashboard``, the exports
+    inline (``data:`` links) so it works offline and by e-mail."""
+    from pathlib import Path
+
+    from cds_service.clinical.cards import load_templates
+    from cds_service.dashboard.build import dashboard_html, labels_for
+    from cds_service.dashboard.query import Window
+    from cds_service.store import open_store
+
+    window = Window(
+        args.since.date() if args.since else None, args.until.date() if args.until else None
+    )
+    labels = labels_for(load_templates(settings.cards_dir))
+    store = open_store(settings)
+    try:
+        html = dashboard_html(store.engine, window, labels, standalone=True)
+    except sa.exc.SQLAlchemyError as exc:
+        raise ConfigError(f"report query failed: {type(exc).__name__}: {exc}") from exc
+    finally:
+        store.dispose()
+    Path(args.html).write_text(html, encoding="utf-8", newline="\n")
+    print(f"dashboard ({window.describe()}) -> {args.html}")
     return 0

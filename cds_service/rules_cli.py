@@ -35,6 +35,19 @@ def _add_rules(sub: Any) -> None:
     )
     p.add_argument("--output", metavar="FILE", default=None, help="write here instead of stdout")
     p.add_argument(
+        "--gallery",
+        metavar="FILE",
+        default=None,
+        help="write the card gallery (every fixture scenario's cards, standard and epic "
+        "profiles, and the before/after of the redesign) as one self-contained HTML file",
+    )
+    p.add_argument(
+        "--fixtures",
+        metavar="DIR",
+        default=None,
+        help="scenario directory for --gallery (default: the shipped fixtures/scenarios)",
+    )
+    p.add_argument(
         "--strict",
         action="store_true",
         help="exit 1 when a template has no catalogue block (it is still rendered, marked)",
@@ -53,6 +66,8 @@ def rules(args: argparse.Namespace) -> int:
         undescribed,
     )
 
+    if args.gallery:
+        return _gallery(args)
     policy, templates = load_inputs(args.policy, args.cards)
     if args.markdown:
         text = render_markdown(
@@ -76,3 +91,38 @@ def rules(args: argparse.Namespace) -> int:
         if args.strict:
             return 1
     return 0
+
+
+def _gallery(args: argparse.Namespace) -> int:
+    """The gallery file from the policy and cards given (as the catalogue: not the
+    environment's), answered by the engine with authentication and FHIR fetches off."""
+    from cds_service.clinical.engine import Engine
+    from cds_service.config import load_settings
+    from cds_service.dashboard.gallery import (
+        FIXTURES_DIR,
+        before_after,
+        render_gallery,
+        run_scenarios,
+    )
+
+    overrides: dict[str, Any] = {"auth": "disabled"}
+    if args.policy:
+        overrides["policy_file"] = args.policy
+    if args.cards:
+        overrides["cards_dir"] = args.cards
+    settings = load_settings(environ={}, overrides=overrides)
+    engine = Engine.from_settings(settings)
+    directory = Path(args.fixtures) if args.fixtures else FIXTURES_DIR
+    scenarios = run_scenarios(engine, settings, directory)
+    if not scenarios:
+        print(f"diazepam-cds rules: no scenarios in {directory}", file=sys.stderr)
+        return 2
+    html = render_gallery(scenarios, before_after(engine, settings, directory), standalone=True)
+    Path(args.gallery).write_text(html, encoding="utf-8", newline="\n")
+    failed = [s for s in scenarios if s.error]
+    print(
+        f"card gallery: {len({s.name for s in scenarios})} scenarios, "
+        f"{sum(len(s.cards) for s in scenarios)} cards -> {args.gallery}"
+        + (f"; {len(failed)} could not run" if failed else "")
+    )
+    return 1 if failed else 0

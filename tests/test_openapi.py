@@ -113,3 +113,14 @@ def test_a_nonconforming_response_is_caught(client, openapi):
     response.set_data(b'{"nope": []}')
     with pytest.raises(Exception, match=r"(?i)invalid|services"):
         _check(openapi, response)
+
+
+def test_every_admin_route_is_described(make_app, spec_dict):
+    """The committee pages exist only with CDS_ADMIN_TOKEN: described all the same."""
+    app = make_app(admin_token="t" * 20)
+    rules = {
+        re.sub(r"<(?:\w+:)?\w+>", "{id}", rule.rule)
+        for rule in app.url_map.iter_rules()
+        if rule.rule.startswith("/admin")
+    }
+    assert rules and rules <= set(spec_dict["paths"]), rules - set(spec_dict["paths"])

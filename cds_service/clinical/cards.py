@@ -229,10 +229,13 @@ def render(
             {"system": policy.override_system, "code": r["code"], "display": r["display"]}
             for r in template.data["override_reasons"]
         ]
+    taken = [{"uuid": s["uuid"], **s.pop("_taken", {})} for s in suggestions]
     if suggestions:
         card["selectionBehavior"] = behaviour
         card["suggestions"] = suggestions
     audit = dict(finding.audit)
+    if taken:
+        audit["suggestions"] = taken
     audit.setdefault("order_id", order.ref)
     audit.setdefault("rule", template.topic)
     audit["indicator"] = finding.indicator

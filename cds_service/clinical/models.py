@@ -120,6 +120,9 @@ class Option:
     resource: dict[str, Any] | None = None
     recommended: bool = False
     code: str | None = None  # RxNorm code offered (audit)
+    # the ingredient it orders, for the dashboard's "which suggestion was taken" (audit);
+    # None for a change of the pended order itself, which is diazepam
+    drug: str | None = None
     # the label where a replacement is split into its actions (epic): an addition
     add_label: str | None = None
     # lines the card offering this option must carry (a caution): they travel with it when

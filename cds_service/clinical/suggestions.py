@@ -638,7 +638,9 @@ def shape_suggestions(
                     {"type": "create", "description": opt.description, "resource": opt.resource}
                 ]
             if actions:
-                suggestions.append(_suggestion(opt.label, actions, opt.recommended, role))
+                suggestions.append(
+                    _suggestion(opt.label, actions, opt.recommended, role, _taken(opt))
+                )
         return suggestions, spec["selection"] if suggestions else None
     # split (Epic, F.2a): one action per suggestion, and diazepam is never re-created. A cap
     # or dose change is an edit stated in the card text (``edits_in_text``); the pended order
@@ -652,6 +654,7 @@ def shape_suggestions(
                 [_action_delete(order)],
                 False,
                 ROLE_REMOVE,
+                {"kind": "remove", "drug": "diazepam"},
             )
         )
     for opt in options:
@@ -672,6 +675,7 @@ def shape_suggestions(
                 ],
                 opt.recommended and opt.kind == "create",
                 ROLE_ADD if opt.kind == "replace" else opt.kind,
+                {**_taken(opt), "kind": "add" if opt.kind == "replace" else opt.kind},
             )
         )
     return suggestions, spec["selection"] if suggestions else None
@@ -711,13 +715,31 @@ def _spelled(resource: Mapping[str, Any]) -> str:
     return f"{drug}, {dose}"
 
 
+def _taken(opt: Option) -> dict[str, Any]:
+    """What accepting this option does, in codes: the kind of change and the drug ordered (a
+    change of the pended order itself is a change of diazepam)."""
+    drug = opt.drug or ("diazepam" if opt.kind in ("update", "delete") else None)
+    return {"kind": opt.kind, "drug": drug, "code": opt.code}
+
+
 def _suggestion(
-    label: str, actions: list[dict[str, Any]], recommended: bool, role: str
+    label: str,
+    actions: list[dict[str, Any]],
+    recommended: bool,
+    role: str,
+    taken: dict[str, Any],
 ) -> dict[str, Any]:
-    """A suggestion with its private ``_role`` (what accepting it does to the pended order:
-    ``remove``, ``add-alternative``, ``replace``, ``update``, ``create``); ``cards.render``
-    moves the roles to the card's private ``_suggestion_roles`` for the store."""
-    out: dict[str, Any] = {"label": label[:200], "uuid": _new_id(), "actions": actions}
+    """A suggestion with two private keys ``cards.render`` moves off it: ``_role`` (what
+    accepting it does to the pended order: ``remove``, ``add-alternative``, ``replace``,
+    ``update``, ``create``), to the card's ``_suggestion_roles`` for the Epic switch check,
+    and ``_taken`` (kind of change and drug, in codes), to the card's audit for the
+    dashboard's "which suggestion was taken". Clients see neither."""
+    out: dict[str, Any] = {
+        "label": label[:200],
+        "uuid": _new_id(),
+        "actions": actions,
+        "_taken": {k: v for k, v in taken.items() if v is not None},
+    }
     if recommended:
         out["isRecommended"] = True
     out["_role"] = role

@@ -38,10 +38,13 @@ DISABLED_WARNING_INTERVAL_S = 1.0  # CDS_AUTH=disabled: one warning a second per
 def is_open(req: Request) -> bool:
     """Health and metrics are for the load balancer and Prometheus, the published code systems
     for anyone mapping card codes; a CORS preflight never carries credentials (browsers strip
-    them), and Flask answers OPTIONS without a view."""
+    them), and Flask answers OPTIONS without a view. ``/admin`` is for people, not EHRs: it
+    has its own credential (``cds_service.admin``) and does not exist without one."""
     return (
         req.method == "OPTIONS"
         or req.path in OPEN_PATHS
+        or req.path == "/admin"
+        or req.path.startswith("/admin/")
         or (req.method in ("GET", "HEAD") and req.path.startswith(OPEN_PREFIXES))
     )
 

@@ -3,9 +3,11 @@ by one writer thread per worker.
 
 Recording a hook call's cards synchronously cost a write transaction per call (the write lock,
 ``BEGIN IMMEDIATE``, an executemany, a commit: about a sixth of a call's CPU in the benchmark
-profile). A request thread now hands its rows to ``CardQueue.submit`` and answers; the writer
-wakes when rows arrive, lets ``flush_interval_s`` of traffic gather, and writes everything
-pending in one transaction (``Store.record_cards_batch``).
+profile). A request thread now hands its call's record (counters, cards, suggestions, withheld
+and suppressed cards: ``CallRecord``) to ``CardQueue.submit`` and answers; the writer wakes
+when records arrive, lets ``flush_interval_s`` of traffic gather, and writes everything
+pending in one transaction (``Store.record_calls``). The bound counts cards: a record weighs
+the cards it carries.
 
 Guarantees, and the crash-loss window (README "Feedback, the store and reports"):
 
@@ -25,10 +27,10 @@ Guarantees, and the crash-loss window (README "Feedback, the store and reports")
   before the call is in the database; the feedback handler calls it before linking items to
   cards. Readers in another worker or host may miss rows still queued here for up to the
   window; a feedback item stored meanwhile as "unknown card" is linked when the card's row
-  lands (``record_cards_batch`` re-links it in the same transaction). Cards of hooks whose
-  cards a later call reads at once (order-select: repeat suppression at order-sign, possibly
-  milliseconds later on another worker) are not queued at all: ``CardRecorder`` writes them
-  synchronously.
+  lands (``record_calls`` re-links it in the same transaction). Cards of hooks whose
+  cards a later call reads at once (order-select: fire once and repeat suppression at
+  order-sign, possibly milliseconds later on another worker) are not queued at all:
+  ``CardRecorder`` writes them synchronously.
 """
 
 from __future__ import annotations
@@ -56,7 +58,7 @@ class CardQueue:
 
     def __init__(
         self,
-        write: Callable[[list[dict[str, Any]]], Any],
+        write: Callable[[list[Any]], Any],
         *,
         max_rows: int = DEFAULT_MAX_ROWS,
         flush_interval_s: float = DEFAULT_FLUSH_INTERVAL_S,
@@ -67,7 +69,8 @@ class CardQueue:
         self.max_rows = max_rows
         self.flush_interval_s = max(0.0, flush_interval_s)
         self._cond = threading.Condition(threading.Lock())
-        self._pending: list[dict[str, Any]] = []
+        self._pending: list[Any] = []
+        self._weight = 0  # summed weight of what is pending, bounded by max_rows
         self._submitted = 0  # rows accepted so far (a sequence number)
         self._done = 0  # rows whose write finished (written, or failed and logged)
         self._urgent = False  # a flush() is waiting: skip the gathering pause
@@ -81,19 +84,23 @@ class CardQueue:
         atexit.register(_close_ref, weakref.ref(self))
 
     # -- request threads --------------------------------------------------------------
-    def submit(self, rows: list[dict[str, Any]]) -> bool:
-        """Queue ``rows``; False when the queue is full or closed (record them yourself)."""
+    def submit(self, rows: list[Any], weight: int | None = None) -> bool:
+        """Queue ``rows`` (items the writer receives as they are: card rows, or one hook
+        call's record standing for ``weight`` cards); False when the queue is full or closed
+        (record them yourself). ``max_rows`` bounds the summed weight."""
         if not rows:
             return True
+        weight = len(rows) if weight is None else max(1, weight)
         with self._cond:
-            if self._closed or len(self._pending) + len(rows) > self.max_rows:
+            if self._closed or self._weight + weight > self.max_rows:
                 self.refused += 1
                 return False
             self._ensure_thread()
             was_idle = not self._pending
             self._pending.extend(rows)
+            self._weight += weight
             self._submitted += len(rows)
-            if len(self._pending) * 2 >= self.max_rows:
+            if self._weight * 2 >= self.max_rows:
                 self._urgent = True  # write now rather than let calls find the queue full
                 self._cond.notify_all()
             elif was_idle:
@@ -144,6 +151,7 @@ class CardQueue:
         if self._pid is not None and self._pid != pid:
             # forked with rows from the parent: they are the parent's to write
             self._pending.clear()
+            self._weight = 0
             self._done = self._submitted
         self._pid = pid
         self._thread = threading.Thread(target=self._run, name="card-writer", daemon=True)
@@ -171,6 +179,7 @@ class CardQueue:
                     break
                 self._cond.wait(remaining)
             batch, self._pending = self._pending, []
+            self._weight = 0
             self._urgent = False
             return batch
 
@@ -181,7 +190,7 @@ class CardQueue:
                 return
             self._write_batch(batch)
 
-    def _write_batch(self, batch: list[dict[str, Any]]) -> None:
+    def _write_batch(self, batch: list[Any]) -> None:
         try:
             self._write(batch)
         except Exception as exc:  # the database failing: log, never kill the writer
@@ -198,6 +207,7 @@ class CardQueue:
     def _drain_inline(self) -> None:
         with self._cond:
             batch, self._pending = self._pending, []
+            self._weight = 0
         if batch:
             self._write_batch(batch)
 

@@ -37,11 +37,17 @@ from cds_service.store.engine import (
     write_transaction,
 )
 from cds_service.store.tables import (
+    CARD_COUNT_KEYS,
+    accepted_suggestions,
     as_naive_utc,
+    card_counts,
     feedback,
+    hook_call_counts,
     issued_cards,
+    issued_suggestions,
     jwt_replay,
     service_state,
+    suppressed_cards,
     utcnow,
     withheld_cards,
 )
@@ -95,7 +101,13 @@ def _sqlite_jti_insert(engine: sa.Engine) -> tuple[str, Any, Any]:
 # Both the card and the feedback must belong to the calling client (issuer and tenant; NULL
 # matches NULL, for CDS_AUTH=disabled): another EHR's overrides never silence this one's cards.
 _OVERRIDDEN = (
-    sa.select(issued_cards.c.order_id, issued_cards.c.topic_code)
+    sa.select(
+        issued_cards.c.order_id,
+        issued_cards.c.topic_code,
+        feedback.c.override_code,
+        feedback.c.override_system,
+        feedback.c.received_at,
+    )
     .join(feedback, feedback.c.card_uuid == issued_cards.c.card_uuid)
     .where(
         issued_cards.c.service_id == sa.bindparam("service_id"),
@@ -169,10 +181,6 @@ class ShownCard:
     order_fingerprint: str | None
 
 
-def _inserted(connection: sa.Connection, statement: Any, row: dict[str, Any]) -> bool:
-    return connection.execute(statement, row).first() is not None
-
-
 @dataclass(frozen=True)
 class FeedbackOutcome:
     """What one feedback call did; ``new_items`` are the rows stored by this call."""
@@ -186,10 +194,181 @@ class FeedbackOutcome:
     cards: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
+_COUNTS = ("issued", "accepted", "overridden", "answered")
+
+
+def count_key(card: Any) -> dict[str, Any]:
+    """A card's row key in ``card_counts``: its UTC day of issue and dimensions ('' for none)."""
+    return {
+        "day": card["issued_at"].date(),
+        **{name: card.get(name) or "" for name in CARD_COUNT_KEYS},
+    }
+
+
+def _add_counts(connection: sa.Connection, key: dict[str, Any], **added: int) -> None:
+    """INSERT ... ON CONFLICT DO UPDATE adding to a ``card_counts`` row (atomic on both
+    databases, whichever worker or host writes)."""
+    insert = pg_insert if connection.dialect.name == "postgresql" else sqlite_insert
+    values = {**key, **{name: added.get(name, 0) for name in _COUNTS}}
+    statement = insert(card_counts).values(**values)
+    connection.execute(
+        statement.on_conflict_do_update(
+            index_elements=[c.name for c in card_counts.primary_key.columns],
+            set_={
+                name: card_counts.c[name] + statement.excluded[name]
+                for name in _COUNTS
+                if added.get(name)
+            },
+        )
+    )
+
+
+def _insert_records(
+    connection: sa.Connection, rows: list[dict[str, Any]], withheld: list[dict[str, Any]]
+) -> int:
+    """One executemany (SQLAlchemy's "insertmanyvalues": one multi-row INSERT ... RETURNING)
+    of issued cards, and the day's counts of those that were new, and the withheld cards;
+    returns how many issued cards were new."""
+    if withheld:
+        statement = _insert_ignoring_duplicates(connection.dialect.name, withheld_cards)
+        connection.execute(statement, withheld).all()
+    if not rows:
+        return 0
+    statement = _insert_ignoring_duplicates(connection.dialect.name, issued_cards)
+    inserted = {r[0] for r in connection.execute(statement, rows).all()}
+    per_key: dict[tuple[Any, ...], int] = {}
+    for card in rows:
+        if card["card_uuid"] in inserted:  # a retried call's cards count once
+            key = tuple(count_key(card).items())
+            per_key[key] = per_key.get(key, 0) + 1
+    for key, issued in per_key.items():
+        _add_counts(connection, dict(key), issued=issued)
+    return len(inserted)
+
+
+_CARD_STATE = (
+    issued_cards.c.card_uuid,
+    issued_cards.c.topic_code,
+    issued_cards.c.issued_at,
+    issued_cards.c.service_id,
+    issued_cards.c.indicator,
+    issued_cards.c.profile,
+    issued_cards.c.client_iss,
+    issued_cards.c.accepted,
+    issued_cards.c.overridden,
+    issued_cards.c.order_id,
+    issued_cards.c.suggestion_roles,
+)
+
+
+def _mark_card(connection: sa.Connection, row: dict[str, Any], card: dict[str, Any]) -> None:
+    """What a stored feedback item did to its card, kept on the card and in ``card_counts``
+    (the dashboard counts cards, not feedback rows): accepted, or overridden with the latest
+    reason, each counted the first time only; and each accepted suggestion with what it
+    offered. ``card`` is the card's state, updated here for the next item of the call."""
+    uuid = row["card_uuid"]
+    outcome = row["outcome"]
+    if outcome not in ("accepted", "overridden"):
+        return
+    values: dict[str, Any] = {outcome: True}
+    if outcome == "overridden":
+        values["override_code"] = row.get("override_code")
+    connection.execute(
+        issued_cards.update().where(issued_cards.c.card_uuid == uuid).values(**values)
+    )
+    if not card[outcome]:
+        answered = 0 if (card["accepted"] or card["overridden"]) else 1
+        _add_counts(connection, count_key(card), **{outcome: 1, "answered": answered})
+        card[outcome] = True
+    if outcome != "accepted":
+        return
+    topic, issued_at = card["topic_code"], card["issued_at"]
+    taken = [s for s in dict.fromkeys(row.get("accepted_suggestions") or []) if s]
+    if not taken:
+        return
+    offered = {
+        r[0]: r[1:]
+        for r in connection.execute(
+            sa.select(
+                issued_suggestions.c.suggestion_uuid,
+                issued_suggestions.c.kind,
+                issued_suggestions.c.drug,
+                issued_suggestions.c.code,
+            ).where(
+                issued_suggestions.c.suggestion_uuid.in_(taken),
+                issued_suggestions.c.card_uuid == uuid,
+            )
+        ).all()
+    }
+    statement = _insert_ignoring_duplicates(connection.dialect.name, accepted_suggestions)
+    for suggestion in taken:
+        kind, drug, code = offered.get(suggestion, (None, None, None))
+        connection.execute(
+            statement,
+            {
+                "card_uuid": uuid,
+                "suggestion_uuid": suggestion,
+                "topic_code": topic,
+                "kind": kind,
+                "drug": drug,
+                "code": code,
+                "issued_at": issued_at,
+            },
+        ).all()
+
+
+_COUNTERS = ("calls", "calls_with_orders", "diazepam_orders", "cards", "suppressed")
+
+
+def _count_call(dialect: str, row: dict[str, Any]) -> Any:
+    """INSERT ... ON CONFLICT DO UPDATE adding this call to its day's counters (both
+    databases speak it); a counter row per day, service, client and profile."""
+    insert = pg_insert if dialect == "postgresql" else sqlite_insert
+    statement = insert(hook_call_counts).values(**row)
+    return statement.on_conflict_do_update(
+        index_elements=[c.name for c in hook_call_counts.primary_key.columns],
+        set_={name: hook_call_counts.c[name] + statement.excluded[name] for name in _COUNTERS},
+    )
+
+
+@dataclass(frozen=True)
+class CallRecord:
+    """One hook call as the store keeps it: its day's counters, the cards sent, what each
+    suggestion offered and the cards repeat suppression kept back."""
+
+    counts: dict[str, Any]
+    cards: list[dict[str, Any]]
+    suggestions: list[dict[str, Any]]
+    suppressed: list[dict[str, Any]]
+    withheld: list[dict[str, Any]] = field(default_factory=list)
+
+
 class RecordsMixin:
     """Issued cards and feedback: the rows the reports and repeat suppression read."""
 
     engine: sa.Engine
+    # Where every stored time comes from (naive UTC). A clock, not ``utcnow`` calls spread
+    # over the code, so a test can date hook calls and feedback weeks apart through the real
+    # API (the dashboard's trends) without touching the rows.
+    clock: Callable[[], datetime] = staticmethod(utcnow)
+
+    def record_call(self, record: CallRecord) -> int:
+        """Everything one hook call leaves in the store, in one "fast" transaction (the same
+        single write a call made before the counters existed): the day's counters, the cards
+        (a card uuid seen before is kept as first recorded), their suggestions and the
+        suppressed cards. Returns the number of new cards."""
+        with self.write("fast") as connection:
+            dialect = connection.dialect.name
+            connection.execute(_count_call(dialect, record.counts))
+            new = 0
+            if record.cards or record.withheld:
+                new = _insert_records(connection, record.cards, record.withheld)
+            if record.suggestions:
+                statement = _insert_ignoring_duplicates(dialect, issued_suggestions)
+                connection.execute(statement, record.suggestions).all()
+            if record.suppressed:
+                connection.execute(suppressed_cards.insert(), record.suppressed)
+        return new
 
     def write(self, durability: Durability) -> AbstractContextManager[sa.Connection]:
         raise NotImplementedError  # provided by Store
@@ -197,26 +376,20 @@ class RecordsMixin:
     def record_cards(
         self, rows: list[dict[str, Any]], withheld: list[dict[str, Any]] | None = None
     ) -> int:
-        """Insert issued cards; a card uuid seen before (a retried hook call with
-        deterministic uuids) is kept as first recorded. One executemany (SQLAlchemy's
-        "insertmanyvalues": one multi-row INSERT ... RETURNING) instead of a statement per
-        card; "fast" durability: bookkeeping, not a promise made to the caller. ``withheld``
-        (cards computed but not sent: fire once, repeat suppression) go to ``withheld_cards``
-        in the same transaction. Order-select rows written here are what
-        ``cards_shown_at_order_select`` reads at order-sign: fire once relies on them being
-        committed before the order-sign call for the same draft reads them (a row not there
-        yet only means the card is shown again)."""
+        """Insert issued cards (counted in ``card_counts``); a card uuid seen before (a
+        retried hook call with deterministic uuids) is kept as first recorded and counted
+        once. One executemany (SQLAlchemy's "insertmanyvalues": one multi-row INSERT ...
+        RETURNING) instead of a statement per card; "fast" durability: bookkeeping, not a
+        promise made to the caller. ``withheld`` (cards computed but not sent: fire once,
+        repeat suppression) go to ``withheld_cards`` in the same transaction. Order-select
+        rows written here are what ``cards_shown_at_order_select`` reads at order-sign: fire
+        once relies on them being committed before the order-sign call for the same draft
+        reads them (a row not there yet only means the card is shown again).
+        ``record_call`` does this and more for a hook call."""
         if not rows and not withheld:
             return 0
-        inserted = 0
         with self.write("fast") as connection:
-            if rows:
-                statement = _insert_ignoring_duplicates(connection.dialect.name, issued_cards)
-                inserted = len(connection.execute(statement, rows).all())
-            if withheld:
-                statement = _insert_ignoring_duplicates(connection.dialect.name, withheld_cards)
-                connection.execute(statement, withheld).all()
-        return inserted
+            return _insert_records(connection, rows, withheld or [])
 
     def cards_shown_at_order_select(
         self,
@@ -260,26 +433,31 @@ class RecordsMixin:
             if hook_instance == latest[order_id][1]
         ]
 
-    def record_cards_batch(self, items: list[Any]) -> int:
-        """``record_cards`` for the card queue's writer: the rows of many hook calls in one
-        transaction (issued cards as dicts, withheld ones as ``("withheld", row)``), and
-        feedback that arrived before its card (stored as "unknown card" by another worker)
-        linked to it. Returns the cards inserted."""
-        rows = [item for item in items if isinstance(item, dict)]
-        withheld = [item[1] for item in items if isinstance(item, tuple)]
-        if not rows and not withheld:
+    def record_calls(self, records: list[CallRecord]) -> int:
+        """``record_call`` for the card queue's writer (store/card_queue.py): many hook calls
+        in one "fast" transaction, their cards, withheld cards, suggestions and suppressed
+        cards each in one executemany, and feedback that arrived before its card (stored as
+        "unknown card" by another worker) linked to it. Returns the number of new cards."""
+        if not records:
             return 0
-        inserted = 0
         with self.write("fast") as connection:
-            if rows:
-                statement = _insert_ignoring_duplicates(connection.dialect.name, issued_cards)
-                inserted = len(connection.execute(statement, rows).all())
-                uuids = sorted({row["card_uuid"] for row in rows})
+            dialect = connection.dialect.name
+            for record in records:
+                connection.execute(_count_call(dialect, record.counts))
+            cards = [row for record in records for row in record.cards]
+            withheld = [row for record in records for row in record.withheld]
+            suggestions = [row for record in records for row in record.suggestions]
+            suppressed = [row for record in records for row in record.suppressed]
+            new = _insert_records(connection, cards, withheld) if cards or withheld else 0
+            if suggestions:
+                statement = _insert_ignoring_duplicates(dialect, issued_suggestions)
+                connection.execute(statement, suggestions).all()
+            if suppressed:
+                connection.execute(suppressed_cards.insert(), suppressed)
+            if cards:
+                uuids = sorted({row["card_uuid"] for row in cards})
                 connection.execute(_RELINK, {"uuids": uuids})
-            if withheld:
-                statement = _insert_ignoring_duplicates(connection.dialect.name, withheld_cards)
-                connection.execute(statement, withheld).all()
-        return inserted
+        return new
 
     def save_feedback(
         self,
@@ -293,55 +471,60 @@ class RecordsMixin:
         names. Items whose hash is already stored are duplicates (no-op); items naming a
         card this service never issued *to this client* (issuer and tenant) are stored with
         ``card_known = False`` and no topic: another client's card uuid links to nothing."""
-        now = utcnow()
+        now = self.clock()
         uuids = sorted({item["card_uuid"] for item in items})
         new_items: list[dict[str, Any]] = []
         duplicates = unknown = 0
         # "full": a 200 promises the feedback is stored, so it must survive a power loss
         with self.write("full") as connection:
-            linked = connection.execute(
-                sa.select(
-                    issued_cards.c.card_uuid,
-                    issued_cards.c.topic_code,
-                    issued_cards.c.order_id,
-                    issued_cards.c.profile,
-                    issued_cards.c.suggestion_roles,
-                ).where(
-                    issued_cards.c.card_uuid.in_(uuids),
-                    issued_cards.c.service_id == service_id,
-                    issued_cards.c.client_iss.is_not_distinct_from(client_iss),
-                    issued_cards.c.client_tenant.is_not_distinct_from(client_tenant),
-                )
-            ).all()
-            topics = {row.card_uuid: row.topic_code for row in linked}
             cards = {
-                row.card_uuid: {
-                    "order_id": row.order_id,
-                    "profile": row.profile,
-                    "suggestion_roles": row.suggestion_roles or {},
-                }
-                for row in linked
+                row.card_uuid: dict(row._mapping)
+                for row in connection.execute(
+                    sa.select(*_CARD_STATE).where(
+                        issued_cards.c.card_uuid.in_(uuids),
+                        issued_cards.c.service_id == service_id,
+                        issued_cards.c.client_iss.is_not_distinct_from(client_iss),
+                        issued_cards.c.client_tenant.is_not_distinct_from(client_tenant),
+                    )
+                ).all()
             }
             statement = _insert_ignoring_duplicates(connection.dialect.name, feedback)
             for item in items:
-                known = item["card_uuid"] in topics
+                known = item["card_uuid"] in cards
                 row = {
                     **item,
                     "client_iss": client_iss,
                     "client_tenant": client_tenant,
                     "service_id": service_id,
                     "card_known": known,
-                    "topic_code": topics.get(item["card_uuid"]),
+                    "topic_code": cards[item["card_uuid"]]["topic_code"] if known else None,
                     "received_at": now,
                 }
-                if _inserted(connection, statement, row):
-                    new_items.append(row)
-                    unknown += 0 if known else 1
-                else:
+                if connection.execute(statement, row).first() is None:
                     duplicates += 1
-        return FeedbackOutcome(len(new_items), duplicates, unknown, new_items, cards)
+                    continue
+                new_items.append(row)
+                if known:
+                    _mark_card(connection, row, cards[item["card_uuid"]])
+                else:
+                    unknown += 1
+        linked = {
+            uuid: {
+                "order_id": card["order_id"],
+                "profile": card["profile"],
+                "suggestion_roles": card["suggestion_roles"] or {},
+            }
+            for uuid, card in cards.items()
+        }
+        return FeedbackOutcome(len(new_items), duplicates, unknown, new_items, linked)
 
-    def overridden_topics(
+    def overridden_topics(self, **query: Any) -> set[tuple[str, str]]:
+        """(order id hash, topic code) pairs whose card, issued by ``service_id`` to this
+        client (issuer and tenant), user and patient, was overridden in that client's
+        feedback received since ``since`` (arguments as ``overrides``)."""
+        return set(self.overrides(**query))
+
+    def overrides(
         self,
         *,
         service_id: str,
@@ -351,12 +534,11 @@ class RecordsMixin:
         since: datetime,
         client_iss: str | None = None,
         client_tenant: str | None = None,
-    ) -> set[tuple[str, str]]:
-        """(order id hash, topic code) pairs whose card, issued by ``service_id`` to this
-        client (issuer and tenant), user and patient, was overridden in that client's
-        feedback received since ``since``."""
+    ) -> dict[tuple[str, str], tuple[str | None, str | None]]:
+        """The pairs ``overridden_topics`` names, each with the (code, system) of the latest such
+        override's reason (what the dashboard reports suppression after)."""
         if not order_ids:
-            return set()
+            return {}
         params = {
             "service_id": service_id,
             "order_ids": sorted(set(order_ids)),
@@ -366,8 +548,12 @@ class RecordsMixin:
             "client_tenant": client_tenant,
             "since": as_naive_utc(since),
         }
+        found: dict[tuple[str, str], tuple[str | None, str | None]] = {}
         with self.engine.connect() as connection:
-            return {(row[0], row[1]) for row in connection.execute(_OVERRIDDEN, params)}
+            rows = connection.execute(_OVERRIDDEN, params).all()
+        for order, topic, code, system, _ in sorted(rows, key=lambda r: r[4]):
+            found[(order, topic)] = (code, system)
+        return found
 
 
 class Store(RecordsMixin):

@@ -82,9 +82,17 @@ issued_cards = sa.Table(
     # add-alternative, replace, update, create) for the Epic switch check of the report
     sa.Column("profile", sa.String(16), nullable=True),
     sa.Column("suggestion_roles", sa.JSON(), nullable=True),
+    # what its client's feedback did with the card (migration 0005; set by the feedback
+    # store): accepted, overridden, and the reason code of the latest override
+    sa.Column("accepted", sa.Boolean(), nullable=False, server_default=sa.false()),
+    sa.Column("overridden", sa.Boolean(), nullable=False, server_default=sa.false()),
+    sa.Column("override_code", sa.String(256), nullable=True),
     # repeat suppression's look-up (migration 0002): order ids alone repeat across patients
     sa.Index("ix_issued_cards_lookup", "service_id", "order_id", "patient_hash", "user_hash"),
+    # override reasons per topic, over overridden cards only (migration 0005)
+    sa.Index("ix_issued_cards_overrides", "overridden", "topic_code", "override_code", "issued_at"),
 )
+
 
 feedback = sa.Table(
     "feedback",
@@ -132,3 +140,95 @@ withheld_cards = sa.Table(
     sa.Column("client_iss", sa.String(512), nullable=True),
     sa.Column("client_tenant", sa.String(256), nullable=True),
 )
+
+
+# What each suggestion of an issued card offered (migration 0005): the kind of change
+# (replace, update, delete, create, remove) and the drug it orders, as the engine named it
+# (RxNorm ingredient name and product code). Codes only: what the dashboard's "which
+# suggestion was taken" needs to name an accepted suggestion uuid.
+issued_suggestions = sa.Table(
+    "issued_suggestions",
+    metadata,
+    sa.Column("suggestion_uuid", sa.String(128), primary_key=True),
+    sa.Column("card_uuid", sa.String(128), nullable=False, index=True),
+    sa.Column("kind", sa.String(16), nullable=False),
+    sa.Column("drug", sa.String(64), nullable=True),
+    sa.Column("code", sa.String(64), nullable=True),
+)
+
+# Suggestions clinicians accepted, one row per card and suggestion (migration 0005), with what
+# the suggestion offered and the card's topic and issue time copied in when the feedback is
+# stored: "which suggestion was taken" is one GROUP BY over this table. Kind, drug and code
+# are NULL for a suggestion the store has no record of (cards issued before 0005).
+accepted_suggestions = sa.Table(
+    "accepted_suggestions",
+    metadata,
+    sa.Column("card_uuid", sa.String(128), primary_key=True),
+    sa.Column("suggestion_uuid", sa.String(128), primary_key=True),
+    sa.Column("topic_code", sa.String(128), nullable=True),
+    sa.Column("kind", sa.String(16), nullable=True),
+    sa.Column("drug", sa.String(64), nullable=True),
+    sa.Column("code", sa.String(64), nullable=True),
+    sa.Column("issued_at", sa.DateTime(), nullable=False),
+    sa.Index("ix_accepted_suggestions_taken", "topic_code", "kind", "drug", "code", "issued_at"),
+)
+
+# Cards repeat suppression kept from an order-sign answer (migration 0005), with the override
+# that silenced them: the dashboard shows suppression at work. Codes only, no hashes: nothing
+# here ever needs to be matched against a patient, user or order.
+suppressed_cards = sa.Table(
+    "suppressed_cards",
+    metadata,
+    sa.Column("id", sa.Integer(), primary_key=True, autoincrement=True),
+    sa.Column("suppressed_at", sa.DateTime(), nullable=False, index=True),
+    sa.Column("service_id", sa.String(64), nullable=False),
+    sa.Column("topic_code", sa.String(128), nullable=True),
+    sa.Column("indicator", sa.String(16), nullable=True),
+    sa.Column("profile", sa.String(16), nullable=True),
+    sa.Column("override_code", sa.String(256), nullable=True),
+    sa.Column("override_system", sa.String(512), nullable=True),
+    sa.Column("client_iss", sa.String(512), nullable=True),
+    sa.Column("client_tenant", sa.String(256), nullable=True),
+)
+
+# Hook calls counted per UTC day, service, client and profile (migration 0005): the alert
+# burden's denominators (cards per diazepam order, per 100 order-sign calls). Counters, not a
+# row per call: order-sign fires for every order a hospital signs, diazepam or not. Empty
+# strings stand for "none" (CDS_AUTH=disabled) because primary key columns cannot be NULL.
+hook_call_counts = sa.Table(
+    "hook_call_counts",
+    metadata,
+    sa.Column("day", sa.Date(), primary_key=True),
+    sa.Column("service_id", sa.String(64), primary_key=True),
+    sa.Column("profile", sa.String(16), primary_key=True),
+    sa.Column("client_iss", sa.String(512), primary_key=True),
+    sa.Column("client_tenant", sa.String(256), primary_key=True),
+    sa.Column("calls", sa.Integer(), nullable=False),
+    sa.Column("calls_with_orders", sa.Integer(), nullable=False),
+    sa.Column("diazepam_orders", sa.Integer(), nullable=False),
+    sa.Column("cards", sa.Integer(), nullable=False),
+    sa.Column("suppressed", sa.Integer(), nullable=False),
+)
+
+# Cards per UTC day of issue, topic, service, indicator, profile and client (migration 0005):
+# the dashboard's counts, kept up to date in the transactions that store the cards and the
+# feedback (a card counts as accepted / overridden / answered once, when its flag on
+# issued_cards first turns true). The dashboard reads these few rows instead of scanning every
+# card ever issued: a million cards are a few thousand rows here. Empty strings stand for
+# "none" because primary key columns cannot be NULL.
+card_counts = sa.Table(
+    "card_counts",
+    metadata,
+    sa.Column("day", sa.Date(), primary_key=True),
+    sa.Column("topic_code", sa.String(128), primary_key=True),
+    sa.Column("service_id", sa.String(64), primary_key=True),
+    sa.Column("indicator", sa.String(16), primary_key=True),
+    sa.Column("profile", sa.String(16), primary_key=True),
+    sa.Column("client_iss", sa.String(512), primary_key=True),
+    sa.Column("issued", sa.Integer(), nullable=False),
+    sa.Column("accepted", sa.Integer(), nullable=False),
+    sa.Column("overridden", sa.Integer(), nullable=False),
+    sa.Column("answered", sa.Integer(), nullable=False),
+)
+
+CARD_COUNT_KEYS = ("topic_code", "service_id", "indicator", "profile", "client_iss")

@@ -293,6 +293,9 @@ def _expect_401_unless_open(case: Any, response: Any) -> None:
     open_discovery = case.operation.path == "/cds-services" and not sent_token
     if case.operation.path in ("/health", "/metrics") or open_discovery:
         assert response.status_code == 200
+    elif case.operation.path.startswith("/admin"):
+        # the committee pages do not exist without CDS_ADMIN_TOKEN, whatever is sent
+        assert response.status_code == 404, response.text
     elif case.operation.path == "/fhir/CodeSystem/{id}":
         # published terminology, no patient data: open (a fuzzed id is simply not found)
         assert response.status_code in (200, 404), response.text
@@ -326,6 +329,52 @@ def test_forged_tokens_on_feedback_get_the_declared_401(guarded_schema, authoriz
         media_type="application/json",
     )
     _expect_401_unless_open(case, case.call_and_validate(checks=CHECKS))
+
+
+ADMIN_TOKEN = "fuzz-admin-token-0123456789"
+ADMIN_PAGES = "^admin(Index|Dashboard|Export)$"
+
+
+@pytest.fixture(scope="module")
+def admin_schema(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """The committee pages switched on (CDS_ADMIN_TOKEN): generated credentials are forgeries."""
+    data_dir = tmp_path_factory.mktemp("admin") / "data"
+    app = create_app({"auth": "disabled", "data_dir": str(data_dir), "admin_token": ADMIN_TOKEN})
+    return schemathesis.from_path(
+        str(SPEC), app=app, data_generation_methods=[DataGenerationMethod.positive]
+    )
+
+
+admin = schemathesis.from_pytest_fixture("admin_schema")
+
+
+@admin.include(path_regex="^/admin").parametrize()
+@settings(FILTERING_SETTINGS, max_examples=MAX_EXAMPLES // 5)
+def test_admin_refuses_forged_credentials(case):
+    """Generated bearer tokens, cookies and form tokens never open a page: 401 with no detail
+    (the login form itself answers; logout always just clears the cookie)."""
+    response = case.call_and_validate(checks=CHECKS)
+    SEEN[(case.operation.verbose_name, "forged-admin", response.status_code)] += 1
+    if case.operation.verbose_name in ("GET /admin/login", "POST /admin/logout"):
+        assert response.status_code in (200, 303)
+    elif case.operation.verbose_name == "POST /admin/login":
+        assert response.status_code == 401 and "Not accepted." in response.text
+    else:
+        assert response.status_code == 401, response.text
+        assert "Authentication required." in response.text
+
+
+@admin.include(operation_id_regex=ADMIN_PAGES).parametrize()
+@admin.override(headers={"Authorization": f"Bearer {ADMIN_TOKEN}"})
+@settings(FILTERING_SETTINGS, max_examples=MAX_EXAMPLES // 5)
+def test_admin_pages_honour_the_contract(case):
+    """With the right token, every generated date range and export name is answered as the
+    spec says (a page, a table, a 400 naming the parameter or a 404 for an unknown figure)."""
+    response = case.call_and_validate(checks=CHECKS)
+    SEEN[(case.operation.verbose_name, "admin", response.status_code)] += 1
+    assert response.status_code in (200, 302, 400, 404), response.text
+    assert response.headers["X-Content-Type-Options"] == "nosniff"
+    assert "frame-ancestors 'none'" in response.headers["Content-Security-Policy"]
 
 
 def test_the_harness_catches_a_server_error(tmp_path):

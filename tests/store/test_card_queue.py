@@ -13,6 +13,8 @@ import sqlalchemy as sa
 
 from cds_service.store import Store
 from cds_service.store.card_queue import CardQueue
+from cds_service.store.store import CallRecord
+from cds_service.store.tables import utcnow
 from tests.store.test_records import card_row, fb_row
 
 
@@ -107,16 +109,32 @@ def _feedback(store: Store) -> list[dict[str, Any]]:
         return [dict(r._mapping) for r in rows]
 
 
+def _call(*cards: dict[str, Any]) -> CallRecord:
+    counts = {
+        "day": utcnow().date(),
+        "service_id": "diazepam-order-sign",
+        "profile": "",
+        "client_iss": "",
+        "client_tenant": "",
+        "calls": 1,
+        "calls_with_orders": 1,
+        "diazepam_orders": 1,
+        "cards": len(cards),
+        "suppressed": 0,
+    }
+    return CallRecord(counts=counts, cards=list(cards), suggestions=[], suppressed=[])
+
+
 def test_batch_links_feedback_that_arrived_before_its_card(store: Store):
     """Another worker stored the feedback while the card sat in this worker's queue."""
     assert store.save_feedback("diazepam-order-sign", [fb_row("c-1")]).unknown_cards == 1
     other_client = card_row("c-2", service_id="diazepam-order-sign", client_iss="https://other")
     store.save_feedback("diazepam-order-sign", [fb_row("c-2")])
-    rows = [card_row("c-1", service_id="diazepam-order-sign", client_iss=None), other_client]
-    assert store.record_cards_batch(rows) == 2
+    mine = card_row("c-1", service_id="diazepam-order-sign", client_iss=None)
+    assert store.record_calls([_call(mine), _call(other_client)]) == 2
     found = {r["card_uuid"]: r for r in _feedback(store)}
     assert bool(found["c-1"]["card_known"]) is True
     assert found["c-1"]["topic_code"] == "beers-age"
     # another client's card never links (tenant isolation holds for late cards too)
     assert bool(found["c-2"]["card_known"]) is False and found["c-2"]["topic_code"] is None
-    assert store.record_cards_batch([card_row("c-1", service_id="diazepam-order-sign")]) == 0
+    assert store.record_calls([_call(mine)]) == 0

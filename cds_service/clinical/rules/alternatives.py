@@ -331,6 +331,7 @@ def muscle_relaxant_alternative(
                     and not no_reason
                     and (not current or alt["recommend_when_on_relaxant"]),
                     code=product.code,
+                    drug=product.ingredient,
                     notes=notes,
                 )
             )

@@ -130,4 +130,5 @@ def naloxone_option(order: DiazepamOrder, spec: dict[str, Any]) -> Option:
         resource=resource,
         recommended=True,
         code=spec["code"],
+        drug=spec["display"].split()[0].lower(),
     )
