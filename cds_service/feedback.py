@@ -402,10 +402,32 @@ class FeedbackHandler:
         self.store_comments = store_comments
         self.queue = queue
 
+    def _await_cards(self, service: ServiceDefinition, body: dict[str, Any]) -> None:
+        """Feedback naming a card this worker does not know may have beaten the card's row
+        from another worker's card queue (written within ``CDS_CARD_FLUSH_MS``): when some
+        card is unknown, wait once for that window, so the answer and the row link it. A card
+        still unknown after the wait is stored and flagged as before."""
+        assert self.queue is not None
+        uuids = [
+            str(item.get("card"))[:128]
+            for item in body.get("feedback") or []
+            if isinstance(item, dict) and item.get("card")
+        ]
+        client_iss, client_tenant = client_of()
+        try:
+            known = self.store.known_cards(
+                service.id, uuids, client_iss=client_iss, client_tenant=client_tenant
+            )
+        except sa.exc.SQLAlchemyError:
+            return  # save_feedback meets the same database and answers for it
+        if set(uuids) - known:
+            time.sleep(2 * self.queue.flush_interval_s + 0.05)
+
     def __call__(self, service: ServiceDefinition, body: dict[str, Any]) -> dict[str, Any]:
         if self.queue is not None:
             # this worker's queued cards first, so its own feedback always finds them
             self.queue.flush()
+            self._await_cards(service, body)
         rows = [
             feedback_row(service.id, item, i, store_comments=self.store_comments)
             for i, item in enumerate(body["feedback"])

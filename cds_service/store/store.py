@@ -459,6 +459,29 @@ class RecordsMixin:
                 connection.execute(_RELINK, {"uuids": uuids})
         return new
 
+    def known_cards(
+        self,
+        service_id: str,
+        uuids: list[str],
+        *,
+        client_iss: str | None = None,
+        client_tenant: str | None = None,
+    ) -> set[str]:
+        """The card uuids among ``uuids`` this service issued to this client (a read; the
+        feedback handler's wait for cards still in another worker's card queue)."""
+        if not uuids:
+            return set()
+        with self.engine.connect() as connection:
+            found = connection.execute(
+                sa.select(issued_cards.c.card_uuid).where(
+                    issued_cards.c.card_uuid.in_(sorted(set(uuids))),
+                    issued_cards.c.service_id == service_id,
+                    issued_cards.c.client_iss.is_not_distinct_from(client_iss),
+                    issued_cards.c.client_tenant.is_not_distinct_from(client_tenant),
+                )
+            ).all()
+        return {row[0] for row in found}
+
     def save_feedback(
         self,
         service_id: str,

@@ -138,3 +138,18 @@ def test_batch_links_feedback_that_arrived_before_its_card(store: Store):
     # another client's card never links (tenant isolation holds for late cards too)
     assert bool(found["c-2"]["card_known"]) is False and found["c-2"]["topic_code"] is None
     assert store.record_calls([_call(mine)]) == 0
+
+
+def test_feedback_on_another_worker_waits_for_a_card_still_queued(make_app):
+    """Two apps on one database stand for two gunicorn workers: the order-sign card sits in
+    the first one's queue when the second one receives its feedback."""
+    from tests.robustness.hostile import base_request
+
+    first, second = make_app(card_flush_ms=100), make_app(card_flush_ms=100)
+    sign = "/cds-services/diazepam-order-sign"
+    cards = first.test_client().post(sign, json=base_request("order-sign")).get_json()["cards"]
+    assert cards
+    item = {"card": cards[0]["uuid"], "outcome": "overridden",
+            "outcomeTimestamp": "2026-03-02T11:00:00Z"}
+    answer = second.test_client().post(f"{sign}/feedback", json={"feedback": [item]}).get_json()
+    assert answer == {"stored": 1, "duplicates": 0, "unknown_cards": 0}
