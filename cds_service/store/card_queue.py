@@ -29,9 +29,9 @@ Guarantees, and the crash-loss window (README "Feedback, the store and reports")
   may be queued in another worker). Readers in another worker or host may miss rows still
   queued here for up to the window; a feedback item stored meanwhile as "unknown card" is
   linked when the card's row lands (``record_calls`` re-links it in the same transaction).
-  Cards of hooks whose cards a later call reads at once (order-select: fire once and repeat suppression at
-  order-sign, possibly milliseconds later on another worker) are not queued at all:
-  ``CardRecorder`` writes them synchronously.
+  Cards of hooks whose cards a later call reads at once (order-select: fire once and repeat
+  suppression at order-sign, possibly milliseconds later on another worker) are not queued
+  at all: ``CardRecorder`` writes them synchronously.
 """
 
 from __future__ import annotations
