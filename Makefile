@@ -68,7 +68,8 @@ lint: $(VENV)/.installed-test
 audit: $(VENV)/.installed-audit
 	$(BIN)/python scripts/audit_deps.py $(LOCK)
 
-## Service vs. a bare-Flask floor under the same gunicorn (wrk; results in bench/results/).
+## Service (auth on and off) vs. the bare and protocol floors under the same gunicorn (wrk;
+## results in bench/results/).
 ## Installs wrk with apt when possible, else falls back to a Python load generator.
 BENCH_ARGS ?=
 bench: $(VENV)/.installed-test $(FHIR_VENV)/.installed

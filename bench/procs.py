@@ -14,11 +14,23 @@ from pathlib import Path
 from tests.support.server import RunningServer, free_port, launch
 
 
-def start_floor(tmp_dir: Path, *, workers: int = 2) -> RunningServer:
+def start_floor(
+    tmp_dir: Path,
+    *,
+    workers: int = 2,
+    kind: str = "bare",
+    jwks: Path | None = None,
+    iss: str | None = None,
+) -> RunningServer:
+    """The bare floor, or with ``kind="protocol"`` the protocol floor trusting ``iss`` with
+    the keys of ``jwks`` (bench/floor_app.py)."""
     port = free_port()
-    command = [sys.executable, "-m", "bench.floor_app", "--port", str(port)]
+    command = [sys.executable, "-m", "bench.floor_app", "--port", str(port), "--kind", kind]
+    if kind == "protocol":
+        command += ["--jwks", str(jwks), "--iss", str(iss)]
     env = {**os.environ, "CDS_LOG_LEVEL": "WARNING"}
-    return launch(command + ["--workers", str(workers)], port, tmp_dir, env, name="floor")
+    name = "floor" if kind == "bare" else f"{kind}-floor"
+    return launch(command + ["--workers", str(workers)], port, tmp_dir, env, name=name)
 
 
 def child_pids(pid: int, proc: Path = Path("/proc")) -> list[int]:

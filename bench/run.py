@@ -1,18 +1,21 @@
-"""``make bench``: the service against the floor of its own stack, in one run on this machine.
+"""``make bench``: the service against the floors of its own stack, in one run on this machine.
 
 1. Build the request bodies from the fixtures (bench/payloads.py) and a benchmark EHR identity
    (ES384 key, trusted-issuers file; bench/tokens.py).
-2. Start the floor app and the real service (``diazepam-cds serve``: auth on, SQLite store on)
-   under identical gunicorn options.
-3. For each body and concurrency: warm up, drive the floor, then the service, with wrk. The
-   service gets a fresh pool of single-use tokens sized from the floor's throughput.
+2. Start the two floor apps (bench/floor_app.py: bare, and protocol = bare + the JWT checks
+   CDS Hooks requires) and the real service (``diazepam-cds serve``, SQLite store on) twice:
+   authentication on, and ``CDS_AUTH=disabled``; all under identical gunicorn options.
+3. For each body and concurrency: warm up and drive the bare floor, the protocol floor, the
+   service with auth on, then with auth off, with wrk, recording the CPU time of each app's
+   workers. Authenticated apps get fresh pools of single-use tokens sized from the bare floor's
+   throughput. Auth on is compared with the protocol floor, auth off with the bare floor.
 4. Peak RSS per worker; cold path against the real FHIR test server when it is installed; a
    pyinstrument profile of the large request; in-process latency figures (the engine alone,
    answers against a hung or broken FHIR server: bench/latency.py).
 5. Write ``bench/results/latest.json`` (plus a dated copy for tracking), ``results.md`` (the
    table) and print the table.
 
-Numbers are only comparable within one run: the floor is re-measured every time.
+Numbers are only comparable within one run: the floors are re-measured every time.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -34,10 +38,12 @@ import requests
 
 from bench import payloads
 from bench.cold import timing_summary
-from bench.loadgen import LoadResult, run_load, wrk_available
+from bench.loadgen import run_load, wrk_available
 from bench.procs import start_floor, workers_cpu_seconds, workers_peak_rss_mib
 from bench.report import evaluate_targets, render_markdown
-from bench.tokens import create_issuer, mint, mint_pool
+from bench.tokens import ISSUER, create_issuer, mint, mint_pool
+from cds_service.config import load_settings
+from cds_service.server import gunicorn_options
 from tests.support.server import RunningServer, start_server
 
 REPO = payloads.REPO
@@ -96,15 +102,14 @@ def service_env(issuer_path: Path) -> dict[str, str]:
     }
 
 
-def sanity_call(server: RunningServer, body: dict[str, Any], key_path: Path) -> dict[str, Any]:
-    """One call before measuring: a run of 401s or 400s would time error pages, not advice."""
+def sanity_call(
+    server: RunningServer, body: dict[str, Any], key_path: Path | None
+) -> dict[str, Any]:
+    """One call before measuring: a run of 401s or 400s would time error pages, not advice.
+    ``key_path`` None: the service runs without authentication, and no token is sent."""
     url = f"{server.base_url}/cds-services/{SIGN}"
-    response = requests.post(
-        url,
-        json=body,
-        headers={"Authorization": f"Bearer {mint(key_path, url)}"},
-        timeout=30,
-    )
+    headers = {"Authorization": f"Bearer {mint(key_path, url)}"} if key_path else {}
+    response = requests.post(url, json=body, headers=headers, timeout=30)
     if response.status_code != 200:
         raise RuntimeError(
             f"service answered {response.status_code} to the benchmark body: {response.text[:500]}"
@@ -114,46 +119,78 @@ def sanity_call(server: RunningServer, body: dict[str, Any], key_path: Path) -> 
     return {"status": response.status_code, "cards": len(cards), "topics": topics}
 
 
+@dataclass
+class Apps:
+    """The four servers of one run, measured one after the other at every point: the floors
+    first, then the service with authentication on and off (same gunicorn options)."""
+
+    floor: RunningServer
+    protocol_floor: RunningServer
+    service: RunningServer
+    service_noauth: RunningServer | None
+
+
 def measure_point(
     *,
-    floor: RunningServer,
-    service: RunningServer,
+    apps: Apps,
     body_file: Path,
     key_path: Path,
-    floor_tokens: Path,
     connections: int,
     duration_s: float,
     warmup_s: float,
     work: Path,
-) -> tuple[LoadResult, LoadResult, dict[str, Any], dict[str, float | None]]:
+    ignored_tokens: Path,
+) -> dict[str, Any]:
+    """One body at one concurrency: each app warmed up then measured, with the CPU its
+    workers used over the measured run. Every authenticated app gets fresh pools of
+    single-use tokens for its own URL, sized from the bare floor's throughput (nothing
+    authenticated can beat it); the apps that check no token (the bare floor, the service
+    with authentication off) get the same requests, headers included, from a reused pool."""
     path = f"/cds-services/{SIGN}"
-    floor_url = floor.base_url + path
-    service_url = service.base_url + path
-    run_load(floor_url, body_file, floor_tokens, connections, warmup_s)
-    cpu_before = workers_cpu_seconds(floor.process.pid)
-    floor_result = run_load(floor_url, body_file, floor_tokens, connections, duration_s)
-    floor_cpu = workers_cpu_seconds(floor.process.pid) - cpu_before
+    ceiling: list[float] = []
 
-    # the service can at most match the floor: size its single-use pools from the floor's rate
-    def pool(seconds: float, name: str) -> Path:
-        count = math.ceil(floor_result.rps * seconds * 1.3) + 500
-        return mint_pool(key_path, service_url, count, work / name)
+    def pool(url: str, seconds: float, name: str) -> Path:
+        rate = ceiling[0] if ceiling else 5000.0
+        count = math.ceil(rate * seconds * 1.3) + 500
+        return mint_pool(key_path, url, count, work / name)
 
-    warm_pool = pool(warmup_s, "warm.tokens")
-    run_pool = pool(duration_s, "run.tokens")
-    run_load(service_url, body_file, warm_pool, connections, warmup_s)
-    log_offset = len(service.log_text())
-    cpu_before = workers_cpu_seconds(service.process.pid)
-    service_result = run_load(service_url, body_file, run_pool, connections, duration_s)
-    service_cpu = workers_cpu_seconds(service.process.pid) - cpu_before
-    stages = timing_summary(service.log_text()[log_offset:], SIGN)
-    # CPU per answered call: unlike req/s it hardly moves with what else the machine is doing,
-    # and at saturation the throughput ratio is about floor CPU / service CPU
-    cpu = {
-        "floor": per_request_ms(floor_cpu, floor_result.requests),
-        "service": per_request_ms(service_cpu, service_result.requests),
+    def one(name: str, server: RunningServer, auth: bool, log_stages: bool) -> dict[str, Any]:
+        url = server.base_url + path
+        warm = pool(url, warmup_s, f"{name}-warm.tokens") if auth else ignored_tokens
+        run = pool(url, duration_s, f"{name}-run.tokens") if auth else ignored_tokens
+        run_load(url, body_file, warm, connections, warmup_s)
+        log_offset = len(server.log_text()) if log_stages else 0
+        cpu_before = workers_cpu_seconds(server.process.pid)
+        result = run_load(url, body_file, run, connections, duration_s)
+        cpu = workers_cpu_seconds(server.process.pid) - cpu_before
+        # CPU per answered call: unlike req/s it hardly moves with what else the machine is
+        # doing, and at saturation the throughput ratio is about the inverse CPU ratio
+        out = {"load": result, "cpu_ms": per_request_ms(cpu, result.requests)}
+        if log_stages:
+            out["stages"] = timing_summary(server.log_text()[log_offset:], SIGN)
+        return out
+
+    floor = one("floor", apps.floor, False, False)
+    ceiling.append(floor["load"].rps)
+    protocol = one("protocol-floor", apps.protocol_floor, True, False)
+    service = one("service", apps.service, True, True)
+    point: dict[str, Any] = {
+        "floor": floor["load"].to_json(),
+        "protocol_floor": protocol["load"].to_json(),
+        "service": service["load"].to_json(),
+        "service_stages": service["stages"],
+        "cpu_ms_per_request": {
+            "floor": floor["cpu_ms"],
+            "protocol_floor": protocol["cpu_ms"],
+            "service": service["cpu_ms"],
+        },
     }
-    return floor_result, service_result, stages, cpu
+    if apps.service_noauth is not None:
+        noauth = one("service-noauth", apps.service_noauth, False, True)
+        point["service_noauth"] = noauth["load"].to_json()
+        point["service_noauth_stages"] = noauth["stages"]
+        point["cpu_ms_per_request"]["service_noauth"] = noauth["cpu_ms"]
+    return point
 
 
 def per_request_ms(cpu_s: float, requests: int) -> float | None:
@@ -221,6 +258,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--bodies", default="large,small")
     parser.add_argument("--no-cold", action="store_true")
     parser.add_argument("--no-profile", action="store_true")
+    parser.add_argument(
+        "--no-auth-off", action="store_true", help="skip the service with CDS_AUTH=disabled"
+    )
     parser.add_argument("--no-latency", action="store_true", help="skip bench/latency.py")
     parser.add_argument("--out", type=Path, default=RESULTS)
     parser.add_argument(
@@ -271,6 +311,9 @@ def main(argv: list[str] | None = None) -> int:
             "duration_s": args.duration,
             "warmup_s": args.warmup,
             "workers": args.workers,
+            # the gunicorn options both floors and the service run with
+            "worker_class": gunicorn_options(load_settings())["worker_class"],
+            "threads": load_settings().threads,
             "concurrency": concurrencies,
         },
         "bodies": {
@@ -286,9 +329,12 @@ def main(argv: list[str] | None = None) -> int:
         "warm": {},
     }
     floor = start_floor(work, workers=args.workers)
+    protocol_floor = start_floor(
+        work, workers=args.workers, kind="protocol", jwks=issuer.jwks_path, iss=ISSUER
+    )
     env = service_env(issuer.trusted_issuers_path)
     data_dir = Path(tempfile.mkdtemp(prefix="diazepam-bench-data-", dir=args.data_dir))
-    env["CDS_DATA_DIR"] = str(data_dir)
+    env["CDS_DATA_DIR"] = str(data_dir / "auth-on")
     results["settings"]["data_dir_fs"] = filesystem_of(data_dir)
     if args.database_url:
         env["CDS_DATABASE_URL"] = args.database_url
@@ -297,39 +343,52 @@ def main(argv: list[str] | None = None) -> int:
         results["settings"]["database"] = "sqlite"
     results["settings"]["variant"] = args.variant or "default"
     service = start_server(work, env, workers=args.workers)
+    # the same service with CDS_AUTH=disabled, its own SQLite store (a PostgreSQL URL is
+    # shared: the two are never measured at the same time)
+    service_noauth = None
+    if not args.no_auth_off:
+        noauth_env = {**env, "CDS_AUTH": "disabled", "CDS_DATA_DIR": str(data_dir / "auth-off")}
+        service_noauth = start_server(work, noauth_env, workers=args.workers)
+    apps = Apps(floor, protocol_floor, service, service_noauth)
     try:
-        floor_tokens = mint_pool(
-            issuer.key_path, f"{floor.base_url}/cds-services/{SIGN}", 2000, work / "floor.tokens"
+        ignored_tokens = mint_pool(
+            issuer.key_path, f"{floor.base_url}/cds-services/{SIGN}", 2000, work / "any.tokens"
         )
         for name, body in bodies.items():
             results["bodies"][name]["sanity"] = sanity_call(service, body, issuer.key_path)
+            if service_noauth is not None:
+                sanity_call(service_noauth, body, None)
             results["warm"][name] = {}
             for c in concurrencies:
                 log(f"warm {name} c={c}")
-                floor_r, service_r, stages, cpu = measure_point(
-                    floor=floor,
-                    service=service,
+                point = measure_point(
+                    apps=apps,
                     body_file=body_files[name],
                     key_path=issuer.key_path,
-                    floor_tokens=floor_tokens,
                     connections=c,
                     duration_s=args.duration,
                     warmup_s=args.warmup,
                     work=work,
+                    ignored_tokens=ignored_tokens,
                 )
-                results["warm"][name][str(c)] = {
-                    "floor": floor_r.to_json(),
-                    "service": service_r.to_json(),
-                    "service_stages": stages,
-                    "cpu_ms_per_request": cpu,
-                }
+                results["warm"][name][str(c)] = point
                 log(
-                    f"  floor {floor_r.rps:.0f} rps p99 {floor_r.p99_ms:.2f} ms | service "
-                    f"{service_r.rps:.0f} rps p99 {service_r.p99_ms:.2f} ms "
-                    f"(non-2xx {service_r.non_2xx})"
+                    "  "
+                    + " | ".join(
+                        f"{label} {point[key]['rps']:.0f} rps p99 {point[key]['p99_ms']:.2f} ms"
+                        f" cpu {point['cpu_ms_per_request'].get(key)} ms"
+                        for label, key in (
+                            ("floor", "floor"),
+                            ("protocol", "protocol_floor"),
+                            ("service", "service"),
+                            ("no-auth", "service_noauth"),
+                        )
+                        if key in point
+                    )
                 )
         results["peak_rss_mib"] = {
             "floor": workers_peak_rss_mib(floor.process.pid),
+            "protocol_floor": workers_peak_rss_mib(protocol_floor.process.pid),
             "service": workers_peak_rss_mib(service.process.pid),
         }
         if not args.no_cold:
@@ -340,8 +399,9 @@ def main(argv: list[str] | None = None) -> int:
                 log(f"cold path failed: {exc}")
                 results["cold"] = {"skipped": f"failed: {str(exc)[:500]}"}
     finally:
-        floor.kill()
-        service.kill()
+        for server in (floor, protocol_floor, service, service_noauth):
+            if server is not None:
+                server.kill()
     if not args.no_profile and "large" in bodies:
         log("profile")
         from bench.profile import profile_requests

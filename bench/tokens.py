@@ -36,6 +36,11 @@ class BenchIssuer:
     key_path: Path
     trusted_issuers_path: Path
 
+    @property
+    def jwks_path(self) -> Path:
+        """The public JWK Set the trusted-issuers file names (the protocol floor reads it)."""
+        return self.trusted_issuers_path.parent / "bench-jwks.json"
+
 
 def create_issuer(directory: Path) -> BenchIssuer:
     """Write a fresh P-384 key, its JWK Set and a trusted-issuers file naming it."""

@@ -54,6 +54,7 @@ class Settings:
     host: str = "0.0.0.0"
     port: int = 8080
     workers: int = 2
+    threads: int = 4
     data_dir: str = "var"
     database_url: str = ""
     max_body_bytes: int = 1024 * 1024
@@ -84,6 +85,8 @@ class Settings:
     suppress_repeats: bool = False
     suppress_window_s: int = 3600
     store_comments: bool = False
+    card_queue: int = 1000
+    card_flush_ms: int = 50
     metrics_dir: str = ""
     metrics_token: str = field(default="", repr=False)
     # Committee pages (/admin): off unless set
@@ -143,6 +146,7 @@ SETTINGS: dict[str, str] = {
     "CDS_HOST": "Interface gunicorn binds (default `0.0.0.0`).",
     "CDS_PORT": "Port gunicorn binds (default `8080`).",
     "CDS_WORKERS": "gunicorn worker processes (default `2`).",
+    "CDS_THREADS": "Threads per gunicorn worker (gthread; default 4).",
     "CDS_DATA_DIR": "Directory for the embedded SQLite database and metrics files (default `var`).",
     "CDS_DATABASE_URL": "SQLAlchemy URL; default SQLite file under CDS_DATA_DIR. PostgreSQL: "
     "`postgresql+psycopg://user@host/db`.",
@@ -189,6 +193,12 @@ SETTINGS: dict[str, str] = {
     "(default 3600).",
     "CDS_STORE_COMMENTS": "Keep clinicians' free-text override comments in the store (default "
     "off: they can contain PHI).",
+    "CDS_CARD_QUEUE": "Issued cards a worker may hold before writing them in a batch, off the "
+    "request path (default 1000; 0 records every call's cards before it answers). order-select "
+    "cards are always written before the answer. A crash loses at most the cards of the last "
+    "`CDS_CARD_FLUSH_MS`, never more than this many; a graceful stop writes them all.",
+    "CDS_CARD_FLUSH_MS": "How long the card writer lets a batch gather, milliseconds "
+    "(default 50): the crash-loss window of queued cards.",
     "CDS_METRICS_DIR": "Prometheus multiprocess directory (default `<CDS_DATA_DIR>/metrics`).",
     "CDS_METRICS_TOKEN": "Bearer token required on `GET /metrics` (default none: open).",
     "CDS_ADMIN_TOKEN": "Token for the committee pages `/admin/dashboard` and `/admin/cards` "
@@ -274,6 +284,12 @@ def _apply_profile_defaults(settings: Settings, explicit: set[str]) -> Settings:
         raise ConfigError("CDS_MAX_BODY_BYTES must be positive")
     if settings.deadline_ms <= 0:
         raise ConfigError("CDS_DEADLINE_MS must be positive")
+    if not 1 <= settings.threads <= 64:
+        raise ConfigError("CDS_THREADS must be between 1 and 64")
+    if settings.card_queue < 0:
+        raise ConfigError("CDS_CARD_QUEUE must be 0 (no queue) or positive")
+    if not 0 <= settings.card_flush_ms <= 10_000:
+        raise ConfigError("CDS_CARD_FLUSH_MS must be between 0 and 10000")
     if settings.public_base_url:
         check_public_base_url(settings.public_base_url)
     for address in settings.forwarded_allow_ips:

@@ -41,6 +41,7 @@ from cds_service.errors import ApiError
 from cds_service.fire_once import FireOnce, fire_once_enabled, fire_once_keys, withhold
 from cds_service.hook_request import HookRequest
 from cds_service.store import Store
+from cds_service.store.card_queue import CardQueue
 from cds_service.store.hashing import IdHasher, id_hasher
 from cds_service.store.store import CallRecord
 from cds_service.store.tables import as_naive_utc, utcnow
@@ -262,15 +263,34 @@ def suggestion_rows(cards: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return rows
 
 
+# Hooks whose cards a later call may read at once, from any worker or host (at order-sign,
+# fire once and repeat suppression read order-select's cards, possibly milliseconds later):
+# written before the answer goes out, never queued.
+WRITE_THROUGH_HOOKS = frozenset({"order-select"})
+
+
 class CardRecorder:
     """``after_hook``: persist what a hook call did — the day's call counters, the cards
     sent, what their suggestions offer, the cards the filters withheld (fire once, repeat
     suppression) and, for the dashboard, which override a suppressed card followed — in one
     transaction. A database failure is logged and the answer still goes out: advice matters
-    more than its bookkeeping."""
+    more than its bookkeeping.
 
-    def __init__(self, store: Store, hasher: IdHasher, deadline_ms: int = 0):
+    With a ``queue`` (``CDS_CARD_QUEUE`` > 0, the default) the records of other hooks go to
+    the worker's card queue and are written in batches off the request path
+    (``store/card_queue.py``: bounded, flushed on graceful shutdown, crash-loss window
+    documented there); a full queue means the call records itself. order-select records are
+    never queued: fire once and repeat suppression read them at order-sign."""
+
+    def __init__(
+        self,
+        store: Store,
+        hasher: IdHasher,
+        deadline_ms: int = 0,
+        queue: CardQueue | None = None,
+    ):
         self.store, self.hasher, self.deadline_ms = store, hasher, deadline_ms
+        self.queue = queue
 
     def __call__(
         self, service: ServiceDefinition, request: HookRequest, result: dict[str, Any]
@@ -307,6 +327,12 @@ class CardRecorder:
             suppressed=[{**row, "suppressed_at": now} for row in suppressed],
             withheld=withheld,
         )
+        if (
+            self.queue is not None
+            and service.hook not in WRITE_THROUGH_HOOKS
+            and self.queue.submit([record], weight=max(1, len(rows) + len(withheld)))
+        ):
+            return
         try:
             self.store.record_call(record)
         except sa.exc.SQLAlchemyError as exc:
@@ -369,11 +395,39 @@ def feedback_row(
 class FeedbackHandler:
     """``cds.feedback_handler``: the body already passed the JSON Schema in api.py."""
 
-    def __init__(self, store: Store, *, store_comments: bool = False):
+    def __init__(
+        self, store: Store, *, store_comments: bool = False, queue: CardQueue | None = None
+    ):
         self.store = store
         self.store_comments = store_comments
+        self.queue = queue
+
+    def _await_cards(self, service: ServiceDefinition, body: dict[str, Any]) -> None:
+        """Feedback naming a card this worker does not know may have beaten the card's row
+        from another worker's card queue (written within ``CDS_CARD_FLUSH_MS``): when some
+        card is unknown, wait once for that window, so the answer and the row link it. A card
+        still unknown after the wait is stored and flagged as before."""
+        assert self.queue is not None
+        uuids = [
+            str(item.get("card"))[:128]
+            for item in body.get("feedback") or []
+            if isinstance(item, dict) and item.get("card")
+        ]
+        client_iss, client_tenant = client_of()
+        try:
+            known = self.store.known_cards(
+                service.id, uuids, client_iss=client_iss, client_tenant=client_tenant
+            )
+        except sa.exc.SQLAlchemyError:
+            return  # save_feedback meets the same database and answers for it
+        if set(uuids) - known:
+            time.sleep(2 * self.queue.flush_interval_s + 0.05)
 
     def __call__(self, service: ServiceDefinition, body: dict[str, Any]) -> dict[str, Any]:
+        if self.queue is not None:
+            # this worker's queued cards first, so its own feedback always finds them
+            self.queue.flush()
+            self._await_cards(service, body)
         rows = [
             feedback_row(service.id, item, i, store_comments=self.store_comments)
             for i, item in enumerate(body["feedback"])
@@ -525,11 +579,19 @@ class RepeatSuppressor:
 def register_feedback(app: Flask, settings: Settings) -> None:
     store: Store = app.extensions["cds.store"]
     hasher = id_hasher(settings, store)
+    queue = None
+    if settings.card_queue > 0:
+        queue = CardQueue(
+            store.record_calls,
+            max_rows=settings.card_queue,
+            flush_interval_s=settings.card_flush_ms / 1000,
+        )
+        app.extensions["cds.card_queue"] = queue
     app.extensions.setdefault("cds.after_hook", []).append(
-        CardRecorder(store, hasher, settings.deadline_ms)
+        CardRecorder(store, hasher, settings.deadline_ms, queue)
     )
     app.extensions["cds.feedback_handler"] = FeedbackHandler(
-        store, store_comments=settings.store_comments
+        store, store_comments=settings.store_comments, queue=queue
     )
     filters = app.extensions.setdefault("cds.card_filters", [])
     if settings.suppress_repeats:

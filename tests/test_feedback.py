@@ -56,6 +56,10 @@ def advised(
 
 def rows(app: Flask, table: str) -> list[dict[str, Any]]:
     store = app.extensions["cds.store"]
+    # this process's queued cards first (store/card_queue.py: what every reader in the
+    # worker that issued them sees)
+    if "cds.card_queue" in app.extensions:
+        app.extensions["cds.card_queue"].flush()
     with store.engine.connect() as connection:
         return [dict(r._mapping) for r in connection.execute(sa.text(f"SELECT * FROM {table}"))]
 

@@ -333,6 +333,10 @@ def about(cards: list[dict[str, Any]]) -> list[tuple[str, str, str]]:
 
 
 def rows(app: Flask, table: str, **where: Any) -> list[dict[str, Any]]:
+    # this process's queued cards first (store/card_queue.py: what every reader in the
+    # worker that issued them sees)
+    if "cds.card_queue" in app.extensions:
+        app.extensions["cds.card_queue"].flush()
     clause = " AND ".join(f"{k} = :{k}" for k in where)
     sql = f"SELECT * FROM {table}" + (f" WHERE {clause}" if clause else "")
     with app.extensions["cds.store"].engine.connect() as connection:

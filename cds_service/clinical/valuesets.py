@@ -226,16 +226,30 @@ class ValueSets:
         if system == SNOMED:
             return self._snomed_index.get(code, frozenset())
         if system in ICD10_SYSTEMS:
-            norm = normalise_icd(code)
-            out: set[str] = set()
-            for length in self._icd_lengths:
-                if length > len(norm):
-                    break
-                hit = self._icd_index.get(norm[:length])
-                if hit:
-                    out |= hit
-            return frozenset(out)
+            # prefix matching over every header length: remembered per code (value sets are
+            # fixed for the worker's life; the text memo's bound and rules apply)
+            if len(code) > TEXT_CACHE_MAX_CHARS:
+                return self._icd_groups(code)
+            key = ("icd10", code)
+            found = self._text_cache.get(key)
+            if found is None:
+                found = self._icd_groups(code)
+                if len(self._text_cache) >= TEXT_CACHE_MAX_ENTRIES:
+                    self._text_cache.clear()
+                self._text_cache[key] = found
+            return found
         return frozenset()
+
+    def _icd_groups(self, code: str) -> frozenset[str]:
+        norm = normalise_icd(code)
+        out: set[str] = set()
+        for length in self._icd_lengths:
+            if length > len(norm):
+                break
+            hit = self._icd_index.get(norm[:length])
+            if hit:
+                out |= hit
+        return frozenset(out)
 
     def groups_of_text(self, text: str) -> frozenset[str]:
         if not text:

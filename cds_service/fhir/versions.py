@@ -26,8 +26,6 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 from urllib.parse import urlsplit
 
-from cds_service.jsondata import copy_json
-
 VERSIONS = ("DSTU2", "STU3", "R4", "R5")
 DEFAULT_VERSION = "R4"
 
@@ -372,8 +370,13 @@ _ORDER_TYPES = ("MedicationRequest", "MedicationOrder")
 
 
 def convert_resource(resource: Mapping[str, Any], version: str) -> dict[str, Any]:
-    """A medication order in ``version``; other resources are returned unchanged (copied)."""
-    res = copy_json(dict(resource))
+    """A medication order in ``version``; other resources are returned unchanged.
+
+    No deep copy: every converter copies what it changes, level by level (``dict(...)`` of
+    the resource, each dosage, repeat and dispense request), so the input is never modified,
+    and the pipeline's ``prune`` builds the answer's own tree right after (the deep copy
+    here was a second whole-tree walk per suggested order: 0.15 ms of a large call)."""
+    res = dict(resource)
     if res.get("resourceType") not in _ORDER_TYPES:
         return res
     out = _CONVERTERS.get(version, _to_r4)(res)

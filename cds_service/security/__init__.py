@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 import time
 
 from flask import Flask, Request, Response, current_app, g, request
@@ -31,6 +32,7 @@ OPEN_PATHS = frozenset({"/health", "/metrics"})
 OPEN_PREFIXES = ("/fhir/CodeSystem/",)
 CHALLENGE = {"WWW-Authenticate": "Bearer"}
 STORE_EXTENSION = "cds.store"
+DISABLED_WARNING_INTERVAL_S = 1.0  # CDS_AUTH=disabled: one warning a second per worker at most
 
 
 def is_open(req: Request) -> bool:
@@ -137,9 +139,23 @@ def _register_disabled(app: Flask) -> None:
         "CDS_AUTH=disabled: any caller can get advice and send feedback; local experiments only"
     )
 
+    # Loud, but not a second log line per call (a tenth of a small call's CPU): at most one
+    # warning a second per worker, counting the calls it stands for.
+    state = {"next": 0.0, "unverified": 0}
+    lock = threading.Lock()
+
     @app.before_request
     def _warn() -> None:
-        if not is_open(request):
-            log.warning(
-                "authentication disabled: request not verified", extra={"path": request.path[:200]}
-            )
+        if is_open(request):
+            return
+        now = time.monotonic()
+        with lock:
+            state["unverified"] += 1
+            if now < state["next"]:
+                return
+            state["next"] = now + DISABLED_WARNING_INTERVAL_S
+            count, state["unverified"] = state["unverified"], 0
+        log.warning(
+            "authentication disabled: request not verified",
+            extra={"path": request.path[:200], "unverified_requests": count},
+        )

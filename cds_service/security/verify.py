@@ -8,7 +8,10 @@ claimed last so that a token rejected for another reason does not burn its nonce
 
 from __future__ import annotations
 
+import base64
+import binascii
 import datetime as dt
+import json
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -16,6 +19,7 @@ from typing import Any, Protocol
 from urllib.parse import urlsplit
 
 import jwt
+import orjson
 from jwt import PyJWK
 
 from cds_service.security.issuers import Issuer
@@ -235,11 +239,16 @@ class Verifier:
 
 
 def _unverified_parts(token: str) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Header and payload before any check — used only to choose the issuer and key."""
+    """Header and payload before any check — used only to choose the issuer and key.
+
+    Decoded here (base64url and JSON, nothing else) rather than by a second PyJWT pass: the
+    token is decoded and checked strictly by ``jwt.decode`` once the key is chosen, and this
+    pass cost as much again in PyJWT's per-character validation (0.05 ms per call)."""
     try:
-        unverified = jwt.decode_complete(token, options={"verify_signature": False})
-        header, payload = unverified["header"], unverified["payload"]
-    except (jwt.PyJWTError, ValueError, TypeError) as exc:
+        header_b64, payload_b64, _signature = token.split(".")
+        header = _json(_b64url(header_b64))
+        payload = _json(_b64url(payload_b64))
+    except (ValueError, TypeError, binascii.Error) as exc:
         raise AuthError(f"malformed token: {type(exc).__name__}") from None
     if not isinstance(header, dict) or not isinstance(payload, dict):
         raise AuthError("malformed token: header or payload is not an object")
@@ -255,3 +264,18 @@ def _unverified_parts(token: str) -> tuple[dict[str, Any], dict[str, Any]]:
     if typ is not None and (not isinstance(typ, str) or typ.upper() != "JWT"):
         raise AuthError("typ is not JWT", kid=_loggable(kid))
     return header, payload
+
+
+def _b64url(segment: str) -> bytes:
+    if not segment or len(segment) % 4 == 1:
+        raise ValueError("bad base64url length")
+    return base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4))
+
+
+def _json(data: bytes) -> Any:
+    """orjson, or the standard library (what PyJWT uses) for what orjson refuses, such as an
+    integer past 64 bits: the choice of parser never changes which tokens are accepted."""
+    try:
+        return orjson.loads(data)
+    except orjson.JSONDecodeError:
+        return json.loads(data)

@@ -176,3 +176,44 @@ def test_latency_figures_moved_from_the_tests_are_judged_as_targets():
     assert "| hung_fhir_412_max_ms | 700.1 |" in render_markdown(
         {"latency": latency, "targets": targets}
     )
+
+
+def _two_floor_point(service_rps: float, noauth_rps: float) -> dict:
+    return {
+        "floor": _point(2000, 4, 8, 10),
+        "protocol_floor": _point(800, 9, 12, 15),
+        "service": _point(service_rps, 20, 30, 40),
+        "service_noauth": _point(noauth_rps, 10, 20, 30),
+        "cpu_ms_per_request": {
+            "floor": 0.5,
+            "protocol_floor": 1.25,
+            "service": 2.5,
+            "service_noauth": 2.0,
+        },
+    }
+
+
+def test_issue_15_targets_compare_auth_on_with_the_protocol_floor_and_off_with_the_bare():
+    results = {"warm": {"small": {"8": _two_floor_point(400, 1000)}}}
+    met = evaluate_targets(results)
+    assert met["small_c8_auth_on_vs_protocol_floor"] == {
+        "value": 0.5,
+        "target": ">= 0.5",
+        "met": True,
+    }
+    assert met["small_c8_auth_off_vs_bare_floor"]["met"] is True
+    assert "small_c8_throughput_ratio" not in met
+    missed = evaluate_targets({"warm": {"small": {"8": _two_floor_point(399, 999)}}})
+    assert missed["small_c8_auth_on_vs_protocol_floor"]["met"] is False
+    assert missed["small_c8_auth_off_vs_bare_floor"]["met"] is False
+
+
+def test_two_floor_table_shows_both_floors_both_services_ratios_and_cpu():
+    results = {"warm": {"small": {"8": _two_floor_point(400, 500)}}}
+    results["warm"]["small"]["8"]["protocol_floor"]["non_2xx"] = 2
+    results["targets"] = evaluate_targets(results)
+    table = render_markdown(results)
+    assert "| small | 8 | 2000 | 800 | 400 | 0.50 | 500 | 0.25 |" in table
+    assert "| small | 8 | 4.00 / 10.00 | 9.00 / 15.00 | 20.00 / 40.00 | 10.00 / 30.00 |" in table
+    assert "| small | 8 | 0.500 | 1.250 | 2.500 | 2.000 | 0.50 | 0.25 |" in table
+    assert "| service_errors | 2 | 0 | no |" in table  # a floor refusing tokens is an error too

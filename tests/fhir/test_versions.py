@@ -172,3 +172,45 @@ def test_orders_with_impossible_numbers_are_never_offered():
     card = _card({"type": "create", "description": "x", "resource": bad})
     (out,) = address_actions([card], [{"resourceType": "MedicationRequest", "id": "a"}])
     assert "suggestions" not in out and HAND_NOTE not in out["detail"]
+
+
+def _draft_orders() -> list[dict]:
+    """Every draft order of the fixtures and the real-client bodies (all four versions)."""
+    import json
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    found = []
+    for path in [*root.glob("fixtures/**/*.json"), *root.glob("tests/data/interop/**/*.json")]:
+        try:
+            doc = json.loads(path.read_text(encoding="utf-8"))
+        except ValueError:
+            continue
+        stack = [doc]
+        while stack:
+            node = stack.pop()
+            if isinstance(node, dict):
+                if node.get("resourceType") in ("MedicationRequest", "MedicationOrder"):
+                    found.append(node)
+                stack.extend(node.values())
+            elif isinstance(node, list):
+                stack.extend(node)
+    return found
+
+
+def test_conversion_never_changes_its_input():
+    """convert_resource no longer deep-copies: each converter must copy what it changes."""
+    import copy
+
+    from cds_service.fhir.versions import convert_resource
+
+    orders = _draft_orders()
+    assert len(orders) > 20
+    for order in orders:
+        before = copy.deepcopy(order)
+        for version in ("DSTU2", "STU3", "R4", "R5"):
+            out = convert_resource(order, version)
+            assert order == before, (version, order.get("id"))
+            # the output is its own object at the top level (the answer is pruned into a
+            # fresh tree by the pipeline right after)
+            assert out is not order

@@ -328,18 +328,34 @@ def test_invalid_issuers_file_stops_start_up(
         make_app(auth="required", trusted_issuers=str(tmp_path / "absent.json"))
 
 
-def test_disabled_mode_warns_at_start_up_and_on_every_request(
-    make_app: Callable[..., Flask], caplog: pytest.LogCaptureFixture
+def test_disabled_mode_warns_at_start_up_and_while_calls_come_in(
+    make_app: Callable[..., Flask],
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    """Loud without a second log line per call: the first call warns, later ones within the
+    interval are counted into the next warning."""
     caplog.set_level(logging.WARNING)
     app = make_app(auth="disabled")
     assert any("CDS_AUTH=disabled" in r.getMessage() for r in caplog.records)
     caplog.clear()
     client = app.test_client()
+
+    def warnings() -> list[logging.LogRecord]:
+        return [r for r in caplog.records if "authentication disabled" in r.getMessage()]
+
     assert client.get("/cds-services").status_code == 200
     assert client.get("/cds-services").status_code == 200
-    warnings = [r for r in caplog.records if "authentication disabled" in r.getMessage()]
-    assert len(warnings) == 2
+    assert [r.unverified_requests for r in warnings()] == [1]  # type: ignore[attr-defined]
+    assert client.get("/health").status_code == 200  # open paths are not "unverified"
+    monkeypatch.setattr("cds_service.security.DISABLED_WARNING_INTERVAL_S", 0.0)
+    assert client.get("/cds-services").status_code == 200  # the interval set before still runs
+    deadline = time.monotonic() + 5
+    while len(warnings()) < 2 and time.monotonic() < deadline:
+        time.sleep(0.05)
+        client.get("/cds-services")
+    assert len(warnings()) == 2
+    assert warnings()[1].unverified_requests >= 2  # type: ignore[attr-defined]
 
 
 def test_replay_store_failure_fails_closed(

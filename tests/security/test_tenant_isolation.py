@@ -94,6 +94,10 @@ class Caller:
 
 
 def rows(app: Flask, table: str) -> list[dict[str, Any]]:
+    # this process's queued cards first (store/card_queue.py: what every reader in the
+    # worker that issued them sees)
+    if "cds.card_queue" in app.extensions:
+        app.extensions["cds.card_queue"].flush()
     with app.extensions["cds.store"].engine.connect() as connection:
         return [dict(r._mapping) for r in connection.execute(sa.text(f"SELECT * FROM {table}"))]
 

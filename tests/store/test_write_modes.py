@@ -7,6 +7,7 @@ database error (the callers' 503), not a hang."""
 
 from __future__ import annotations
 
+import sys
 import threading
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -50,8 +51,25 @@ def seen(store: Store) -> Iterator[dict[str, list[Any]]]:
             )
 
     event.listen(store.engine, "before_cursor_execute", before)
+    # SQLite claims a jti with one INSERT on a raw pooled connection in autocommit mode
+    # (Store._claim_jti_sqlite), past SQLAlchemy's events: read the setting it runs under
+    # from the connection as it is handed out
+    raw_connection = store.engine.raw_connection
+
+    def traced_raw_connection():  # type: ignore[no-untyped-def]
+        connection = raw_connection()
+        if sys._getframe(1).f_code.co_name == "_claim_jti_sqlite":  # not engine.connect()
+            found.setdefault("jwt_replay", []).append(
+                _live_setting(connection.driver_connection, store.dialect)
+            )
+        return connection
+
+    if store.dialect == "sqlite":
+        store.engine.raw_connection = traced_raw_connection  # type: ignore[method-assign]
     yield found
     event.remove(store.engine, "before_cursor_execute", before)
+    if store.dialect == "sqlite":
+        del store.engine.raw_connection
 
 
 def test_claims_and_cards_are_fast_feedback_is_durable(
