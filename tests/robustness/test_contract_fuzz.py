@@ -26,6 +26,7 @@ from typing import Any
 
 import pytest
 import schemathesis
+import yaml
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from schemathesis import DataGenerationMethod, GenerationConfig
@@ -53,9 +54,9 @@ FUZZ_SETTINGS = settings(
     database=None,
     suppress_health_check=[HealthCheck.too_slow],
 )
-# Where hypothesis-jsonschema can only draw by rejection (the feedback item's if/then, the hook
-# body's oneOf under the guarded app), it filters most draws by design; those two tests accept
-# that and no other does.
+# Where hypothesis-jsonschema can only draw by rejection (the hook body's oneOf under the guarded
+# and admin apps), it filters most draws by design; the tests that use these settings accept that
+# and no other does.
 FILTERING_SETTINGS = settings(
     FUZZ_SETTINGS, suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much]
 )
@@ -146,14 +147,34 @@ def _tally() -> Any:
 ADVISORS: dict[str, CountingAdvisor] = {}
 
 
+def generation_spec() -> dict[str, Any]:
+    """openapi.yaml with the feedback item's if/then ("accepted needs acceptedSuggestions")
+    restated as the anyOf it means. hypothesis-jsonschema draws an if/then by drawing and
+    rejecting, and a list of items almost never passes: the valid-feedback test spent 33 of its
+    37 s rejecting. Each branch of the anyOf is drawn directly. The service keeps enforcing the
+    if/then, whose errors name the missing field."""
+    raw = yaml.safe_load(SPEC.read_text(encoding="utf-8"))
+    item = raw["components"]["schemas"]["FeedbackRequest"]["properties"]["feedback"]["items"]
+    condition, then = item.pop("if", None), item.pop("then", None)
+    # a change to that rule in the spec must show here, not quietly fuzz something else
+    assert condition == {"properties": {"outcome": {"const": "accepted"}}, "required": ["outcome"]}
+    assert then == {"required": ["acceptedSuggestions"]}
+    item["anyOf"] = [
+        {"properties": {"outcome": {"const": "accepted"}}, "required": ["acceptedSuggestions"]},
+        {"properties": {"outcome": {"const": "overridden"}}},
+    ]
+    return raw
+
+
 def _schema(tmp_path_factory: pytest.TempPathFactory, method: DataGenerationMethod) -> Any:
     data_dir = tmp_path_factory.mktemp("fuzz") / "data"
     app = create_app({"auth": "disabled", "data_dir": str(data_dir)})
     counting = CountingAdvisor(app.extensions["cds.advisor"])
     app.extensions["cds.advisor"] = ADVISORS[method.value] = counting
-    schema = schemathesis.from_path(
-        str(SPEC),
+    schema = schemathesis.from_dict(
+        generation_spec(),
         app=app,
+        location=SPEC.as_uri(),
         data_generation_methods=[method],
         # Authentication is off here (security has its own tests): a "negative" case made only
         # of a bad Authorization header would be accepted, correctly.
@@ -269,12 +290,12 @@ def test_invalid_calls_to_order_sign_are_rejected(case):
     _exercise(case, SIGN)
 
 
-# Feedback has one body schema for both ids, and generating it is costly (hypothesis-jsonschema
-# canonicalises its if/then on every draw: ~1 s per example on a busy CI core), so each direction
-# is fuzzed under one id, the positive one with half the budget.
+# Feedback has one body schema for both ids, so each direction is fuzzed under one id, the
+# positive one with half the budget. Items are drawn from generation_spec()'s anyOf, not by
+# rejection (37 s -> 14 s for the two tests), so the filter-too-much health check applies again.
 @positive.include(operation_id="feedback").parametrize()
 @positive.override(path_parameters={"id": SIGN})
-@settings(FILTERING_SETTINGS, max_examples=MAX_EXAMPLES // 2)
+@settings(FUZZ_SETTINGS, max_examples=MAX_EXAMPLES // 2)
 def test_valid_feedback_is_stored(case):
     _exercise(case, SIGN)
 
