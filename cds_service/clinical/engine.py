@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any, TypeVar
 
 from cds_service.clinical.cards import Template, load_templates, render
 from cds_service.clinical.compose import (
@@ -27,12 +28,39 @@ from cds_service.clinical.policy import Policy, load_policy
 from cds_service.clinical.record import prepare_record, record_for
 from cds_service.clinical.rules import RULES, Rule
 from cds_service.clinical.rules.common import indication
-from cds_service.clinical.valuesets import ValueSets, load_valuesets
+from cds_service.clinical.valuesets import VALUESET_DIR, ValueSets, load_valuesets
 from cds_service.config import ConfigError, Settings
 from cds_service.fhir.prefetch import PatientData
 from cds_service.hook_request import HookRequest
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+# Validated value sets and card templates by (kind, directory, every file's name, mtime and
+# size). Validating them costs about 0.5 s, once per worker in production; the test suite
+# builds over 500 apps from the same files. A changed, added or removed file changes the key,
+# so an edited template is read and validated again. Loaded objects are only read.
+_LOADED: dict[tuple[Any, ...], Any] = {}
+_LOADED_MAX = 16
+
+
+def _file_signature(directory: Path) -> tuple[tuple[str, int, int], ...]:
+    stats = ((path.name, path.stat()) for path in sorted(directory.glob("*.json")))
+    return tuple((name, stat.st_mtime_ns, stat.st_size) for name, stat in stats)
+
+
+def _loaded_once(kind: str, directory: Path, load: Callable[[], T]) -> T:
+    try:
+        key = (kind, str(directory.resolve()), _file_signature(directory))
+    except OSError:
+        return load()  # unreadable: let the loader word the error
+    found = _LOADED.get(key)
+    if found is None:
+        found = load()  # raises on a bad file: nothing is remembered
+        if len(_LOADED) >= _LOADED_MAX:
+            _LOADED.clear()
+        _LOADED[key] = found
+    return found  # type: ignore[no-any-return]
 
 
 class Engine:
@@ -61,13 +89,16 @@ class Engine:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Engine:
-        valuesets = load_valuesets()
+        valuesets = _loaded_once("valuesets", VALUESET_DIR, load_valuesets)
         policy = load_policy(
             settings.policy_file or None,
             valuesets=valuesets,
             canonical_base=settings.resolved_canonical_base(),
         )
-        templates = load_templates(settings.cards_dir)
+        cards_dir = Path(settings.cards_dir)
+        templates = dict(
+            _loaded_once("templates", cards_dir, lambda: load_templates(cards_dir))
+        )
         return cls(valuesets, policy, templates, profile=settings.ehr_profile or None)
 
     # -- Advisor -------------------------------------------------------------------------

@@ -10,13 +10,13 @@ alternative, the alternatives offered and the duration cap. Wording and uuids do
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 from flask import Flask
 
+from cds_service.app import create_app
 from cds_service.compare import observe
 from cds_service.discovery import PREFETCH_TEMPLATES
 from cds_service.fhir.queries import build_query
@@ -61,10 +61,20 @@ def server_view(server: FhirServer, patient_id: str) -> dict[str, list[str]]:
     return view
 
 
-@pytest.fixture
-def scenario_app(make_app: Callable[..., Flask]) -> Flask:
-    app = make_app(fhir_allowlist=("127.0.0.1",), fhir_allow_loopback=True, deadline_ms=5000)
-    return app
+@pytest.fixture(scope="module")
+def scenario_app(tmp_path_factory: pytest.TempPathFactory) -> Flask:
+    """One app for every fixture (building one costs more than a fixture's two calls). The
+    fixtures name different patients and drafts, so no answer depends on an earlier one."""
+    data_dir = tmp_path_factory.mktemp("scenarios") / "data"
+    return create_app(
+        {
+            "auth": "disabled",
+            "data_dir": str(data_dir),
+            "fhir_allowlist": ("127.0.0.1",),
+            "fhir_allow_loopback": True,
+            "deadline_ms": 5000,
+        }
+    )
 
 
 def test_fixture_scenarios_exist() -> None:
