@@ -255,14 +255,14 @@ def render(
     }
     if finding.indicator != "info":
         # F.2a: an info card asks for no reason to dismiss it (CDS Hooks: overrideReasons is
-        # optional; feedback may report an override without one)
+        # optional; feedback may report an override without one). A reason that names a
+        # choice the card does not hold is left off (second review N10)
+        holds = {"always", "replaces"} if replaces else {"always"}
+        fitting = [r for r in template.data["override_reasons"] if r.get("when", "always") in holds]
+        chosen = [r for r in fitting if r["code"] not in finding.unfit_reasons] or fitting
         card["overrideReasons"] = [
             {"system": policy.override_system, "code": r["code"], "display": r["display"]}
-            for r in template.data["override_reasons"]
-            if r["code"] not in finding.unfit_reasons
-        ] or [
-            {"system": policy.override_system, "code": r["code"], "display": r["display"]}
-            for r in template.data["override_reasons"]
+            for r in chosen
         ]
     taken = [{"uuid": s["uuid"], **s.pop("_taken", {})} for s in suggestions]
     if suggestions:

@@ -101,7 +101,11 @@ class Engine:
             # the order states a musculoskeletal reason: "another indication" and "a Beers
             # exception" are not reasons this prescriber can give (review round 1 L4)
             for finding in found:
-                finding.unfit_reasons |= {"non-musculoskeletal-indication", "beers-exception"}
+                finding.unfit_reasons |= {
+                    "non-musculoskeletal-indication",
+                    "beers-exception",
+                    "chronic-indication",  # second review N10: not for a stated acute spasm
+                }
         return compose_order(found, self.policy), record.unknown
 
     def advise(
