@@ -70,12 +70,19 @@ class Template:
             chosen = next(iter(variants))
         return self.variant_links.get(chosen, self.links)
 
-    def cited_links(self, name: str, holds: frozenset[str]) -> list[dict[str, str]]:
-        """The variant's links whose condition (``links_only_if``) holds for this card."""
+    def cited_links(self, name: str, holds: frozenset[str], text: str = "") -> list[dict[str, str]]:
+        """The variant's links whose condition (``links_only_if``) holds for this card;
+        ``named``: a drug's label only where the card names the drug (``text``: its
+        summary, detail and suggestion labels)."""
+        said = text.lower()
         return [
             dict(link)
             for link in self.links_for(name)
             if self.link_conditions.get(link["url"]) in (None, *holds)
+            or (
+                self.link_conditions.get(link["url"]) == "named"
+                and link["label"].split()[0].lower() in said
+            )
         ]
 
 
@@ -251,8 +258,9 @@ def render(
                 "display": template.data["topic"]["display"],
             },
         },
-        "links": template.cited_links(finding.variant, _conditions(finding, policy)),
     }
+    named = " ".join([summary, detail, *(s["label"] for s in suggestions)])
+    card["links"] = template.cited_links(finding.variant, _conditions(finding, policy), named)
     if finding.indicator != "info":
         # F.2a: an info card asks for no reason to dismiss it (CDS Hooks: overrideReasons is
         # optional; feedback may report an override without one). A reason that names a

@@ -332,9 +332,28 @@ def fold_actionless(cards: list[dict[str, Any]], policy: Policy) -> list[dict[st
             host.setdefault("_audit", {}).setdefault("folded", []).append(_topic(card))
         if lines:
             host["detail"] += "\n\n**Also:** " + " ".join(lines)
+        if folded.get(id(host)):
+            host["links"] = _named_links(host, policy)
     for card in out:
         card.pop("_line", None)
     return out
+
+
+def _named_links(card: dict[str, Any], policy: Policy) -> list[dict[str, Any]]:
+    """F.0-7: a muscle relaxant's label, brought in by a folded card, stays only where this
+    card names the drug (in its summary, detail or choices)."""
+    drugs = {d for ranked in policy["alternatives"]["ranking"].values() for d in ranked}
+    said = " ".join(
+        [card["summary"], card["detail"], *(s["label"] for s in card.get("suggestions") or [])]
+    ).lower()
+    return [
+        link
+        for link in card.get("links") or []
+        if not (
+            link["label"].split()[0].lower() in drugs
+            and link["label"].split()[0].lower() not in said
+        )
+    ]
 
 
 def _dose_in_summary(host: dict[str, Any], card: dict[str, Any]) -> bool:

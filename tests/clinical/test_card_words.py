@@ -10,7 +10,8 @@ What is checked, on every card's ``summary`` and **whole** ``detail``:
   supply", never "draft", "resource" or "expectedSupplyDuration".
 - **Summary under 140 characters** (CDS Hooks).
 - **Evidence in links, not in the text.** No detail carries a "Source:" line; every card has
-  links, and every link is one of ``cards/links.json`` (no URL is made up).
+  links, every link is one of ``cards/links.json`` (no URL is made up), and a muscle
+  relaxant's label is linked only by a card that names that drug (F.0-7).
 - **Detail length, the whole detail** (second review N5). A word is a whitespace-separated
   token holding a letter or digit ("1." and "5" are words; Markdown markers are not). Two caps:
 
@@ -63,6 +64,7 @@ TYPICAL = "f13-typical-68-spasm-at-most-3-cards"  # a typical older-adult acute-
 SUMMARY_LIMIT = 140
 LINKS = json.loads((CARDS / "links.json").read_text(encoding="utf-8"))
 BEERS_URL = LINKS["beers_2023"]["url"]
+RELAXANTS = ("baclofen", "tizanidine", "cyclobenzaprine", "methocarbamol")
 CDC_URL = LINKS["cdc_rec11"]["url"]
 
 # (name, pattern): each catches one kind of notation on the ISMP list of error-prone
@@ -228,6 +230,12 @@ def test_card_words(path: Path, profile: str, answers: dict[tuple[str, str], lis
         strays = [link["url"] for link in card.get("links") or [] if link["url"] not in known_urls]
         if strays:
             problems.append(f"{topic}: links not in cards/links.json: {strays}")
+        # F.0-7, N11: a muscle relaxant's label is cited only by a card that names the drug
+        said = " ".join([summary, detail, *(s["label"] for s in card.get("suggestions") or [])])
+        for link in card.get("links") or []:
+            drug = link["label"].split()[0].lower()
+            if drug in RELAXANTS and drug not in said.lower():
+                problems.append(f"{topic}: cites the {drug} label but never names {drug}")
         count, cap = words(detail), cap_for(card)
         if count > cap:
             problems.append(f"{topic} detail: {count} words > {cap}: {detail[:80]!r}…")
