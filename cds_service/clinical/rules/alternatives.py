@@ -412,7 +412,7 @@ def muscle_relaxant_alternative(
                 "cautions_line": "".join(f" {c}" for c in cautioned),
                 # nothing excluded: no "Not offered" at all (F.2a: no "- none"); a drug
                 # excluded only because the patient takes it is the "Already on" sentence
-                "excluded_line": "".join(f" {a}" for a in after),
+                "after_list": "".join(f" {a}" for a in after),
                 "analgesic": analgesic,
                 "for_what": "for acute muscle spasm"
                 if indication(order, record, policy).kind == "acute_spasm"
