@@ -185,6 +185,49 @@ def test_allergy_card_offers_intolerance_not_allergy(apps) -> None:
     )
 
 
+@pytest.mark.parametrize("profile", ["standard", "epic"])
+def test_duration_card_reasons_fit_its_card(apps, profile: str) -> None:
+    """Second review N10 (case 02, 35, acute back spasm stated, 30 days): the duration card
+    that holds the decision offers reasons for *that* card: a longer course reviewed, a
+    planned taper supply, a specialist, and, since it offers replacements, alternatives that
+    failed; not "chronic indication, not acute spasm" for a stated acute spasm. Each code is
+    published."""
+    fixture = load(next(p for p in fixture_paths() if p.stem == "young-adult-back-spasm-30d"))
+    client = apps[profile].test_client()
+    cards = client.post(f"/cds-services/{fixture['service']}", json=fixture["request"])
+    (card,) = [
+        c for c in cards.get_json()["cards"] if c["source"]["topic"]["code"] == "duration-limit"
+    ]
+    codes = [r["code"] for r in card["overrideReasons"]]
+    assert codes == [
+        "longer-course-reviewed",
+        "planned-taper-supply",
+        "specialist-directed",
+        "failed-alternatives",
+    ]
+    published = {c["code"] for c in _served(apps[profile], "override-reason")["concept"]}
+    assert set(codes) <= published
+
+
+def test_a_reason_for_a_replacement_is_left_off_a_card_without_one(apps) -> None:
+    """N10: 'alternatives tried and failed' only where the card offers an alternative (a
+    duration card whose order is contraindicated keeps no choice)."""
+    client = apps["standard"].test_client()
+    for path in fixture_paths():
+        fixture = load(path)
+        answer = client.post(f"/cds-services/{fixture['service']}", json=fixture["request"])
+        for card in answer.get_json()["cards"]:
+            if card["source"]["topic"]["code"] != "duration-limit":
+                continue
+            replaces = any(  # remove the pended order(s) and create an alternative
+                {a["type"] for a in s["actions"]} == {"delete", "create"}
+                for s in card.get("suggestions") or []
+            )
+            codes = {r["code"] for r in card.get("overrideReasons") or []}
+            if not replaces:
+                assert "failed-alternatives" not in codes, path.stem
+
+
 # --- templates that would break the published code system stop start-up ------------------
 
 

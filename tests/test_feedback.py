@@ -368,7 +368,7 @@ def test_suppression_with_the_real_engine(
     scenario = json.loads(
         (
             Path(__file__).resolve().parents[1] / "fixtures/scenarios/"
-            "order-select-diazepam-selected.json"
+            "rw-34-order-select-typical-72.json"  # two cards at select: Beers and the decision
         ).read_text("utf-8")
     )
     select = scenario["request"]

@@ -18,7 +18,8 @@ from jsonschema import Draft202012Validator
 
 from cds_service.clinical.models import DiazepamOrder, Finding
 from cds_service.clinical.policy import Policy
-from cds_service.clinical.suggestions import edits_in_text, shape_suggestions
+from cds_service.clinical.rules.common import amount
+from cds_service.clinical.suggestions import dose_words, edits_in_text, shape_suggestions
 from cds_service.clinical.valuesets import SCHEMA_DIR
 from cds_service.config import ConfigError
 
@@ -51,6 +52,10 @@ class Template:
     data: dict[str, Any]
     links: tuple[dict[str, str], ...]
     variant_links: dict[str, tuple[dict[str, str], ...]] = field(default_factory=dict)
+    # link URL -> the condition under which it is cited ("age65", "opioid", "pregnancy"):
+    # a card cites the source that supports its own claim (F.0-7), so the CDC opioid
+    # guideline only beside an opioid, AGS Beers only for a patient who may be 65 or older
+    link_conditions: dict[str, str] = field(default_factory=dict)
 
     def variant(self, name: str) -> dict[str, Any]:
         variants = self.data["variants"]
@@ -64,6 +69,21 @@ class Template:
         if chosen is None:
             chosen = next(iter(variants))
         return self.variant_links.get(chosen, self.links)
+
+    def cited_links(self, name: str, holds: frozenset[str], text: str = "") -> list[dict[str, str]]:
+        """The variant's links whose condition (``links_only_if``) holds for this card;
+        ``named``: a drug's label only where the card names the drug (``text``: its
+        summary, detail and suggestion labels)."""
+        said = text.lower()
+        return [
+            dict(link)
+            for link in self.links_for(name)
+            if self.link_conditions.get(link["url"]) in (None, *holds)
+            or (
+                self.link_conditions.get(link["url"]) == "named"
+                and link["label"].split()[0].lower() in said
+            )
+        ]
 
 
 class _Blank(dict):  # type: ignore[type-arg]
@@ -122,10 +142,14 @@ def load_templates(cards_dir: str | Path) -> dict[str, Template]:
         unknown = [key for key in keys if key not in links]
         if unknown:
             raise TemplateError(f"card template {path.name}: unknown link keys {unknown}")
+        conditional = data.get("links_only_if", {})
+        strays = [key for key in conditional if key not in keys]
+        if strays:
+            raise TemplateError(f"card template {path.name}: links_only_if names {strays}")
         for name, variant in data["variants"].items():
             try:
-                placeholders(variant["summary"])
-                placeholders(variant["detail"])
+                for text in ("summary", "detail", "detail_edited", "line"):
+                    placeholders(variant.get(text, ""))
             except ValueError as exc:
                 raise TemplateError(f"card template {path.name} variant {name}: {exc}") from exc
         for entry in data.get("catalogue", {}).get("indicators", []):
@@ -144,6 +168,7 @@ def load_templates(cards_dir: str | Path) -> dict[str, Template]:
                 for name, variant in data["variants"].items()
                 if variant.get("links")
             },
+            link_conditions={links[key]["url"]: when for key, when in conditional.items()},
         )
     missing = [t for t in TOPICS if t not in templates]
     if missing:
@@ -186,37 +211,39 @@ def render(
     variant = template.variant(finding.variant)
     facts = _Blank({k: v for k, v in finding.facts.items() if v is not None})
     summary = _summary(finding.summary_override or variant["summary"].format_map(facts))
-    detail = variant["detail"].format_map(facts)
-    if finding.lead_notes:
-        detail = "\n\n".join([*finding.lead_notes, detail])
-    for note in finding.notes:
-        detail += "\n\n" + note
-    unknowns = list(dict.fromkeys([*finding.unknowns, *general_unknowns]))
-    if unknowns:
-        detail += "\n\n**Not known when this advice was made:** " + "; ".join(unknowns) + "."
-    suggestions, behaviour = shape_suggestions(finding.options, order, profile, policy)
-    roles = {s["uuid"]: s.pop("_role") for s in suggestions if "_role" in s}
-    edits = edits_in_text(finding.options, profile, policy)
-    if edits:
-        detail = (
-            "**To change the pended order, edit it:** " + "; or ".join(edits) + ".\n\n" + detail
-        )
     split = not policy["profiles"].get(profile, policy["profiles"]["standard"])["updates"]
     several = len({ref for o in finding.options for ref, _ in o.removes or []}) > 1
     replaces = any(o.kind == "replace" for o in finding.options)
+    rule = policy["compose"]
+    head: list[str] = []  # the profile's action lines (Epic): what to select, what to edit
+    if replaces and split:
+        head.append(
+            "**To switch: select Remove for each diazepam order and one alternative.**"
+            if several
+            else "**To switch: select both Remove diazepam and one alternative.**"
+        )
+    edits = _edits(finding.options, None if several else order, profile, policy)
     if split and several:
         # several pended orders (review round 1 H1): Epic applies any number of the
         # suggestions, so the card says how to keep one
-        keep_one = policy["compose"]["duplicate_note_epic"]
-        if replaces:
-            detail = (
-                "**To switch: select Remove for each diazepam order and one alternative. "
-                f"{keep_one}**\n\n{detail}"
-            )
-        else:
-            detail = f"{keep_one}\n\n{detail}"
-    elif replaces and split:
-        detail = "**To switch: select both Remove diazepam and one alternative.**\n\n" + detail
+        head.append(f"**{rule['duplicate_note_epic']}**" + (f" {edits}" if edits else ""))
+    elif edits:
+        head.append(("**Or edit the order:** " if head else "**Edit the order:** ") + edits)
+    said = " ".join(head).replace("**", "").lower()
+    notes = [n for n in dict.fromkeys(finding.notes) if not _said(n, said)]
+    unknowns = list(dict.fromkeys([*finding.unknowns, *general_unknowns]))
+    tail = ["**Not known:** " + "; ".join(unknowns) + "."] if unknowns else []
+    own_edit = edits and any(o.kind == "update" for o in finding.options)
+    body = (variant.get("detail_edited") if own_edit else None) or variant["detail"]
+    body = body.format_map(facts)
+    lead = finding.lead_notes
+    if split and several:
+        # the "keep one" line above says what the statement's opening says
+        keep = rule["duplicate_note"].partition("{against}")[0] + ": "
+        lead = [n[len(keep) :].capitalize() if n.startswith(keep) else n for n in lead]
+    detail = "\n\n".join([*head, *lead, body, *notes, *tail])
+    suggestions, behaviour = shape_suggestions(finding.options, order, profile, policy)
+    roles = {s["uuid"]: s.pop("_role") for s in suggestions if "_role" in s}
     card: dict[str, Any] = {
         "uuid": str(uuid.uuid4()),
         "summary": summary,
@@ -231,18 +258,19 @@ def render(
                 "display": template.data["topic"]["display"],
             },
         },
-        "links": [dict(link) for link in template.links_for(finding.variant)],
     }
+    named = " ".join([summary, detail, *(s["label"] for s in suggestions)])
+    card["links"] = template.cited_links(finding.variant, _conditions(finding, policy), named)
     if finding.indicator != "info":
         # F.2a: an info card asks for no reason to dismiss it (CDS Hooks: overrideReasons is
-        # optional; feedback may report an override without one)
+        # optional; feedback may report an override without one). A reason that names a
+        # choice the card does not hold is left off (second review N10)
+        holds = {"always", "replaces"} if replaces else {"always"}
+        fitting = [r for r in template.data["override_reasons"] if r.get("when", "always") in holds]
+        chosen = [r for r in fitting if r["code"] not in finding.unfit_reasons] or fitting
         card["overrideReasons"] = [
             {"system": policy.override_system, "code": r["code"], "display": r["display"]}
-            for r in template.data["override_reasons"]
-            if r["code"] not in finding.unfit_reasons
-        ] or [
-            {"system": policy.override_system, "code": r["code"], "display": r["display"]}
-            for r in template.data["override_reasons"]
+            for r in chosen
         ]
     taken = [{"uuid": s["uuid"], **s.pop("_taken", {})} for s in suggestions]
     if suggestions:
@@ -259,7 +287,82 @@ def render(
     audit["route_source"] = order.route_source
     if missing:
         audit["missing"] = sorted(missing)
+    if any(o.kind in DRAFT_KINDS for o in finding.options):
+        # this card holds the decision on its pended order (F.2a), as suggestions or, in a
+        # profile without updates, as edits in its text: folded lines go here
+        audit["decides"] = True
     card["_audit"] = {k: v for k, v in audit.items() if v not in (None, [], {}, "")}
     if roles:
         card["_suggestion_roles"] = roles  # for the store (feedback report), never sent
+    # the sentence this card becomes if it is folded into its order's decision card
+    # (compose.fold_actionless pops it: never sent, never stored)
+    card["_line"] = " ".join((variant.get("line") or summary).format_map(facts).split())
     return card
+
+
+DRAFT_KINDS = ("replace", "update", "delete")  # actions on the pended diazepam order
+
+
+def _conditions(finding: Finding, policy: Policy) -> frozenset[str]:
+    """Which ``links_only_if`` conditions hold for this card's patient: ``age65`` unless the
+    patient is known to be younger than the AGS Beers age; ``opioid`` and ``pregnancy`` as
+    compose.note_context recorded them."""
+    age = finding.audit.get("age")
+    holds = {key for key in ("opioid", "pregnancy") if finding.audit.get(key)}
+    if age is None or age >= policy["age"]["beers_min_age"]:
+        holds.add("age65")
+    return frozenset(holds)
+
+
+def _said(note: str, said: str) -> bool:
+    """A note whose first sentence an action line already says (Epic: the taper step written
+    out as an edit is not written out again below it)."""
+    first = note.replace("**", "").split(". ")[0].strip().rstrip(".").lower()
+    return bool(said) and len(first) > 20 and first in said
+
+
+def _edits(options: list[Any], order: DiazepamOrder | None, profile: str, policy: Policy) -> str:
+    """In a profile without updates (Epic), the rewrites of the pended order as one edit
+    instruction, each with its dose and amount (review round 1 M4), the course and 'no
+    refills' said once when they are the same (F.2a: 'Edit the order: 7 days, 21 tablets,
+    no refills'): 'to 7 days, no refills: 2 mg twice a day (14 tablets), or the dose as
+    written (21 tablets).' An option that spells its own edit (the taper step) keeps it."""
+    rewrites = [o for o in options if o.kind == "update"]
+    if not edits_in_text(rewrites, profile, policy):
+        return ""
+    written = dose_words(order).strip() if order is not None else ""
+    spelled = [None if o.edit_text else _edit_words(o.resource, written) for o in rewrites]
+    parts = [s for s in spelled if s is not None]
+    if len(parts) == len(rewrites):
+        courses = {course for _, course, _, _ in parts}
+        if len(courses) == 1 and all(none for _, _, _, none in parts):
+            (course,) = courses
+            lead = f"to {course}, no refills: " if course else "no refills: "
+            return lead + ", or ".join(f"{dose}{qty}" for dose, _, qty, _ in parts) + "."
+    texts = []
+    for option, words in zip(rewrites, spelled, strict=True):
+        if words is None:
+            texts.append(option.edit_text or option.label)
+            continue
+        dose, course, qty, none = words
+        texts.append(
+            dose + (f" for {course}" if course else "") + qty + (", no refills" if none else "")
+        )
+    return "; or ".join(texts) + "."
+
+
+def _edit_words(resource: dict[str, Any] | None, written: str) -> tuple[str, str, str, bool] | None:
+    """('2 mg twice a day', '7 days', ' (14 tablets)', no refills?) from a rewritten order's
+    own dosage text and quantity ('the dose as written' when it keeps the order's dose);
+    None when it has not exactly one dosage text."""
+    dosages = (resource or {}).get("dosageInstruction") or []
+    if len(dosages) != 1 or not isinstance(dosages[0], dict) or not dosages[0].get("text"):
+        return None
+    dispense = (resource or {}).get("dispenseRequest") or {}
+    qty = dispense.get("quantity") or {}
+    dose, _, course = str(dosages[0]["text"]).partition(" for ")
+    dose = dose.rstrip(", ")
+    if written and dose == written:
+        dose = "the dose as written"
+    amount_text = f" ({amount(qty['value'], qty.get('unit'))})" if qty.get("value") else ""
+    return dose, course, amount_text, dispense.get("numberOfRepeatsAllowed") == 0

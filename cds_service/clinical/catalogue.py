@@ -332,7 +332,11 @@ def _topic_section(template: Template, policy: Policy) -> list[str]:
             out.append("None.")
         out.append("")
     out += ["**Override reasons.**", ""]
-    out += [f"- {_code(r['code'])}: {_cell(r['display'])}" for r in data["override_reasons"]]
+    out += [
+        f"- {_code(r['code'])}: {_cell(r['display'])}"
+        + (" (only when the card offers a replacement)" if r.get("when") == "replaces" else "")
+        for r in data["override_reasons"]
+    ]
     out += ["", "**Sources.**", ""]
     out.append(f"- Card source: [{_cell(data['source']['label'])}]({data['source']['url']})")
     out += [f"- [{_cell(link['label'])}]({link['url']})" for link in template.links]

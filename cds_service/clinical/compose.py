@@ -18,6 +18,7 @@ from typing import Any
 from cds_service.clinical.models import Finding, Option, PatientRecord
 from cds_service.clinical.policy import Policy
 from cds_service.clinical.rules.common import (
+    ABOVE_START_LABEL,
     amount,
     chronic_diazepam,
     emergency_order,
@@ -80,6 +81,7 @@ def compose_order(findings: list[Finding], policy: Policy) -> list[Finding]:
                 for other in owner.options:
                     other.recommended = other is option
         finding.options = [o for o in finding.options if o.kind != "update"]
+        finding.audit["choices_moved"] = True
         if moved:
             finding.notes.append(rule["moved_note"].format(card=owner_title))
         else:
@@ -121,11 +123,16 @@ def one_decision(findings: list[Finding], policy: Policy) -> list[Finding]:
         moved = [o for o in finding.options if o.kind in _DRAFT_KINDS]
         finding.options = [o for o in finding.options if o.kind not in _DRAFT_KINDS]
         host.options.extend(moved)
-        for note in (n for o in moved for n in o.notes):
+        carried = [n for o in moved for n in o.notes]
+        for note in carried:
             if note not in host.notes:  # a caution goes where its option goes (F.2a)
                 host.notes.append(note)
+        # ... and only there: the card it left names no choice to be careful about
+        finding.notes = [n for n in finding.notes if n not in carried]
         finding.notes.append(rule["decision_note"].format(card=title))
+        finding.audit["choices_moved"] = True
         host.audit.setdefault("decision_from", []).append(finding.topic)
+    host.notes = _one_off_label_note(host.notes, policy)
     others = [o for o in host.options if o.kind not in _DRAFT_KINDS]
     if others:
         # the naloxone card is the only one acting on the order: its cancel would exclude the
@@ -162,6 +169,25 @@ def one_decision(findings: list[Finding], policy: Policy) -> list[Finding]:
         # summary must not say only "limit to 7 days" (review round 1 L3)
         host.summary_override = rule["replace_summary"].format_map({**host.facts, "drug": top.drug})
     return findings
+
+
+def _off_label_pattern(policy: Policy) -> re.Pattern[str]:
+    """The policy's off-label note with its drug as a group."""
+    head, _, tail = policy["alternatives"]["off_label_note"].partition("{drug}")
+    return re.compile(re.escape(head) + r"(.+?)" + re.escape(tail) + "$")
+
+
+def _one_off_label_note(notes: list[str], policy: Policy) -> list[str]:
+    """One off-label sentence naming every drug, not one paragraph per drug."""
+    pattern = _off_label_pattern(policy)
+    drugs = [m.group(1) for m in map(pattern.match, notes) if m]
+    if len(drugs) < 2:
+        return notes
+    merged = policy["alternatives"]["off_label_note"].format(drug=" and ".join(drugs))
+    first = next(i for i, n in enumerate(notes) if pattern.match(n))
+    kept = [n for n in notes if not pattern.match(n)]
+    kept.insert(first, merged)
+    return kept
 
 
 def dedupe_patient_cards(cards: Sequence[dict[str, Any]], policy: Policy) -> list[dict[str, Any]]:
@@ -217,50 +243,140 @@ def _order_of(card: dict[str, Any]) -> Any:
     return (card.get("_audit") or {}).get("order_id")
 
 
+def note_context(findings: list[Finding], record: PatientRecord) -> list[Finding]:
+    """What a card's links depend on beyond its own topic (F.0-7: a card cites the source
+    that supports its claim): an opioid active or pended (the CDC opioid guideline on the
+    taper card only then), a recorded pregnancy (the FDA 2020 NSAID warning only then)."""
+    meds = [*record.medications, *record.draft_medications]
+    opioid = any("opioid" in m.classes for m in meds)
+    pregnant = record.has("pregnancy")
+    for finding in findings:
+        if opioid:
+            finding.audit["opioid"] = True
+        if pregnant:
+            finding.audit["pregnancy"] = True
+    return findings
+
+
+def _foldable(card: dict[str, Any], policy: Policy) -> bool:
+    """An info card with nothing to do: no suggestion, no edit of its order in its text."""
+    rule = policy["compose"]
+    audit = card.get("_audit") or {}
+    fits = _topic(card) in rule["fold_topics"] or audit.get("variant") in rule.get(
+        "fold_variants", {}
+    ).get(_topic(card), [])
+    return (
+        fits
+        and card["indicator"] == "info"
+        and not card.get("suggestions")
+        and not audit.get("decides")
+    )
+
+
+def _fold_host(
+    card: dict[str, Any], others: list[dict[str, Any]], policy: Policy
+) -> dict[str, Any] | None:
+    """Where a folded card goes: the card that decides for the same order (its choices, or
+    its edits in a profile without updates); else a card of that order with suggestions (the
+    update owner first); else, for ``fold_to_any_card`` topics, the most urgent card of that
+    order. None: it stays a card of its own."""
+    rule = policy["compose"]
+    mates = [c for c in others if _order_of(c) == _order_of(card)]
+    deciding = [c for c in mates if (c.get("_audit") or {}).get("decides")]
+    if deciding:
+        return deciding[0]
+    owners = list(rule["update_owner"])
+    acting = sorted(
+        (c for c in mates if c.get("suggestions")),
+        key=lambda c: owners.index(_topic(c)) if _topic(c) in owners else len(owners),
+    )
+    if acting:
+        return acting[0]
+    if _topic(card) in rule.get("fold_to_any_card", []) and mates:
+        return mates[0]
+    return None
+
+
 def fold_actionless(cards: list[dict[str, Any]], policy: Policy) -> list[dict[str, Any]]:
     """F.2a "no actionless noise": an info card of a foldable topic with nothing to do (its
-    rewrite moved to another card) becomes a line of the card that carries the action for
-    the same order. Without such a card it stays."""
-    foldable = set(policy["compose"]["fold_topics"])
-    variants = policy["compose"].get("fold_variants", {})
+    action moved to another card, or it only explains) becomes one sentence (its template's
+    ``line``) of the card that decides for the same order, with its links; the sentences
+    folded into one card are one "Also" paragraph. Without such a card it stays. Cards
+    arrive most urgent first and keep that order; the private ``_line`` goes here."""
+    rule = policy["compose"]
+    fold = [_foldable(card, policy) for card in cards]
+    others = [card for card, f in zip(cards, fold, strict=True) if not f]
     out: list[dict[str, Any]] = []
-    folded: list[dict[str, Any]] = []
-    for card in cards:
-        variant = (card.get("_audit") or {}).get("variant")
-        fits = _topic(card) in foldable or variant in variants.get(_topic(card), [])
-        if card["indicator"] == "info" and fits and not card.get("suggestions"):
-            folded.append(card)
-        else:
-            out.append(card)
-    owners = list(policy["compose"]["update_owner"])
-    for card in folded:
-        mates = [c for c in out if c.get("suggestions") and _order_of(c) == _order_of(card)]
-        # the card its rewrite moved to (the update owner) first, else any card with an action
-        mates.sort(key=lambda c: owners.index(_topic(c)) if _topic(c) in owners else len(owners))
-        host = mates[0] if mates else None
+    folded: dict[int, list[dict[str, Any]]] = {}
+    for card, f in zip(cards, fold, strict=True):
+        host = _fold_host(card, others, policy) if f else None
         if host is None:
             out.append(card)
-            continue
-        host["detail"] += f"\n\n**Also:** {card['summary']}."
-        _dose_in_summary(host, card)
-        host.setdefault("_audit", {}).setdefault("folded", []).append(_topic(card))
+        else:
+            folded.setdefault(id(host), []).append(card)
+    for host in out:
+        lines = []
+        several = bool((host.get("_audit") or {}).get("duplicate_orders"))
+        for card in folded.get(id(host), []):
+            # second review N5/N8: a finding whose rewrite is a choice on this card adds no
+            # sentence where the choices, the summary or the several-orders statement say it
+            # (the days are in every choice; the older-adult dose in the summary, if it fits)
+            said = _dose_in_summary(host, card) or (several and _topic(card) == "dose-limit")
+            moved = (card.get("_audit") or {}).get("choices_moved")
+            if not said and not (moved and _topic(card) in rule["fold_silent_topics"]):
+                lines.append(card["_line"])
+            urls = {link["url"] for link in host.get("links") or []}
+            host["links"] = [*(host.get("links") or [])] + [
+                link for link in card.get("links") or [] if link["url"] not in urls
+            ]
+            host.setdefault("_audit", {}).setdefault("folded", []).append(_topic(card))
+        if lines:
+            host["detail"] += "\n\n**Also:** " + " ".join(lines)
+        if folded.get(id(host)):
+            host["links"] = _named_links(host, policy)
+    for card in out:
+        card.pop("_line", None)
     return out
 
 
-def _dose_in_summary(host: dict[str, Any], card: dict[str, Any]) -> None:
-    """A folded older-adult dose finding is said in the decision card's summary too
-    (review round 1 M5: a last "Also" line hid that the dose kept is above the start)."""
+def _named_links(card: dict[str, Any], policy: Policy) -> list[dict[str, Any]]:
+    """F.0-7: a muscle relaxant's label, brought in by a folded card, stays only where this
+    card names the drug (in its summary, detail or choices)."""
+    drugs = {d for ranked in policy["alternatives"]["ranking"].values() for d in ranked}
+    said = " ".join(
+        [card["summary"], card["detail"], *(s["label"] for s in card.get("suggestions") or [])]
+    ).lower()
+    return [
+        link
+        for link in card.get("links") or []
+        if not (
+            link["label"].split()[0].lower() in drugs
+            and link["label"].split()[0].lower() not in said
+        )
+    ]
+
+
+def _dose_in_summary(host: dict[str, Any], card: dict[str, Any]) -> bool:
+    """A folded older-adult dose finding is said in the decision card's summary when it fits
+    (review round 1 M5: a last "Also" line hid that the dose kept is above the start); then
+    it is not said again below. False: the summary could not say it."""
     audit = card.get("_audit") or {}
     if _topic(card) != "dose-limit" or audit.get("variant") != "geriatric":
-        return
+        return False
     mg, times = audit.get("mg_per_dose"), audit.get("doses_per_day")
     marker = "instead of diazepam"
     if mg is None or not times or marker not in host["summary"]:
-        return
+        return False
     head = host["summary"].split(marker)[0]
-    summary = f"{head}{marker} {fmt(mg)} mg {times_a_day(times)} (above older-adult start)"
-    if len(summary) <= 139:
-        host["summary"] = summary
+    summary = f"{head}{marker} {fmt(mg)} mg {times_a_day(times)}, {ABOVE_START}"
+    if len(summary) > 139:
+        return False
+    host["summary"] = summary
+    return True
+
+
+# N9 (second review): said in words a prescriber reads without a glossary
+ABOVE_START = "above the usual start at 65 and older"
 
 
 def fit_budget(cards: list[dict[str, Any]], policy: Policy) -> list[dict[str, Any]]:
@@ -364,7 +480,7 @@ def one_decision_for_orders(entries: list[tuple[Any, Any, list[Finding]]], polic
             None,
         )
         above = any(f.topic == "dose-limit" and f.variant == "geriatric" for f in findings_b)
-        lead = f"Keep only {words[order_b.ref]}" + (" (above older-adult start)" if above else "")
+        lead = f"Keep only {words[order_b.ref]}" + (f" ({ABOVE_START_LABEL})" if above else "")
         rest = [(r, w) for r, w in everyone if r != order_b.ref]
         if capped is not None and capped.resource is not None:
             qty = (capped.resource.get("dispenseRequest") or {}).get("quantity") or {}
@@ -413,7 +529,7 @@ def one_decision_for_orders(entries: list[tuple[Any, Any, list[Finding]]], polic
             if option.label.startswith("Keep diazepam"):
                 option.label = option.label.replace("Keep diazepam", "Keep only diazepam", 1)
                 if len(option.label) > LABEL_MAX:
-                    option.label = option.label.replace(" (above older-adult start)", "", 1)
+                    option.label = option.label.replace(f" ({ABOVE_START_LABEL})", "", 1)
             elif option.label.startswith("Change to diazepam"):
                 option.label = option.label.replace(
                     "Change to diazepam", "Change to one order: diazepam", 1
@@ -440,30 +556,40 @@ def one_decision_for_orders(entries: list[tuple[Any, Any, list[Finding]]], polic
     dose = policy["dose"]
     per_day = [o.mg_per_day for o, _, _ in entries]
     total = sum(per_day) if all(v is not None for v in per_day) else None
+    # N9 (second review): each order with its course, the total, and plain words
     parts = " and ".join(
-        f"{fmt(o.mg_per_dose)} mg {times_a_day(o.doses_per_day)}"
-        if o.mg_per_dose is not None and o.doses_per_day
-        else words[o.ref]
+        (
+            f"{fmt(o.mg_per_dose)} mg {times_a_day(o.doses_per_day)}"
+            if o.mg_per_dose is not None and o.doses_per_day
+            else words[o.ref].removeprefix("diazepam ")
+        )
+        + (f" for {fmt(o.days_supply)} days" if o.days_supply else "")
         for o, _, _ in entries
     )
     against = ""
     if total is not None and total > dose["max_mg_per_day"]:
-        against = f" (above the label's {fmt(dose['max_mg_per_day'])} mg a day)"
+        against = (
+            f": together {fmt(total)} mg a day, above the label's "
+            f"{fmt(dose['max_mg_per_day'])} mg a day"
+        )
     elif total is not None and policy.is_older(record_a.age_years):
         start = dose["geriatric_max_mg_per_dose"]
-        against = (
-            f" (older-adult start: 2 to {fmt(start)} mg once or twice daily)"
+        usual = (
+            f"2 to {fmt(start)} mg once or twice a day"
             if start == 2.5
-            else f" (older-adult start: up to {fmt(start)} mg twice a day)"
+            else f"up to {fmt(start)} mg twice a day"
         )
-    total_text = f", {fmt(total)} mg a day in all" if total is not None else ""
+        against = f": together {fmt(total)} mg a day, {ABOVE_START} ({usual})"
+    total_text = f" ({fmt(total)} mg a day)" if total is not None else ""
     count = _count_word(len(entries)).capitalize()
-    summary = f"{count} diazepam orders pended: {parts}{total_text}{against}. Keep one."
-    if len(summary) > 139 and total is not None:
-        summary = f"{count} diazepam orders: {parts}, {fmt(total)} mg a day{against}. Keep one."
+    summary = f"{count} diazepam orders pended: {parts}{total_text}. Keep at most one."
     if len(summary) > 139:
-        summary = f"{count} diazepam orders pended: {parts}{total_text}. Keep one."
-    statement = rule["duplicate_note"]
+        summary = f"{count} diazepam orders: {parts}{total_text}. Keep at most one."
+    if len(summary) > 139:  # the courses are in the statement below
+        summary = f"{count} diazepam orders pended{total_text}. Keep at most one."
+    statement = rule["duplicate_note"].format(against=against)
+    if parts not in summary:
+        statement += f" Pended: {parts}."
     if host.topic in _DECISION_TOPICS:
         host.summary_override = summary
         host.lead_notes.insert(0, statement)

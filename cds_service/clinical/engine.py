@@ -20,6 +20,7 @@ from cds_service.clinical.compose import (
     dedupe_patient_cards,
     fit_budget,
     fold_actionless,
+    note_context,
     one_decision_for_orders,
 )
 from cds_service.clinical.models import DiazepamOrder, Finding, PatientRecord
@@ -125,13 +126,17 @@ class Engine:
         disabled = set(self.policy["disabled_topics"])
         for rule in self.rules:
             found.extend(f for f in rule(order, record, self.policy) if f.topic not in disabled)
-        found = copd_caution(found, record, self.policy)
+        found = note_context(copd_caution(found, record, self.policy), record)
         stated = indication(order, record, self.policy)
         if stated.source == "reason" and stated.kind in ("acute_spasm", "spasticity"):
             # the order states a musculoskeletal reason: "another indication" and "a Beers
             # exception" are not reasons this prescriber can give (review round 1 L4)
             for finding in found:
-                finding.unfit_reasons |= {"non-musculoskeletal-indication", "beers-exception"}
+                finding.unfit_reasons |= {
+                    "non-musculoskeletal-indication",
+                    "beers-exception",
+                    "chronic-indication",  # second review N10: not for a stated acute spasm
+                }
         return compose_order(found, self.policy), record.unknown
 
     def advise(

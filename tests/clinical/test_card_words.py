@@ -1,8 +1,7 @@
-"""Card words (issue 19 item 5; knowledge F.2a "Words"), over every shipped fixture in both
-EHR profiles, through the HTTP API exactly as an EHR would call it.
+"""Card words (issue 19; knowledge F.2a "Words", "No actionless noise"; F.0-7), over every
+shipped fixture in both EHR profiles, through the HTTP API exactly as an EHR would call it.
 
-What is checked, on every card's ``summary`` and ``detail`` (the whole detail, engine notes
-included):
+What is checked, on every card's ``summary`` and **whole** ``detail``:
 
 - **ISMP error-prone abbreviations and symbols** (ISMP List of Error-Prone Abbreviations,
   Symbols, and Dose Designations): each pattern in ``ISMP`` is named after what it catches;
@@ -10,34 +9,33 @@ included):
 - **No FHIR or software jargon** (``JARGON``): a prescriber reads "pended order" and "days
   supply", never "draft", "resource" or "expectedSupplyDuration".
 - **Summary under 140 characters** (CDS Hooks).
-- **Detail length.** ``counted_words`` measures what the card template says to the clinician:
+- **Evidence in links, not in the text.** No detail carries a "Source:" line; every card has
+  links, every link is one of ``cards/links.json`` (no URL is made up), and a muscle
+  relaxant's label is linked only by a card that names that drug (F.0-7).
+- **Detail length, the whole detail** (second review N5). A word is a whitespace-separated
+  token holding a letter or digit ("1." and "5" are words; Markdown markers are not). Two caps:
 
-  1. the detail is split into paragraphs at blank lines;
-  2. leading paragraphs that restate the suggestions for a profile without one-click edits
-     (Epic: "**To switch: …**", "**To change the pended order, edit it:** …") are not counted:
-     the engine builds them from the suggestion labels, whose length the order-label rules
-     cap, and they are the action itself;
-  3. counting stops at the first paragraph that starts with "Source:" or "Sources:" (the
-     template's source line, which every variant must have); that line and every paragraph
-     after it (the engine's notes: "The choices for this order …", "Not known when this
-     advice was made …", "Also: …", "Also noted: …") are not counted;
-  4. a word is a whitespace-separated token holding at least one letter or digit, so
-     Markdown markers and list dashes are not words and "1." is.
+  - ``WORD_CAP`` = 60 for every card that holds no choice on its pended order (it explains):
+    F.2a's "at most about 50 words", plus a caution line.
+  - ``DECISION_CAP`` = 85 in ``standard`` and 100 in ``epic`` for the one card per order
+    that holds the choices (suggestions on the order, or in Epic its edits as text). Beyond
+    its own about 50 words it must write out what no label can hold: the first choice's
+    order in words (tizanidine's bedtime regimen, a titration plan, the taper step in oral
+    solution: review round 1 M4/M7, N12) and, in Epic, the "To switch" and "Edit the order"
+    lines (Epic applies no update, F.2a). Those are the action itself, so they are not cut
+    to fit 60; the typical older-adult order's cards stay within 60 in both profiles.
 
-  Two caps. F.2a asks for "at most about 50 words", what a prescriber reads in about ten
-  seconds. (a) What a template author controls, the fixed prose of every variant with its
-  ``{placeholders}`` removed, is capped at ``PROSE_CAP`` = 45, leaving room for the filled
-  values. (b) The rendered text is capped at ``WORD_CAP`` = 60: it includes patient-specific
-  lists that grow with the patient (the ranked alternatives, each with its cautions, and each
-  one not offered with its reason). A cap of 50 there would force dropping a patient's
-  exclusion reason or caution, which are the safety content; 60 is "about 50" plus one such
-  line, and only the alternatives card of an older adult with exclusions or cautions goes
-  above 50 (the typical older-adult card stays at or below 50, the median card near 35).
-  The median and maximum, counted, with the Epic action lines, and for the whole detail, are
-  printed in the pytest terminal summary (``summary_line`` user properties, collected by
-  ``tests/conftest.py``).
-- **The action first.** The counted text opens with an imperative verb from
-  ``ACTION_VERBS`` (F.2a: "opens with the action").
+  The median and maximum, over every card and per profile and kind, are printed in the
+  pytest terminal summary (``summary_line`` user properties, collected by
+  ``tests/conftest.py``); the median must stay at most ``MEDIAN_CAP`` = 40. A failing card is
+  named: fixture, profile, topic, word count and its opening words.
+- **The action first.** The detail opens with the action: an Epic action line ("To switch",
+  "Edit the order") or an imperative verb from ``ACTION_VERBS``.
+- **No older-adult words for a younger patient** (N12): no card for a patient under 65 says
+  "older adult", "65 and older", "from age 65" and the like, or links AGS Beers.
+- **No actionless noise** (N8): an info card of a foldable topic with nothing to do is not
+  shown beside a card that decides for the order; it is a sentence of that card.
+- **The right source** (N11): the CDC opioid guideline is cited only beside an opioid.
 """
 
 from __future__ import annotations
@@ -58,10 +56,17 @@ from tests.scenario_cards import fixture_paths, load
 PROFILES = ("standard", "epic")
 CARDS = REPO_DIR / "cards"
 PATHS = fixture_paths()
+AGES = {path.stem: load(path)["patient_age"] for path in PATHS}
 WORD_CAP = 60
+DECISION_CAP = {"standard": 85, "epic": 100}
+MEDIAN_CAP = 40
 PROSE_CAP = 45
 TYPICAL = "f13-typical-68-spasm-at-most-3-cards"  # a typical older-adult acute-spasm order
 SUMMARY_LIMIT = 140
+LINKS = json.loads((CARDS / "links.json").read_text(encoding="utf-8"))
+BEERS_URL = LINKS["beers_2023"]["url"]
+RELAXANTS = ("baclofen", "tizanidine", "cyclobenzaprine", "methocarbamol")
+CDC_URL = LINKS["cdc_rec11"]["url"]
 
 # (name, pattern): each catches one kind of notation on the ISMP list of error-prone
 # abbreviations, symbols and dose designations
@@ -102,6 +107,12 @@ JARGON = re.compile(
     r"SNOMED|UCUM|JSON|null)\b"
 )
 
+# N12: what may be said only to a patient who is (or may be) 65 or older
+OLDER_WORDS = re.compile(
+    r"(?i)older[- ]adults?|65 and older|at 65\b|from age 65|aged 65|over 65|\b65\+|"
+    r"older or debilitated|older patients"
+)
+
 ACTION_VERBS = frozenset(
     {
         "add", "ask", "avoid", "cancel", "change", "check", "choose", "confirm", "consider",
@@ -111,49 +122,57 @@ ACTION_VERBS = frozenset(
     }
 )  # fmt: skip
 
-_ACTION_PREFIXES = ("**To switch:", "**To change the pended order, edit it:**")
-_SOURCE_LINE = re.compile(r"^\**Sources?:")
+# Epic's action lines (F.2a): the choices written as what to select and what to edit
+EPIC_ACTION_LINES = (
+    "**To switch:",
+    "**Edit the order:**",
+    "**Or edit the order:**",
+    "**To keep one instead",
+)
+_SOURCE_LINE = re.compile(r"(?m)^\**Sources?:")
+FOLDABLE = (
+    "muscle-relaxant-alternative",
+    "no-suitable-alternative",
+    "dose-limit",
+    "duration-limit",
+)
 
 
 def paragraphs(detail: str) -> list[str]:
     return [p.strip() for p in re.split(r"\n\s*\n", detail) if p.strip()]
 
 
-def counted_text(detail: str) -> str | None:
-    """The template's own words: after the profile's action lines, before the source line.
-    None when the detail has no source line."""
-    kept: list[str] = []
-    leading = True
-    for para in paragraphs(detail):
-        if leading and para.startswith(_ACTION_PREFIXES):
-            continue
-        leading = False
-        if _SOURCE_LINE.match(para):
-            return "\n\n".join(kept)
-        kept.append(para)
-    return None
-
-
 def words(text: str) -> int:
     return sum(1 for token in text.split() if re.search(r"[A-Za-z0-9]", token))
 
 
-def counted_words(detail: str) -> int:
-    return words(counted_text(detail) or "")
-
-
-def shown_words(detail: str) -> int:
-    """Everything before the source line, the Epic action lines included (reported only)."""
-    before: list[str] = []
-    for para in paragraphs(detail):
-        if _SOURCE_LINE.match(para):
-            break
-        before.append(para)
-    return words("\n\n".join(before))
-
-
 def ismp_problems(text: str) -> list[str]:
     return [f"{name}: {m.group(0)!r}" for name, rx in ISMP for m in rx.finditer(text)]
+
+
+def decides(card: dict[str, Any]) -> bool:
+    """The card holds the choices on its pended order: an action on it (remove, rewrite,
+    replace, or an alternative added beside it), or in Epic its edits in words."""
+    for suggestion in card.get("suggestions") or []:
+        for action in suggestion["actions"]:
+            if action["type"] in ("delete", "update"):
+                return True
+            text = json.dumps(action.get("resource") or {}).lower()
+            if any(d in text for d in ("baclofen", "tizanidine", "cyclobenzaprine", "methoc")):
+                return True
+    return any(p.startswith(EPIC_ACTION_LINES) for p in paragraphs(card["detail"]))
+
+
+def cap_for(card: dict[str, Any], profile: str) -> int:
+    return DECISION_CAP[profile] if decides(card) else WORD_CAP
+
+
+def opens_with_action(detail: str) -> bool:
+    first = paragraphs(detail)[0] if paragraphs(detail) else ""
+    if first.startswith(EPIC_ACTION_LINES):
+        return True
+    head = re.sub(r"[^a-z]", "", first.split()[0].lower()) if first.split() else ""
+    return head in ACTION_VERBS
 
 
 # --- the responses --------------------------------------------------------------------------
@@ -185,12 +204,17 @@ def _topic(card: dict[str, Any]) -> str:
     return str(card["source"]["topic"]["code"])
 
 
+def _name(path: Path, profile: str, card: dict[str, Any]) -> str:
+    return f"{path.stem} [{profile}] {_topic(card)}"
+
+
 @pytest.mark.parametrize("profile", PROFILES)
 @pytest.mark.parametrize("path", PATHS, ids=[p.stem for p in PATHS])
 def test_card_words(path: Path, profile: str, answers: dict[tuple[str, str], list[Any]]) -> None:
     problems = []
+    known_urls = {link["url"] for link in LINKS.values()}
     for card in _cards(answers, profile, path):
-        topic, summary, detail = _topic(card), card["summary"], card["detail"]
+        topic, summary, detail = _name(path, profile, card), card["summary"], card["detail"]
         for where, text in (("summary", summary), ("detail", detail)):
             problems += [f"{topic} {where}: ISMP {p}" for p in ismp_problems(text)]
             problems += [f"{topic} {where}: jargon {m.group(0)!r}" for m in JARGON.finditer(text)]
@@ -200,59 +224,140 @@ def test_card_words(path: Path, profile: str, answers: dict[tuple[str, str], lis
             problems.append(f"{topic} detail: prints an empty 'Not offered' list")
         if len(summary) >= SUMMARY_LIMIT:
             problems.append(f"{topic} summary: {len(summary)} characters")
-        body = counted_text(detail)
-        if body is None:
-            problems.append(f"{topic} detail: no 'Source:' line")
-            continue
-        if words(body) > WORD_CAP:
-            problems.append(f"{topic} detail: {words(body)} words > {WORD_CAP}: {body[:80]!r}…")
-        first = re.sub(r"[^a-z]", "", body.split()[0].lower()) if body.split() else ""
-        if first not in ACTION_VERBS:
-            problems.append(f"{topic} detail opens with {first!r}, not an action: {body[:60]!r}")
+        if _SOURCE_LINE.search(detail):
+            problems.append(f"{topic} detail: a 'Source:' line (sources are links)")
+        if not card.get("links"):
+            problems.append(f"{topic}: no links")
+        strays = [link["url"] for link in card.get("links") or [] if link["url"] not in known_urls]
+        if strays:
+            problems.append(f"{topic}: links not in cards/links.json: {strays}")
+        # F.0-7, N11: a muscle relaxant's label is cited only by a card that names the drug
+        said = " ".join([summary, detail, *(s["label"] for s in card.get("suggestions") or [])])
+        for link in card.get("links") or []:
+            drug = link["label"].split()[0].lower()
+            if drug in RELAXANTS and drug not in said.lower():
+                problems.append(f"{topic}: cites the {drug} label but never names {drug}")
+        count, cap = words(detail), cap_for(card, profile)
+        if count > cap:
+            problems.append(f"{topic} detail: {count} words > {cap}: {detail[:80]!r}…")
+        if not opens_with_action(detail):
+            problems.append(f"{topic} detail does not open with an action: {detail[:60]!r}")
     assert not problems, "\n".join(problems)
 
 
 def test_detail_word_counts_are_reported(
     answers: dict[tuple[str, str], list[Any]], record_property: Any
 ) -> None:
-    """Median and maximum over every card of every fixture in both profiles."""
-    details = [card["detail"] for cards in answers.values() for card in cards]
-    assert details
-    lines = []
-    for name, measure in (
-        ("counted (the cap applies)", counted_words),
-        ("shown before the source line, Epic action lines included", shown_words),
-        ("whole detail, engine notes included", words),
-    ):
-        counts = [measure(d) for d in details]
-        lines.append(
-            f"card detail words, {name}: median {statistics.median(counts):g}, "
-            f"max {max(counts)} over {len(counts)} cards"
-        )
+    """Median and maximum of the whole detail over every card of every fixture in both
+    profiles, and per profile and kind (the card that decides, the cards that explain)."""
+    groups: dict[str, list[int]] = {"all": []}
+    for (profile, _), cards in answers.items():
+        for card in cards:
+            count = words(card["detail"])
+            kind = "decision cards" if decides(card) else "explaining cards"
+            for key in ("all", profile, f"{profile}, {kind}"):
+                groups.setdefault(key, []).append(count)
+    assert groups["all"]
+    lines = [
+        f"card detail words (whole detail), {name}: median {statistics.median(counts):g}, "
+        f"max {max(counts)} over {len(counts)} cards"
+        for name, counts in groups.items()
+    ]
     for line in lines:
         print(line)
         record_property("summary_line", line)
-    assert max(counted_words(d) for d in details) <= WORD_CAP
+    assert statistics.median(groups["all"]) <= MEDIAN_CAP
 
 
 def test_typical_older_adult_cards_are_about_50_words(
     answers: dict[tuple[str, str], list[Any]],
 ) -> None:
+    """A typical older-adult acute-spasm order: every card within WORD_CAP, in both profiles
+    (its decision card too: baclofen's order fits its label, nothing is written out)."""
     for profile in PROFILES:
         for card in answers[(profile, TYPICAL)]:
-            assert counted_words(card["detail"]) <= 50, (profile, _topic(card), card["detail"])
+            assert words(card["detail"]) <= WORD_CAP, (profile, _topic(card), card["detail"])
+
+
+@pytest.mark.parametrize("path", [p for p in PATHS if (AGES[p.stem] or 99) < 65], ids=str)
+def test_no_older_adult_words_under_65(
+    path: Path, answers: dict[tuple[str, str], list[Any]]
+) -> None:
+    """N12: older-adult wording (a spasticity plan's "older adults seldom ...", "AGS Beers:
+    avoid at 65 and older") never reaches a patient known to be younger than 65."""
+    problems = []
+    for profile in PROFILES:
+        for card in answers[(profile, path.stem)]:
+            texts = [card["summary"], card["detail"]]
+            texts += [s["label"] for s in card.get("suggestions") or []]
+            texts += [link["label"] for link in card.get("links") or []]
+            for text in texts:
+                problems += [
+                    f"{_name(path, profile, card)}: {m.group(0)!r}"
+                    for m in OLDER_WORDS.finditer(text)
+                ]
+            if any(link["url"] == BEERS_URL for link in card.get("links") or []):
+                problems.append(f"{_name(path, profile, card)}: links AGS Beers")
+    assert not problems, "\n".join(problems)
+
+
+@pytest.mark.parametrize("profile", PROFILES)
+def test_no_actionless_info_card_beside_a_decision(
+    profile: str, answers: dict[tuple[str, str], list[Any]]
+) -> None:
+    """N8: beside the card that decides for a single pended order, an info card of a
+    foldable topic with nothing to do ("X suggested instead", the anxiety note, a duration
+    whose rewrite is a choice there) is a sentence of that card, not a card of its own."""
+    problems = []
+    for path in PATHS:
+        fixture = load(path)
+        drafts = fixture["request"]["context"]["draftOrders"].get("entry") or []
+        if sum("diazepam" in json.dumps(e).lower() for e in drafts) != 1:
+            continue  # several pended orders: each may have its own cards
+        cards = answers[(profile, path.stem)]
+        if not any(decides(c) for c in cards):
+            continue
+        problems += [
+            _name(path, profile, card)
+            for card in cards
+            if card["indicator"] == "info"
+            and _topic(card) in FOLDABLE
+            and not card.get("suggestions")
+            and not decides(card)
+        ]
+    assert not problems, problems
+
+
+@pytest.mark.parametrize("profile", PROFILES)
+def test_cdc_opioid_guideline_only_beside_an_opioid(
+    profile: str, answers: dict[tuple[str, str], list[Any]]
+) -> None:
+    """N11: the taper card cites ASAM 2025 and the label; the CDC opioid guideline only when
+    the response is about an opioid too (F.0-7: a card cites what supports its claim)."""
+    problems = []
+    for path in PATHS:
+        cards = answers[(profile, path.stem)]
+        opioid = any(_topic(c) == "opioid-benzodiazepine" for c in cards)
+        for card in cards:
+            if not opioid and any(link["url"] == CDC_URL for link in card.get("links") or []):
+                problems.append(_name(path, profile, card))
+    assert not problems, problems
 
 
 def test_template_prose_is_short() -> None:
-    """What an author writes, placeholders removed, leaves room for the filled values."""
+    """What an author writes, placeholders removed, leaves room for the filled values; no
+    template carries a "Source:" line, and every one is ISMP-safe and jargon-free."""
     long = []
     for path in sorted(CARDS.glob("*.json")):
         data = json.loads(path.read_text(encoding="utf-8"))
         for name, variant in data.get("variants", {}).items():
-            body = counted_text(re.sub(r"\{[a-z_]+\}", "", variant["detail"]))
-            assert body is not None, (path.name, name, "no Source line")
-            if words(body) > PROSE_CAP:
-                long.append(f"{path.stem}/{name}: {words(body)} words")
+            for key in ("detail", "detail_edited", "line"):
+                if key not in variant:
+                    continue
+                body = re.sub(r"\{[a-z_]+\}", "", variant[key])
+                assert not _SOURCE_LINE.search(body), (path.name, name, key)
+                if words(body) > PROSE_CAP:
+                    long.append(f"{path.stem}/{name}/{key}: {words(body)} words")
             for where in ("summary", "detail"):
                 assert not ismp_problems(variant[where]), (path.name, name, where)
                 assert not JARGON.search(variant[where]), (path.name, name, where)
@@ -304,14 +409,21 @@ def test_safe_wording_passes(text: str) -> None:
     assert ismp_problems(text) == [], text
 
 
-def test_word_count_definition() -> None:
+def test_word_count_and_kind_definitions() -> None:
     detail = (
         "**To switch: select both Remove diazepam and one alternative.**\n\n"
         "Use tizanidine instead:\n1. **tizanidine** (off-label)\n- none\n\n"
-        "Sources: FDA labels.\n\nThe choices for this order are on the **duration** card."
+        "The choices for this order are on the **duration** card."
     )
-    assert counted_text(detail) == "Use tizanidine instead:\n1. **tizanidine** (off-label)\n- none"
-    # Use, tizanidine, instead:, 1., **tizanidine**, (off-label), none ("-" is not a word)
-    assert counted_words(detail) == 7
-    assert shown_words(detail) == 7 + 9  # with the Epic action line
-    assert counted_text("No source line here.") is None
+    # To, switch:, select, both, Remove, diazepam, and, one, alternative. (9) + Use,
+    # tizanidine, instead:, 1., **tizanidine**, (off-label), none (7; "-" is not a word) + 10
+    assert words(detail) == 9 + 7 + 10
+    assert opens_with_action(detail)
+    assert decides({"detail": detail})  # Epic: the choice written as what to select
+    assert not decides({"detail": "Avoid diazepam if you can."})
+    assert not opens_with_action("From age 65, benzodiazepines raise the risk of falls.")
+    naloxone = {"type": "create", "resource": {"medicationCodeableConcept": {"text": "naloxone"}}}
+    assert not decides({"detail": "Offer naloxone.", "suggestions": [{"actions": [naloxone]}]})
+    assert OLDER_WORDS.search("seldom more than 30 to 40 mg a day at 65 and older")
+    assert OLDER_WORDS.search("(older adults seldom more than 30 to 40 mg a day)")
+    assert not OLDER_WORDS.search("Age 45: cyclobenzaprine 5 mg for 7 days")

@@ -4,6 +4,7 @@ every variant renders a spec-valid summary."""
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -39,7 +40,10 @@ def test_worst_case_summary_fits(topic):
         # CDS Hooks 2.0: summary "<140 characters". The renderer's trim is a last resort that
         # cuts the clinical text mid-sentence, so a template must fit without it.
         assert len(filled) < SUMMARY_MAX, (topic, len(filled), filled)
-        assert "Source" in variant["detail"]
+        # second review N5: evidence is in the links (each label says what it supports),
+        # never a "Sources:" line in the detail
+        assert not re.search(r"(?m)^\**Sources?:", variant["detail"]), (topic, variant["detail"])
+    assert template.links
 
 
 def _copy(tmp_path: Path) -> Path:

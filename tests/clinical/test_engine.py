@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import re
 import uuid
 from datetime import UTC, datetime
 from typing import Any
@@ -50,13 +51,13 @@ def with_prefetch(body: dict[str, Any], birth: str = "1948-03-02", **over: Any) 
 def assert_spec_valid(card: dict[str, Any]) -> None:
     """CDS Hooks 2.0 card rules (digest §5, as replay checks them: ``compare.card_problems``)
     plus what this service promises beyond the spec: real uuids, an https source, a detail
-    that cites its source, links on every card, override reasons on every card but info ones
-    (F.2a: an info card asks for none), deletes by reference and suggested resources that are
-    medication orders."""
+    with no "Sources:" line (its sources are the links, second review N5), links on every
+    card, override reasons on every card but info ones (F.2a: an info card asks for none),
+    deletes by reference and suggested resources that are medication orders."""
     assert not card_problems(card), card_problems(card)
     uuid.UUID(card["uuid"])
     assert card["source"]["url"].startswith("https://") and card["source"]["topic"]["code"]
-    assert "Source" in card["detail"]
+    assert not re.search(r"(?m)^\**Sources?:", card["detail"])
     assert card["links"]
     if card["indicator"] == "info":
         assert "overrideReasons" not in card
@@ -157,7 +158,7 @@ def test_standard_profile_shapes(standard, sandbox_request):
     assert resource["dispenseRequest"]["quantity"]["value"] == 7  # 1 tablet a day
     labels = [s["label"] for s in decision["suggestions"]]
     assert any(label.startswith("Change to diazepam 2 mg twice a day") for label in labels)
-    assert any("(above older-adult start)" in label for label in labels)
+    assert any("(above usual start at 65 and older)" in label for label in labels)
     assert "suggestions" not in topics["muscle-relaxant-alternative"]
 
 
@@ -190,9 +191,9 @@ def test_epic_profile_shapes(epic, sandbox_request):
     assert all(label.startswith("If for muscle spasm: add ") for label in labels[1:])
     assert not any("replace" in label.lower() for label in labels)
     assert decision["detail"].startswith("**To switch: select both Remove diazepam")
-    assert "edit it:** Change to diazepam 2 mg twice a day" in decision["detail"]
-    kept = "or Keep diazepam 5 mg once a day (above older-adult start), 7 days"
-    assert kept in decision["detail"]
+    # F.2a: the edits as text, each with its dose and amount, the days and refills once
+    edit = "**Or edit the order:** to 7 days, no refills: 2 mg twice a day (14 tablets), or "
+    assert edit + "the dose as written (7 tablets)." in decision["detail"]
 
 
 def test_non_diazepam_and_unselected_orders_get_nothing(standard, sandbox_request):
@@ -332,7 +333,9 @@ def test_updates_of_one_order_live_on_one_card(engine, sandbox_request):
     doses = [r["dosageInstruction"][0]["doseAndRate"] for r in rewrites]
     assert original["doseAndRate"] in doses  # limit the days only, dose as written
     assert [{"doseQuantity": {"value": 2, "unit": "mg", "system": UCUM, "code": "mg"}}] in doses
-    assert "label's starting dose" in topics["duration-limit"]["detail"]
+    # review round 1 M5: the keep says its dose is above the older-adult start
+    labels = [s["label"] for s in duration["suggestions"]]
+    assert any("(above usual start at 65 and older)" in label for label in labels), labels
     assert "indication" in topics["indication-missing"]["detail"].lower()
 
 

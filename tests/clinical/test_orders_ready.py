@@ -32,6 +32,7 @@ from cds_service.clinical.suggestions import (
     ADD_SUFFIX,
     LABEL_MAX,
     alternative_request,
+    fmt,
     order_label,
     regimen_labels,
     rewrite_order,
@@ -484,8 +485,9 @@ def test_spasticity_orders_are_the_start_dose_with_a_plan_for_review(
         assert not re.search(r"\b(80|36) mg", dosage["text"])  # nothing to self-titrate to
         assert "patientInstruction" not in dosage
         [note] = resource["note"]
-        assert note["text"].startswith("Start dose only: titrate under review")
-        assert "new order" in note["text"]
+        # N12: the titration said plainly; each step is a new order after review
+        assert note["text"].startswith(f"Start {fmt(regimen['mg'])} mg")
+        assert "a new order each step" in note["text"]
 
 
 def test_every_label_form_fits_and_keeps_the_regimen(policy: Policy) -> None:
@@ -628,5 +630,5 @@ def test_no_caution_without_a_reason(policy: Policy, diazepam) -> None:
     notes = [n for o in finding.options for n in o.notes]
     assert finding.options and not any("Caution" in n for n in notes)
     # what the tizanidine label had no room for still travels with it
-    assert "**Tizanidine is off-label for acute spasm** (labelled for spasticity)." in notes
+    assert "**Off-label for acute spasm:** tizanidine." in notes
     assert not any("Caution with any muscle relaxant" in n for n in finding.notes)

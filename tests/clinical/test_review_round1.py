@@ -163,12 +163,15 @@ def test_dose_change_first_and_keep_states_the_dose(apps: dict[str, Flask], name
     change = next(i for i, x in enumerate(labels) if x.startswith("Change to diazepam 2 mg"))
     keep = next(i for i, x in enumerate(labels) if x.startswith("Keep diazepam"))
     assert change < keep
-    assert labels[keep].startswith("Keep diazepam 5 mg 3 times a day (above older-adult start)")
-    assert "(21 tablets)" in labels[keep]
-    assert "5 mg 3 times a day (above older-adult start)" in card["summary"]
+    # second review N9: plain words, not "(above older-adult start)"
+    assert labels[keep].startswith(
+        "Keep diazepam 5 mg 3 times a day (above usual start at 65 and older), 7 days"
+    )
+    assert "5 mg 3 times a day, above the usual start at 65 and older" in card["summary"]
     _, epic = answer(apps, name, "epic")
     (card,) = decision_cards(epic, diazepam_ids(fixture))
-    assert "edit it:** Change to diazepam 2 mg twice a day" in card["detail"]
+    edit = "**Or edit the order:** to 7 days, no refills: 2 mg twice a day (14 tablets), or "
+    assert edit + "the dose as written (21 tablets)." in card["detail"]
 
 
 # -- H1: several pended diazepam orders are one decision ------------------------------------
@@ -187,7 +190,9 @@ def test_two_diazepam_drafts_are_one_decision(
     assert len(ids) == 2
     (card,) = decision_cards(cards, ids)  # one card acts on the pended orders
     assert card["summary"].startswith("Two diazepam orders")
-    assert "mg a day" in card["summary"] and card["summary"].endswith("Keep one.")
+    assert "mg a day" in card["summary"] and card["summary"].endswith("Keep at most one.")
+    # second review N9: both orders' courses are stated
+    assert card["summary"].count(" days") == 2, card["summary"]
     texts = " ".join(c["summary"] + c["detail"] for c in cards)
     assert "CNS depression of diazepam" not in texts
     assert "another pended order" not in texts
@@ -213,15 +218,20 @@ def test_two_diazepam_drafts_are_one_decision(
             if s["actions"][0]["type"] == "delete"
         ]
         assert sorted(removes) == sorted(ids)
-        assert "Keep one diazepam order" in card["detail"]
+        assert "To keep one instead, remove the others and edit it" in card["detail"]
 
 
 def test_total_daily_dose_is_checked_against_the_label(apps: dict[str, Flask]) -> None:
     """H1: the label dose check applies to the total across the pended orders."""
     _, cards = answer(apps, "rv-22-duplicate-diazepam-drafts-clonazepam-omeprazole-40", "standard")
-    assert any("75 mg a day" in c["summary"] and "40 mg a day" in c["summary"] for c in cards)
+    assert any(
+        "75 mg a day" in c["summary"] and "above the label's 40" in c["detail"] for c in cards
+    )
     _, cards = answer(apps, "rw-20-two-diazepam-drafts-72", "standard")
-    assert any("25 mg a day" in c["summary"] and "older-adult start" in c["summary"] for c in cards)
+    assert any(
+        "25 mg a day" in c["summary"] and "above the usual start at 65 and older" in c["detail"]
+        for c in cards
+    )
 
 
 # -- M3, M4: a long-term user (13 months, 74) -------------------------------------------------
@@ -252,7 +262,7 @@ def test_taper_step_in_solution_is_spelled_out(apps: dict[str, Flask], profile: 
     assert line in taper["detail"].replace("**", "")
     if profile == "epic":
         edit = taper["detail"].split("\n\n")[0]
-        assert edit.startswith("**To change the pended order, edit it:**")
+        assert edit.startswith("**Edit the order:**")
         assert "for 14 days, 51 mL, no refills" in edit
 
 
@@ -299,8 +309,8 @@ def test_tizanidine_older_adult_regimen_is_spelled_out(
     fixture, cards = answer(apps, "elderly-78-egfr45-no-baclofen", profile)
     (card,) = decision_cards(cards, diazepam_ids(fixture))
     assert (
-        "**Tizanidine:** 2 mg at bedtime; may add 2 mg up to twice a day as needed "
-        "(6 mg a day at most), 7 days, 21 tablets; enter the dose and quantity as shown."
+        "**Tizanidine:** 2 mg at bedtime, plus 2 mg up to twice a day as needed, 6 mg a day "
+        "at most; 7 days, up to 21 tablets."
     ) in card["detail"]
     labels = " ".join(s["label"] for s in card["suggestions"])
     assert "up to 3 times a day" not in labels

@@ -100,7 +100,7 @@ def assess(
         maois = _class_drugs(record, "maoi", include_stopped=True)
         if maois:
             days = policy["windows"]["maoi_days"]
-            a.excluded.append(f"MAOI ({', '.join(maois)}) within {days} days")
+            a.excluded.append(f"MAOI {', '.join(maois)} within {days} days")
     for group in _has_any(record, ex.get("groups", [])):
         a.excluded.append(_lower(titles.get(group, group)))
     for group, window_key in ex.get("recent_groups", {}).items():
@@ -123,15 +123,12 @@ def assess(
     for cls in ex.get("classes", []):
         drugs = _class_drugs(record, cls)
         if drugs:
-            a.excluded.append(f"on {', '.join(drugs)} ({policy.class_titles.get(cls, cls)})")
+            a.excluded.append(f"on {', '.join(drugs)}, a {policy.class_titles.get(cls, cls)}")
     egfr = record.egfr.value if record.egfr is not None else None
     renal = policy["renal"]
     beers_renal = ex.get("egfr_age65") and older and egfr is not None
     if beers_renal and egfr < renal["baclofen_avoid_egfr_age65"]:
-        a.excluded.append(
-            f"eGFR {fmt(egfr)}, below {renal['baclofen_avoid_egfr_age65']} at age "
-            f"{record.age_years} (AGS Beers 2023)"
-        )
+        a.excluded.append(f"eGFR {fmt(egfr)}, below {renal['baclofen_avoid_egfr_age65']}")
     low_any = egfr is not None and egfr < renal["baclofen_avoid_egfr_any_age"]
     if ex.get("egfr_any_age") and low_any and not any("eGFR" in e for e in a.excluded):
         a.excluded.append(f"eGFR {fmt(egfr)}, below {renal['baclofen_avoid_egfr_any_age']}")
@@ -252,7 +249,7 @@ def muscle_relaxant_alternative(
     kept.sort(key=lambda d: bool(assessed[d].demoted))  # stable: rank order within each tier
     excluded = [f"{d}: {'; '.join(a.excluded)}" for d, a in assessed.items() if a.excluded]
     shown = [  # on the alternatives card, "Already on" says it for a drug taken and nothing else
-        f"{d}: {'; '.join(a.excluded)}"
+        f"{d} ({'; '.join(a.excluded)})"
         for d, a in assessed.items()
         if a.excluded
         and not (d in current and len(a.excluded) == 1 and a.excluded[0].startswith("already"))
@@ -305,8 +302,13 @@ def muscle_relaxant_alternative(
     removable = not emergency_order(order, record, policy)
     caution = general_cautions(record, policy)
     plan_notes: list[str] = []
+    cautioned: list[str] = []  # per drug, for the sentence this card becomes when folded
+    older = is_older(record, policy)
     for rank, drug in enumerate(kept):
         regimen = alt["regimens"][scenario][drug]
+        if regimen.get("plan") and regimen.get("plan_older") and older:
+            # N12 (second review): older-adult words never reach a younger patient
+            regimen = {**regimen, "plan": f"{regimen['plan']}; {regimen['plan_older']}"}
         product = policy.products[regimen["code"]]
         resource = alternative_request(order, regimen, product, supply)
         qty = resource["dispenseRequest"].get("quantity")
@@ -322,9 +324,10 @@ def muscle_relaxant_alternative(
             # offers it: the off-label status (F.3) and the cautions (F.2a)
             notes = ([caution] if caution else []) + assessed[drug].label_notes
             if off_label and not ("off-label" in label and "off-label" in add_label):
-                notes.append(alt["off_label_note"].format(drug=drug.capitalize()))
-            # the whole order in words where the label cannot hold it (review round 1 M7)
-            if regimen.get("card_text"):
+                notes.append(alt["off_label_note"].format(drug=drug))
+            # the whole order in words where the label cannot hold it (review round 1 M7),
+            # for the first choice (second review N5: the others' orders carry theirs)
+            if regimen.get("card_text") and rank == 0:
                 spelled = (
                     f"**{drug.capitalize()}:** "
                     + regimen["card_text"].format(days=fmt(supply), qty=qty_text or "?")
@@ -334,8 +337,10 @@ def muscle_relaxant_alternative(
                 plan_notes.append(spelled)
             # the titration plan is part of the order, like its label: it travels with the
             # option (a paragraph after the card text), not in the card's own words
-            if regimen.get("plan"):
-                plan_note = f"**{drug.capitalize()} plan:** {regimen['plan']}."
+            if regimen.get("plan") and rank == 0:
+                # the first choice's titration in words (N12); the others' travel in their
+                # orders' notes
+                plan_note = f"**{drug.capitalize()}:** {regimen['plan']}."
                 notes.append(plan_note)
                 plan_notes.append(plan_note)
             options.append(
@@ -357,21 +362,27 @@ def muscle_relaxant_alternative(
         # the card lists the drug with what the prescriber must know about it here; the
         # regimen is in the suggestion's label, so it is written out only when there is no
         # suggestion to carry it (F.0-3: a rescue or injection order is never replaced)
-        notes = assessed[drug].demoted + assessed[drug].cautions
-        inside = (["off-label"] if off_label else []) + (
-            [f"caution: {'; '.join(notes)}"] if notes else []
-        )
+        # "renal function unknown" is said once, in the card's "Not known" line
+        notes = [t for t in assessed[drug].demoted if "unknown" not in t] + assessed[drug].cautions
+        inside = (["off-label"] if off_label else []) + notes
+        labelled = assessed[drug].label_notes
+        own = [n for n in notes if f"**{drug.capitalize()}:** {n}." not in labelled]
+        if own:  # a caution in the drug's own label words travels with its option already
+            cautioned.append(f"{drug.capitalize()}: {'; '.join(own)}.")
         course = cores[0].lstrip(", ")
         amount_text = f" ({qty_text})" if qty_text else ""
         regimen_text = "" if removable else f" {course}{amount_text}"
         note = f" ({'; '.join(inside)})" if inside else ""
         plan = f": {regimen['plan']}" if regimen.get("plan") and not removable else ""
-        lines.append(f"{rank + 1}. **{drug}**{regimen_text}{note}{plan}")
+        lines.append(f"**{drug}**{regimen_text}{note}{plan}")
+    after = []
     if current:  # the same for every drug listed: said once
-        lines.append(
+        after.append(
             f"Already on {', '.join(current)}: a second muscle relaxant adds sedation; "
             "optimise the current one first."
         )
+    if shown:
+        after.append("Not offered: " + "; ".join(shown) + ".")
     top = kept[0]
     top_regimen = alt["regimens"][scenario][top]
     audit["offered"] = [o.code for o in options]
@@ -394,15 +405,15 @@ def muscle_relaxant_alternative(
                 "top": top,
                 "top_mg": fmt(regimen_lines(top_regimen)[0]["mg"]),
                 "days": fmt(supply),
-                "options_md": "\n".join(lines),
-                # nothing excluded: no "Not offered" list at all (F.2a: no "- none")
-                # nothing excluded: no "Not offered" list at all (F.2a: no "- none"); a drug
-                # excluded only because the patient takes it is the "Already on" line above
-                "excluded_md": "\n\nNot offered:\n" + "\n".join(f"- {e}" for e in shown)
-                if shown
-                else "",
+                # ranked, in one sentence: the regimens are in the choices' labels
+                "options_line": ", then ".join(lines),
+                # folded into the card that offers them, the list is that card's choices:
+                # only each drug's cautions remain to be said
+                "cautions_line": "".join(f" {c}" for c in cautioned),
+                # nothing excluded: no "Not offered" at all (F.2a: no "- none"); a drug
+                # excluded only because the patient takes it is the "Already on" sentence
+                "after_list": "".join(f" {a}" for a in after),
                 "analgesic": analgesic,
-                "injury_note": _injury_note(kept, scenario),
                 "for_what": "for acute muscle spasm"
                 if indication(order, record, policy).kind == "acute_spasm"
                 else "(no indication recorded)",
@@ -410,28 +421,11 @@ def muscle_relaxant_alternative(
             audit=audit,
             options=options,
             unknowns=unknowns,
-            notes=([caution] if caution else []) + plan_notes,
+            # the first choice's order in words second (after the card's opening), then
+            # the caution for any relaxant (second review N5)
+            notes=plan_notes + ([caution] if caution else []),
         )
     ]
-
-
-def _and(items: list[str]) -> str:
-    return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1]
-
-
-# muscle relaxants not on the AGS Beers 2023 avoid list, which George et al. (J Am Geriatr Soc
-# 2025) found riskier for injury than cyclobenzaprine in adults 65 and older (knowledge B.1, F.3)
-_NOT_BEERS_LISTED = ("baclofen", "tizanidine")
-
-
-def _injury_note(kept: list[str], scenario: str) -> str:
-    """F.3, older adults: "not Beers-listed" is not "safe"; said only when such a drug is
-    offered."""
-    named = [d for d in kept if d in _NOT_BEERS_LISTED]
-    if scenario != "acute_old" or not named:
-        return ""
-    who = named[0].capitalize() if len(named) == 1 else "Both"
-    return f" {who}: more injuries than cyclobenzaprine in a 2025 cohort, though not Beers-listed."
 
 
 def _acetaminophen_taken(record: PatientRecord) -> list[str]:
@@ -477,23 +471,12 @@ def _nsaid_text(record: PatientRecord, policy: Policy) -> str:
     if gi and not protected:
         reasons.append(f"{' and '.join(gi)} without a proton-pump inhibitor")
     if reasons:
-        cites = []
-        if record.has("pregnancy"):
-            cites.append("FDA 2020 NSAID pregnancy warning")
-        cites.append("AGS Beers 2023" if is_older(record, policy) else "NSAID labels")
+        # the reasons, not the citations: the card links AGS Beers 2023, the NSAID labels
+        # and, with a pregnancy, the FDA 2020 warning (F.0-7; second review N5)
         hepatic = policy["hepatic"]
         liver = any(record.has(g) for g in [*hepatic["severe_groups"], *hepatic["impaired_groups"]])
         acetaminophen = rule["acetaminophen_liver_text"] if liver else "For pain: acetaminophen."
-        return (
-            acetaminophen[:-1]
-            + "; avoid NSAIDs ("
-            + "; ".join(reasons)
-            + ": "
-            + (", ".join(cites) + ").")
-        )
+        return acetaminophen[:-1] + "; avoid NSAIDs (" + "; ".join(reasons) + ")."
     if is_older(record, policy):
-        return (
-            "For pain: acetaminophen or a topical NSAID, not long-term oral NSAIDs "
-            "(AGS Beers 2023)."
-        )
-    return "For pain: an NSAID (ACP 2017) or acetaminophen."
+        return "For pain: acetaminophen or a topical NSAID."
+    return "For pain: an NSAID or acetaminophen."

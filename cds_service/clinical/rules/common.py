@@ -162,6 +162,11 @@ def active_classes(record: PatientRecord, include_drafts: bool) -> dict[str, set
     return out
 
 
+# a "keep" label whose dose is above the label's older-adult start says so in plain words
+# (second review N9: "above older-adult start" read as jargon); short enough for 80 characters
+ABOVE_START_LABEL = "above usual start at 65 and older"
+
+
 def fmt(value: float | None) -> str:
     """Numbers as a clinician writes them: 5, 2.5, 7."""
     if value is None:

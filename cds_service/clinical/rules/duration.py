@@ -5,6 +5,7 @@ from __future__ import annotations
 from cds_service.clinical.models import DiazepamOrder, Finding, Option, PatientRecord
 from cds_service.clinical.policy import Policy
 from cds_service.clinical.rules.common import (
+    ABOVE_START_LABEL,
     amount,
     chronic_diazepam,
     effective_route,
@@ -68,7 +69,7 @@ def duration_limit(order: DiazepamOrder, record: PatientRecord, policy: Policy) 
                 if dose
                 else f"Keep diazepam, {fmt(cap)} days{qty_text}, no refills",
                 label_above_start=fitted(
-                    f"Keep diazepam{dose} (above older-adult start), {fmt(cap)} days",
+                    f"Keep diazepam{dose} ({ABOVE_START_LABEL}), {fmt(cap)} days",
                     qty_text,
                 )
                 if dose

@@ -124,7 +124,7 @@ def test_cyclobenzaprine_last_resort_at_65_carries_the_beers_warning(order, poli
     assert f.topic == "muscle-relaxant-alternative"
     assert f.audit["excluded"] == ["baclofen", "tizanidine"]  # eGFR at 72; CYP1A2 inhibitor
     assert [o.code for o in f.options] == ["828320"]
-    text = f.facts["options_md"]
+    text = f.facts["options_line"]  # each drug with its caution, in the card's words
     assert "Beers" in text and "anticholinergic" in text
 
 

@@ -15,7 +15,7 @@ def test_a_second_muscle_relaxant_is_never_the_default_pick(order, policy, vs):
     assert f.options and not any(o.recommended for o in f.options)
     offered = {policy.products[o.code].ingredient for o in f.options}
     assert offered and "cyclobenzaprine" not in offered  # R19: not the drug already taken
-    assert "a second muscle relaxant adds sedation" in f.facts["options_md"]
+    assert "a second muscle relaxant adds sedation" in f.facts["after_list"]
 
 
 def test_no_beers_avoid_last_resort_on_top_of_a_current_relaxant(order, policy, vs):
