@@ -126,6 +126,7 @@ def one_decision(findings: list[Finding], policy: Policy) -> list[Finding]:
                 host.notes.append(note)
         finding.notes.append(rule["decision_note"].format(card=title))
         host.audit.setdefault("decision_from", []).append(finding.topic)
+    _one_cancel(host)
     others = [o for o in host.options if o.kind not in _DRAFT_KINDS]
     if others:
         # the naloxone card is the only one acting on the order: its cancel would exclude the
@@ -161,7 +162,28 @@ def one_decision(findings: list[Finding], policy: Policy) -> list[Finding]:
         # the duration card hosts the decision but a replacement is recommended: its
         # summary must not say only "limit to 7 days" (review round 1 L3)
         host.summary_override = rule["replace_summary"].format_map({**host.facts, "drug": top.drug})
+    if (
+        top is not None
+        and top.kind == "delete"
+        and host.topic == "duration-limit"
+        and host.summary_override is None
+    ):
+        # the duration card hosts the decision and the drug-free cancel is recommended (N3):
+        # its summary must not say only "limit to 7 days"
+        host.summary_override = rule["cancel_duration_summary"].format_map(host.facts)
     return findings
+
+
+def _one_cancel(host: Finding) -> None:
+    """One cancel per decision card: a contraindication, a high-risk opioid card and the
+    alternatives each offer one (N2). The one kept says what the patient gets instead,
+    when one does, and is recommended when any was (an absolute contraindication, N3)."""
+    cancels = [o for o in host.options if o.kind == "delete" and o.removes is None]
+    if len(cancels) < 2:
+        return
+    kept = next((o for o in cancels if o.instead), cancels[0])
+    kept.recommended = any(o.recommended for o in cancels)
+    host.options = [o for o in host.options if o.kind != "delete" or o is kept or o.removes]
 
 
 def dedupe_patient_cards(cards: Sequence[dict[str, Any]], policy: Policy) -> list[dict[str, Any]]:
@@ -254,11 +276,23 @@ def _dose_in_summary(host: dict[str, Any], card: dict[str, Any]) -> None:
     if _topic(card) != "dose-limit" or audit.get("variant") != "geriatric":
         return
     mg, times = audit.get("mg_per_dose"), audit.get("doses_per_day")
+    if mg is None or not times:
+        return
+    dose = f"{fmt(mg)} mg {times_a_day(times)} (above older-adult start)"
+    cancel = "cancel the diazepam order"
+    if cancel in host["summary"]:
+        # the recommended choice is to cancel (N3): the order it cancels says its dose
+        summary = host["summary"].replace(cancel, f"cancel diazepam {dose}", 1)
+        if len(summary) > 139:
+            summary = summary.replace("; if a muscle relaxant is still needed, ", "; or ", 1)
+        if len(summary) <= 139:
+            host["summary"] = summary
+        return
     marker = "instead of diazepam"
-    if mg is None or not times or marker not in host["summary"]:
+    if marker not in host["summary"]:
         return
     head = host["summary"].split(marker)[0]
-    summary = f"{head}{marker} {fmt(mg)} mg {times_a_day(times)} (above older-adult start)"
+    summary = f"{head}{marker} {dose}"
     if len(summary) <= 139:
         host["summary"] = summary
 
@@ -421,6 +455,10 @@ def one_decision_for_orders(entries: list[tuple[Any, Any, list[Finding]]], polic
         elif option.kind == "delete":
             option.removes = everyone
             option.label = rule["cancel_all_label"].format(n=_count_word(len(entries)))
+            if option.instead:  # what the patient gets instead, when it fits (N2)
+                which = "both" if len(entries) == 2 else f"all {_count_word(len(entries))}"
+                said = rule["cancel_all_label_instead"].format(n=which, instead=option.instead)
+                option.label = said if len(said) <= LABEL_MAX else option.label
     updates_end = max(
         (i + 1 for i, o in enumerate(host.options) if o.kind in ("replace", "update")), default=0
     )

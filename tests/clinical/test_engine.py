@@ -138,8 +138,12 @@ def test_standard_profile_shapes(standard, sandbox_request):
     decision = topics["duration-limit"]
     assert decision["selectionBehavior"] == "at-most-one"
     kinds = [[a["type"] for a in s["actions"]] for s in decision["suggestions"]]
-    # F.2a order: replace with X | keep, shorter (| lower dose | cancel)
-    assert kinds[0] == ["delete", "create"] and ["update"] in kinds
+    # lead decision N3: an older adult with no indication is offered the drug-free cancel
+    # first, recommended; then F.2a's order: replace with X | keep, shorter | lower dose
+    assert kinds[0] == ["delete"] and decision["suggestions"][0].get("isRecommended")
+    assert decision["suggestions"][0]["label"].startswith("If for muscle spasm: cancel diazepam")
+    assert kinds[1] == ["delete", "create"] and ["update"] in kinds
+    assert not any(s.get("isRecommended") for s in decision["suggestions"][1:])
     assert kinds.index(["update"]) > max(i for i, k in enumerate(kinds) if k[0] == "delete")
     for suggestion in decision["suggestions"]:
         if suggestion["actions"][0]["type"] == "delete":
