@@ -18,7 +18,7 @@ from jsonschema import Draft202012Validator
 
 from cds_service.clinical.models import DiazepamOrder, Finding
 from cds_service.clinical.policy import Policy
-from cds_service.clinical.suggestions import edits_in_text, shape_suggestions
+from cds_service.clinical.suggestions import edits_in_text, shape_suggestions, typed_orders
 from cds_service.clinical.valuesets import SCHEMA_DIR
 from cds_service.config import ConfigError
 
@@ -189,7 +189,7 @@ def render(
     detail = variant["detail"].format_map(facts)
     if finding.lead_notes:
         detail = "\n\n".join([*finding.lead_notes, detail])
-    for note in finding.notes:
+    for note in [*finding.notes, *typed_orders(finding.options, profile, policy)]:
         detail += "\n\n" + note
     unknowns = list(dict.fromkeys([*finding.unknowns, *general_unknowns]))
     if unknowns:

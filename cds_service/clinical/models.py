@@ -140,6 +140,10 @@ class Option:
     # a cancel offered as a choice of its own (N2): what the patient gets instead of any
     # drug ("non-drug care and acetaminophen first"), said in its label and in a cancel-all
     instead: str | None = None
+    # the whole order as a prescriber types it (dose, route, timing, as needed and maximum,
+    # days, quantity, refills) where the EHR does not apply a created order's details (Epic,
+    # review round 2 N4): a line of the card that offers it
+    sig: str | None = None
 
 
 @dataclass

@@ -298,9 +298,12 @@ def test_tizanidine_older_adult_regimen_is_spelled_out(
 ) -> None:
     fixture, cards = answer(apps, "elderly-78-egfr45-no-baclofen", profile)
     (card,) = decision_cards(cards, diazepam_ids(fixture))
+    # review round 2 N4/N13: with the route and the refills; an as-needed course says the
+    # most it dispenses ("up to")
     assert (
-        "**Tizanidine:** 2 mg at bedtime; may add 2 mg up to twice a day as needed "
-        "(6 mg a day at most), 7 days, 21 tablets; enter the dose and quantity as shown."
+        "**Tizanidine:** 2 mg by mouth at bedtime; may add 2 mg up to twice a day as needed "
+        "(6 mg a day at most); 7 days, up to 21 tablets, no refills; enter the dose and "
+        "quantity as shown."
     ) in card["detail"]
     labels = " ".join(s["label"] for s in card["suggestions"])
     assert "up to 3 times a day" not in labels

@@ -33,6 +33,7 @@ from cds_service.clinical.suggestions import (
     order_label,
     regimen_labels,
     regimen_lines,
+    typed_order,
 )
 
 
@@ -373,20 +374,34 @@ def muscle_relaxant_alternative(
         product = policy.products[regimen["code"]]
         resource = alternative_request(order, regimen, product, supply)
         qty = resource["dispenseRequest"].get("quantity")
-        qty_text = amount(qty["value"], qty["unit"]) if qty else None
+        # an as-needed course dispenses the most its sig allows: "up to 21 tablets", never a
+        # fixed count that reads as a dose schedule (review round 2 N13)
+        as_needed = any(line.get("prn") for line in regimen_lines(regimen, supply))
+        qty_text = (
+            ("up to " if as_needed else "") + amount(qty["value"], qty["unit"]) if qty else None
+        )
         off_label = path == "acute" and drug in alt["off_label_for_acute"]
         cores = regimen_labels(regimen, supply)
         shared = {"prefix": prefix, "quantity": qty_text, "off_label": off_label}
         if removable:  # F.0-3: a non-oral (rescue, injection) order is never replaced
             sigs = "; ".join(d["text"] for d in resource["dosageInstruction"])
             label = order_label("Replace with", drug, cores, verbless=True, **shared)
-            add_label = order_label("Add", drug, cores, suffix=ADD_SUFFIX, **shared)
+            # Epic: "off-label for acute spasm" next to the drug where it fits (N13, F.3)
+            add_label = order_label(
+                "Add",
+                drug,
+                cores,
+                suffix=ADD_SUFFIX,
+                off_words=tuple(alt["off_label_words"]),
+                **shared,
+            )
             # what the label had no room for travels with the option to whichever card
             # offers it: the off-label status (F.3) and the cautions (F.2a)
             notes = ([caution] if caution else []) + assessed[drug].label_notes
             if off_label and not ("off-label" in label and "off-label" in add_label):
                 notes.append(alt["off_label_note"].format(drug=drug.capitalize()))
             # the whole order in words where the label cannot hold it (review round 1 M7)
+            spelled = None
             if regimen.get("card_text"):
                 spelled = (
                     f"**{drug.capitalize()}:** "
@@ -417,6 +432,9 @@ def muscle_relaxant_alternative(
                     code=product.code,
                     drug=product.ingredient,
                     notes=notes,
+                    # where a created order's details are not applied (Epic), the order as
+                    # typed (N4); a regimen's own card_text already says all of it
+                    sig=None if spelled else typed_order(resource, product, drug, qty_text),
                 )
             )
         # the card lists the drug with what the prescriber must know about it here; the

@@ -1,0 +1,229 @@
+"""Pins for the CDS-committee pharmacist's review, round 2: the choices on the cards (which
+suggestions exist, their labels, actions, ``isRecommended`` and the orders they create). Each
+test names the review item it holds. Requests are the shipped fixtures, sent through the HTTP
+API as tests/test_scenarios.py sends them."""
+
+from __future__ import annotations
+
+import re
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+import pytest
+from flask import Flask
+
+from cds_service.app import create_app
+from cds_service.clinical.models import DiazepamOrder
+from cds_service.clinical.policy import Policy, load_policy
+from cds_service.clinical.suggestions import (
+    LABEL_MAX,
+    alternative_request,
+    regimen_labels,
+    regimen_lines,
+)
+from cds_service.redate import redate
+from tests.scenario_cards import fixture_paths, load
+
+SCENARIOS = Path(__file__).resolve().parents[2] / "fixtures" / "scenarios"
+PROFILES = ("standard", "epic")
+PATHS = fixture_paths()
+IDS = [p.stem for p in PATHS]
+RELAXANTS = ("baclofen", "tizanidine", "cyclobenzaprine", "methocarbamol")
+
+
+@pytest.fixture(scope="module")
+def apps(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Flask]:
+    base = tmp_path_factory.mktemp("review-round2-choices")
+    return {
+        p: create_app({"auth": "disabled", "data_dir": str(base / p), "ehr_profile": p})
+        for p in PROFILES
+    }
+
+
+@pytest.fixture(scope="module")
+def policy() -> Policy:
+    from cds_service.clinical.valuesets import load_valuesets
+
+    return load_policy(valuesets=load_valuesets())
+
+
+def answer(apps: dict[str, Flask], name: str, profile: str) -> list[dict[str, Any]]:
+    fixture = load(SCENARIOS / f"{name}.json")
+    response = (
+        apps[profile]
+        .test_client()
+        .post(f"/cds-services/{fixture['service']}", json=redate(fixture["request"]))
+    )
+    assert response.status_code == 200
+    return list(response.get_json()["cards"])
+
+
+def topic(card: dict[str, Any]) -> str:
+    return str(card["source"]["topic"]["code"])
+
+
+def created(suggestion: dict[str, Any]) -> list[dict[str, Any]]:
+    return [
+        a["resource"]
+        for a in suggestion["actions"]
+        if a["type"] == "create" and isinstance(a.get("resource"), dict)
+    ]
+
+
+def drug_of(resource: dict[str, Any]) -> str:
+    return str(resource.get("medicationCodeableConcept", {}).get("text", "")).lower()
+
+
+# -- N4, L7: methocarbamol's step-down fits the course; the quantity matches -----------------
+
+
+@pytest.mark.parametrize(
+    ("course", "steps", "tablets"),
+    [
+        (7, [3, 4], 68),  # 36 (1500 mg = 3 tablets, 4 a day, 3 days) + 32
+        (5, [3, 2], 52),  # case 03's 5-day order: 36 + 16
+        (4, [3, 1], 44),
+        (3, [2, 1], 32),  # 24 + 8
+        (2, [1, 1], 20),
+        (1, [1], 12),  # one day: no step-down left
+    ],
+)
+def test_methocarbamol_step_down_runs_for_the_course(
+    policy: Policy, course: int, steps: list[int], tablets: int
+) -> None:
+    """F.3: 1500 mg 4 times a day for 2 to 3 days, then 1000 mg 4 times a day, 7 days or
+    fewer in all; review round 2 L7: a 5-day diazepam order had a 7-day, 68-tablet choice."""
+    regimen = policy["alternatives"]["regimens"]["acute_young"]["methocarbamol"]
+    product = policy.products[regimen["code"]]
+    assert [line["days"] for line in regimen_lines(regimen, course)] == steps
+    order = DiazepamOrder(
+        ref="MedicationRequest/x",
+        resource_type="MedicationRequest",
+        raw={"subject": {"reference": "Patient/p"}},
+        order_date=date(2026, 1, 1),
+        matched_by="code",
+    )
+    resource = alternative_request(order, regimen, product, course)
+    assert resource["dispenseRequest"]["quantity"]["value"] == tablets
+    assert resource["dispenseRequest"]["expectedSupplyDuration"]["value"] == course
+    texts = [d["text"] for d in resource["dosageInstruction"]]
+    assert texts[0] == f"1500 mg by mouth 4 times a day for {steps[0]} days"
+    if len(steps) == 2:
+        assert texts[1] == f"then 1000 mg by mouth 4 times a day for {steps[1]} days"
+    for label in regimen_labels(regimen, course):
+        days = re.findall(r"(\d+) days?", label)
+        assert all(int(d) <= course for d in days), label
+        assert ("1000 mg" in label) == (len(steps) == 2), label
+
+
+@pytest.mark.parametrize("profile", PROFILES)
+def test_a_five_day_order_gets_five_day_choices(apps: dict[str, Flask], profile: str) -> None:
+    """Case 03 (L7): every relaxant offered beside a 5-day diazepam order runs 5 days."""
+    cards = answer(apps, "rw-23-diazepam-allergy-back-spasm-45", profile)
+    seen = set()
+    for card in cards:
+        for suggestion in card.get("suggestions") or []:
+            for res in created(suggestion):
+                if any(r in drug_of(res) for r in RELAXANTS):
+                    seen.add(drug_of(res).split()[0])
+                    assert res["dispenseRequest"]["expectedSupplyDuration"]["value"] == 5
+                    assert "7 days" not in suggestion["label"], suggestion["label"]
+    assert "methocarbamol" in seen
+
+
+# -- N4: Epic does not apply a created order's details: the card says the whole order --------
+
+
+_TYPED = re.compile(r"\*\*(?P<drug>[A-Z][a-z]+)(?P<rest>[^*]*):\*\* (?P<sig>[^\n]+)")
+
+
+def typed_lines(detail: str) -> dict[str, str]:
+    """'**Methocarbamol 500 mg tablets:** …' paragraphs of a card, by drug (lower case)."""
+    return {m["drug"].lower(): m["sig"] for m in _TYPED.finditer(detail)}
+
+
+@pytest.mark.parametrize("path", PATHS, ids=IDS)
+def test_every_epic_addition_states_the_whole_order(path: Path, apps: dict[str, Flask]) -> None:
+    """Review round 2 N4: for each "Add X" in Epic, the label or the card says what a
+    prescriber types: dose, route, timing (as needed and its maximum), days, quantity and
+    refills; the quantity said is the order's."""
+    cards = answer(apps, path.stem, "epic")
+    for card in cards:
+        lines = typed_lines(card["detail"])
+        for suggestion in card.get("suggestions") or []:
+            for res in created(suggestion):
+                name = drug_of(res).split()[0]
+                assert name in lines, (path.stem, suggestion["label"], card["detail"][-400:])
+                sig = lines[name]
+                quantity = res["dispenseRequest"]["quantity"]["value"]
+                assert re.search(rf"(?<!\d){quantity} ", sig), (sig, quantity)
+                assert "no refills" in sig, sig
+                if name == "naloxone":
+                    assert "1 spray in one nostril" in sig and "new device" in sig, sig
+                    assert "1 twin pack (2 devices)" in sig, sig
+                    continue
+                assert "by mouth" in sig, sig
+                for dosage in res["dosageInstruction"]:
+                    days = dosage["timing"]["repeat"]["boundsDuration"]["value"]
+                    assert f"{days} days" in sig, (sig, days)
+                if any(d.get("asNeededBoolean") for d in res["dosageInstruction"]):
+                    assert "as needed" in sig and f"up to {quantity} " in sig, sig
+
+
+@pytest.mark.parametrize("profile", PROFILES)
+def test_naloxone_label_says_one_spray_a_dose(apps: dict[str, Flask], profile: str) -> None:
+    """N4: "(2 sprays)" was read as the dose; the label says 1 spray a dose and what is
+    dispensed, in both profiles; the order's own text says the repeat with a new device."""
+    cards = answer(apps, "opioid-elderly-critical", profile)
+    [naloxone] = [
+        (s, r)
+        for c in cards
+        for s in c.get("suggestions") or []
+        for r in created(s)
+        if "naloxone" in drug_of(r)
+    ]
+    suggestion, resource = naloxone
+    assert "2 sprays" not in suggestion["label"]
+    assert "1 spray per dose" in suggestion["label"] and len(suggestion["label"]) <= LABEL_MAX
+    text = resource["dosageInstruction"][0]["text"]
+    assert text.startswith("1 spray (4 mg) in one nostril as needed")
+    assert "repeat every 2 to 3 minutes with a new device in the other nostril" in text
+    assert resource["dispenseRequest"]["quantity"]["value"] == 2
+
+
+# -- N13: "off-label for acute spasm" on Epic's baclofen; an as-needed quantity is "up to" ---
+
+
+@pytest.mark.parametrize(
+    "name", ["rw-21d-typical-2mg-bid-5d-egfr90-66", "elderly-70-egfr80-baclofen"]
+)
+def test_epic_baclofen_for_acute_spasm_says_off_label(apps: dict[str, Flask], name: str) -> None:
+    cards = answer(apps, name, "epic")
+    labels = [
+        s["label"]
+        for c in cards
+        for s in c.get("suggestions") or []
+        if any("baclofen" in drug_of(r) for r in created(s))
+    ]
+    assert labels
+    for label in labels:
+        assert "baclofen (off-label for acute spasm)" in label and label.endswith(
+            "; diazepam stays"
+        ), label
+
+
+@pytest.mark.parametrize("profile", PROFILES)
+@pytest.mark.parametrize("path", PATHS, ids=IDS)
+def test_quantity_words_match_the_schedule(
+    path: Path, profile: str, apps: dict[str, Flask]
+) -> None:
+    """N13: an as-needed course states its quantity as the most it allows ("up to 21
+    tablets"); a fixed schedule never says "up to" a tablet count."""
+    for card in answer(apps, path.stem, profile):
+        for suggestion in card.get("suggestions") or []:
+            for res in created(suggestion):
+                as_needed = any(d.get("asNeededBoolean") for d in res["dosageInstruction"])
+                count = re.search(r"\((up to )?\d+ tablets\)", suggestion["label"])
+                if count:
+                    assert bool(count.group(1)) == as_needed, suggestion["label"]
