@@ -125,6 +125,9 @@ def one_decision(findings: list[Finding], policy: Policy) -> list[Finding]:
             if note not in host.notes:  # a caution goes where its option goes (F.2a)
                 host.notes.append(note)
         finding.notes.append(rule["decision_note"].format(card=title))
+        # named by its summary once rendered (name_decision_cards): the prescriber sees
+        # summaries, not this service's topic titles (review round 2, third reviewer)
+        finding.audit["decision_on"] = host.topic
         host.audit.setdefault("decision_from", []).append(finding.topic)
     _one_cancel(host)
     others = [o for o in host.options if o.kind not in _DRAFT_KINDS]
@@ -184,6 +187,42 @@ def _one_cancel(host: Finding) -> None:
     kept = next((o for o in cancels if o.instead), cancels[0])
     kept.recommended = any(o.recommended for o in cancels)
     host.options = [o for o in host.options if o.kind != "delete" or o is kept or o.removes]
+
+
+def summary_start(summary: str, limit: int = 70) -> str:
+    """The opening of a card's summary, as a pointer quotes it: up to its first ';', else
+    whole words up to ``limit`` characters and an ellipsis."""
+    head = summary.split(";")[0].strip()
+    if len(head) <= limit:
+        return head
+    cut = head[:limit].rsplit(" ", 1)[0].rstrip(",:")
+    return cut + "…"
+
+
+def name_decision_cards(cards: list[dict[str, Any]], policy: Policy) -> None:
+    """A card whose choices moved to the order's decision card points to that card by the
+    words its summary starts with, as the prescriber sees it ('the card "Age 77, eGFR 70:
+    cancel the diazepam order"'), not by this service's name for its topic (review round 2:
+    "the alternatives card" pointed to a card whose summary starts otherwise)."""
+    rule = policy["compose"]
+    for card in cards:
+        audit = card.get("_audit") or {}
+        topic = audit.get("decision_on")
+        if not topic:
+            continue
+        host = next(
+            (
+                c
+                for c in cards
+                if _topic(c) == topic and _order_of(c) == audit.get("order_id") and c is not card
+            ),
+            None,
+        )
+        if host is None:
+            continue
+        old = rule["decision_note"].format(card=rule["titles"].get(topic, topic))
+        new = rule["decision_note_named"].format(summary=summary_start(host["summary"]))
+        card["detail"] = card["detail"].replace(old, new)
 
 
 def dedupe_patient_cards(cards: Sequence[dict[str, Any]], policy: Policy) -> list[dict[str, Any]]:

@@ -19,6 +19,7 @@ from cds_service.clinical.compose import (
     dedupe_patient_cards,
     fit_budget,
     fold_actionless,
+    name_decision_cards,
     one_decision_for_orders,
 )
 from cds_service.clinical.models import DiazepamOrder, Finding, PatientRecord
@@ -151,7 +152,9 @@ class Engine:
                 )
                 cards.append((self._severity.get(finding.indicator, 99), len(cards), card))
         cards.sort(key=lambda item: (item[0], item[1]))
-        unique = dedupe_patient_cards([card for _, _, card in cards], self.policy)
+        rendered = [card for _, _, card in cards]
+        name_decision_cards(rendered, self.policy)
+        unique = dedupe_patient_cards(rendered, self.policy)
         result = fit_budget(fold_actionless(unique, self.policy), self.policy)
         _add_requester(result, request.user_id)
         timings["render_ms"] = (time.perf_counter() - ruled) * 1000

@@ -227,3 +227,44 @@ def test_quantity_words_match_the_schedule(
                 count = re.search(r"\((up to )?\d+ tablets\)", suggestion["label"])
                 if count:
                     assert bool(count.group(1)) == as_needed, suggestion["label"]
+
+
+# -- third reviewer: the pointer to the decision card names it as the prescriber sees it ------
+
+_POINTER = re.compile(
+    r"The choices for this order are on the "
+    r"(?:card \u201c(?P<quoted>[^\u201d]+)\u201d|\*\*(?P<title>[^*]+)\*\* card)"
+)
+
+
+@pytest.mark.parametrize("profile", PROFILES)
+def test_opioid_card_points_to_the_decision_card_by_its_summary(
+    apps: dict[str, Flask], profile: str
+) -> None:
+    """Case 04: the critical opioid card said "the **alternatives** card"; the card the
+    prescriber sees starts "Age 76, eGFR 70: cancel the diazepam order". The decision card
+    stays a warning (F.0-6) and the opioid card acts on the order in no way (F.2a)."""
+    cards = answer(apps, "opioid-elderly-critical", profile)
+    [opioid] = [c for c in cards if topic(c) == "opioid-benzodiazepine"]
+    [decision] = [c for c in cards if topic(c) == "muscle-relaxant-alternative"]
+    match = _POINTER.search(opioid["detail"])
+    assert match and match["quoted"], opioid["detail"]
+    assert decision["summary"].startswith(match["quoted"])
+    assert "cancel the diazepam order" in match["quoted"]
+    assert decision["indicator"] == "warning" and opioid["indicator"] == "critical"
+    for suggestion in opioid.get("suggestions") or []:
+        assert all(a["type"] == "create" for a in suggestion["actions"])
+
+
+@pytest.mark.parametrize("profile", PROFILES)
+@pytest.mark.parametrize("path", PATHS, ids=IDS)
+def test_every_pointer_names_a_card_of_the_answer(
+    path: Path, profile: str, apps: dict[str, Flask]
+) -> None:
+    cards = answer(apps, path.stem, profile)
+    for card in cards:
+        for match in _POINTER.finditer(card["detail"]):
+            assert match["quoted"], f"{path.stem}: a topic title, not a summary: {match[0]}"
+            quoted = match["quoted"].removesuffix("\u2026")
+            hosts = [c for c in cards if c is not card and c["summary"].startswith(quoted)]
+            assert len(hosts) == 1 and hosts[0].get("suggestions"), (path.stem, quoted)
