@@ -268,3 +268,79 @@ def test_every_pointer_names_a_card_of_the_answer(
             quoted = match["quoted"].removesuffix("\u2026")
             hosts = [c for c in cards if c is not card and c["summary"].startswith(quoted)]
             assert len(hosts) == 1 and hosts[0].get("suggestions"), (path.stem, quoted)
+
+
+# -- N7: with myasthenia gravis, sleep apnea, COPD or an opioid, every relaxant offered says so -
+
+_CAUTIONS = {
+    "myasthenia_gravis": "myasthenia gravis",
+    "sleep_apnea": "sleep apnea",
+    "copd": "COPD",
+}
+
+
+@pytest.mark.parametrize("profile", PROFILES)
+@pytest.mark.parametrize("path", PATHS, ids=IDS)
+def test_every_relaxant_offered_carries_the_patients_caution(
+    path: Path, profile: str, apps: dict[str, Flask], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """F.2a 'cautions on alternatives', review round 2 N7 (case 08, myasthenia gravis): a card
+    that offers a muscle relaxant (an order, or a ranked line where the order cannot be
+    replaced) says the caution in a label or its detail, in both profiles."""
+    from cds_service.clinical import engine
+
+    records: list[Any] = []
+    real = engine.record_for
+
+    def spy(*args: Any, **kwargs: Any) -> Any:
+        record = real(*args, **kwargs)
+        records.append(record)
+        return record
+
+    monkeypatch.setattr(engine, "record_for", spy)
+    cards = answer(apps, path.stem, profile)
+    wanted = {words for group, words in _CAUTIONS.items() if any(r.has(group) for r in records)}
+    if any("opioid" in m.classes for r in records for m in [*r.medications, *r.draft_medications]):
+        wanted.add("an opioid")
+    for card in cards:
+        offers = any(
+            any(name in drug_of(res) for name in RELAXANTS)
+            for s in card.get("suggestions") or []
+            for res in created(s)
+        ) or re.search(
+            r"^\d\. \*\*(baclofen|tizanidine|cyclobenzaprine|methocarbamol)\*\*",
+            card["detail"],
+            re.M,
+        )
+        if not offers:
+            continue
+        text = card["detail"] + " ".join(s["label"] for s in card.get("suggestions") or [])
+        for words in wanted:
+            assert words in text, (path.stem, topic(card), words)
+
+
+@pytest.mark.parametrize("profile", PROFILES)
+@pytest.mark.parametrize(
+    ("name", "words"),
+    [
+        ("rw-41-myasthenia-back-spasm-45", "myasthenia gravis"),  # case 08
+        ("sleep-apnea-contraindication", "sleep apnea"),
+        ("f14-copd-caution-no-new-topic", "COPD"),
+        ("opioid-oxycodone-adult", "an opioid"),
+    ],
+)
+def test_the_four_cautions_are_met_on_a_card_offering_relaxants(
+    apps: dict[str, Flask], profile: str, name: str, words: str
+) -> None:
+    """The sweep above is not vacuous: each condition meets a card that offers relaxants."""
+    cards = answer(apps, name, profile)
+    offering = [
+        c
+        for c in cards
+        if any(
+            any(r in drug_of(res) for r in RELAXANTS)
+            for s in c.get("suggestions") or []
+            for res in created(s)
+        )
+    ]
+    assert offering and all(words in c["detail"] for c in offering)
