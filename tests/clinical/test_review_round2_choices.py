@@ -344,3 +344,84 @@ def test_the_four_cautions_are_met_on_a_card_offering_relaxants(
         )
     ]
     assert offering and all(words in c["detail"] for c in offering)
+
+
+# -- N2 with two pended orders (case 05): one choice cancels both; epic: a Remove per order ---
+
+
+@pytest.mark.parametrize("profile", PROFILES)
+def test_two_pended_orders_can_both_be_cancelled(apps: dict[str, Flask], profile: str) -> None:
+    """Case 05 (72, 5 mg 3 times a day and 10 mg once a day pended, 25 mg a day): standard,
+    one recommended choice deletes both orders and orders nothing (N2, N3); epic, one Remove
+    per order, listed first and recommended (one action per suggestion); either way one card
+    acts on the orders (F.2a)."""
+    fixture = load(SCENARIOS / "rw-20-two-diazepam-drafts-72.json")
+    ids = {
+        f"MedicationRequest/{e['resource']['id']}"
+        for e in fixture["request"]["context"]["draftOrders"]["entry"]
+        if "diazepam" in str(e["resource"].get("medicationCodeableConcept", "")).lower()
+    }
+    assert len(ids) == 2
+    cards = answer(apps, "rw-20-two-diazepam-drafts-72", profile)
+    acting = [
+        c
+        for c in cards
+        if any(
+            a.get("resourceId") in ids
+            or f"MedicationRequest/{(a.get('resource') or {}).get('id')}" in ids
+            for s in c.get("suggestions") or []
+            for a in s["actions"]
+        )
+    ]
+    [card] = acting
+    first = card["suggestions"][0]
+    if profile == "standard":
+        assert {a["resourceId"] for a in first["actions"]} == ids
+        assert all(a["type"] == "delete" for a in first["actions"])
+        assert first.get("isRecommended")
+        assert (
+            first["label"] == "Cancel both diazepam orders: non-drug care and acetaminophen first"
+        )
+        assert not any(s.get("isRecommended") for s in card["suggestions"][1:])
+    else:
+        removes = card["suggestions"][:2]
+        assert {s["actions"][0]["resourceId"] for s in removes} == ids
+        assert all(s.get("isRecommended") and len(s["actions"]) == 1 for s in removes)
+        assert not any(s.get("isRecommended") for s in card["suggestions"][2:])
+
+
+_REVIEWED_N2 = {  # the review's cases 01, 02, 05, 07 and 10
+    "elderly-78-egfr45-no-baclofen": True,
+    "young-adult-back-spasm-30d": False,
+    "rw-20-two-diazepam-drafts-72": True,
+    "rw-21d-typical-2mg-bid-5d-egfr90-66": True,
+    "rw-34-order-select-typical-72": True,
+}
+
+
+@pytest.mark.parametrize("profile", PROFILES)
+@pytest.mark.parametrize("name", sorted(_REVIEWED_N2))
+def test_review_cases_offer_the_drug_free_choice(
+    apps: dict[str, Flask], name: str, profile: str
+) -> None:
+    """N2: the cancel is on the decision card, its label says what the patient gets instead
+    (about 80 characters at most); N3: recommended and first at 65 and older, not under 65.
+    Epic: the single Remove is listed first and plays this part."""
+    older = _REVIEWED_N2[name]
+    cards = answer(apps, name, profile)
+    decision = [c for c in cards if c.get("suggestions") and topic(c) != "opioid-benzodiazepine"]
+    [card] = decision
+    cancels = [s for s in card["suggestions"] if all(a["type"] == "delete" for a in s["actions"])]
+    assert cancels
+    if profile == "standard":
+        [cancel] = cancels
+        assert cancel["label"].startswith("Cancel")
+        assert "non-drug care" in cancel["label"] and len(cancel["label"]) <= LABEL_MAX
+    else:
+        assert card["suggestions"][0] in cancels
+        assert all(s["label"].startswith("Remove") for s in cancels)
+    for cancel in cancels:
+        assert bool(cancel.get("isRecommended")) == older
+    if older:
+        assert card["suggestions"][0] in cancels
+        assert not any(s.get("isRecommended") for s in card["suggestions"] if s not in cancels)
