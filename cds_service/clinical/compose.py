@@ -442,15 +442,16 @@ def one_decision_for_orders(entries: list[tuple[Any, Any, list[Finding]]], polic
         if capped is not None and capped.resource is not None:
             qty = (capped.resource.get("dispenseRequest") or {}).get("quantity") or {}
             days = (capped.resource.get("dispenseRequest") or {}).get("expectedSupplyDuration")
-            label = fitted(
-                lead,
+            tails = (
                 f", {fmt(days['value'])} days" if days else "",
                 f" ({amount(qty['value'], qty.get('unit'))})" if qty.get("value") else "",
             )
+            label = fitted(lead, *tails)
             keep_others.append(
                 Option(
                     kind="update",
                     label=label,
+                    edit_text=lead + "".join(tails),
                     description=capped.description,
                     resource=capped.resource,
                     removes=rest,
@@ -485,8 +486,17 @@ def one_decision_for_orders(entries: list[tuple[Any, Any, list[Finding]]], polic
             option.removes = not_a
             if option.label.startswith("Keep diazepam"):
                 option.label = option.label.replace("Keep diazepam", "Keep only diazepam", 1)
-                if len(option.label) > LABEL_MAX:
-                    option.label = option.label.replace(" (above older-adult start)", "", 1)
+                option.edit_text = option.edit_text or option.label  # typed by hand: all of it
+                # the quantity goes before "(above older-adult start)" (review round 1 M5:
+                # a keep says the dose it keeps is above the start); the card says the rest
+                for cut in (re.compile(r" \(\d+ [a-zA-Z]+\)"), " (above older-adult start)"):
+                    if len(option.label) <= LABEL_MAX:
+                        break
+                    option.label = (
+                        cut.sub("", option.label, count=1)
+                        if isinstance(cut, re.Pattern)
+                        else option.label.replace(cut, "", 1)
+                    )
             elif option.label.startswith("Change to diazepam"):
                 option.label = option.label.replace(
                     "Change to diazepam", "Change to one order: diazepam", 1

@@ -425,3 +425,26 @@ def test_review_cases_offer_the_drug_free_choice(
     if older:
         assert card["suggestions"][0] in cancels
         assert not any(s.get("isRecommended") for s in card["suggestions"] if s not in cancels)
+
+
+def test_keep_only_says_above_the_start_before_its_quantity(apps: dict[str, Flask]) -> None:
+    """Case 05 at 72: both pended doses are above the older-adult start; a 'keep only' label
+    says so for each (review round 1 M5) and drops its tablet count first to fit 80
+    characters; Epic's hand edit keeps everything, refills included."""
+    cards = answer(apps, "rw-20-two-diazepam-drafts-72", "standard")
+    keeps = [
+        s["label"]
+        for c in cards
+        for s in c.get("suggestions") or []
+        if s["label"].startswith("Keep only")
+    ]
+    assert len(keeps) == 2
+    assert all("(above older-adult start)" in k and len(k) <= LABEL_MAX for k in keeps), keeps
+    [card] = [
+        c for c in answer(apps, "rw-20-two-diazepam-drafts-72", "epic") if "edit it" in c["detail"]
+    ]
+    edit = card["detail"].split("\n\n")[1]
+    assert (
+        "Keep only diazepam 5 mg 3 times a day (above older-adult start), 7 days "
+        "(21 tablets), no refills" in edit
+    )
