@@ -448,3 +448,37 @@ def test_keep_only_says_above_the_start_before_its_quantity(apps: dict[str, Flas
         "Keep only diazepam 5 mg 3 times a day (above older-adult start), 7 days "
         "(21 tablets), no refills" in edit
     )
+
+
+# -- N6: a tablet taper step beside the solution step -----------------------------------------
+
+
+@pytest.mark.parametrize("path", PATHS, ids=IDS)
+def test_every_tablet_taper_step_is_honest(path: Path, apps: dict[str, Flask]) -> None:
+    """Review round 2 N6 over every fixture: a tablet step is whole tablets of the product it
+    names, at most 25 % lower (F.0-1), 14 days or more, never recommended, and its label says
+    when it is bigger than ASAM's usual 5 to 10 % start."""
+    from cds_service.compare import _pended_diazepam, daily_dose_mg
+
+    fixture = load(path)
+    before = None
+    pended = _pended_diazepam(fixture["request"])
+    if pended is not None:
+        before = daily_dose_mg(pended)
+    for card in answer(apps, path.stem, "standard"):
+        for suggestion in card.get("suggestions") or []:
+            if not suggestion["label"].startswith("Or tablets:"):
+                continue
+            assert topic(card) == "taper-required" and not suggestion.get("isRecommended")
+            [action] = suggestion["actions"]
+            resource = action["resource"]
+            assert resource["dispenseRequest"]["expectedSupplyDuration"]["value"] >= 14
+            strength = float(re.search(r"(\d+) mg oral tablet", drug_of(resource))[1])
+            dose = resource["dosageInstruction"][0]["doseAndRate"][0]["doseQuantity"]["value"]
+            assert dose % strength == 0 and dose / strength <= 3
+            after = daily_dose_mg(resource)
+            assert before and after
+            cut = 100 * (1 - after / before)
+            assert 5 <= cut <= 25 + 1e-9, (path.stem, cut)
+            if cut > 10 + 1e-9:
+                assert f"({round(cut)} % step, above ASAM's" in suggestion["label"]

@@ -25,7 +25,7 @@ from cds_service.clinical.rules.common import (
     pathway,
     times_a_day,
 )
-from cds_service.clinical.suggestions import fitted, frequency_words, rewrite_order
+from cds_service.clinical.suggestions import LABEL_MAX, fitted, frequency_words, rewrite_order
 
 
 def _tablet_for(mg: float, policy: Policy) -> tuple[str, str, float] | None:
@@ -255,13 +255,11 @@ def _tablet_option(
         "high": fmt(rule["default_max_step_pct"]),
     }
     size = rule["tablet_step_bigger"].format(**words) if bigger else f"{fmt(cut)} % lower"
-    short = rule["tablet_step_bigger_label"].format(**words) if bigger else size
-    # the size of the step before the days: the label must not hide a bigger step (N6)
-    label = fitted(
-        f"Or tablets: diazepam {fmt(mg)} mg {how}",
-        f" ({short})",
-        f", {fmt(rule['step_days'])} days",
-    )
+    head = f"Or tablets: diazepam {fmt(mg)} mg {how}"
+    forms = [f.format(**words) for f in rule["tablet_step_bigger_label"]] if bigger else [size]
+    # the size of the step before the days: the label never hides a bigger step (N6)
+    short = next((f for f in forms if len(f"{head} ({f})") <= LABEL_MAX), forms[-1])
+    label = fitted(head, f" ({short})", f", {fmt(rule['step_days'])} days")
     return Option(
         kind="update",
         label=label,
