@@ -174,6 +174,16 @@ def one_decision(findings: list[Finding], policy: Policy) -> list[Finding]:
         # the duration card hosts the decision and the drug-free cancel is recommended (N3):
         # its summary must not say only "limit to 7 days"
         host.summary_override = rule["cancel_duration_summary"].format_map(host.facts)
+    if top is not None and top.kind == "delete":
+        for finding in findings:
+            if (
+                finding.topic == "muscle-relaxant-alternative"
+                and finding.facts.get("top")
+                and finding.summary_override is None
+            ):
+                # the alternatives card, host or not, must not read "X suggested instead"
+                # when cancelling is the recommended choice (N3; review round 1 M1)
+                finding.summary_override = rule["cancel_summary"].format_map(finding.facts)
     return findings
 
 

@@ -482,3 +482,21 @@ def test_every_tablet_taper_step_is_honest(path: Path, apps: dict[str, Flask]) -
             assert 5 <= cut <= 25 + 1e-9, (path.stem, cut)
             if cut > 10 + 1e-9:
                 assert f"({round(cut)} % step, above ASAM's" in suggestion["label"]
+
+
+@pytest.mark.parametrize("profile", PROFILES)
+@pytest.mark.parametrize("path", PATHS, ids=IDS)
+def test_no_summary_suggests_a_relaxant_when_cancelling_is_recommended(
+    path: Path, profile: str, apps: dict[str, Flask]
+) -> None:
+    """N3: where the drug-free cancel is the recommended choice, no card's summary reads as a
+    muscle relaxant pre-selected ("X suggested instead"), the decision card or another."""
+    cards = answer(apps, path.stem, profile)
+    cancel_recommended = any(
+        s.get("isRecommended") and all(a["type"] == "delete" for a in s["actions"])
+        for c in cards
+        for s in c.get("suggestions") or []
+    )
+    if cancel_recommended:
+        for card in cards:
+            assert "suggested instead" not in card["summary"], (path.stem, card["summary"])
