@@ -15,7 +15,6 @@ from cds_service.clinical.models import DiazepamOrder, Finding, Option, PatientR
 from cds_service.clinical.policy import Policy
 from cds_service.clinical.rules.common import (
     age_band,
-    amount,
     chronic_diazepam,
     emergency_order,
     fmt,
@@ -24,6 +23,7 @@ from cds_service.clinical.rules.common import (
     is_older,
     new_finding,
     pathway,
+    supplied,
     unsure_indication,
 )
 from cds_service.clinical.suggestions import (
@@ -377,9 +377,7 @@ def muscle_relaxant_alternative(
         # an as-needed course dispenses the most its sig allows: "up to 21 tablets", never a
         # fixed count that reads as a dose schedule (review round 2 N13)
         as_needed = any(line.get("prn") for line in regimen_lines(regimen, supply))
-        qty_text = (
-            ("up to " if as_needed else "") + amount(qty["value"], qty["unit"]) if qty else None
-        )
+        qty_text = supplied(qty, as_needed)
         off_label = path == "acute" and drug in alt["off_label_for_acute"]
         cores = regimen_labels(regimen, supply)
         shared = {"prefix": prefix, "quantity": qty_text, "off_label": off_label}

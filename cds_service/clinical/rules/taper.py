@@ -15,7 +15,6 @@ from typing import Any
 from cds_service.clinical.models import DiazepamOrder, Finding, Option, PatientRecord
 from cds_service.clinical.policy import Policy
 from cds_service.clinical.rules.common import (
-    amount,
     chronic_diazepam,
     effective_route,
     fmt,
@@ -23,6 +22,7 @@ from cds_service.clinical.rules.common import (
     indication,
     new_finding,
     pathway,
+    supplied,
     times_a_day,
 )
 from cds_service.clinical.suggestions import LABEL_MAX, fitted, frequency_words, rewrite_order
@@ -148,7 +148,7 @@ def taper_required(order: DiazepamOrder, record: PatientRecord, policy: Policy) 
             qty = (resource.get("dispenseRequest") or {}).get("quantity") or {}
             # a switch to the oral solution is said in the label and the card (second review:
             # a silent change of form invites dispensing and measuring errors)
-            qty_words = amount(qty["value"], qty.get("unit")) if qty.get("value") else "?"
+            qty_words = supplied(qty, order.prn) or "?"
             words = {
                 "ml": fmt(new_mg / product[2]),
                 "strength": f"{fmt(product[2])} mg/mL",
@@ -168,7 +168,7 @@ def taper_required(order: DiazepamOrder, record: PatientRecord, policy: Policy) 
                         f"First taper step: diazepam {fmt(new_mg)} mg{form} "
                         f"{frequency_words(doses, order.prn)}",
                         f" for {fmt(rule['step_days'])} days",
-                        f" ({amount(qty['value'], qty.get('unit'))})" if qty.get("value") else "",
+                        f" ({supplied(qty, order.prn)})" if qty.get("value") else "",
                     ),
                     description=f"Lower the daily dose by {fmt(cut)} % for "
                     f"{fmt(rule['step_days'])} days (first taper step)",
@@ -244,7 +244,7 @@ def _tablet_option(
         return None
     cut = round(100 * (1 - mg * doses / mg_day), 1)
     qty = (resource.get("dispenseRequest") or {}).get("quantity") or {}
-    qty_words = amount(qty["value"], qty.get("unit")) if qty.get("value") else "?"
+    qty_words = supplied(qty, order.prn) or "?"
     count = round(mg / product[2])
     tablets = f"{count} tablet{'s' if count != 1 else ''} of {fmt(product[2])} mg"
     bigger = cut > rule["default_max_step_pct"] + 1e-9
