@@ -538,8 +538,64 @@ def compare(
                     got,
                 )
             )
+    if "cancel_choice" in expected:
+        want = str(expected["cancel_choice"])
+        got = cancel_state(cards, request, profile)
+        # epic: every replacement is split into "Remove" + "Add", so a Remove is always
+        # there beside an alternative; "absent" is written for the standard profile
+        if got != want and not (want == "absent" and profile == "epic"):
+            mismatches.append(Mismatch("drug-free cancel choice", want, got))
     mismatches += _compare_safety(expected, cards, request)
     return mismatches
+
+
+def _pended_diazepam_refs(request: Mapping[str, Any] | None) -> set[str]:
+    """'MedicationRequest/id' of every pended diazepam order in the request."""
+    context = request.get("context") if isinstance(request, Mapping) else None
+    drafts = context.get("draftOrders") if isinstance(context, Mapping) else None
+    out: set[str] = set()
+    for entry in (drafts.get("entry") if isinstance(drafts, Mapping) else None) or []:
+        resource = entry.get("resource") if isinstance(entry, Mapping) else None
+        if (
+            isinstance(resource, Mapping)
+            and resource.get("resourceType") in ("MedicationRequest", "MedicationOrder")
+            and ingredient_of(resource) == DIAZEPAM
+        ):
+            out.add(f"{resource['resourceType']}/{resource.get('id')}")
+    return out
+
+
+def cancel_state(
+    cards: Iterable[Any], request: Mapping[str, Any] | None = None, profile: str = "standard"
+) -> str:
+    """Whether the response offers the drug-free choice (committee review round 2, N2/N3): a
+    suggestion that only removes the pended diazepam order(s) and orders nothing instead.
+    "recommended" when it is ``isRecommended``, "offered" when it is there but not
+    recommended, "absent" when there is none. In the standard profile one suggestion must
+    remove every pended diazepam order (a "keep only one" removes all but one: not a
+    cancel); in epic (one action per suggestion) the Remove suggestions together must, and
+    they are recommended when each is. Without the request, any suggestion that only
+    removes counts."""
+    wanted = _pended_diazepam_refs(request)
+    removes: list[tuple[set[str], bool]] = []
+    for _, suggestion in _suggestions_of(cards):
+        actions = [a for a in suggestion.get("actions") or [] if isinstance(a, dict)]
+        if actions and all(a.get("type") == "delete" for a in actions):
+            refs = {str(a.get("resourceId")) for a in actions}
+            removes.append((refs, suggestion.get("isRecommended") is True))
+    if not removes:
+        return "absent"
+    if not wanted:
+        return "recommended" if any(rec for _, rec in removes) else "offered"
+    if profile == "epic":
+        if not all(any(ref in refs for refs, _ in removes) for ref in wanted):
+            return "absent"
+        recommended = all(any(ref in refs and rec for refs, rec in removes) for ref in wanted)
+        return "recommended" if recommended else "offered"
+    whole = [rec for refs, rec in removes if wanted <= refs]
+    if not whole:
+        return "absent"
+    return "recommended" if any(whole) else "offered"
 
 
 # --- safety invariants (knowledge base F.0) ------------------------------------------------------
@@ -735,6 +791,8 @@ def describe_expected(expected: Mapping[str, Any]) -> str:
         parts.append(f"cards<={expected['max_cards']}")
     if expected.get("no_delete"):
         parts.append("no-delete")
+    if expected.get("cancel_choice"):
+        parts.append(f"cancel={expected['cancel_choice']}")
     if expected.get("min_supply_days") is not None:
         parts.append(f"supply>={expected['min_supply_days']}")
     if expected.get("max_dose_reduction_pct") is not None:

@@ -15,7 +15,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from cds_service.compare import topic_of
+from cds_service.compare import DIAZEPAM, ingredient_of, topic_of
 
 REPO = Path(__file__).resolve().parents[1]
 FIXTURES_DIR = REPO / "fixtures" / "scenarios"
@@ -129,6 +129,7 @@ def reference_cards(fixture: dict[str, Any]) -> list[dict[str, Any]]:
         draft = diazepam_draft(fixture)
         cards[0]["selectionBehavior"] = "at-most-one"
         cards[0].setdefault("suggestions", []).append(_replacement(recommended, draft, True))
+    _add_cancel(cards, fixture)
     absent = set(expected.get("absent_topics") or []) | {topic_of(c) for c in cards}
     spare = [t for t in TOPICS if t not in absent]
     while len(cards) < (expected.get("min_cards") or 0) and spare:
@@ -222,3 +223,65 @@ def _suggestions(topic: str, types: set[str], fixture: dict[str, Any]) -> list[d
     elif "delete" in types:
         out.append({"uuid": _uuid(), "label": "Remove the diazepam order", "actions": [delete]})
     return out
+
+
+# where the reference response puts the drug-free cancel when no expected topic names a
+# delete: the decision cards first (F.2a: one card per order acts on it)
+_CANCEL_HOSTS = (
+    "diazepam-contraindication",
+    "muscle-relaxant-alternative",
+    "no-suitable-alternative",
+    "duration-limit",
+    "dose-limit",
+    "indication-missing",
+)
+
+
+def _add_cancel(cards: list[dict[str, Any]], fixture: dict[str, Any]) -> None:
+    """The drug-free choice the fixture's ``cancel_choice`` asks for (review round 2 N2/N3):
+    one suggestion removing every pended diazepam order, recommended or not, on a card whose
+    expectation allows a delete (or a card of its own when none does)."""
+    expected = fixture["expected"]
+    cancel = expected.get("cancel_choice")
+    if cancel not in ("recommended", "offered"):
+        return
+    refs = [
+        f"{r['resourceType']}/{r['id']}"
+        for r in draft_resources(fixture)
+        if r["resourceType"] == "MedicationRequest" and ingredient_of(r) == DIAZEPAM
+    ] or [f"MedicationRequest/{diazepam_draft(fixture)['id']}"]  # medication in the bundle
+    removal: dict[str, Any] = {
+        "uuid": _uuid(),
+        "label": "Cancel diazepam: non-drug care first",
+        "actions": [
+            {"type": "delete", "description": "Remove the diazepam order", "resourceId": ref}
+            for ref in refs
+        ],
+    }
+    topics = expected["topics"]
+
+    def allows(topic: str) -> bool:
+        exact = (topics.get(topic) or {}).get("action_types")
+        return exact is None or "delete" in exact
+
+    present = {topic_of(c): c for c in cards}
+    order = sorted(
+        (t for t in present if allows(t)),
+        key=lambda t: (
+            "delete" not in ((topics.get(t) or {}).get("action_types") or []),
+            _CANCEL_HOSTS.index(t) if t in _CANCEL_HOSTS else len(_CANCEL_HOSTS),
+        ),
+    )
+    if order:
+        host = present[order[0]]
+    else:
+        absent = set(expected.get("absent_topics") or []) | set(present)
+        spare = next(t for t in (*_CANCEL_HOSTS, *TOPICS) if t not in absent)
+        host = _info_card(spare)
+        cards.append(host)
+    if cancel == "recommended":
+        removal["isRecommended"] = True
+        for suggestion in host.get("suggestions") or []:
+            suggestion.pop("isRecommended", None)
+    host["selectionBehavior"] = "at-most-one"
+    host.setdefault("suggestions", []).append(removal)

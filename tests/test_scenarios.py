@@ -20,6 +20,7 @@ from flask import Flask
 from cds_service.app import create_app
 from cds_service.compare import (
     Mismatch,
+    cancel_state,
     card_problems,
     compare,
     daily_dose_mg,
@@ -124,7 +125,7 @@ def test_comparer_reports_a_missing_topic_and_a_wrong_indicator() -> None:
     mismatches = compare(fixture["expected"], body)
     assert sorted(_whats(mismatches)) == [
         "capped days",  # the 7-day choice was on that card too (F.2a: one decision card)
-        "recommended alternative",
+        "drug-free cancel choice",  # and the recommended cancel (lead decision N3)
         "topic beers-benzodiazepine indicator",
         "topic muscle-relaxant-alternative",
     ]
@@ -143,18 +144,28 @@ def test_comparer_reports_an_unwanted_topic_and_card_count() -> None:
 
 
 def test_comparer_checks_recommended_and_excluded_alternatives_by_ingredient() -> None:
-    fixture = _fixture("elderly-78-egfr45-no-baclofen")
+    # under 65 the rank-1 relaxant is recommended (at 65 and older none is: lead decision N3)
+    fixture = _fixture("cyclobenzaprine-excluded-heart-block")
     body = {"cards": reference_cards(fixture)}
+    assert compare(fixture["expected"], body) == []
     for suggestion in _card(body, "muscle-relaxant-alternative")["suggestions"]:
         if suggestion["actions"][-1]["type"] != "create":
-            continue  # the keep-diazepam choices on the same decision card
+            continue  # the cancel on the same decision card
         create = suggestion["actions"][-1]["resource"]["medicationCodeableConcept"]
-        create["coding"][0].update(code="197391", display="baclofen 10 MG Oral Tablet")
+        create["coding"][0].update(code="828348", display="cyclobenzaprine 10 MG Oral Tablet")
     mismatches = compare(fixture["expected"], body)
     assert [str(m) for m in mismatches] == [
-        "recommended alternative: expected tizanidine (57258), got baclofen (1292)",
-        "alternative baclofen (1292): expected not offered, got offered",
+        "recommended alternative: expected tizanidine (57258), got cyclobenzaprine (21949)",
+        "alternative cyclobenzaprine (21949): expected not offered, got offered",
     ]
+    older = _fixture("elderly-78-egfr45-no-baclofen")  # N3: no relaxant recommended at 78
+    body = {"cards": reference_cards(older)}
+    card = _card(body, "muscle-relaxant-alternative")
+    for suggestion in card["suggestions"]:
+        suggestion.pop("isRecommended", None)
+    replace = next(s for s in card["suggestions"] if s["actions"][-1]["type"] == "create")
+    replace["isRecommended"] = True
+    assert "recommended alternative" in _whats(compare(older["expected"], body))
 
 
 def test_comparer_reads_capped_days_from_the_duration_update_in_weeks_too() -> None:
@@ -172,10 +183,14 @@ def test_comparer_reads_capped_days_from_the_duration_update_in_weeks_too() -> N
 def test_comparer_checks_exact_action_types() -> None:
     fixture = _fixture("young-adult-back-spasm-30d")
     body = {"cards": reference_cards(fixture)}
-    for suggestion in _card(body, "duration-limit")["suggestions"]:  # the decision card
+    card = _card(body, "duration-limit")  # the decision card
+    for suggestion in card["suggestions"]:
         suggestion["actions"] = [a for a in suggestion["actions"] if a["type"] != "delete"]
+    card["suggestions"] = [s for s in card["suggestions"] if s["actions"]]  # the cancel goes
     assert [str(m) for m in compare(fixture["expected"], body)] == [
-        "topic duration-limit action types: expected [create, delete, update], got [create, update]"
+        "topic duration-limit action types: expected [create, delete, update], got "
+        "[create, update]",
+        "drug-free cancel choice: expected offered, got absent",
     ]
 
 
@@ -280,7 +295,10 @@ def test_describe_expected_is_one_readable_line() -> None:
     text = describe_expected(_fixture("elderly-78-egfr45-no-baclofen")["expected"])
     # review round 1 L1: the duration finding is a line of the decision card (cap=7 checks it)
     assert "muscle-relaxant-alternative:warning" in text
-    assert "rec=tizanidine" in text and "cap=7" in text
+    assert "cancel=recommended" in text and "cap=7" in text  # lead decision N3
+    assert "rec=tizanidine" in describe_expected(
+        _fixture("cyclobenzaprine-excluded-heart-block")["expected"]
+    )
 
 
 def test_comparer_checks_the_safety_invariant_keys() -> None:
@@ -309,12 +327,14 @@ def test_comparer_checks_the_safety_invariant_keys() -> None:
         }
     )
     assert [str(m) for m in compare(fixture["expected"], body, request=request)] == [
+        "drug-free cancel choice: expected absent, got offered",  # F.0-1: never for him
         "topic taper-required suggestion: expected no delete, got a delete action",
         "topic taper-required diazepam order supply: expected at least 14 days, got 7 days",
         "topic taper-required diazepam dose: expected a cut of at most 25 % from 10 mg/day, "
         "got 4 mg/day (60 % less)",
     ]
     assert _whats(compare(fixture["expected"], body)) == [  # no request: the cut is unknowable
+        "drug-free cancel choice",
         "topic taper-required suggestion",
         "topic taper-required diazepam order supply",
         "dose reduction",
@@ -374,3 +394,51 @@ def test_daily_dose_reads_frequency_period_and_units() -> None:
     assert daily_dose_mg(order(mg, {"frequency": 1, "frequencyMax": 2, "periodUnit": "d"})) == 10
     assert daily_dose_mg(order({"value": 2, "unit": "mL"}, {"frequency": 2})) is None
     assert daily_dose_mg({"dosageInstruction": [{"text": "5 mg twice daily"}]}) is None
+
+
+def test_comparer_checks_the_drug_free_cancel_choice() -> None:
+    """Review round 2 N2/N3: `cancel_choice` reads the suggestion that only removes the
+    pended diazepam order(s); recommended, offered or absent; a "keep only one" of two
+    orders is no cancel; in epic the Remove suggestions together must cover every order."""
+    fixture = _fixture("elderly-78-egfr45-no-baclofen")
+    assert fixture["expected"]["cancel_choice"] == "recommended"
+    request = fixture["request"]
+    body = {"cards": reference_cards(fixture)}
+    assert compare(fixture["expected"], body, request=request) == []
+    card = _card(body, "muscle-relaxant-alternative")
+    cancel = next(s for s in card["suggestions"] if s["label"].startswith("Cancel"))
+    cancel.pop("isRecommended")
+    assert [str(m) for m in compare(fixture["expected"], body, request=request)] == [
+        "drug-free cancel choice: expected recommended, got offered"
+    ]
+    card["suggestions"].remove(cancel)
+    assert [str(m) for m in compare(fixture["expected"], body, request=request)] == [
+        "drug-free cancel choice: expected recommended, got absent"
+    ]
+    # two pended orders: removing one of them is a "keep only the other", not a cancel
+    two = _fixture("rw-20-two-diazepam-drafts-72")
+    body = {"cards": reference_cards(two)}
+    assert compare(two["expected"], body, request=two["request"]) == []
+    card = _card(body, "muscle-relaxant-alternative")
+    cancel = next(s for s in card["suggestions"] if s["label"].startswith("Cancel"))
+    refs = [a["resourceId"] for a in cancel["actions"]]
+    assert len(refs) == 2
+    cancel["actions"].pop()
+    whats = _whats(compare(two["expected"], body, request=two["request"]))
+    assert "drug-free cancel choice" in whats
+    # epic: one Remove per order; recommended when each is
+    removes = [
+        {
+            "uuid": f"u-{i}",
+            "label": "Remove the pended order",
+            "isRecommended": True,
+            "actions": [{"type": "delete", "description": "Remove", "resourceId": ref}],
+        }
+        for i, ref in enumerate(refs)
+    ]
+    epic = [{**card, "selectionBehavior": "any", "suggestions": removes}]
+    assert cancel_state(epic, two["request"], "epic") == "recommended"
+    removes[-1].pop("isRecommended")
+    assert cancel_state(epic, two["request"], "epic") == "offered"
+    removes.pop()
+    assert cancel_state(epic, two["request"], "epic") == "absent"  # one order stays

@@ -19,7 +19,12 @@ from jsonschema import Draft202012Validator
 from cds_service.clinical.models import DiazepamOrder, Finding
 from cds_service.clinical.policy import Policy
 from cds_service.clinical.rules.common import amount
-from cds_service.clinical.suggestions import dose_words, edits_in_text, shape_suggestions
+from cds_service.clinical.suggestions import (
+    dose_words,
+    edits_in_text,
+    shape_suggestions,
+    typed_orders,
+)
 from cds_service.clinical.valuesets import SCHEMA_DIR
 from cds_service.config import ConfigError
 
@@ -230,7 +235,9 @@ def render(
     elif edits:
         head.append(("**Or edit the order:** " if head else "**Edit the order:** ") + edits)
     said = " ".join(head).replace("**", "").lower()
-    notes = [n for n in dict.fromkeys(finding.notes) if not _said(n, said)]
+    # Epic does not apply a created order's details: each "Add X" is typed out in full (N4)
+    typed = typed_orders(finding.options, profile, policy)
+    notes = [n for n in dict.fromkeys([*finding.notes, *typed]) if not _said(n, said)]
     unknowns = list(dict.fromkeys([*finding.unknowns, *general_unknowns]))
     tail = ["**Not known:** " + "; ".join(unknowns) + "."] if unknowns else []
     own_edit = edits and any(o.kind == "update" for o in finding.options)
@@ -342,7 +349,7 @@ def _edits(options: list[Any], order: DiazepamOrder | None, profile: str, policy
     texts = []
     for option, words in zip(rewrites, spelled, strict=True):
         if words is None:
-            texts.append(option.edit_text or option.label)
+            texts.append((option.edit_text or option.label).rstrip(". "))  # joined below
             continue
         dose, course, qty, none = words
         texts.append(

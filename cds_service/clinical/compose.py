@@ -23,6 +23,7 @@ from cds_service.clinical.rules.common import (
     chronic_diazepam,
     emergency_order,
     fmt,
+    supplied,
     times_a_day,
 )
 from cds_service.clinical.suggestions import LABEL_MAX, dose_words, fitted
@@ -131,8 +132,12 @@ def one_decision(findings: list[Finding], policy: Policy) -> list[Finding]:
         finding.notes = [n for n in finding.notes if n not in carried]
         finding.notes.append(rule["decision_note"].format(card=title))
         finding.audit["choices_moved"] = True
+        # named by its summary once rendered (name_decision_cards): the prescriber sees
+        # summaries, not this service's topic titles (review round 2, third reviewer)
+        finding.audit["decision_on"] = host.topic
         host.audit.setdefault("decision_from", []).append(finding.topic)
     host.notes = _one_off_label_note(host.notes, policy)
+    _one_cancel(host)
     others = [o for o in host.options if o.kind not in _DRAFT_KINDS]
     if others:
         # the naloxone card is the only one acting on the order: its cancel would exclude the
@@ -168,6 +173,25 @@ def one_decision(findings: list[Finding], policy: Policy) -> list[Finding]:
         # the duration card hosts the decision but a replacement is recommended: its
         # summary must not say only "limit to 7 days" (review round 1 L3)
         host.summary_override = rule["replace_summary"].format_map({**host.facts, "drug": top.drug})
+    if (
+        top is not None
+        and top.kind == "delete"
+        and host.topic == "duration-limit"
+        and host.summary_override is None
+    ):
+        # the duration card hosts the decision and the drug-free cancel is recommended (N3):
+        # its summary must not say only "limit to 7 days"
+        host.summary_override = rule["cancel_duration_summary"].format_map(host.facts)
+    if top is not None and top.kind == "delete":
+        for finding in findings:
+            if (
+                finding.topic == "muscle-relaxant-alternative"
+                and finding.facts.get("top")
+                and finding.summary_override is None
+            ):
+                # the alternatives card, host or not, must not read "X suggested instead"
+                # when cancelling is the recommended choice (N3; review round 1 M1)
+                finding.summary_override = rule["cancel_summary"].format_map(finding.facts)
     return findings
 
 
@@ -188,6 +212,69 @@ def _one_off_label_note(notes: list[str], policy: Policy) -> list[str]:
     kept = [n for n in notes if not pattern.match(n)]
     kept.insert(first, merged)
     return kept
+
+
+def _one_cancel(host: Finding) -> None:
+    """One cancel per decision card: a contraindication, a high-risk opioid card and the
+    alternatives each offer one (N2). The one kept says what the patient gets instead,
+    when one does, and is recommended when any was (an absolute contraindication, N3)."""
+    cancels = [o for o in host.options if o.kind == "delete" and o.removes is None]
+    if len(cancels) < 2:
+        return
+    kept = next((o for o in cancels if o.instead), cancels[0])
+    kept.recommended = any(o.recommended for o in cancels)
+    host.options = [o for o in host.options if o.kind != "delete" or o is kept or o.removes]
+
+
+def _typed_keep(option: Option) -> str:
+    """A keep's label as typed in full: its quantity and 'no refills' restored."""
+    text = option.label
+    dispense = (option.resource or {}).get("dispenseRequest") or {}
+    as_needed = any(
+        d.get("asNeededBoolean") for d in (option.resource or {}).get("dosageInstruction") or []
+    )
+    count = supplied(dispense.get("quantity"), as_needed)
+    if count and count not in text:
+        text += f" ({count})"
+    if "refill" not in text:
+        text += ", no refills" if not dispense.get("numberOfRepeatsAllowed") else ""
+    return text
+
+
+def summary_start(summary: str, limit: int = 70) -> str:
+    """The opening of a card's summary, as a pointer quotes it: up to its first ';', else
+    whole words up to ``limit`` characters and an ellipsis."""
+    head = summary.split(";")[0].strip()
+    if len(head) <= limit:
+        return head
+    cut = head[:limit].rsplit(" ", 1)[0].rstrip(",:")
+    return cut + "…"
+
+
+def name_decision_cards(cards: list[dict[str, Any]], policy: Policy) -> None:
+    """A card whose choices moved to the order's decision card points to that card by the
+    words its summary starts with, as the prescriber sees it ('the card "Age 77, eGFR 70:
+    cancel the diazepam order"'), not by this service's name for its topic (review round 2:
+    "the alternatives card" pointed to a card whose summary starts otherwise)."""
+    rule = policy["compose"]
+    for card in cards:
+        audit = card.get("_audit") or {}
+        topic = audit.get("decision_on")
+        if not topic:
+            continue
+        host = next(
+            (
+                c
+                for c in cards
+                if _topic(c) == topic and _order_of(c) == audit.get("order_id") and c is not card
+            ),
+            None,
+        )
+        if host is None:
+            continue
+        old = rule["decision_note"].format(card=rule["titles"].get(topic, topic))
+        new = rule["decision_note_named"].format(summary=summary_start(host["summary"]))
+        card["detail"] = card["detail"].replace(old, new)
 
 
 def dedupe_patient_cards(cards: Sequence[dict[str, Any]], policy: Policy) -> list[dict[str, Any]]:
@@ -364,11 +451,20 @@ def _dose_in_summary(host: dict[str, Any], card: dict[str, Any]) -> bool:
     if _topic(card) != "dose-limit" or audit.get("variant") != "geriatric":
         return False
     mg, times = audit.get("mg_per_dose"), audit.get("doses_per_day")
-    marker = "instead of diazepam"
-    if mg is None or not times or marker not in host["summary"]:
+    if mg is None or not times:
         return False
-    head = host["summary"].split(marker)[0]
-    summary = f"{head}{marker} {fmt(mg)} mg {times_a_day(times)}, {ABOVE_START}"
+    dose = f"{fmt(mg)} mg {times_a_day(times)}, {ABOVE_START}"
+    cancel = "cancel the diazepam order"
+    if cancel in host["summary"]:
+        # the recommended choice is to cancel (N3): the order it cancels says its dose
+        summary = host["summary"].replace(cancel, f"cancel diazepam {dose}", 1)
+        if len(summary) > 139:
+            summary = summary.replace("; if a muscle relaxant is still needed, ", "; or ", 1)
+    else:
+        marker = "instead of diazepam"
+        if marker not in host["summary"]:
+            return False
+        summary = f"{host['summary'].split(marker)[0]}{marker} {dose}"
     if len(summary) > 139:
         return False
     host["summary"] = summary
@@ -485,15 +581,16 @@ def one_decision_for_orders(entries: list[tuple[Any, Any, list[Finding]]], polic
         if capped is not None and capped.resource is not None:
             qty = (capped.resource.get("dispenseRequest") or {}).get("quantity") or {}
             days = (capped.resource.get("dispenseRequest") or {}).get("expectedSupplyDuration")
-            label = fitted(
-                lead,
+            tails = (
                 f", {fmt(days['value'])} days" if days else "",
                 f" ({amount(qty['value'], qty.get('unit'))})" if qty.get("value") else "",
             )
+            label = fitted(lead, *tails)
             keep_others.append(
                 Option(
                     kind="update",
                     label=label,
+                    edit_text=lead + "".join(tails),
                     description=capped.description,
                     resource=capped.resource,
                     removes=rest,
@@ -528,8 +625,19 @@ def one_decision_for_orders(entries: list[tuple[Any, Any, list[Finding]]], polic
             option.removes = not_a
             if option.label.startswith("Keep diazepam"):
                 option.label = option.label.replace("Keep diazepam", "Keep only diazepam", 1)
-                if len(option.label) > LABEL_MAX:
-                    option.label = option.label.replace(f" ({ABOVE_START_LABEL})", "", 1)
+                # typed by hand in Epic: all of it, the tablet count and refills included,
+                # even when the label had to drop them to fit
+                option.edit_text = option.edit_text or _typed_keep(option)
+                # the quantity goes before the "above the usual start" phrase (review round
+                # 1 M5: a keep says the dose it keeps is above the start); the card says the rest
+                for cut in (re.compile(r" \(\d+ [a-zA-Z]+\)"), f" ({ABOVE_START_LABEL})"):
+                    if len(option.label) <= LABEL_MAX:
+                        break
+                    option.label = (
+                        cut.sub("", option.label, count=1)
+                        if isinstance(cut, re.Pattern)
+                        else option.label.replace(cut, "", 1)
+                    )
             elif option.label.startswith("Change to diazepam"):
                 option.label = option.label.replace(
                     "Change to diazepam", "Change to one order: diazepam", 1
@@ -537,6 +645,10 @@ def one_decision_for_orders(entries: list[tuple[Any, Any, list[Finding]]], polic
         elif option.kind == "delete":
             option.removes = everyone
             option.label = rule["cancel_all_label"].format(n=_count_word(len(entries)))
+            if option.instead:  # what the patient gets instead, when it fits (N2)
+                which = "both" if len(entries) == 2 else f"all {_count_word(len(entries))}"
+                said = rule["cancel_all_label_instead"].format(n=which, instead=option.instead)
+                option.label = said if len(said) <= LABEL_MAX else option.label
     updates_end = max(
         (i + 1 for i, o in enumerate(host.options) if o.kind in ("replace", "update")), default=0
     )

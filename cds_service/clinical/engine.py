@@ -20,6 +20,7 @@ from cds_service.clinical.compose import (
     dedupe_patient_cards,
     fit_budget,
     fold_actionless,
+    name_decision_cards,
     note_context,
     one_decision_for_orders,
 )
@@ -187,8 +188,11 @@ class Engine:
                 )
                 cards.append((self._severity.get(finding.indicator, 99), len(cards), card))
         cards.sort(key=lambda item: (item[0], item[1]))
-        unique = dedupe_patient_cards([card for _, _, card in cards], self.policy)
+        rendered = [card for _, _, card in cards]
+        unique = dedupe_patient_cards(rendered, self.policy)
         result = fit_budget(fold_actionless(unique, self.policy), self.policy)
+        # after folding: a folded line may still change the decision card's summary
+        name_decision_cards(result, self.policy)
         _add_requester(result, request.user_id)
         timings["render_ms"] = (time.perf_counter() - ruled) * 1000
         return result

@@ -137,6 +137,13 @@ class Option:
     # the pended diazepam orders this option removes, as (reference, words), when it is not
     # just the card's own order (several pended orders, review round 1 H1)
     removes: list[tuple[str, str]] | None = None
+    # a cancel offered as a choice of its own (N2): what the patient gets instead of any
+    # drug ("non-drug care and acetaminophen first"), said in its label and in a cancel-all
+    instead: str | None = None
+    # the whole order as a prescriber types it (dose, route, timing, as needed and maximum,
+    # days, quantity, refills) where the EHR does not apply a created order's details (Epic,
+    # review round 2 N4): a line of the card that offers it
+    sig: str | None = None
 
 
 @dataclass

@@ -134,20 +134,43 @@ _WHEN_WORDS = {
 }
 
 
-def regimen_lines(regimen: Mapping[str, Any]) -> list[dict[str, Any]]:
+def regimen_lines(
+    regimen: Mapping[str, Any], supply_days: float | None = None
+) -> list[dict[str, Any]]:
     """The dosage lines of a policy regimen: ``dosages`` as written, else the regimen's own
     dose fields as one line. Lines with the same ``sequence`` run together; a line with
-    ``days`` runs that long, in sequence order."""
+    ``days`` runs that long, in sequence order. A ``rest`` line runs for what is left of a
+    course of ``supply_days`` (review round 2 L7: a step-down fits the prescriber's shorter
+    course): the fixed steps before it shorten to leave it at least a day, and it is left
+    out when nothing is left."""
     if regimen.get("dosages"):
-        return [dict(line) for line in regimen["dosages"]]
-    return [{k: regimen[k] for k in _LINE_KEYS if k in regimen}]
+        lines = [dict(line) for line in regimen["dosages"]]
+    else:
+        lines = [{k: regimen[k] for k in _LINE_KEYS if k in regimen}]
+    if supply_days is None or not any(line.get("rest") for line in lines):
+        return lines
+    left = float(supply_days)
+    for line in lines:
+        if line.get("rest"):
+            continue
+        if line.get("days"):
+            line["days"] = max(min(float(line["days"]), left - 1), min(left, 1.0))
+            left -= line["days"]
+    out = []
+    for line in lines:
+        if line.pop("rest", False):
+            if left <= 0:
+                continue
+            line["days"] = left
+        out.append({k: whole(v) if k == "days" else v for k, v in line.items()})
+    return out
 
 
 def course_days(regimen: Mapping[str, Any], supply_days: float) -> float:
     """How long the regimen runs: its steps one after another when they state their days,
     else the supply the policy gives the scenario."""
     steps: dict[int, float] = {}
-    for line in regimen_lines(regimen):
+    for line in regimen_lines(regimen, supply_days):
         if line.get("days"):
             seq = int(line.get("sequence", 1))
             steps[seq] = max(steps.get(seq, 0.0), float(line["days"]))
@@ -172,7 +195,7 @@ def regimen_quantity(
     """Tablets the course needs at most: each line's most doses a day for its days."""
     course = course_days(regimen, supply_days)
     units = 0.0
-    for line in regimen_lines(regimen):
+    for line in regimen_lines(regimen, supply_days):
         days = line.get("days") or course
         units += line_doses_per_day(line) * line["mg"] / product.mg_per_unit * days
     return dosing.capped_quantity(units, 1)
@@ -270,7 +293,7 @@ def alternative_request(
     encoding', F.2a): every dosage line's timing, as-needed flag and daily maximum are
     structured and its text says exactly that; the quantity is what the course needs at
     most; a titration plan is a note for the prescriber, never dispensed."""
-    lines = regimen_lines(regimen)
+    lines = regimen_lines(regimen, supply_days)
     course = course_days(regimen, supply_days)
     dosages: list[dict[str, Any]] = []
     for line in lines:
@@ -337,13 +360,47 @@ def alternative_request(
     return {k: v for k, v in resource.items() if v not in (None, [], {})}
 
 
+def typed_order(
+    resource: Mapping[str, Any], product: AlternativeProduct, drug: str, quantity: str | None
+) -> str:
+    """A created order as a prescriber types it where the EHR does not apply its details
+    (Epic, review round 2 N4): product strength, then every dosage line's own text (dose,
+    route, timing, as needed and maximum, days), the quantity and no refills.
+    '**Methocarbamol 500 mg tablets:** 1500 mg by mouth 4 times a day for 3 days, then 1000
+    mg by mouth 4 times a day for 2 days; 52 tablets, no refills.'"""
+    unit = product.unit or "tablet"
+    form = f"{fmt(product.mg_per_unit)} mg {unit}s" if product.mg_per_unit else drug
+    lines = ", ".join(
+        str(d.get("text")) for d in resource.get("dosageInstruction") or [] if d.get("text")
+    )
+    refills = (resource.get("dispenseRequest") or {}).get("numberOfRepeatsAllowed", 0)
+    tail = "no refills" if not refills else f"{refills} refills"
+    amount_words = f"{quantity}, " if quantity else ""
+    return f"**{drug.capitalize()} {form}:** {lines}; {amount_words}{tail}."
+
+
+def typed_orders(options: list[Option], profile: str, policy: Policy) -> list[str]:
+    """In a profile that does not apply a created order's details (no updates: Epic), each
+    added order as typed: a line of the card that offers it (N4)."""
+    spec = policy["profiles"].get(profile) or policy["profiles"]["standard"]
+    if spec["updates"]:
+        return []
+    return [o.sig for o in options if o.sig and o.kind in ("replace", "create")]
+
+
 def regimen_labels(regimen: Mapping[str, Any], supply_days: float) -> list[str]:
     """The regimen in a label's words, fullest first ('2 mg at bedtime, up to 3 times a
-    day, for 7 days'; then each ``label_short`` form for when the full one does not fit)."""
+    day, for 7 days'; then each ``label_short`` form for when the full one does not fit).
+    ``{days}`` is the course; ``{days_1}``, ``{days_2}`` the days of each step. A step-down
+    whose later step has no day left in the course (a 1-day course) says ``label_single``."""
+    lines = regimen_lines(regimen, supply_days)
+    steps = {f"days_{int(line.get('sequence', 1))}": fmt(line.get("days")) for line in lines}
     shorts = regimen.get("label_short") or []
     forms = [regimen["label"], *([shorts] if isinstance(shorts, str) else shorts)]
+    if regimen.get("label_single") and len(lines) < len(regimen.get("dosages") or lines):
+        forms = [regimen["label_single"]]
     days = fmt(course_days(regimen, supply_days))
-    return [str(form).format(days=days) for form in forms]
+    return [str(form).format(days=days, **steps) for form in forms]
 
 
 def order_label(
@@ -355,6 +412,7 @@ def order_label(
     quantity: str | None = None,
     suffix: str | None = None,
     off_label: bool = False,
+    off_words: tuple[str, ...] = (),
     verbless: bool = False,
     limit: int = LABEL_MAX,
 ) -> str:
@@ -363,7 +421,21 @@ def order_label(
     the full regimen for its short form; the suffix (Epic: 'diazepam stays', what the action
     really does) goes only when nothing else can. Where the action is plain from the card
     (``verbless``: one choice among keep, replace and cancel), the verb goes before the
-    regimen shortens. Never cut mid-word: when nothing fits, the shortest form."""
+    regimen shortens. Never cut mid-word: when nothing fits, the shortest form.
+
+    ``off_words`` (with ``off_label``): forms of the off-label words to keep, fullest first
+    (review round 2 N13: Epic's baclofen label says "off-label for acute spasm"), before the
+    quantity or the full regimen, never instead of the suffix; when none fits, the label is
+    made as without them."""
+    if off_label and off_words:
+        tail = str(suffix or "")
+        for words in off_words:
+            for core in cores:
+                text = prefix + (f"{verb.lower()} {drug}" if prefix else f"{verb} {drug}")
+                text += f" {words}" + (core if core.startswith(",") else f" {core}")
+                for extra in ([f" ({quantity})"] if quantity else []) + [""]:
+                    if len(text + extra + tail) <= limit:
+                        return text + extra + tail
     optional = [
         (name, weight)
         for name, weight, present in (("quantity", 2, bool(quantity)), ("off", 1, off_label))
@@ -758,7 +830,16 @@ def edits_in_text(options: list[Option], profile: str, policy: Policy) -> list[s
     spec = policy["profiles"].get(profile) or policy["profiles"]["standard"]
     if spec["updates"]:
         return []
-    return [opt.edit_text or opt.label for opt in options if opt.kind == "update"]
+    return [_edit_words(opt) for opt in options if opt.kind == "update"]
+
+
+def _edit_words(opt: Option) -> str:
+    """An edit typed by hand says the refills too (N4): the label may have had no room."""
+    text = opt.edit_text or opt.label
+    dispense = (opt.resource or {}).get("dispenseRequest") or {}
+    if dispense.get("numberOfRepeatsAllowed") == 0 and "refill" not in text:
+        text += ", no refills"
+    return text
 
 
 def _spelled(resource: Mapping[str, Any]) -> str:

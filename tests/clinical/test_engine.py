@@ -139,8 +139,12 @@ def test_standard_profile_shapes(standard, sandbox_request):
     decision = topics["duration-limit"]
     assert decision["selectionBehavior"] == "at-most-one"
     kinds = [[a["type"] for a in s["actions"]] for s in decision["suggestions"]]
-    # F.2a order: replace with X | keep, shorter (| lower dose | cancel)
-    assert kinds[0] == ["delete", "create"] and ["update"] in kinds
+    # lead decision N3: an older adult with no indication is offered the drug-free cancel
+    # first, recommended; then F.2a's order: replace with X | keep, shorter | lower dose
+    assert kinds[0] == ["delete"] and decision["suggestions"][0].get("isRecommended")
+    assert decision["suggestions"][0]["label"].startswith("If for muscle spasm: cancel diazepam")
+    assert kinds[1] == ["delete", "create"] and ["update"] in kinds
+    assert not any(s.get("isRecommended") for s in decision["suggestions"][1:])
     assert kinds.index(["update"]) > max(i for i, k in enumerate(kinds) if k[0] == "delete")
     for suggestion in decision["suggestions"]:
         if suggestion["actions"][0]["type"] == "delete":
@@ -158,7 +162,7 @@ def test_standard_profile_shapes(standard, sandbox_request):
     assert resource["dispenseRequest"]["quantity"]["value"] == 7  # 1 tablet a day
     labels = [s["label"] for s in decision["suggestions"]]
     assert any(label.startswith("Change to diazepam 2 mg twice a day") for label in labels)
-    assert any("(above usual start at 65 and older)" in label for label in labels)
+    assert any("(above usual start from age 65)" in label for label in labels)
     assert "suggestions" not in topics["muscle-relaxant-alternative"]
 
 
@@ -335,7 +339,7 @@ def test_updates_of_one_order_live_on_one_card(engine, sandbox_request):
     assert [{"doseQuantity": {"value": 2, "unit": "mg", "system": UCUM, "code": "mg"}}] in doses
     # review round 1 M5: the keep says its dose is above the older-adult start
     labels = [s["label"] for s in duration["suggestions"]]
-    assert any("(above usual start at 65 and older)" in label for label in labels), labels
+    assert any("(above usual start from age 65)" in label for label in labels), labels
     assert "indication" in topics["indication-missing"]["detail"].lower()
 
 

@@ -165,7 +165,7 @@ def test_dose_change_first_and_keep_states_the_dose(apps: dict[str, Flask], name
     assert change < keep
     # second review N9: plain words, not "(above older-adult start)"
     assert labels[keep].startswith(
-        "Keep diazepam 5 mg 3 times a day (above usual start at 65 and older), 7 days"
+        "Keep diazepam 5 mg 3 times a day (above usual start from age 65), 7 days"
     )
     assert "5 mg 3 times a day, above the usual start at 65 and older" in card["summary"]
     _, epic = answer(apps, name, "epic")
@@ -308,9 +308,11 @@ def test_tizanidine_older_adult_regimen_is_spelled_out(
 ) -> None:
     fixture, cards = answer(apps, "elderly-78-egfr45-no-baclofen", profile)
     (card,) = decision_cards(cards, diazepam_ids(fixture))
+    # review round 2 N4/N13: with the route and the refills; an as-needed course says the
+    # most it dispenses ("up to")
     assert (
-        "**Tizanidine:** 2 mg at bedtime, plus 2 mg up to twice a day as needed, 6 mg a day "
-        "at most; 7 days, up to 21 tablets."
+        "**Tizanidine:** 2 mg by mouth at bedtime, plus 2 mg up to twice a day as needed, 6 mg "
+        "a day at most; 7 days, up to 21 tablets, no refills."
     ) in card["detail"]
     labels = " ".join(s["label"] for s in card["suggestions"])
     assert "up to 3 times a day" not in labels

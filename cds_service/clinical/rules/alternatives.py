@@ -15,22 +15,25 @@ from cds_service.clinical.models import DiazepamOrder, Finding, Option, PatientR
 from cds_service.clinical.policy import Policy
 from cds_service.clinical.rules.common import (
     age_band,
-    amount,
     chronic_diazepam,
     emergency_order,
     fmt,
+    hospice,
     indication,
     is_older,
     new_finding,
     pathway,
+    supplied,
     unsure_indication,
 )
 from cds_service.clinical.suggestions import (
     ADD_SUFFIX,
+    LABEL_MAX,
     alternative_request,
     order_label,
     regimen_labels,
     regimen_lines,
+    typed_order,
 )
 
 
@@ -199,6 +202,61 @@ def _lead(record: PatientRecord) -> str:
     return ", ".join(parts)
 
 
+def _forms(value: str | list[str]) -> list[str]:
+    return [value] if isinstance(value, str) else list(value)
+
+
+def drug_free_instead(record: PatientRecord, policy: Policy) -> list[str]:
+    """What a patient gets instead of diazepam when it is cancelled, fullest first (N2): a
+    child, non-drug care; liver disease, acetaminophen at most 2 g a day; 65 and older,
+    non-drug care and acetaminophen first (F.3 'Always shown'); otherwise an NSAID only when
+    no F.3 NSAID caution holds (ACP 2017: non-drug care, then an NSAID)."""
+    words = policy["alternatives"]["cancel"]["instead"]
+    if age_band(record, policy) == "child":
+        return _forms(words["child"])
+    if _liver(record, policy):
+        return _forms(words["liver"])
+    if is_older(record, policy):
+        return _forms(words["older"])
+    if _nsaid_reasons(record, policy):
+        return _forms(words["no_nsaid"])
+    return _forms(words["nsaid"])
+
+
+def cancel_option(
+    order: DiazepamOrder, record: PatientRecord, policy: Policy, scenario: str | None
+) -> Option | None:
+    """N2: the drug-free choice on the decision card of an acute-spasm (or unknown
+    indication) oral order: cancel it, the label saying what the patient gets instead.
+    Never for a long-term user (F.0-1: taper) nor seizure or emergency therapy (F.0-3).
+    N3 (lead decision): at 65 and older (``acute_old``, which an unknown age is ranked as)
+    with an acute-spasm or unknown indication, it is the recommended choice; an indication
+    inferred off the acute-spasm path (R12), and hospice (R20: comfort goals first; Beers
+    scope), are offered it, never recommended."""
+    rule = policy["alternatives"]["cancel"]
+    if not rule["offer"] or pathway(order, record, policy) != "acute":
+        return None
+    if emergency_order(order, record, policy) or chronic_diazepam(order, record, policy):
+        return None
+    unsure = unsure_indication(order, record, policy)
+    kind = indication(order, record, policy).kind
+    template = rule["label_unsure"] if unsure else rule["label"]
+    forms = drug_free_instead(record, policy)
+    instead = next(
+        (f for f in forms if len(template.format(instead=f)) <= LABEL_MAX), forms[-1]
+    )
+    return Option(
+        kind="delete",
+        label=template.format(instead=instead),
+        description=f"Cancel the pended diazepam order {order.ref}: {instead}",
+        recommended=bool(rule["recommend_age65"])
+        and scenario == "acute_old"
+        and kind in rule["recommend_kinds"]
+        and not (hospice(record) and not rule["recommend_in_hospice"]),
+        instead=instead,
+    )
+
+
 def muscle_relaxant_alternative(
     order: DiazepamOrder, record: PatientRecord, policy: Policy
 ) -> list[Finding]:
@@ -226,6 +284,7 @@ def muscle_relaxant_alternative(
     if band == "infant":
         return []  # R18: the contraindication card (under 6 months) is the whole answer
     if band == "child" and alt["child_excluded"]:
+        cancel = cancel_option(order, record, policy, "child")
         return [
             new_finding(
                 "no-suitable-alternative",
@@ -235,6 +294,7 @@ def muscle_relaxant_alternative(
                 variant="child",
                 facts={"lead": _lead(record) or "This patient"},
                 audit={"pathway": path, "scenario": "child"},
+                options=[cancel] if cancel else [],
             )
         ]
     scenario = _scenario(record, policy, path)
@@ -271,6 +331,9 @@ def muscle_relaxant_alternative(
     if record.egfr is not None:
         audit["egfr"] = record.egfr.value
     analgesic = nsaid_text(record, policy)
+    cancel = cancel_option(order, record, policy, scenario)
+    if cancel is not None:
+        audit["cancel_recommended"] = cancel.recommended
     if not kept:
         return [
             new_finding(
@@ -286,6 +349,7 @@ def muscle_relaxant_alternative(
                 },
                 audit=audit,
                 unknowns=unknowns,
+                options=[cancel] if cancel else [],
             )
         ]
     supply = alt["supply_days_spasticity"] if path == "spasticity" else alt["supply_days_acute"]
@@ -312,29 +376,43 @@ def muscle_relaxant_alternative(
         product = policy.products[regimen["code"]]
         resource = alternative_request(order, regimen, product, supply)
         qty = resource["dispenseRequest"].get("quantity")
-        qty_text = amount(qty["value"], qty["unit"]) if qty else None
+        # an as-needed course dispenses the most its sig allows: "up to 21 tablets", never a
+        # fixed count that reads as a dose schedule (review round 2 N13)
+        as_needed = any(line.get("prn") for line in regimen_lines(regimen, supply))
+        qty_text = supplied(qty, as_needed)
         off_label = path == "acute" and drug in alt["off_label_for_acute"]
         cores = regimen_labels(regimen, supply)
         shared = {"prefix": prefix, "quantity": qty_text, "off_label": off_label}
         if removable:  # F.0-3: a non-oral (rescue, injection) order is never replaced
             sigs = "; ".join(d["text"] for d in resource["dosageInstruction"])
             label = order_label("Replace with", drug, cores, verbless=True, **shared)
-            add_label = order_label("Add", drug, cores, suffix=ADD_SUFFIX, **shared)
+            # Epic: "off-label for acute spasm" next to the drug where it fits (N13, F.3)
+            add_label = order_label(
+                "Add",
+                drug,
+                cores,
+                suffix=ADD_SUFFIX,
+                off_words=tuple(alt["off_label_words"]),
+                **shared,
+            )
             # what the label had no room for travels with the option to whichever card
             # offers it: the off-label status (F.3) and the cautions (F.2a)
             notes = ([caution] if caution else []) + assessed[drug].label_notes
             if off_label and not ("off-label" in label and "off-label" in add_label):
                 notes.append(alt["off_label_note"].format(drug=drug))
             # the whole order in words where the label cannot hold it (review round 1 M7),
-            # for the first choice (second review N5: the others' orders carry theirs)
-            if regimen.get("card_text") and rank == 0:
+            # for the first choice (second review N5: the others' orders carry theirs, and in
+            # Epic their typed orders, N4)
+            spelled = None
+            if regimen.get("card_text"):
                 spelled = (
                     f"**{drug.capitalize()}:** "
                     + regimen["card_text"].format(days=fmt(supply), qty=qty_text or "?")
                     + "."
                 )
-                notes.append(spelled)
-                plan_notes.append(spelled)
+                if rank == 0:
+                    notes.append(spelled)
+                    plan_notes.append(spelled)
             # the titration plan is part of the order, like its label: it travels with the
             # option (a paragraph after the card text), not in the card's own words
             if regimen.get("plan") and rank == 0:
@@ -350,13 +428,22 @@ def muscle_relaxant_alternative(
                     add_label=add_label,
                     description=f"Order {product.display}: {sigs}",
                     resource=resource,
-                    # R19: already on a muscle relaxant, a second one is never the default pick
+                    # R19: already on a muscle relaxant, a second one is never the default
+                    # pick; N3: at 65 and older the drug-free cancel is, no muscle relaxant
                     recommended=rank == 0
                     and not no_reason
-                    and (not current or alt["recommend_when_on_relaxant"]),
+                    and (not current or alt["recommend_when_on_relaxant"])
+                    and not (cancel is not None and scenario == "acute_old"),
                     code=product.code,
                     drug=product.ingredient,
                     notes=notes,
+                    # where a created order's details are not applied (Epic), the order as
+                    # typed (N4); a regimen's own card_text already says all of it
+                    # (the first choice's is a line of the card already; the others' is
+                    # their typed line, the shortest complete form)
+                    sig=(None if rank == 0 else spelled)
+                    if spelled
+                    else typed_order(resource, product, drug, qty_text),
                 )
             )
         # the card lists the drug with what the prescriber must know about it here; the
@@ -386,7 +473,9 @@ def muscle_relaxant_alternative(
     top = kept[0]
     top_regimen = alt["regimens"][scenario][top]
     audit["offered"] = [o.code for o in options]
-    audit["recommended"] = top
+    if cancel is not None:
+        options.append(cancel)  # after the relaxants: F.3's order among them is kept
+    audit["recommended"] = "cancel" if cancel is not None and cancel.recommended else top
     indicator = alt["indicator"]
     if path == "acute" and is_older(record, policy):
         indicator = alt["indicator_age65_acute"]
@@ -450,9 +539,9 @@ def nsaid_text(record: PatientRecord, policy: Policy) -> str:
     return text
 
 
-def _nsaid_text(record: PatientRecord, policy: Policy) -> str:
-    """F.3 NSAID rule: name an NSAID only when no NSAID caution holds; otherwise say which
-    holds. Acetaminophen is mentioned on its own, not attributed to the ACP guideline."""
+def _nsaid_reasons(record: PatientRecord, policy: Policy) -> list[str]:
+    """F.3 NSAID rule: each caution that holds (kidney, heart failure, pregnancy, liver,
+    anticoagulant or antiplatelet, GI bleed or ulcer without a PPI); empty when none does."""
     rule = policy["alternatives"]["nsaid"]
     titles = policy.group_titles
     reasons = []
@@ -470,11 +559,23 @@ def _nsaid_text(record: PatientRecord, policy: Policy) -> str:
     protected = any(_class_drugs(record, cls) for cls in rule["gi_protect_classes"])
     if gi and not protected:
         reasons.append(f"{' and '.join(gi)} without a proton-pump inhibitor")
+    return reasons
+
+
+def _liver(record: PatientRecord, policy: Policy) -> bool:
+    hepatic = policy["hepatic"]
+    return any(record.has(g) for g in [*hepatic["severe_groups"], *hepatic["impaired_groups"]])
+
+
+def _nsaid_text(record: PatientRecord, policy: Policy) -> str:
+    """F.3 NSAID rule: name an NSAID only when no NSAID caution holds; otherwise say which
+    holds. Acetaminophen is mentioned on its own, not attributed to the ACP guideline."""
+    rule = policy["alternatives"]["nsaid"]
+    reasons = _nsaid_reasons(record, policy)
     if reasons:
         # the reasons, not the citations: the card links AGS Beers 2023, the NSAID labels
         # and, with a pregnancy, the FDA 2020 warning (F.0-7; second review N5)
-        hepatic = policy["hepatic"]
-        liver = any(record.has(g) for g in [*hepatic["severe_groups"], *hepatic["impaired_groups"]])
+        liver = _liver(record, policy)
         acetaminophen = rule["acetaminophen_liver_text"] if liver else "For pain: acetaminophen."
         return acetaminophen[:-1] + "; avoid NSAIDs (" + "; ".join(reasons) + ")."
     if is_older(record, policy):

@@ -164,7 +164,7 @@ def active_classes(record: PatientRecord, include_drafts: bool) -> dict[str, set
 
 # a "keep" label whose dose is above the label's older-adult start says so in plain words
 # (second review N9: "above older-adult start" read as jargon); short enough for 80 characters
-ABOVE_START_LABEL = "above usual start at 65 and older"
+ABOVE_START_LABEL = "above usual start from age 65"
 
 
 def fmt(value: float | None) -> str:
@@ -201,3 +201,12 @@ def amount(value: float, unit: str | None) -> str:
     if unit in ("tablet", "capsule", "film", "spray", "suppository") and value != 1:
         unit += "s"
     return f"{fmt(value)} {unit}"
+
+
+def supplied(quantity: dict[str, Any] | None, as_needed: bool) -> str | None:
+    """'21 tablets'; for an as-needed order the most its sig allows, 'up to 21 tablets'
+    (review round 2 N13: a fixed count beside 'as needed' reads as a schedule); None when
+    the order has no quantity."""
+    if not quantity or not quantity.get("value"):
+        return None
+    return ("up to " if as_needed else "") + amount(quantity["value"], quantity.get("unit"))

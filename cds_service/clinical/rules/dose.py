@@ -6,7 +6,6 @@ from cds_service.clinical.models import DiazepamOrder, Finding, Option, PatientR
 from cds_service.clinical.policy import Policy
 from cds_service.clinical.rules.common import (
     age_band,
-    amount,
     chronic_diazepam,
     effective_route,
     fmt,
@@ -15,6 +14,7 @@ from cds_service.clinical.rules.common import (
     is_older,
     new_finding,
     pathway,
+    supplied,
     times_a_day,
 )
 from cds_service.clinical.suggestions import fitted, frequency_words, rewrite_order
@@ -120,7 +120,7 @@ def dose_limit(order: DiazepamOrder, record: PatientRecord, policy: Policy) -> l
             label = fitted(
                 f"Change to diazepam {fmt(mg)} mg {how}",
                 f" for {fmt(supply)} days" if supply else "",
-                f" ({amount(qty['value'], qty.get('unit'))})" if qty.get("value") else "",
+                f" ({supplied(qty, order.prn)})" if qty.get("value") else "",
                 ", no refills" if days else "",
             )
             options.append(

@@ -6,7 +6,6 @@ from cds_service.clinical.models import DiazepamOrder, Finding, Option, PatientR
 from cds_service.clinical.policy import Policy
 from cds_service.clinical.rules.common import (
     ABOVE_START_LABEL,
-    amount,
     chronic_diazepam,
     effective_route,
     fmt,
@@ -15,6 +14,7 @@ from cds_service.clinical.rules.common import (
     is_older,
     new_finding,
     pathway,
+    supplied,
 )
 from cds_service.clinical.suggestions import dose_words, fitted, rewrite_order
 
@@ -59,7 +59,7 @@ def duration_limit(order: DiazepamOrder, record: PatientRecord, policy: Policy) 
         variant += "_no_rewrite"
     else:
         qty = (rewritten.get("dispenseRequest") or {}).get("quantity") or {}
-        qty_text = f" ({amount(qty['value'], qty.get('unit'))})" if qty.get("value") else ""
+        qty_text = f" ({supplied(qty, order.prn)})" if qty.get("value") else ""
         # the label says the dose it keeps (review round 1 M5)
         dose = dose_words(order)
         options.append(

@@ -89,9 +89,12 @@ def naloxone_option(order: DiazepamOrder, spec: dict[str, Any]) -> Option:
     structured, the text says exactly that, and what to do besides is the patient
     instruction; one carton of two single-dose sprays."""
     low, high = spec["repeat_minutes"]
+    # one spray is the dose; a repeat is a new device in the other nostril (review round 2
+    # N4: "(2 sprays)" in the label was read as the dose)
     text = (
-        f"{fmt(spec['mg'])} mg (1 spray) in one nostril every {fmt(low)} to {fmt(high)} "
-        f"minutes as needed for {spec['as_needed_for']}"
+        f"1 spray ({fmt(spec['mg'])} mg) in one nostril as needed for {spec['as_needed_for']}; "
+        f"if no response, repeat every {fmt(low)} to {fmt(high)} minutes with a new device "
+        "in the other nostril"
     )
     resource: dict[str, Any] = {
         "resourceType": "MedicationRequest",
@@ -153,4 +156,13 @@ def naloxone_option(order: DiazepamOrder, spec: dict[str, Any]) -> Option:
         recommended=True,
         code=spec["code"],
         drug=spec["display"].split()[0].lower(),
+        sig=_sig(spec),
     )
+
+
+def _sig(spec: dict[str, Any]) -> str | None:
+    """'**Naloxone 4 mg nasal spray:** 1 spray in one nostril …, no refills.' (N4)."""
+    if not spec.get("sig"):
+        return None
+    product, _, how = str(spec["sig"]).partition(": ")
+    return f"**Naloxone {product}:** {how}."

@@ -1,18 +1,20 @@
 """R13: a long-term diazepam user: never an abrupt stop (F.0-1); offer the first taper step.
 
 The step is an ``update`` of the same order: the daily dose lowered by ``taper.step_pct``
-(ASAM 2025: 5-10 % every 2-4 weeks, never more than 25 % in 2 weeks), in whole milligrams per
-dose that the 2, 5 and 10 mg tablets can make, for ``taper.step_days`` days. Where the
-tablets cannot make a step within the limit, no order is offered and the card names the oral
-solution instead.
+(ASAM 2025: 5-10 % every 2-4 weeks, never more than 25 % in 2 weeks), in doses the 2, 5 and
+10 mg tablets can make (whole tablets unless ``taper.tablet_halves``), else the 1 mg/mL oral
+solution, for ``taper.step_days`` days. Where that step needs the solution, the smallest step
+whole tablets can make within 25 % is offered beside it, not recommended (review round 2 N6),
+or the card says none fits.
 """
 
 from __future__ import annotations
 
+from typing import Any
+
 from cds_service.clinical.models import DiazepamOrder, Finding, Option, PatientRecord
 from cds_service.clinical.policy import Policy
 from cds_service.clinical.rules.common import (
-    amount,
     chronic_diazepam,
     effective_route,
     fmt,
@@ -20,23 +22,48 @@ from cds_service.clinical.rules.common import (
     indication,
     new_finding,
     pathway,
+    supplied,
     times_a_day,
 )
-from cds_service.clinical.suggestions import fitted, frequency_words, rewrite_order
+from cds_service.clinical.suggestions import LABEL_MAX, fitted, frequency_words, rewrite_order
 
 
 def _tablet_for(mg: float, policy: Policy) -> tuple[str, str, float] | None:
-    """The first of the policy's scored tablets (halves allowed) that makes ``mg`` within the
-    per-dose tablet limit; None when none does."""
+    """The first of the policy's tablets that makes ``mg`` within the per-dose tablet limit,
+    whole tablets only unless ``taper.tablet_halves`` (knowledge D.1 lists the 2, 5 and 10
+    mg strengths and says nothing about splitting them); None when none does."""
     rule = policy["taper"]
+    parts = 2 if rule["tablet_halves"] else 1
     for code in rule["tablet_codes"]:
         product = policy.diazepam_product(code)
         if product is None:
             continue
         units = mg / product[2]
-        if (units * 2) % 1 == 0 and units <= rule["max_tablets_per_dose"]:
+        if abs(units * parts - round(units * parts)) < 1e-9 and units <= rule[
+            "max_tablets_per_dose"
+        ]:
             return product
     return None
+
+
+def tablet_step(mg_day: float, doses: float, policy: Policy) -> float | None:
+    """Review round 2 N6: the smallest reduction the tablets can make with the same number of
+    doses a day, at least ``min_step_pct`` and at most ``max_step_pct`` (F.0-1: never above
+    25 % in one step); None when no tablet dose fits."""
+    rule = policy["taper"]
+    low, high = rule["min_step_pct"], rule["max_step_pct"]
+    per_dose = mg_day / doses
+    candidates = []
+    for code in rule["tablet_codes"]:
+        product = policy.diazepam_product(code)
+        if product is None:
+            continue
+        for count in range(1, int(rule["max_tablets_per_dose"]) + 1):
+            mg = product[2] * count
+            cut = 100 * (1 - mg * doses / mg_day)
+            if mg < per_dose and low - 1e-9 <= cut <= high + 1e-9:
+                candidates.append((cut, mg))
+    return min(candidates)[1] if candidates else None
 
 
 def taper_step(mg_day: float, doses: float, policy: Policy) -> float | None:
@@ -121,7 +148,7 @@ def taper_required(order: DiazepamOrder, record: PatientRecord, policy: Policy) 
             qty = (resource.get("dispenseRequest") or {}).get("quantity") or {}
             # a switch to the oral solution is said in the label and the card (second review:
             # a silent change of form invites dispensing and measuring errors)
-            qty_words = amount(qty["value"], qty.get("unit")) if qty.get("value") else "?"
+            qty_words = supplied(qty, order.prn) or "?"
             words = {
                 "ml": fmt(new_mg / product[2]),
                 "strength": f"{fmt(product[2])} mg/mL",
@@ -141,7 +168,7 @@ def taper_required(order: DiazepamOrder, record: PatientRecord, policy: Policy) 
                         f"First taper step: diazepam {fmt(new_mg)} mg{form} "
                         f"{frequency_words(doses, order.prn)}",
                         f" for {fmt(rule['step_days'])} days",
-                        f" ({amount(qty['value'], qty.get('unit'))})" if qty.get("value") else "",
+                        f" ({supplied(qty, order.prn)})" if qty.get("value") else "",
                     ),
                     description=f"Lower the daily dose by {fmt(cut)} % for "
                     f"{fmt(rule['step_days'])} days (first taper step)",
@@ -153,6 +180,20 @@ def taper_required(order: DiazepamOrder, record: PatientRecord, policy: Policy) 
                     f"{frequency_words(doses, order.prn)} for {fmt(rule['step_days'])} days "
                     f"({qty_words}), no refills",
                     recommended=not legit,
+                )
+            )
+    liquid_step = bool(options) and product is not None and product[0] not in rule["tablet_codes"]
+    if mg_day and doses and (liquid_step or not options):
+        # N6: the 5-10 % step needs the oral solution; a step the tablets can make, up to
+        # 25 %, is offered beside it (not recommended), or the card says none fits
+        option = _tablet_option(order, mg_day, doses, legit, policy)
+        if option is not None:
+            options.append(option)
+            audit["tablet_step_mg_per_dose"] = _dose_of(option.resource or {})
+        else:
+            notes.append(
+                rule["no_tablet_step_note"].format(
+                    mg_day=fmt(mg_day), max_step=fmt(rule["max_step_pct"])
                 )
             )
     if not options:
@@ -171,3 +212,62 @@ def taper_required(order: DiazepamOrder, record: PatientRecord, policy: Policy) 
             notes=finding_notes,
         )
     ]
+
+
+def _dose_of(resource: dict[str, Any]) -> float | None:
+    try:
+        return float(resource["dosageInstruction"][0]["doseAndRate"][0]["doseQuantity"]["value"])
+    except (KeyError, IndexError, TypeError, ValueError):
+        return None
+
+
+def _tablet_option(
+    order: DiazepamOrder, mg_day: float, doses: float, legit: bool, policy: Policy
+) -> Option | None:
+    """The tablet step (N6): whole tablets of one strength, the same doses a day, for
+    ``step_days`` days, never recommended; its label says when it is a bigger step than
+    ASAM's usual 5 to 10 % start."""
+    rule = policy["taper"]
+    mg = tablet_step(mg_day, doses, policy)
+    product = _tablet_for(mg, policy) if mg is not None else None
+    if mg is None or product is None:
+        return None
+    resource = rewrite_order(
+        order,
+        days=rule["step_days"],
+        mg_per_dose=mg,
+        doses_per_day=doses,
+        product=product,
+        product_unit="tablet",
+    )
+    if resource is None:
+        return None
+    cut = round(100 * (1 - mg * doses / mg_day), 1)
+    qty = (resource.get("dispenseRequest") or {}).get("quantity") or {}
+    qty_words = supplied(qty, order.prn) or "?"
+    count = round(mg / product[2])
+    tablets = f"{count} tablet{'s' if count != 1 else ''} of {fmt(product[2])} mg"
+    bigger = cut > rule["default_max_step_pct"] + 1e-9
+    how = frequency_words(doses, order.prn)
+    words = {
+        "cut": fmt(cut),
+        "low": fmt(rule["min_step_pct"]),
+        "high": fmt(rule["default_max_step_pct"]),
+    }
+    size = rule["tablet_step_bigger"].format(**words) if bigger else f"{fmt(cut)} % lower"
+    head = f"Or tablets: diazepam {fmt(mg)} mg {how}"
+    forms = [f.format(**words) for f in rule["tablet_step_bigger_label"]] if bigger else [size]
+    # the size of the step before the days: the label never hides a bigger step (N6)
+    short = next((f for f in forms if len(f"{head} ({f})") <= LABEL_MAX), forms[-1])
+    label = fitted(head, f" ({short})", f", {fmt(rule['step_days'])} days")
+    return Option(
+        kind="update",
+        label=label,
+        description=f"Lower the daily dose by {fmt(cut)} % for {fmt(rule['step_days'])} days "
+        f"with {fmt(product[2])} mg tablets (tablet taper step)",
+        resource=resource,
+        edit_text=f"Tablet step: diazepam {fmt(mg)} mg ({tablets}) {how} for "
+        f"{fmt(rule['step_days'])} days ({qty_words}), no refills; {size}",
+        recommended=False,
+        code=product[0],
+    )

@@ -5,15 +5,23 @@ from cds_service.clinical.valuesets import RXNORM
 from tests.clinical.rules.conftest import med, patient
 
 
+def replacements(f):
+    return [o for o in f.options if o.kind == "replace"]
+
+
+def cancels(f):
+    return [o for o in f.options if o.kind == "delete"]
+
+
 def offered(findings):
     [f] = findings
-    return f, [o.resource["medicationCodeableConcept"]["coding"][0]["code"] for o in f.options]
+    return f, [o.code for o in replacements(f)]
 
 
 def test_young_acute_ranks_cyclobenzaprine_first(order, policy):
     f, codes = offered(muscle_relaxant_alternative(order(reason="M62.830"), patient(34), policy))
     assert codes == ["828320", "313412", "197943"]
-    assert [o.recommended for o in f.options] == [True, False, False]
+    assert [o.recommended for o in replacements(f)] == [True, False, False]
     assert f.indicator == "info"
 
 
@@ -75,7 +83,7 @@ def test_spasticity_offers_baclofen_then_tizanidine_never_cyclobenzaprine(order,
 def test_everything_excluded_gives_one_no_suitable_card(order, policy, vs):
     record = patient(78, egfr=25, conditions={"liver_disease": None})
     [f] = muscle_relaxant_alternative(order(reason="M62.830"), record, policy)
-    assert f.topic == "no-suitable-alternative" and not f.options
+    assert f.topic == "no-suitable-alternative" and [o.kind for o in f.options] == ["delete"]
 
 
 def test_alternative_resource_is_a_valid_draft_carrying_reason_and_subject(order, policy):
@@ -83,7 +91,7 @@ def test_alternative_resource_is_a_valid_draft_carrying_reason_and_subject(order
 
     made = order(reason="M62.830")
     f, _ = offered(muscle_relaxant_alternative(made, patient(34), policy))
-    for option in f.options:
+    for option in replacements(f):
         res = option.resource
         MedicationRequest.model_validate(res)
         assert (res["status"], res["intent"]) == ("draft", "order")
@@ -91,7 +99,7 @@ def test_alternative_resource_is_a_valid_draft_carrying_reason_and_subject(order
         assert res["reasonCode"][0]["coding"][0]["code"] == "M62.830"
         assert res["medicationCodeableConcept"]["coding"][0]["system"] == RXNORM
         assert res["dispenseRequest"]["expectedSupplyDuration"]["value"] == 7
-    cyclo = f.options[0].resource
+    cyclo = replacements(f)[0].resource
     assert cyclo["dispenseRequest"]["quantity"]["value"] == 21
 
 
@@ -107,7 +115,10 @@ def test_hepatic_failure_excludes_cyclobenzaprine_and_tizanidine(order, policy):
     left to offer."""
     record = patient(72, conditions={"hepatic_failure": None}, egfr=40)
     [f] = muscle_relaxant_alternative(order(reason="M62.830"), record, policy)
-    assert f.topic == "no-suitable-alternative" and not f.options
+    # no relaxant: the drug-free cancel is the only choice (N2), recommended at 72 (N3);
+    # liver disease: acetaminophen at most 2 g a day
+    assert f.topic == "no-suitable-alternative" and [o.kind for o in f.options] == ["delete"]
+    assert f.options[0].recommended and "acetaminophen 2 g a day at most" in f.options[0].label
     assert f.audit["excluded"] == ["baclofen", "cyclobenzaprine", "tizanidine"]
     reasons = dict(
         line.removeprefix("- ").split(": ", 1) for line in f.facts["excluded_md"].splitlines()
@@ -123,7 +134,7 @@ def test_cyclobenzaprine_last_resort_at_65_carries_the_beers_warning(order, poli
     [f] = muscle_relaxant_alternative(order(reason="M62.830"), record, policy)
     assert f.topic == "muscle-relaxant-alternative"
     assert f.audit["excluded"] == ["baclofen", "tizanidine"]  # eGFR at 72; CYP1A2 inhibitor
-    assert [o.code for o in f.options] == ["828320"]
+    assert [o.code for o in replacements(f)] == ["828320"]
     text = f.facts["options_line"]  # each drug with its caution, in the card's words
     assert "Beers" in text and "anticholinergic" in text
 
@@ -157,3 +168,77 @@ def test_indication_levels_are_policy(order, policy):
     )
     [f] = muscle_relaxant_alternative(order(reason="M62.830"), excluded, warn)
     assert (f.topic, f.indicator) == ("no-suitable-alternative", "warning")
+
+
+# -- committee review round 2: N2 a drug-free choice; N3 nothing pre-selected but it at 65+ ----
+
+
+def test_n3_at_65_and_older_the_drug_free_cancel_is_recommended_not_a_relaxant(order, policy):
+    """Lead decision N3 (F.3 'Always shown' at 65+: non-drug care and acetaminophen first;
+    F.4: baclofen first is judgment against the 2025 injury data): the cancel is the one
+    recommended choice, no muscle relaxant is, and the relaxants keep F.3's rank order."""
+    for age in (65, 70, 88):
+        f, codes = offered(
+            muscle_relaxant_alternative(order(reason="M62.830"), patient(age, egfr=80), policy)
+        )
+        assert codes == ["430902", "313412"]  # baclofen, then tizanidine (F.3 rank)
+        assert not any(o.recommended for o in replacements(f))
+        [cancel] = cancels(f)
+        assert cancel.recommended
+        assert cancel.label == "Cancel diazepam: non-drug care and acetaminophen first"
+        assert f.audit["recommended"] == "cancel"
+
+
+def test_n3_under_65_nothing_changes_but_the_cancel_is_offered(order, policy):
+    """Under 65 the rank-1 relaxant stays recommended (N3); the drug-free cancel is there
+    (N2), not recommended, and names an NSAID only when no F.3 NSAID caution holds."""
+    f, codes = offered(muscle_relaxant_alternative(order(reason="M62.830"), patient(64), policy))
+    assert codes[0] == "828320" and replacements(f)[0].recommended
+    [cancel] = cancels(f)
+    assert not cancel.recommended
+    assert cancel.label == "Cancel diazepam: non-drug care first, then an NSAID or acetaminophen"
+    failing_heart = patient(50, conditions={"heart_failure": None})
+    [f] = muscle_relaxant_alternative(order(reason="M62.830"), failing_heart, policy)
+    [cancel] = cancels(f)
+    assert "NSAID" not in cancel.label and "acetaminophen" in cancel.label
+
+
+def test_unknown_indication_at_65_recommends_the_cancel_inferred_seizure_does_not(
+    order, policy
+):
+    """N3 names 'acute spasm (or unknown)'; R12: an indication inferred off the acute-spasm
+    path is offered the cancel as 'if for muscle spasm', never recommended."""
+    [f] = muscle_relaxant_alternative(order(), patient(70, egfr=80), policy)
+    [cancel] = cancels(f)
+    assert cancel.recommended and cancel.label.startswith("If for muscle spasm: cancel diazepam")
+    assert len(cancel.label) <= 80
+    assert not any(o.recommended for o in replacements(f))
+    seizure = patient(70, egfr=80, conditions={"seizure": None})
+    [f] = muscle_relaxant_alternative(order(), seizure, policy)
+    [cancel] = cancels(f)
+    assert not cancel.recommended and cancel.label.startswith("If for muscle spasm:")
+    assert not any(o.recommended for o in f.options)
+
+
+def test_no_drug_free_cancel_for_a_long_term_user_spasticity_or_hospice_pick(order, policy, vs):
+    """F.0-1: a long-term user is tapered (no alternatives finding at all); R7 spasticity is
+    a labelled long-term use (no cancel); in hospice (R20) the cancel is offered at 70 but
+    not recommended, and no relaxant is either."""
+    long = patient(70, meds=[med(vs, "diazepam", start=date(2025, 6, 1))])
+    assert muscle_relaxant_alternative(order(reason="M62.830"), long, policy) == []
+    ms = patient(45, conditions={"multiple_sclerosis": None})
+    [f] = muscle_relaxant_alternative(order(), ms, policy)
+    assert not cancels(f)
+    dying = patient(70, egfr=80, conditions={"hospice": None})
+    [f] = muscle_relaxant_alternative(order(reason="M62.830"), dying, policy)
+    [cancel] = cancels(f)
+    assert not any(o.recommended for o in f.options)
+
+
+def test_a_child_is_offered_the_cancel_and_no_relaxant(order, policy):
+    """R18: no adult muscle relaxant for a child; N2: the cancel (non-drug care first)."""
+    [f] = muscle_relaxant_alternative(order(reason="M62.830"), patient(10), policy)
+    assert f.topic == "no-suitable-alternative"
+    [cancel] = f.options
+    assert cancel.kind == "delete" and not cancel.recommended
+    assert cancel.label == "Cancel diazepam: non-drug care first"

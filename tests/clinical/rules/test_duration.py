@@ -65,3 +65,23 @@ def test_unknown_indication_is_not_called_muscle_spasm(order, policy):
     [f] = duration_limit(order(days=30, reason="M62.830"), patient(40), policy)
     card = render(f, templates[f.topic], made, policy, "standard", [])
     assert "spasm" in card["summary"]
+
+
+def test_an_as_needed_order_capped_says_up_to_its_tablets(order, policy):
+    """Review round 2 N13: an as-needed order's quantity is the most its sig allows for the
+    course, and the label says so ("up to 21 tablets"), never a fixed count."""
+    prn = order(
+        reason="M62.830",
+        dosageInstruction=[
+            {
+                "asNeededBoolean": True,
+                "timing": {"repeat": {"frequency": 3, "period": 1, "periodUnit": "d"}},
+                "doseAndRate": [{"doseQuantity": {"value": 5, "unit": "mg", "code": "mg"}}],
+            }
+        ],
+    )
+    [f] = duration_limit(prn, patient(40), policy)
+    [keep] = f.options
+    assert "(up to 21 tablets)" in keep.label, keep.label
+    [f] = duration_limit(order(reason="M62.830"), patient(40), policy)
+    assert "(21 tablets)" in f.options[0].label and "up to 21" not in f.options[0].label

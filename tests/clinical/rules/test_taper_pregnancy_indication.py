@@ -1,5 +1,7 @@
 from datetime import date
 
+import pytest
+
 from cds_service.clinical.rules.indication import indication_missing
 from cds_service.clinical.rules.pregnancy import pregnancy_lactation
 from cds_service.clinical.rules.taper import taper_required
@@ -30,8 +32,9 @@ def test_taper_after_four_weeks_of_diazepam_only(order, policy, vs):
 def test_first_taper_step_is_within_25_percent_and_14_days(order, policy, vs):
     long = patient(78, meds=[med(vs, "diazepam", start=date(2025, 6, 1))])
     [f] = taper_required(order(reason="M62.830"), long, policy)
-    [step] = f.options
+    step, *others = f.options
     assert step.kind == "update" and step.recommended
+    assert not any(o.recommended for o in others)  # the tablet step beside it (N6)
     dosage = step.resource["dosageInstruction"][0]
     new_mg = dosage["doseAndRate"][0]["doseQuantity"]["value"]
     times = dosage["timing"]["repeat"]["frequency"]
@@ -70,3 +73,58 @@ def test_missing_indication_offers_reason_updates(order, policy):
     # a problem-list condition counts as the indication
     assert indication_missing(order(), patient(40, conditions={"muscle_spasm": None}), policy) == []
     assert indication_missing(order(code="309845"), patient(40), policy) == []  # IV: R8
+
+
+def _cut(option, mg_day):
+    dosage = option.resource["dosageInstruction"][0]
+    new_mg = dosage["doseAndRate"][0]["doseQuantity"]["value"]
+    return 100 * (1 - new_mg * dosage["timing"]["repeat"]["frequency"] / mg_day)
+
+
+def test_a_tablet_step_beside_the_solution_step(order, policy, vs):
+    """Review round 2 N6: 5 mg twice a day: the recommended first step, 10 % lower, needs
+    the 1 mg/mL solution (4.5 mg); whole tablets make 4 mg twice a day (two 2 mg tablets),
+    20 % lower, within F.0-1's 25 %: offered beside it, not recommended, its label saying it
+    is bigger than ASAM's usual 5 to 10 % start; 14 days, 56 tablets."""
+    long = patient(74, meds=[med(vs, "diazepam", start=date(2025, 1, 1))])
+    [f] = taper_required(order(mg=5, times=2, reason="F41.9"), long, policy)
+    solution, tablets = f.options
+    assert solution.recommended and 5 <= _cut(solution, 10) <= 10
+    assert "mL of 1 mg/mL solution" in solution.label
+    assert not tablets.recommended and tablets.kind == "update"
+    assert _cut(tablets, 10) == pytest.approx(20)
+    assert tablets.label == (
+        "Or tablets: diazepam 4 mg twice a day (20 % step, above ASAM's usual 5 to 10 %)"
+    )
+    coding = tablets.resource["medicationCodeableConcept"]["coding"][0]
+    assert coding["code"] == "197590"  # diazepam 2 MG Oral Tablet: whole tablets
+    dispense = tablets.resource["dispenseRequest"]
+    assert dispense["quantity"]["value"] == 56 and dispense["expectedSupplyDuration"]["value"] == 14
+    assert "2 tablets of 2 mg" in tablets.edit_text and "no refills" in tablets.edit_text
+
+
+def test_no_tablet_step_fits_2_mg_twice_a_day_and_the_card_says_so(order, policy, vs):
+    """N6, case 06 (74, 2 mg twice a day for anxiety): no whole tablet makes a dose below 2
+    mg, and 2 mg once a day is 50 % lower: no tablet step is offered, and the card says why."""
+    long = patient(74, meds=[med(vs, "diazepam", start=date(2025, 1, 1))])
+    [f] = taper_required(order(mg=2, times=2, code="197590", reason="F41.9"), long, policy)
+    [solution] = f.options
+    assert "solution" in solution.label
+    assert any(
+        "No tablet step fits" in n and "4 mg a day by 25 % or less" in n for n in f.notes
+    )
+
+
+def test_every_tablet_step_is_whole_tablets_within_25_percent(policy):
+    """F.0-1 over many doses: a tablet step, when there is one, lowers the daily dose by 5 to
+    25 %, with at most max_tablets_per_dose whole tablets of one strength."""
+    from cds_service.clinical.rules.taper import tablet_step
+
+    strengths = (2, 5, 10)
+    for mg in (1, 2, 2.5, 3, 4, 5, 6, 7.5, 8, 10, 12, 15, 20):
+        for doses in (1, 2, 3, 4):
+            step = tablet_step(mg * doses, doses, policy)
+            if step is None:
+                continue
+            assert 5 <= 100 * (1 - step / mg) <= 25, (mg, doses, step)
+            assert any(step % s == 0 and step / s <= 3 for s in strengths), (mg, doses, step)
