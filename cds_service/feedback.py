@@ -151,11 +151,16 @@ def card_rows(
 ) -> list[dict[str, Any]]:
     """``now``: the store's clock (``Store.clock``). ``shown_in_time``: the answer went out
     within the deadline; a later one may never have been shown (the EHR gives up), so its
-    cards get no fire-once hashes and never silence a repeat."""
+    cards get no fire-once hashes and never silence a repeat.
+
+    Only order-select cards get the fire-once hashes: they are the only issued cards fire
+    once ever compares with (``Store.cards_shown_at_order_select``). Other services' rows keep
+    NULL ("never matched"), which saves hashing every card of every order-sign call."""
     now = now or utcnow()
     patient_hash, user_hash = hasher.patient(request.patient_id), hasher.user(request.user_id)
     client_iss, client_tenant = client_of()
     profile = str(g.get("cds_profile") or "")[:16] or None
+    keyed = shown_in_time and service.id == ORDER_SELECT_SERVICE
     rows = []
     for card in cards:
         uuid = card.get("uuid")
@@ -163,9 +168,9 @@ def card_rows(
             continue  # no uuid, no feedback can ever name it
         raw_order = (card.get("_audit") or {}).get("order_id")
         audit = hashed_orders(audit_of(card), hasher)
-        content, fingerprint = fire_once_keys(card, request, hasher)
-        if not shown_in_time:
-            content = fingerprint = None
+        content = fingerprint = None
+        if keyed:
+            content, fingerprint = fire_once_keys(card, request, hasher)
         rows.append(
             {
                 "card_uuid": uuid[:128],

