@@ -284,8 +284,11 @@ class CardRecorder:
     With a ``queue`` (``CDS_CARD_QUEUE`` > 0, the default) the records of other hooks go to
     the worker's card queue and are written in batches off the request path
     (``store/card_queue.py``: bounded, flushed on graceful shutdown, crash-loss window
-    documented there); a full queue means the call records itself. order-select records are
-    never queued: fire once and repeat suppression read them at order-sign."""
+    documented there); a full queue means the call records itself. order-select cards are
+    never queued (fire once and repeat suppression read them at order-sign), but their
+    call's counters are: the dashboard's hook-call counters of every call are summed per
+    batch and written with it, one row per day, service, profile and client, never one write
+    per call (issue 15)."""
 
     def __init__(
         self,
@@ -332,12 +335,14 @@ class CardRecorder:
             suppressed=[{**row, "suppressed_at": now} for row in suppressed],
             withheld=withheld,
         )
-        if (
-            self.queue is not None
-            and service.hook not in WRITE_THROUGH_HOOKS
-            and self.queue.submit([record], weight=max(1, len(rows) + len(withheld)))
-        ):
-            return
+        if self.queue is not None:
+            if service.hook not in WRITE_THROUGH_HOOKS:
+                if self.queue.submit([record], weight=max(1, len(rows) + len(withheld))):
+                    return
+            elif self.queue.submit([CallRecord(counts, [], [], [])], weight=1):
+                # the cards now, the call's counters with the worker's next batch
+                record = CallRecord(None, record.cards, record.suggestions, record.suppressed,
+                                    record.withheld)
         try:
             self.store.record_call(record)
         except sa.exc.SQLAlchemyError as exc:

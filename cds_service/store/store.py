@@ -227,22 +227,33 @@ def count_key(card: Any) -> dict[str, Any]:
     }
 
 
-def _add_counts(connection: sa.Connection, key: dict[str, Any], **added: int) -> None:
-    """INSERT ... ON CONFLICT DO UPDATE adding to a ``card_counts`` row (atomic on both
-    databases, whichever worker or host writes)."""
-    insert = pg_insert if connection.dialect.name == "postgresql" else sqlite_insert
-    values = {**key, **{name: added.get(name, 0) for name in _COUNTS}}
-    statement = insert(card_counts).values(**values)
-    connection.execute(
-        statement.on_conflict_do_update(
-            index_elements=[c.name for c in card_counts.primary_key.columns],
-            set_={
-                name: card_counts.c[name] + statement.excluded[name]
-                for name in _COUNTS
-                if added.get(name)
-            },
-        )
+@functools.cache
+def _add_to_counters(dialect: str, table: sa.Table, counted: tuple[str, ...]) -> Any:
+    """INSERT ... ON CONFLICT (primary key) DO UPDATE SET n = n + excluded.n for each counted
+    column, in the given dialect (both databases speak it; atomic whichever worker or host
+    writes). Built once per dialect and table, rows passed as execute() parameters (one or an
+    executemany): building the statement per row, with its ``excluded`` alias and a fresh
+    cache key, cost the card writer about 0.4 ms of CPU per hook call (issue 15)."""
+    insert = pg_insert if dialect == "postgresql" else sqlite_insert
+    statement = insert(table)
+    return statement.on_conflict_do_update(
+        index_elements=[c.name for c in table.primary_key.columns],
+        set_={name: table.c[name] + statement.excluded[name] for name in counted},
     )
+
+
+def _add_counts(connection: sa.Connection, rows: list[dict[str, Any]]) -> None:
+    """Add to ``card_counts`` rows: each a key (``count_key``) with the four counts, zero for
+    those not added. Keys must be distinct (one executemany; PostgreSQL refuses to update
+    a row twice in one statement)."""
+    if rows:
+        statement = _add_to_counters(connection.dialect.name, card_counts, _COUNTS)
+        connection.execute(statement, rows)
+
+
+def count_row(key: dict[str, Any], **added: int) -> dict[str, Any]:
+    """A ``card_counts`` key with what to add to it (the counts not named add zero)."""
+    return {**key, **{name: added.get(name, 0) for name in _COUNTS}}
 
 
 def _insert_records(
@@ -263,8 +274,7 @@ def _insert_records(
         if card["card_uuid"] in inserted:  # a retried call's cards count once
             key = tuple(count_key(card).items())
             per_key[key] = per_key.get(key, 0) + 1
-    for key, issued in per_key.items():
-        _add_counts(connection, dict(key), issued=issued)
+    _add_counts(connection, [count_row(dict(key), issued=n) for key, n in per_key.items()])
     return len(inserted)
 
 
@@ -300,7 +310,7 @@ def _mark_card(connection: sa.Connection, row: dict[str, Any], card: dict[str, A
     )
     if not card[outcome]:
         answered = 0 if (card["accepted"] or card["overridden"]) else 1
-        _add_counts(connection, count_key(card), **{outcome: 1, "answered": answered})
+        _add_counts(connection, [count_row(count_key(card), **{outcome: 1, "answered": answered})])
         card[outcome] = True
     if outcome != "accepted":
         return
@@ -340,25 +350,41 @@ def _mark_card(connection: sa.Connection, row: dict[str, Any], card: dict[str, A
 
 
 _COUNTERS = ("calls", "calls_with_orders", "diazepam_orders", "cards", "suppressed")
+_COUNTER_KEYS = tuple(c.name for c in hook_call_counts.primary_key.columns)
 
 
-def _count_call(dialect: str, row: dict[str, Any]) -> Any:
-    """INSERT ... ON CONFLICT DO UPDATE adding this call to its day's counters (both
-    databases speak it); a counter row per day, service, client and profile."""
-    insert = pg_insert if dialect == "postgresql" else sqlite_insert
-    statement = insert(hook_call_counts).values(**row)
-    return statement.on_conflict_do_update(
-        index_elements=[c.name for c in hook_call_counts.primary_key.columns],
-        set_={name: hook_call_counts.c[name] + statement.excluded[name] for name in _COUNTERS},
-    )
+def summed_counters(counts: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Hook-call counter rows added up per day, service, profile and client: what a batch of
+    calls adds to ``hook_call_counts``, one row per key however many calls it holds."""
+    summed: dict[tuple[Any, ...], dict[str, Any]] = {}
+    for row in counts:
+        key = tuple(row[name] for name in _COUNTER_KEYS)
+        total = summed.get(key)
+        if total is None:
+            summed[key] = {name: row[name] for name in (*_COUNTER_KEYS, *_COUNTERS)}
+        else:
+            for name in _COUNTERS:
+                total[name] += row[name]
+    return list(summed.values())
+
+
+def _count_calls(connection: sa.Connection, counts: list[dict[str, Any]]) -> None:
+    """Add hook calls to their days' counters: one row per key (``summed_counters``), in one
+    executemany of the statement built once."""
+    rows = summed_counters(counts)
+    if rows:
+        statement = _add_to_counters(connection.dialect.name, hook_call_counts, _COUNTERS)
+        connection.execute(statement, rows)
 
 
 @dataclass(frozen=True)
 class CallRecord:
     """One hook call as the store keeps it: its day's counters, the cards sent, what each
-    suggestion offered and the cards repeat suppression kept back."""
+    suggestion offered and the cards repeat suppression kept back. ``counts`` None: the
+    call's counters travel separately (an order-select call writes its cards before it
+    answers and queues its counters with the batch)."""
 
-    counts: dict[str, Any]
+    counts: dict[str, Any] | None
     cards: list[dict[str, Any]]
     suggestions: list[dict[str, Any]]
     suppressed: list[dict[str, Any]]
@@ -381,7 +407,7 @@ class RecordsMixin:
         suppressed cards. Returns the number of new cards."""
         with self.write("fast") as connection:
             dialect = connection.dialect.name
-            connection.execute(_count_call(dialect, record.counts))
+            _count_calls(connection, [record.counts] if record.counts else [])
             new = 0
             if record.cards or record.withheld:
                 new = _insert_records(connection, record.cards, record.withheld)
@@ -491,8 +517,9 @@ class RecordsMixin:
             return 0
         with self.write("fast") as connection:
             dialect = connection.dialect.name
-            for record in records:
-                connection.execute(_count_call(dialect, record.counts))
+            # the batch's calls summed per counter row: one write per day, service, profile
+            # and client, not one per call
+            _count_calls(connection, [record.counts for record in records if record.counts])
             cards = [row for record in records for row in record.cards]
             withheld = [row for record in records for row in record.withheld]
             suggestions = [row for record in records for row in record.suggestions]
