@@ -427,13 +427,16 @@ def main(argv: list[str] | None = None) -> int:
                 server.kill()
         if fhir is not None:
             fhir.stop()
-    if not args.no_profile and "large" in bodies:
-        log("profile")
+    if not args.no_profile:
+        # one in-process profile per body (profile-large.txt, profile-small.txt)
         from bench.profile import profile_requests
 
-        results["profile"] = profile_requests(
-            issuer, bodies["large"], args.out, work / "profile-data"
-        )
+        results["profile"] = {}
+        for name, body in bodies.items():
+            log(f"profile {name}")
+            results["profile"][name] = profile_requests(
+                issuer, body, args.out, work / f"profile-data-{name}", name=name
+            )
     if not args.no_latency:
         log("latency: engine alone, deadline against a hung FHIR server")
         from bench.latency import measure
