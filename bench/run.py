@@ -21,6 +21,7 @@ Numbers are only comparable within one run: the floors are re-measured every tim
 from __future__ import annotations
 
 import argparse
+import atexit
 import json
 import math
 import os
@@ -197,23 +198,40 @@ def per_request_ms(cpu_s: float, requests: int) -> float | None:
     return round(cpu_s * 1000 / requests, 3) if requests else None
 
 
+def start_cold_fhir(work: Path) -> tuple[Any, str | None]:
+    """The cold path's FHIR server, started before the service: the benchmark issuer must
+    name it in ``fhir_servers`` (per-issuer pinning, issue 17; without it every call without
+    prefetch is a 412). (server, None), or (None, why it is skipped). It idles until the cold
+    path, after the warm points."""
+    try:
+        from tests.support import fhir_server
+    except ImportError:
+        return None, "tests/support/fhir_server.py is not there yet"
+    if not fhir_server.available():
+        return None, f"FHIR test server not installed: {fhir_server.INSTALL_HINT}"
+    try:
+        server = fhir_server.start_fhir_server(work / "fhir")
+    except RuntimeError as exc:
+        return None, f"FHIR test server did not start: {str(exc)[:300]}"
+    atexit.register(server.stop)  # its own session: never left behind, whatever fails later
+    return server, None
+
+
 def run_cold(
     service: RunningServer,
     bodies: dict[str, dict[str, Any]],
     key_path: Path,
     work: Path,
     duration_s: float,
+    fhir: Any,
 ) -> dict[str, Any]:
-    try:
-        from tests.support import fhir_server
-    except ImportError:
-        return {"skipped": "tests/support/fhir_server.py is not there yet"}
-    if not fhir_server.available():
-        return {"skipped": f"FHIR test server not installed: {fhir_server.INSTALL_HINT}"}
+    """The bodies without prefetch against ``fhir`` (started by ``start_cold_fhir`` and
+    named in the benchmark issuer's ``fhir_servers``); stops it."""
     from bench.cold import DirectFetcher, added_latency, timing_summary
 
-    fhir = fhir_server.start_fhir_server(work / "fhir")
-    out: dict[str, Any] = {"fhir_server": "sekmet-fhir (tests/support/fhir_server.py)"}
+    out: dict[str, Any] = {
+        "fhir_server": f"sekmet-fhir (tests/support/fhir_server.py) at {fhir.base_url}"
+    }
     try:
         url = f"{service.base_url}/cds-services/{SIGN}"
         for name, body in bodies.items():
@@ -287,7 +305,8 @@ def main(argv: list[str] | None = None) -> int:
     built = payloads.build_all()
     bodies = {name: built[name] for name in names}
     work = Path(tempfile.mkdtemp(prefix="diazepam-bench-"))
-    issuer = create_issuer(work / "auth")
+    fhir, cold_skipped = (None, "--no-cold") if args.no_cold else start_cold_fhir(work)
+    issuer = create_issuer(work / "auth", fhir_servers=[fhir.base_url] if fhir else ())
     body_files = {}
     for name, body in bodies.items():
         body_files[name] = work / f"{name}.json"
@@ -391,24 +410,33 @@ def main(argv: list[str] | None = None) -> int:
             "protocol_floor": workers_peak_rss_mib(protocol_floor.process.pid),
             "service": workers_peak_rss_mib(service.process.pid),
         }
-        if not args.no_cold:
+        if fhir is not None:
             log("cold path")
             try:
-                results["cold"] = run_cold(service, bodies, issuer.key_path, work, args.duration)
+                results["cold"] = run_cold(
+                    service, bodies, issuer.key_path, work, args.duration, fhir
+                )
             except Exception as exc:  # the warm figures are still worth writing
                 log(f"cold path failed: {exc}")
                 results["cold"] = {"skipped": f"failed: {str(exc)[:500]}"}
+        elif not args.no_cold:
+            results["cold"] = {"skipped": cold_skipped}
     finally:
         for server in (floor, protocol_floor, service, service_noauth):
             if server is not None:
                 server.kill()
-    if not args.no_profile and "large" in bodies:
-        log("profile")
+        if fhir is not None:
+            fhir.stop()
+    if not args.no_profile:
+        # one in-process profile per body (profile-large.txt, profile-small.txt)
         from bench.profile import profile_requests
 
-        results["profile"] = profile_requests(
-            issuer, bodies["large"], args.out, work / "profile-data"
-        )
+        results["profile"] = {}
+        for name, body in bodies.items():
+            log(f"profile {name}")
+            results["profile"][name] = profile_requests(
+                issuer, body, args.out, work / f"profile-data-{name}", name=name
+            )
     if not args.no_latency:
         log("latency: engine alone, deadline against a hung FHIR server")
         from bench.latency import measure

@@ -12,6 +12,7 @@ import json
 import os
 import time
 import uuid
+from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from functools import cache
@@ -42,8 +43,11 @@ class BenchIssuer:
         return self.trusted_issuers_path.parent / "bench-jwks.json"
 
 
-def create_issuer(directory: Path) -> BenchIssuer:
-    """Write a fresh P-384 key, its JWK Set and a trusted-issuers file naming it."""
+def create_issuer(directory: Path, fhir_servers: Sequence[str] = ()) -> BenchIssuer:
+    """Write a fresh P-384 key, its JWK Set and a trusted-issuers file naming it.
+    ``fhir_servers``: where the benchmark EHR's ``fhirServer`` may point (the cold path's
+    FHIR server); without one the service fetches nothing for it and a call without prefetch
+    is a 412, since per-issuer FHIR server pinning (issue 17)."""
     directory.mkdir(parents=True, exist_ok=True)
     key = ec.generate_private_key(ec.SECP384R1())
     key_path = write_private_key(directory / "bench-es384.pem", key)
@@ -57,6 +61,7 @@ def create_issuer(directory: Path) -> BenchIssuer:
                 "description": "benchmark load generator (bench/tokens.py)",
                 "jwks_file": "bench-jwks.json",
                 "algorithms": [ALG],
+                **({"fhir_servers": list(fhir_servers)} if fhir_servers else {}),
             }
         ]
     }

@@ -151,11 +151,16 @@ def card_rows(
 ) -> list[dict[str, Any]]:
     """``now``: the store's clock (``Store.clock``). ``shown_in_time``: the answer went out
     within the deadline; a later one may never have been shown (the EHR gives up), so its
-    cards get no fire-once hashes and never silence a repeat."""
+    cards get no fire-once hashes and never silence a repeat.
+
+    Only order-select cards get the fire-once hashes: they are the only issued cards fire
+    once ever compares with (``Store.cards_shown_at_order_select``). Other services' rows keep
+    NULL ("never matched"), which saves hashing every card of every order-sign call."""
     now = now or utcnow()
     patient_hash, user_hash = hasher.patient(request.patient_id), hasher.user(request.user_id)
     client_iss, client_tenant = client_of()
     profile = str(g.get("cds_profile") or "")[:16] or None
+    keyed = shown_in_time and service.id == ORDER_SELECT_SERVICE
     rows = []
     for card in cards:
         uuid = card.get("uuid")
@@ -163,9 +168,9 @@ def card_rows(
             continue  # no uuid, no feedback can ever name it
         raw_order = (card.get("_audit") or {}).get("order_id")
         audit = hashed_orders(audit_of(card), hasher)
-        content, fingerprint = fire_once_keys(card, request, hasher)
-        if not shown_in_time:
-            content = fingerprint = None
+        content = fingerprint = None
+        if keyed:
+            content, fingerprint = fire_once_keys(card, request, hasher)
         rows.append(
             {
                 "card_uuid": uuid[:128],
@@ -279,8 +284,11 @@ class CardRecorder:
     With a ``queue`` (``CDS_CARD_QUEUE`` > 0, the default) the records of other hooks go to
     the worker's card queue and are written in batches off the request path
     (``store/card_queue.py``: bounded, flushed on graceful shutdown, crash-loss window
-    documented there); a full queue means the call records itself. order-select records are
-    never queued: fire once and repeat suppression read them at order-sign."""
+    documented there); a full queue means the call records itself. order-select cards are
+    never queued (fire once and repeat suppression read them at order-sign), but their
+    call's counters are: the dashboard's hook-call counters of every call are summed per
+    batch and written with it, one row per day, service, profile and client, never one write
+    per call (issue 15)."""
 
     def __init__(
         self,
@@ -327,12 +335,14 @@ class CardRecorder:
             suppressed=[{**row, "suppressed_at": now} for row in suppressed],
             withheld=withheld,
         )
-        if (
-            self.queue is not None
-            and service.hook not in WRITE_THROUGH_HOOKS
-            and self.queue.submit([record], weight=max(1, len(rows) + len(withheld)))
-        ):
-            return
+        if self.queue is not None:
+            if service.hook not in WRITE_THROUGH_HOOKS:
+                if self.queue.submit([record], weight=max(1, len(rows) + len(withheld))):
+                    return
+            elif self.queue.submit([CallRecord(counts, [], [], [])], weight=1):
+                # the cards now, the call's counters with the worker's next batch
+                record = CallRecord(None, record.cards, record.suggestions, record.suppressed,
+                                    record.withheld)
         try:
             self.store.record_call(record)
         except sa.exc.SQLAlchemyError as exc:

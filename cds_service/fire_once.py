@@ -40,7 +40,13 @@ hashes) and committed before the order-sign call reads them (``Store.record_card
 them, ``Store.cards_shown_at_order_select`` reads them). If the record is missing (not yet
 written, database down) the card is shown: fire once is a courtesy, never a reason to hide
 advice. An order-select answer produced after ``CDS_DEADLINE_MS`` is recorded without hashes,
-since the EHR may have given up on it and the clinician may never have seen it.
+since the EHR may have given up on it and the clinician may never have seen it. Only
+order-select cards are recorded with hashes: no other service's cards are ever compared.
+
+What it costs an order-sign call (issue 15): nothing when no card could be withheld (fire once
+off, no cards, every card critical or naming no draft: no read, no hash); otherwise one indexed
+read (one statement on SQLite, ``ix_issued_cards_lookup``), and the cards' content hashes only
+when that read found an order-select record with hashes for one of the drafts.
 
 Every key is an HMAC with the service's patient-hash key: the store holds no card text, order
 content, patient, user or order id.
@@ -252,21 +258,20 @@ class FireOnce:
             return cards
         from cds_service.feedback import client_of
 
-        keyed: list[SignCard] = []
+        # Cheapest first: only a non-critical card naming its draft can be withheld; when
+        # there is none (every card critical, no draft named), nothing is read or hashed.
+        order_of: list[str | None] = []
         for card in cards:
             # "same draft": the card's own order id, as issued_cards.order_id keeps it
             order = (card.get("_audit") or {}).get("order_id")
-            content, fingerprint = fire_once_keys(card, request, self.hasher)
-            keyed.append(
-                SignCard(
-                    str(card.get("indicator") or "") or None,
-                    self.hasher.order(order) if isinstance(order, str) else None,
-                    content,
-                    fingerprint,
-                    decides(card),
-                )
-            )
-        orders = sorted({k.order_id for k in keyed if k.order_id and k.indicator != "critical"})
+            order_of.append(self.hasher.order(order) if isinstance(order, str) else None)
+        orders = sorted(
+            {
+                order
+                for order, card in zip(order_of, cards, strict=True)
+                if order and card.get("indicator") != "critical"
+            }
+        )
         if not orders:
             return cards
         client_iss, client_tenant = client_of()
@@ -283,6 +288,22 @@ class FireOnce:
         except sa.exc.SQLAlchemyError as exc:
             log.error("fire once skipped", extra={"error": type(exc).__name__})
             return cards
+        # Nothing order-select showed for these drafts can match (no record, or only records
+        # without hashes): every card is shown, and no card's content is hashed.
+        if not any(card.content_hash and card.order_fingerprint for card in shown):
+            return cards
+        keyed: list[SignCard] = []
+        for card, order in zip(cards, order_of, strict=True):
+            content, fingerprint = fire_once_keys(card, request, self.hasher)
+            keyed.append(
+                SignCard(
+                    str(card.get("indicator") or "") or None,
+                    order,
+                    content,
+                    fingerprint,
+                    decides(card),
+                )
+            )
         kept = []
         for card, repeat_of in zip(cards, decide(keyed, shown), strict=True):
             if repeat_of is None:

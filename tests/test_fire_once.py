@@ -495,3 +495,86 @@ def test_log_line_and_metrics_count_what_was_not_repeated(
     # no PHI on the log line or in the labels
     assert "fx-elderly" not in json.dumps(line.__dict__, default=str)
     assert "fx-elderly" not in text
+
+
+# -- what order-sign pays for it (issue 15) -----------------------------------------------------
+class _Counted:
+    """Counts the calls of the function it wraps."""
+
+    def __init__(self, wrapped: Callable[..., Any]) -> None:
+        self.wrapped, self.calls = wrapped, 0
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        self.calls += 1
+        return self.wrapped(*args, **kwargs)
+
+
+def _spied(app: Flask, monkeypatch: pytest.MonkeyPatch) -> tuple[_Counted, _Counted]:
+    """(the store's fire-once read, the card content hash), counted."""
+    import cds_service.fire_once as fire_once
+
+    store = app.extensions["cds.store"]
+    read = _Counted(store.cards_shown_at_order_select)
+    monkeypatch.setattr(store, "cards_shown_at_order_select", read)
+    hashed = _Counted(fire_once.content_hash)
+    monkeypatch.setattr(fire_once, "content_hash", hashed)
+    return read, hashed
+
+
+def test_order_sign_reads_and_hashes_only_when_a_card_could_be_withheld(
+    make_app: Callable[..., Flask], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No order-select record for the draft: one read, no card hashed, every card shown, and
+    the order-sign rows carry no hashes (only order-select's are ever compared). After an
+    order-select: the cards are hashed and compared, and withheld."""
+    app = make_app(patient_hash_key=KEY)
+    client, request = app.test_client(), _typical()
+    read, hashed = _spied(app, monkeypatch)
+    first = as_sign(request)
+    cards = _post(client, SIGN, first)
+    assert cards and not any(c["indicator"] == "critical" for c in cards)
+    assert (read.calls, hashed.calls) == (1, 0)
+    assert all(
+        (r["content_hash"], r["order_fingerprint"]) == (None, None)
+        for r in rows(app, "issued_cards", hook_instance=first["hookInstance"])
+    )
+    select = as_select(request)
+    shown = _post(client, SELECT, select)
+    selected = rows(app, "issued_cards", hook_instance=select["hookInstance"])
+    assert selected and all(r["content_hash"] and r["order_fingerprint"] for r in selected)
+    read.calls = hashed.calls = 0
+    assert _post(client, SIGN, as_sign(request)) == []
+    assert (read.calls, hashed.calls) == (1, len(shown))
+
+
+@pytest.mark.parametrize(
+    ("topics", "fire_once"),
+    [
+        ([("opioid-benzodiazepine", "critical"), ("respiratory", "critical")], True),
+        ([("duration-limit", "warning"), ("beers-age", "info")], False),  # policy: off
+        ([], True),  # no cards
+    ],
+    ids=["every-card-critical", "fire-once-off", "no-cards"],
+)
+def test_order_sign_skips_the_read_when_no_card_can_be_withheld(
+    make_app: Callable[..., Flask],
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    topics: list[tuple[str, str]],
+    fire_once: bool,
+) -> None:
+    """Even right after an order-select that showed the same cards: nothing is read from the
+    store and nothing hashed, and every card is shown."""
+    from tests.store.helpers import ScriptedAdvisor, hook_body
+
+    settings: dict[str, Any] = {"patient_hash_key": KEY}
+    if not fire_once:
+        settings["policy_file"] = policy_file(tmp_path / "policy", NO_FIRE_ONCE)
+    app = make_app(**settings)
+    app.extensions["cds.advisor"] = ScriptedAdvisor(topics)
+    client = app.test_client()
+    selected = _post(client, SELECT, hook_body("order-select"))
+    read, hashed = _spied(app, monkeypatch)
+    signed = _post(client, SIGN, hook_body("order-sign"))
+    assert (read.calls, hashed.calls) == (0, 0)
+    assert len(signed) == len(selected) == len(topics)

@@ -21,8 +21,12 @@ Guarantees, and the crash-loss window (README "Feedback, the store and reports")
   ``flush_interval_s`` plus the duration of one batch write, and never more than ``max_rows``.
   A SIGKILL or power cut inside that window turns later feedback about those cards into
   "unknown card", exactly what a failed synchronous write did (advice matters more than its
-  bookkeeping). ``tests/store/test_card_queue_crash.py`` kills a real worker with SIGKILL
-  and checks both bounds.
+  bookkeeping), and loses the dashboard's hook-call counters of those calls: every call's
+  counters travel here (an order-select call's as a record of its own, weighing one card,
+  while its cards are written before its answer), and ``Store.record_calls`` sums them per
+  counter row, one write per batch and key. ``tests/store/test_card_queue_crash.py`` kills
+  a real worker with SIGKILL and checks both bounds, and stops one gracefully to check the
+  counters count exactly the calls answered.
 * **Readers in this process see everything**: ``flush()`` returns once every row submitted
   before the call is in the database; the feedback handler calls it before linking items to
   cards, and waits once for the window when an item names a card it cannot find (the card

@@ -75,7 +75,8 @@ issued_cards = sa.Table(
     sa.Column("client_iss", sa.String(512), nullable=True),
     sa.Column("client_tenant", sa.String(256), nullable=True),
     # fire once (migration 0004): keyed hashes of the card as read (uuids left out) and of the
-    # pended order's clinical content when the card was issued; NULL: never matched
+    # pended order's clinical content when the card was issued; NULL: never matched (every
+    # card but order-select's in time: fire once compares only with those)
     sa.Column("content_hash", sa.String(64), nullable=True),
     sa.Column("order_fingerprint", sa.String(64), nullable=True),
     # the EHR profile the card was shaped for, and suggestion uuid -> role (remove,

@@ -153,3 +153,41 @@ def test_feedback_on_another_worker_waits_for_a_card_still_queued(make_app):
             "outcomeTimestamp": "2026-03-02T11:00:00Z"}
     answer = second.test_client().post(f"{sign}/feedback", json={"feedback": [item]}).get_json()
     assert answer == {"stored": 1, "duplicates": 0, "unknown_cards": 0}
+
+
+def test_a_batch_adds_its_calls_to_the_counters_in_one_statement(store: Store):
+    """Issue 15: the writer sums a batch's hook-call counters per day, service, profile and
+    client and adds them in one statement (an executemany over the distinct keys), not one
+    upsert per call; card_counts likewise, one row per key."""
+    records = [_call(card_row(f"c-{i}", service_id="diazepam-order-sign")) for i in range(6)]
+    epic = {**records[0].counts, "profile": "epic", "cards": 0, "diazepam_orders": 2}
+    records.append(CallRecord(counts=epic, cards=[], suggestions=[], suppressed=[]))
+    records.append(CallRecord(counts=None, cards=[], suggestions=[], suppressed=[]))
+    statements: list[tuple[str, bool]] = []
+
+    def seen(conn, cursor, statement, parameters, context, executemany):  # noqa: ANN001
+        if "hook_call_counts" in statement or "card_counts" in statement:
+            statements.append((statement.split("(")[0].strip(), executemany))
+
+    sa.event.listen(store.engine, "before_cursor_execute", seen)
+    try:
+        assert store.record_calls(records) == 6
+    finally:
+        sa.event.remove(store.engine, "before_cursor_execute", seen)
+    assert [s for s, _ in statements] == ["INSERT INTO hook_call_counts", "INSERT INTO card_counts"]
+    with store.engine.connect() as connection:
+        counted = connection.execute(
+            sa.text(
+                "SELECT profile, calls, calls_with_orders, diazepam_orders, cards, suppressed "
+                "FROM hook_call_counts ORDER BY profile"
+            )
+        ).all()
+        issued = connection.execute(sa.text("SELECT sum(issued) FROM card_counts")).scalar()
+    assert [tuple(r) for r in counted] == [("", 6, 6, 6, 6, 0), ("epic", 1, 1, 2, 0, 0)]
+    assert issued == 6
+    store.record_calls(records[:2])  # the next batch adds to the same rows
+    with store.engine.connect() as connection:
+        calls = connection.execute(
+            sa.text("SELECT calls FROM hook_call_counts WHERE profile = ''")
+        ).scalar()
+    assert calls == 8

@@ -120,3 +120,55 @@ def test_order_select_cards_are_recorded_before_the_answer(tmp_path: Path):
         assert cards and cards <= _recorded(tmp_path)  # read while the server still runs
     finally:
         server.kill()
+
+
+def _counted(tmp_path: Path) -> dict[str, tuple[int, int, int]]:
+    """Per service: (calls, cards) from hook_call_counts and issued from card_counts."""
+    database = tmp_path / "data" / "cds.sqlite3"
+    with sqlite3.connect(f"file:{database}?mode=ro", uri=True) as db:
+        calls = dict(
+            ((service, (n, cards)) for service, n, cards in db.execute(
+                "SELECT service_id, sum(calls), sum(cards) FROM hook_call_counts "
+                "GROUP BY service_id"
+            ))
+        )
+        issued = dict(
+            db.execute("SELECT service_id, sum(issued) FROM card_counts GROUP BY service_id")
+        )
+    return {
+        service: (*calls.get(service, (0, 0)), issued.get(service, 0))
+        for service in set(calls) | set(issued)
+    }
+
+
+def test_dashboard_counters_go_with_the_batch_and_survive_a_graceful_stop(tmp_path: Path):
+    """Issue 15: the hook-call counters of every call (order-select's too, whose cards are
+    written before the answer) wait in the worker's queue, summed, and are written with the
+    batch; a graceful stop writes them, and they count exactly the calls answered."""
+    server = start_server(tmp_path, _env(1000, 10_000), workers=1)
+    answered: dict[str, list[int]] = {"diazepam-order-select": [], "diazepam-order-sign": []}
+    try:
+        session = requests.Session()
+        started = time.monotonic()
+        # order-sign first: after an order-select of the same draft fire once withholds them
+        for hook in ["order-sign"] * 6 + ["order-select"] * 2:
+            body = copy.deepcopy(base_request(hook))
+            body["hookInstance"] = str(uuid.uuid4())
+            response = session.post(f"{server.base_url}/cds-services/diazepam-{hook}", json=body,
+                                    timeout=30)
+            assert response.status_code == 200, response.text[:300]
+            answered[f"diazepam-{hook}"].append(len(response.json()["cards"]))
+        if time.monotonic() - started < 8:  # well inside the 10 s batch window
+            # nothing counted per call: the counters wait in the queue with the cards
+            assert all(calls == 0 for calls, _, _ in _counted(tmp_path).values())
+            # while order-select's cards are already there (write-through)
+            assert _counted(tmp_path)["diazepam-order-select"][2] == sum(
+                answered["diazepam-order-select"]
+            )
+        server.kill(signal.SIGTERM)  # gunicorn's graceful stop: the worker exits normally
+    finally:
+        server.kill()
+    assert sum(answered["diazepam-order-sign"]) > 0
+    assert _counted(tmp_path) == {
+        service: (len(cards), sum(cards), sum(cards)) for service, cards in answered.items()
+    }

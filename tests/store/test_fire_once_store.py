@@ -135,3 +135,37 @@ def test_issued_card_keeps_profile_and_suggestion_roles(store: Store) -> None:
     with store.engine.connect() as connection:
         row = connection.execute(sa.select(issued_cards)).mappings().one()
     assert (row["profile"], row["suggestion_roles"]) == ("epic", {"s-1": "remove"})
+
+
+def test_on_sqlite_the_read_is_one_statement_served_by_the_lookup_index(tmp_path) -> None:
+    """Issue 15: the read every order-sign call with a non-critical card makes is a single
+    statement (no BEGIN / ROLLBACK around it) that SQLite answers from ix_issued_cards_lookup,
+    with several drafts as with one."""
+    from cds_service.store.store import _sqlite_shown_at_select
+
+    store = Store(f"sqlite:///{tmp_path / 'cds.sqlite3'}")
+    store.upgrade()
+    try:
+        store.record_cards([shown_row("c-1", age_s=1), shown_row("c-2", order_id="x" * 64)])
+        store.engine.dispose()  # new connections, traced from their first statement on
+        statements: list[str] = []
+
+        @sa.event.listens_for(store.engine, "connect")
+        def _trace(dbapi_connection: Any, _record: Any) -> None:
+            dbapi_connection.set_trace_callback(statements.append)
+
+        assert {u for u, _, _ in lookup(store)} == {"c-1"}
+        assert {u for u, _, _ in lookup(store, order_ids=["o" * 64, "x" * 64])} == {"c-1", "c-2"}
+        assert len(statements) == 2, statements
+        assert all(s.lstrip().upper().startswith("SELECT") for s in statements)
+        for count in (1, 2):
+            sql, names, _, _ = _sqlite_shown_at_select(store.engine.dialect, count)
+            with store.engine.connect() as connection:
+                plan = connection.exec_driver_sql(
+                    "EXPLAIN QUERY PLAN " + sql, tuple("x" for _ in names)
+                ).all()
+            detail = " ".join(str(row[-1]) for row in plan)
+            assert "USING INDEX ix_issued_cards_lookup" in detail, detail
+            assert "service_id=? AND order_id=? AND patient_hash=? AND user_hash=?" in detail
+    finally:
+        store.dispose()
