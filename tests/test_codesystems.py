@@ -189,8 +189,9 @@ def test_allergy_card_offers_intolerance_not_allergy(apps) -> None:
 def test_duration_card_reasons_fit_its_card(apps, profile: str) -> None:
     """Second review N10 (case 02, 35, acute back spasm stated, 30 days): the duration card
     that holds the decision offers reasons for *that* card: a longer course reviewed, a
-    planned taper supply, a specialist, and, since it offers replacements, alternatives that
-    failed; not "chronic indication, not acute spasm" for a stated acute spasm. Each code is
+    specialist, and, since it offers replacements, alternatives that failed; not "chronic
+    indication, not acute spasm" for a stated acute spasm, and not "supply covers a planned
+    taper" (round 3: a long-term user gets the taper card, never this one). Each code is
     published."""
     fixture = load(next(p for p in fixture_paths() if p.stem == "young-adult-back-spasm-30d"))
     client = apps[profile].test_client()
@@ -201,7 +202,6 @@ def test_duration_card_reasons_fit_its_card(apps, profile: str) -> None:
     codes = [r["code"] for r in card["overrideReasons"]]
     assert codes == [
         "longer-course-reviewed",
-        "planned-taper-supply",
         "specialist-directed",
         "failed-alternatives",
     ]

@@ -477,7 +477,10 @@ def muscle_relaxant_alternative(
         options.append(cancel)  # after the relaxants: F.3's order among them is kept
     audit["recommended"] = "cancel" if cancel is not None and cancel.recommended else top
     indicator = alt["indicator"]
-    if path == "acute" and is_older(record, policy):
+    # R20 and F.0-7: AGS Beers excludes hospice and end-of-life care, so there the card keeps
+    # the plain level and cites no Beers source (review round 3, own-patient review p19)
+    in_hospice = hospice(record)
+    if path == "acute" and is_older(record, policy) and not in_hospice:
         indicator = alt["indicator_age65_acute"]
     lead = _lead(record)
     return [
@@ -488,7 +491,7 @@ def muscle_relaxant_alternative(
             record,
             variant=path
             if path == "spasticity"
-            else ("older" if scenario == "acute_old" else "default"),
+            else ("older" if scenario == "acute_old" and not in_hospice else "default"),
             facts={
                 "lead": f"{lead}: " if lead else "",
                 "top": top,
