@@ -11,6 +11,7 @@ because Epic applies its own defaults to created orders.
 from __future__ import annotations
 
 import math
+import re
 import uuid
 from collections.abc import Mapping
 from datetime import timedelta
@@ -447,7 +448,18 @@ def order_label(
     weights = dict(optional)
     subsets.sort(key=lambda s: -sum(weights[n] for n in s))
     tails = [str(suffix), ""] if suffix else [""]
+    # With a prefix ("If for muscle spasm:", no indication recorded) the verb and the suffix
+    # are what make the label true: "replace with" deletes diazepam, Epic's "diazepam stays"
+    # says it does not (F.2a; round-3 review p15). They are never dropped there: the regimen
+    # shortens to its dose instead (the order, or in Epic the card's typed line, holds the rest)
+    # (a bedtime dose stays with its timing). A regimen that opens otherwise (a titration's
+    # ", start ...") keeps the older rule: the verb may go before the regimen shortens.
     verbs = [verb, ""] if verbless and prefix else [verb]
+    dose = re.match(r"\d+(?:\.\d+)? mg(?: at bedtime)?", cores[0]) if prefix and cores else None
+    if dose:
+        verbs = [verb]
+        cores = [*cores, dose.group(0)] if dose.group(0) not in cores else cores
+        tails = [str(suffix)] if suffix else [""]
     candidates = []
     for tail in tails:
         for core in cores:
