@@ -15,6 +15,10 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+import pytest
+from flask import Flask
+
+from cds_service.app import create_app
 from cds_service.compare import DIAZEPAM, ingredient_of, topic_of
 
 REPO = Path(__file__).resolve().parents[1]
@@ -285,3 +289,22 @@ def _add_cancel(cards: list[dict[str, Any]], fixture: dict[str, Any]) -> None:
             suggestion.pop("isRecommended", None)
     host["selectionBehavior"] = "at-most-one"
     host.setdefault("suggestions", []).append(removal)
+
+
+def profile_apps(
+    tmp_path_factory: pytest.TempPathFactory, name: str, **settings: Any
+) -> dict[str, Flask]:
+    """One app per EHR profile (auth off, data under tmp, plus ``settings``) for a module's
+    fixture calls: building an app runs the store migrations, so each module builds two."""
+    base = tmp_path_factory.mktemp(name)
+    return {
+        profile: create_app(
+            {
+                "auth": "disabled",
+                "data_dir": str(base / profile),
+                "ehr_profile": profile,
+                **settings,
+            }
+        )
+        for profile in ("standard", "epic")
+    }

@@ -17,7 +17,6 @@ from typing import Any
 import pytest
 from flask import Flask
 
-from cds_service.app import create_app
 from cds_service.compare import (
     Mismatch,
     cancel_state,
@@ -29,7 +28,7 @@ from cds_service.compare import (
     observe,
 )
 from cds_service.redate import redate
-from tests.scenario_cards import TOPIC_SYSTEM, fixture_paths, load, reference_cards
+from tests.scenario_cards import TOPIC_SYSTEM, fixture_paths, load, profile_apps, reference_cards
 
 PATHS = fixture_paths()
 IDS = [p.stem for p in PATHS]
@@ -47,13 +46,7 @@ def apps(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Flask]:
     """One app per EHR profile for the whole module, built with conftest's ``make_app``
     defaults (auth off, data under tmp): building an app runs the store migrations, which
     costs more than all the scenario calls together."""
-    base = tmp_path_factory.mktemp("scenario-apps")
-    return {
-        profile: create_app(
-            {"auth": "disabled", "data_dir": str(base / profile), "ehr_profile": profile}
-        )
-        for profile in ("standard", "epic")
-    }
+    return profile_apps(tmp_path_factory, "scenario-apps")
 
 
 @pytest.mark.parametrize("profile", ["standard", "epic"])

@@ -23,7 +23,6 @@ import pytest
 from fhir.resources.R4B.medicationrequest import MedicationRequest
 from flask import Flask
 
-from cds_service.app import create_app
 from cds_service.clinical.models import PatientRecord
 from cds_service.clinical.orders import OrderReader
 from cds_service.clinical.policy import Policy
@@ -38,7 +37,7 @@ from cds_service.clinical.suggestions import (
     rewrite_order,
 )
 from cds_service.clinical.valuesets import ValueSets
-from tests.scenario_cards import fixture_paths, load
+from tests.scenario_cards import fixture_paths, load, profile_apps
 
 PATHS = fixture_paths()
 IDS = [p.stem for p in PATHS]
@@ -54,13 +53,7 @@ _UP_TO = ("up to", "once or twice")
 
 @pytest.fixture(scope="module")
 def apps(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Flask]:
-    base = tmp_path_factory.mktemp("orders-ready")
-    return {
-        profile: create_app(
-            {"auth": "disabled", "data_dir": str(base / profile), "ehr_profile": profile}
-        )
-        for profile in PROFILES
-    }
+    return profile_apps(tmp_path_factory, "orders-ready")
 
 
 def _answer(apps: dict[str, Flask], path: Path, profile: str) -> tuple[dict, list[dict]]:

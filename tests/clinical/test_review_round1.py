@@ -10,9 +10,8 @@ from typing import Any
 import pytest
 from flask import Flask
 
-from cds_service.app import create_app
 from cds_service.redate import redate
-from tests.scenario_cards import load
+from tests.scenario_cards import load, profile_apps
 
 SCENARIOS = Path(__file__).resolve().parents[2] / "fixtures" / "scenarios"
 PROFILES = ("standard", "epic")
@@ -21,11 +20,7 @@ RELAXANTS = ("baclofen", "tizanidine", "cyclobenzaprine", "methocarbamol")
 
 @pytest.fixture(scope="module")
 def apps(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Flask]:
-    base = tmp_path_factory.mktemp("review-round1")
-    return {
-        p: create_app({"auth": "disabled", "data_dir": str(base / p), "ehr_profile": p})
-        for p in PROFILES
-    }
+    return profile_apps(tmp_path_factory, "review-round1")
 
 
 def answer(apps: dict[str, Flask], name: str, profile: str) -> tuple[dict[str, Any], list[Any]]:

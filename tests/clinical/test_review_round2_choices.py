@@ -13,7 +13,6 @@ from typing import Any
 import pytest
 from flask import Flask
 
-from cds_service.app import create_app
 from cds_service.clinical.models import DiazepamOrder
 from cds_service.clinical.policy import Policy, load_policy
 from cds_service.clinical.rules.common import ABOVE_START_LABEL
@@ -24,7 +23,7 @@ from cds_service.clinical.suggestions import (
     regimen_lines,
 )
 from cds_service.redate import redate
-from tests.scenario_cards import fixture_paths, load
+from tests.scenario_cards import fixture_paths, load, profile_apps
 
 SCENARIOS = Path(__file__).resolve().parents[2] / "fixtures" / "scenarios"
 PROFILES = ("standard", "epic")
@@ -35,11 +34,7 @@ RELAXANTS = ("baclofen", "tizanidine", "cyclobenzaprine", "methocarbamol")
 
 @pytest.fixture(scope="module")
 def apps(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Flask]:
-    base = tmp_path_factory.mktemp("review-round2-choices")
-    return {
-        p: create_app({"auth": "disabled", "data_dir": str(base / p), "ehr_profile": p})
-        for p in PROFILES
-    }
+    return profile_apps(tmp_path_factory, "review-round2-choices")
 
 
 @pytest.fixture(scope="module")

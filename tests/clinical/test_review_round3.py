@@ -15,8 +15,7 @@ from typing import Any
 import pytest
 from flask import Flask
 
-from cds_service.app import create_app
-from tests.scenario_cards import fixture_paths, load
+from tests.scenario_cards import fixture_paths, load, profile_apps
 
 PROFILES = ("standard", "epic")
 PREFIX = "If for muscle spasm: "
@@ -25,11 +24,7 @@ RELAXANTS = ("cyclobenzaprine", "tizanidine", "methocarbamol", "baclofen")
 
 @pytest.fixture(scope="module")
 def apps(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Flask]:
-    base = tmp_path_factory.mktemp("round3")
-    return {
-        p: create_app({"auth": "disabled", "data_dir": str(base / p), "ehr_profile": p})
-        for p in PROFILES
-    }
+    return profile_apps(tmp_path_factory, "round3")
 
 
 def _cards(apps: dict[str, Flask], path: Path, profile: str) -> list[dict[str, Any]]:
