@@ -20,6 +20,7 @@ from flask import Flask
 
 from cds_service.app import create_app
 from cds_service.compare import DIAZEPAM, ingredient_of, topic_of
+from cds_service.redate import redate
 
 REPO = Path(__file__).resolve().parents[1]
 FIXTURES_DIR = REPO / "fixtures" / "scenarios"
@@ -308,3 +309,15 @@ def profile_apps(
         )
         for profile in ("standard", "epic")
     }
+
+
+def fixture_answer(
+    apps: dict[str, Flask], name: str, profile: str
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """A shipped fixture by name, sent (redated to today) to the app of ``profile``: the
+    fixture and the cards the service answered."""
+    fixture = load(FIXTURES_DIR / f"{name}.json")
+    client = apps[profile].test_client()
+    response = client.post(f"/cds-services/{fixture['service']}", json=redate(fixture["request"]))
+    assert response.status_code == 200
+    return fixture, list(response.get_json()["cards"])

@@ -10,8 +10,7 @@ from typing import Any
 import pytest
 from flask import Flask
 
-from cds_service.redate import redate
-from tests.scenario_cards import load, profile_apps
+from tests.scenario_cards import fixture_answer, profile_apps
 
 SCENARIOS = Path(__file__).resolve().parents[2] / "fixtures" / "scenarios"
 PROFILES = ("standard", "epic")
@@ -24,14 +23,7 @@ def apps(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Flask]:
 
 
 def answer(apps: dict[str, Flask], name: str, profile: str) -> tuple[dict[str, Any], list[Any]]:
-    fixture = load(SCENARIOS / f"{name}.json")
-    response = (
-        apps[profile]
-        .test_client()
-        .post(f"/cds-services/{fixture['service']}", json=redate(fixture["request"]))
-    )
-    assert response.status_code == 200
-    return fixture, response.get_json()["cards"]
+    return fixture_answer(apps, name, profile)
 
 
 def topic(card: dict[str, Any]) -> str:

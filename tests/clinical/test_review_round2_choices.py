@@ -22,8 +22,7 @@ from cds_service.clinical.suggestions import (
     regimen_labels,
     regimen_lines,
 )
-from cds_service.redate import redate
-from tests.scenario_cards import fixture_paths, load, profile_apps
+from tests.scenario_cards import fixture_answer, fixture_paths, load, profile_apps
 
 SCENARIOS = Path(__file__).resolve().parents[2] / "fixtures" / "scenarios"
 PROFILES = ("standard", "epic")
@@ -45,14 +44,7 @@ def policy() -> Policy:
 
 
 def answer(apps: dict[str, Flask], name: str, profile: str) -> list[dict[str, Any]]:
-    fixture = load(SCENARIOS / f"{name}.json")
-    response = (
-        apps[profile]
-        .test_client()
-        .post(f"/cds-services/{fixture['service']}", json=redate(fixture["request"]))
-    )
-    assert response.status_code == 200
-    return list(response.get_json()["cards"])
+    return fixture_answer(apps, name, profile)[1]
 
 
 def topic(card: dict[str, Any]) -> str:
