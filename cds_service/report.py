@@ -16,8 +16,10 @@ and **suppressed** (overridden at order-select, ``CDS_SUPPRESS_REPEATS``).
 and the removal of the pended diazepam order is a separate one. A card whose feedback accepted
 an "Add X" while no accepted removal of the same pended order (same client, patient and draft,
 on any card) was received within the window (``CDS_SUPPRESS_WINDOW_S``, before or after) is
-flagged: possible duplicate therapy, diazepam plus a muscle relaxant. Counted per issuer,
-tenant and profile, from stored codes and keyed hashes only. The window, rather than the same
+flagged: possible duplicate therapy, diazepam plus a muscle relaxant. A card whose feedback
+accepted two or more "Add X" (over one or several calls) is counted apart (``several_added``:
+two muscle relaxants at once; committee review round 3, M2), with or without a removal.
+Counted per issuer, tenant and profile, from stored codes and keyed hashes only. The window, rather than the same
 feedback call, because an EHR may report each accepted suggestion in its own call; a removal
 done by hand in the EHR is invisible to the service, so a flag is a prompt to look, not proof.
 """
@@ -196,6 +198,7 @@ class SwitchRow:
     profile: str | None
     additions: int = 0
     with_removal: int = 0
+    several_added: int = 0  # cards with two or more "Add X" accepted: two relaxants at once
 
     @property
     def flagged(self) -> int:
@@ -242,7 +245,7 @@ def switch_report(
     cutoff = as_naive_utc(since) if since else None
     window = timedelta(seconds=window_s)
     removals: dict[tuple[Any, ...], list[datetime]] = defaultdict(list)
-    additions: dict[str, tuple[tuple[Any, ...], tuple[Any, ...], list[datetime]]] = {}
+    additions: dict[str, tuple[tuple[Any, ...], tuple[Any, ...], list[datetime], set[str]]] = {}
     with engine.connect() as connection:
         for row in connection.execute(query):
             roles = row.suggestion_roles
@@ -259,12 +262,19 @@ def switch_report(
             if ROLE_REMOVE in chosen:
                 removals[order].append(row.received_at)
             if ROLE_ADD in chosen and (cutoff is None or row.received_at >= cutoff):
-                entry = additions.setdefault(row.card_uuid, (order, (*client, row.profile), []))
+                entry = additions.setdefault(
+                    row.card_uuid, (order, (*client, row.profile), [], set())
+                )
                 entry[2].append(row.received_at)
+                entry[3].update(
+                    s for s in accepted if isinstance(s, str) and roles.get(s) == ROLE_ADD
+                )
     rows: dict[tuple[Any, ...], SwitchRow] = {}
-    for order, group, moments in additions.values():
+    for order, group, moments, added in additions.values():
         target = rows.setdefault(group, SwitchRow(*group))
         target.additions += 1
+        if len(added) >= 2:
+            target.several_added += 1
         removed = removals.get(order, [])
         if all(any(abs(r - m) <= window for r in removed) for m in moments):
             target.with_removal += 1
@@ -274,7 +284,15 @@ def switch_report(
 
 
 def render_switches(rows: list[SwitchRow]) -> str:
-    headers = ("Issuer", "Tenant", "Profile", "Add X accepted", "With removal", "Flagged")
+    headers = (
+        "Issuer",
+        "Tenant",
+        "Profile",
+        "Add X accepted",
+        "With removal",
+        "Flagged",
+        "Two or more added",
+    )
     body = [
         (
             r.issuer or "(no issuer)",
@@ -283,6 +301,7 @@ def render_switches(rows: list[SwitchRow]) -> str:
             str(r.additions),
             str(r.with_removal),
             str(r.flagged),
+            str(r.several_added),
         )
         for r in rows
     ]

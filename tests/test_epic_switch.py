@@ -237,6 +237,7 @@ def test_report_by_issuer_and_profile_without_phi(
         "profile": "epic",
         "additions": 2,
         "with_removal": 0,
+        "several_added": 0,
         "flagged": 2,
     }
     assert (rows[OTHER_ISS]["additions"], rows[OTHER_ISS]["flagged"]) == (1, 0)
@@ -244,5 +245,21 @@ def test_report_by_issuer_and_profile_without_phi(
     text = capsys.readouterr().out
     assert "possible duplicate therapy" in text
     line = next(ln for ln in text.splitlines() if ln.startswith(ISS))
-    assert line.split() == [ISS, "-", "epic", "2", "0", "2"]
+    assert line.split() == [ISS, "-", "epic", "2", "0", "2", "0"]
     assert "fx-a0" not in text and "Practitioner" not in text
+
+
+def test_two_additions_on_one_card_are_counted_apart(epic: Flask) -> None:
+    """Committee review round 3 (M2): Epic lets a prescriber tick two "Add X" on one card,
+    two muscle relaxants at once; the report counts such cards whether or not the removal
+    came too, and whether the additions came in one feedback call or two."""
+    ehr = Ehr(epic)
+    one_call = ehr.decision_card("p8")
+    ehr.accept(one_call, remove_of(one_call), *additions_of(one_call)[:2])
+    two_calls = ehr.decision_card("p9")
+    for addition in additions_of(two_calls)[:2]:
+        ehr.accept(two_calls, addition)
+    single = ehr.decision_card("p10")
+    ehr.accept(single, remove_of(single), additions_of(single)[0])
+    [row] = switch_report(epic.extensions["cds.store"].engine)
+    assert (row.additions, row.several_added, row.with_removal, row.flagged) == (3, 2, 2, 1)
