@@ -19,9 +19,10 @@ on any card) was received within the window (``CDS_SUPPRESS_WINDOW_S``, before o
 flagged: possible duplicate therapy, diazepam plus a muscle relaxant. A card whose feedback
 accepted two or more "Add X" (over one or several calls) is counted apart (``several_added``:
 two muscle relaxants at once; committee review round 3, M2), with or without a removal.
-Counted per issuer, tenant and profile, from stored codes and keyed hashes only. The window, rather than the same
-feedback call, because an EHR may report each accepted suggestion in its own call; a removal
-done by hand in the EHR is invisible to the service, so a flag is a prompt to look, not proof.
+Counted per issuer, tenant and profile, from stored codes and keyed hashes only. The window,
+rather than the same feedback call, because an EHR may report each accepted suggestion in its
+own call; a removal done by hand in the EHR is invisible to the service, so a flag is a prompt
+to look, not proof.
 """
 
 from __future__ import annotations
