@@ -9,12 +9,14 @@ Beers source, which excludes hospice care (R20, F.0-7).
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
 import pytest
 from flask import Flask
 
+from tests.robustness.hostile import CORPUS, build_body
 from tests.scenario_cards import fixture_paths, load, profile_apps
 
 PROFILES = ("standard", "epic")
@@ -72,3 +74,17 @@ def test_hospice_alternatives_card_is_plain_and_cites_no_beers(
     assert card["indicator"] == "info"
     cited = " ".join([card["source"]["label"], *(link["label"] for link in card["links"])])
     assert "Beers" not in cited, cited
+
+
+def test_unknown_age_cancel_says_what_is_safe_at_65(apps: dict[str, Flask]) -> None:
+    """An unknown age is ranked as an older adult (lead decision N3), so the drug-free cancel
+    it recommends names acetaminophen, not an NSAID (AGS Beers 2023 NSAID rows)."""
+    spec = json.loads((CORPUS / "087-birth-date-future.json").read_text(encoding="utf-8"))
+    body = json.loads(build_body(spec))
+    client = apps["standard"].test_client()
+    cards = client.post(f"/cds-services/diazepam-{body['hook']}", json=body).get_json()["cards"]
+    cancels = [
+        s for c in cards for s in c.get("suggestions") or [] if s["label"].startswith("Cancel")
+    ]
+    assert cancels and all("NSAID" not in s["label"] for s in cancels), cancels
+    assert cancels[0]["isRecommended"] is True

@@ -216,7 +216,8 @@ def drug_free_instead(record: PatientRecord, policy: Policy) -> list[str]:
         return _forms(words["child"])
     if _liver(record, policy):
         return _forms(words["liver"])
-    if is_older(record, policy):
+    if record.age_years is None or is_older(record, policy):
+        # an unknown age is ranked as an older adult (N3): the label says what is safe at 65+
         return _forms(words["older"])
     if _nsaid_reasons(record, policy):
         return _forms(words["no_nsaid"])
