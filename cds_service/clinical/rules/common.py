@@ -13,6 +13,7 @@ from cds_service.clinical.models import (
     Finding,
     Indication,
     MedicationUse,
+    Option,
     PatientRecord,
 )
 from cds_service.clinical.policy import Policy
@@ -210,3 +211,16 @@ def supplied(quantity: dict[str, Any] | None, as_needed: bool) -> str | None:
     if not quantity or not quantity.get("value"):
         return None
     return ("up to " if as_needed else "") + amount(quantity["value"], quantity.get("unit"))
+
+
+def cancel_pended(order: DiazepamOrder) -> Option:
+    """The recommended cancel of the pended diazepam order, offered where cancelling is the
+    decision: an absolute contraindication (review round 1 M2) or an opioid in a high-risk
+    patient (M1). The caller checks F.0-1 and F.0-3 first; ``compose._one_cancel`` keeps one
+    cancel per decision card when the alternatives offer their drug-free one too."""
+    return Option(
+        kind="delete",
+        label="Cancel the pended diazepam order",
+        description=f"Remove the pended diazepam order {order.ref}",
+        recommended=True,
+    )

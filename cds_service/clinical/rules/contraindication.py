@@ -10,9 +10,10 @@ long-term user's renewal (F.0-1, F.0-3).
 
 from __future__ import annotations
 
-from cds_service.clinical.models import DiazepamOrder, Finding, Option, PatientRecord
+from cds_service.clinical.models import DiazepamOrder, Finding, PatientRecord
 from cds_service.clinical.policy import Policy
 from cds_service.clinical.rules.common import (
+    cancel_pended,
     chronic_diazepam,
     effective_route,
     emergency_order,
@@ -62,15 +63,7 @@ def diazepam_contraindication(
     options = []
     may_delete = kind == "oral" and not emergency_order(order, record, policy) and not chronic
     if reasons and may_delete:
-        options.append(
-            Option(
-                kind="delete",
-                label="Cancel the pended diazepam order",
-                description=f"Remove the pended diazepam order {order.ref}",
-                # an absolute contraindication: cancelling is the decision (review round 1 M2)
-                recommended=True,
-            )
-        )
+        options.append(cancel_pended(order))
     if reasons:
         indicator = rule["indicator"]
         variant = "chronic" if chronic else ("emergency" if not may_delete else "default")

@@ -8,6 +8,7 @@ from cds_service.clinical.models import DiazepamOrder, Finding, Option, PatientR
 from cds_service.clinical.policy import Policy
 from cds_service.clinical.rules.common import (
     active_classes,
+    cancel_pended,
     chronic_diazepam,
     emergency_order,
     fmt,
@@ -51,14 +52,7 @@ def opioid_benzodiazepine(
     # user is tapered instead (F.0-1), seizure therapy never removed (F.0-3)
     removable = not emergency_order(order, record, policy)
     if reasons and removable and chronic_diazepam(order, record, policy) is None:
-        options.append(
-            Option(
-                kind="delete",
-                label="Cancel the pended diazepam order",
-                description=f"Remove the pended diazepam order {order.ref}",
-                recommended=True,
-            )
-        )
+        options.append(cancel_pended(order))
     has_naloxone = "naloxone" in active_classes(record, True)
     if rule["offer_naloxone"] and not has_naloxone:
         options.append(naloxone_option(order, rule["naloxone"]))
