@@ -7,6 +7,7 @@ from __future__ import annotations
 import copy
 import json
 import uuid
+from datetime import date
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +23,8 @@ def policy_file(directory: Path, data: dict[str, Any]) -> str:
     path = directory / "site-policy.json"
     path.write_text(json.dumps(data), encoding="utf-8")
     return str(path)
+
+
 PREFETCH_KEYS = ("patient", "medications", "conditions", "observations", "allergies")
 
 
@@ -114,3 +117,26 @@ def overridden(
             "reason": {"code": reason, "system": "https://diazepam-cds.example/override-reasons"}
         }
     return item
+
+
+def call_counts(
+    day: date,
+    cards: int,
+    *,
+    service_id: str = "diazepam-order-sign",
+    profile: str = "",
+    suppressed: int = 0,
+) -> dict[str, Any]:
+    """A ``CallRecord``'s per-call counters for one hook call on one diazepam order."""
+    return {
+        "day": day,
+        "service_id": service_id,
+        "profile": profile,
+        "client_iss": "",
+        "client_tenant": "",
+        "calls": 1,
+        "calls_with_orders": 1,
+        "diazepam_orders": 1,
+        "cards": cards,
+        "suppressed": suppressed,
+    }

@@ -15,6 +15,7 @@ from cds_service.store import Store
 from cds_service.store.card_queue import CardQueue
 from cds_service.store.store import CallRecord
 from cds_service.store.tables import utcnow
+from tests.store.helpers import call_counts
 from tests.store.test_records import card_row, fb_row
 
 
@@ -110,18 +111,7 @@ def _feedback(store: Store) -> list[dict[str, Any]]:
 
 
 def _call(*cards: dict[str, Any]) -> CallRecord:
-    counts = {
-        "day": utcnow().date(),
-        "service_id": "diazepam-order-sign",
-        "profile": "",
-        "client_iss": "",
-        "client_tenant": "",
-        "calls": 1,
-        "calls_with_orders": 1,
-        "diazepam_orders": 1,
-        "cards": len(cards),
-        "suppressed": 0,
-    }
+    counts = call_counts(utcnow().date(), len(cards))
     return CallRecord(counts=counts, cards=list(cards), suggestions=[], suppressed=[])
 
 

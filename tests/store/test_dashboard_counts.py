@@ -10,6 +10,7 @@ from datetime import date, datetime
 from cds_service.dashboard.query import Window, collect
 from cds_service.store import Store
 from cds_service.store.store import CallRecord
+from tests.store.helpers import call_counts
 from tests.store.test_records import card_row, fb_row
 
 SUNDAY = datetime(2026, 11, 8, 23, 0)  # week of Monday 2026-11-02
@@ -20,18 +21,13 @@ SERVICE = "diazepam-order-select"
 def _call(store: Store, when: datetime, cards: list[dict], **counts: int) -> None:
     store.record_call(
         CallRecord(
-            counts={
-                "day": when.date(),
-                "service_id": SERVICE,
-                "profile": "standard",
-                "client_iss": "",
-                "client_tenant": "",
-                "calls": 1,
-                "calls_with_orders": 1,
-                "diazepam_orders": 1,
-                "cards": len(cards),
-                "suppressed": counts.get("suppressed", 0),
-            },
+            counts=call_counts(
+                when.date(),
+                len(cards),
+                service_id=SERVICE,
+                profile="standard",
+                suppressed=counts.get("suppressed", 0),
+            ),
             cards=[{**c, "issued_at": when, "profile": "standard"} for c in cards],
             suggestions=[
                 {
