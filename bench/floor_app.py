@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import json
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -49,11 +50,15 @@ _UNAUTHORIZED = '{"error":"authentication required"}'
 REQUIRED_CLAIMS = ["iss", "aud", "exp", "iat", "jti"]
 
 
-def create_floor_app() -> Flask:
-    app = Flask("bench.floor")
+def _floor(name: str, check: Callable[[str | None, str], bool] | None = None) -> Flask:
+    """The floor apps share one handler, so the two floors differ only by ``check`` (the
+    protocol floor's token verification): the ratio between them is the protocol's cost."""
+    app = Flask(name)
 
     @app.post("/cds-services/<service_id>")
     def hook(service_id: str) -> Response:
+        if check is not None and not check(request.headers.get("Authorization"), request.base_url):
+            return Response(_UNAUTHORIZED, 401, mimetype="application/json")
         body = json.loads(request.get_data())  # the one piece of work every hook call needs
         if not isinstance(body, dict):
             return Response('{"error":"not an object"}', 400, mimetype="application/json")
@@ -64,6 +69,10 @@ def create_floor_app() -> Flask:
         return Response('{"status":"ok"}', 200, mimetype="application/json")
 
     return app
+
+
+def create_floor_app() -> Flask:
+    return _floor("bench.floor")
 
 
 class ProtocolCheck:
@@ -105,23 +114,7 @@ class ProtocolCheck:
 
 
 def create_protocol_floor_app(jwks_path: Path, issuer: str) -> Flask:
-    app = Flask("bench.protocol_floor")
-    check = ProtocolCheck(jwks_path, issuer)
-
-    @app.post("/cds-services/<service_id>")
-    def hook(service_id: str) -> Response:
-        if not check(request.headers.get("Authorization"), request.base_url):
-            return Response(_UNAUTHORIZED, 401, mimetype="application/json")
-        body = json.loads(request.get_data())
-        if not isinstance(body, dict):
-            return Response('{"error":"not an object"}', 400, mimetype="application/json")
-        return Response(_FIXED_BODY, 200, mimetype="application/json")
-
-    @app.get("/health")
-    def health() -> Response:
-        return Response('{"status":"ok"}', 200, mimetype="application/json")
-
-    return app
+    return _floor("bench.protocol_floor", ProtocolCheck(jwks_path, issuer))
 
 
 class _FloorGunicorn(BaseApplication):  # type: ignore[misc]
