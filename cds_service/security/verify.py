@@ -248,7 +248,9 @@ def _unverified_parts(token: str) -> tuple[dict[str, Any], dict[str, Any]]:
         header_b64, payload_b64, _signature = token.split(".")
         header = _json(_b64url(header_b64))
         payload = _json(_b64url(payload_b64))
-    except (ValueError, TypeError, binascii.Error) as exc:
+    # RecursionError: a header of thousands of nested arrays is a malformed token (401), not
+    # a store failure (the caller's catch-all answers 503)
+    except (ValueError, TypeError, binascii.Error, RecursionError) as exc:
         raise AuthError(f"malformed token: {type(exc).__name__}") from None
     if not isinstance(header, dict) or not isinstance(payload, dict):
         raise AuthError("malformed token: header or payload is not an object")

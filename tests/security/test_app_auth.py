@@ -8,6 +8,7 @@ some other reason than the one it is about.
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
 import json
 import logging
@@ -161,6 +162,16 @@ def test_tampered_payload_is_rejected(
     payload = b64({"iss": ISS, "aud": SELECT_URL, "exp": 4_000_000_000, "iat": 1, "jti": "x"})
     response = post_select(auth_app.test_client(), f"{header}.{payload}.{signature}", select_body)
     assert_rejected(response, caplog, "bad signature")
+
+
+def test_deeply_nested_token_header_is_a_401_not_a_503(
+    auth_app: Flask, select_body: dict[str, Any], caplog: pytest.LogCaptureFixture
+) -> None:
+    """A header of thousands of nested arrays overflows the JSON parser's recursion: that is a
+    malformed token (401), not a store failure (503)."""
+    header = base64.urlsafe_b64encode(b"[" * 5000 + b"]" * 5000).rstrip(b"=").decode()
+    response = post_select(auth_app.test_client(), f"{header}.e30.c2ln", select_body)
+    assert_rejected(response, caplog, "malformed token")
 
 
 def test_replayed_jti_is_rejected_in_the_database(
