@@ -270,8 +270,10 @@ def _insert_records(
     statement = _insert_ignoring_duplicates(connection.dialect.name, issued_cards)
     inserted = {r[0] for r in connection.execute(statement, rows).all()}
     per_key: dict[tuple[Any, ...], int] = {}
-    for card in rows:
-        if card["card_uuid"] in inserted:  # a retried call's cards count once
+    # a retried call's cards count once, also when the retry sits in the same queued batch
+    # (the INSERT keeps one row per uuid; so does this loop)
+    for card in {card["card_uuid"]: card for card in rows}.values():
+        if card["card_uuid"] in inserted:
             key = tuple(count_key(card).items())
             per_key[key] = per_key.get(key, 0) + 1
     _add_counts(connection, [count_row(dict(key), issued=n) for key, n in per_key.items()])

@@ -181,3 +181,13 @@ def test_a_batch_adds_its_calls_to_the_counters_in_one_statement(store: Store):
             sa.text("SELECT calls FROM hook_call_counts WHERE profile = ''")
         ).scalar()
     assert calls == 8
+
+
+def test_a_card_retried_within_one_batch_is_counted_once(store: Store):
+    """A retried hook call whose two answers land in the same queued batch: the card is stored
+    once, and card_counts counts it once (the INSERT ignores the duplicate uuid)."""
+    record = _call(card_row("c-retried", service_id="diazepam-order-sign"))
+    assert store.record_calls([record, record]) == 1
+    with store.engine.connect() as connection:
+        issued = connection.execute(sa.text("SELECT sum(issued) FROM card_counts")).scalar()
+    assert issued == 1
