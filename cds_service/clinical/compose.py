@@ -138,11 +138,9 @@ def one_decision(findings: list[Finding], policy: Policy) -> list[Finding]:
         host.audit.setdefault("decision_from", []).append(finding.topic)
     host.notes = _one_off_label_note(host.notes, policy)
     _one_cancel(host)
+    # a critical card that also offers naloxone keeps its recommended cancel (review round 1
+    # M1): the two do not conflict, so suggestions.shape_suggestions lets both be accepted
     others = [o for o in host.options if o.kind not in _DRAFT_KINDS]
-    if others:
-        # the naloxone card is the only one acting on the order: its cancel would exclude the
-        # naloxone order under at-most-one, so the cancel stays in the card's words
-        host.options = [o for o in host.options if o.kind != "delete"]
     # a cancel recommended by a critical card (absolute contraindication, opioid with a
     # high-risk patient) is the decision: listed first, the only recommended choice, no
     # muscle relaxant pre-selected beside it (review round 1 M1, M2)

@@ -758,7 +758,15 @@ def shape_suggestions(
                 suggestions.append(
                     _suggestion(opt.label, actions, opt.recommended, role, _taken(opt))
                 )
-        return suggestions, spec["selection"] if suggestions else None
+        if not suggestions:
+            return suggestions, None
+        # F.2a: choices on the pended order exclude each other. A card with one such choice
+        # beside orders that leave it alone (the critical opioid card: cancel, and naloxone)
+        # has nothing to exclude: both may be accepted
+        on_order = [o for o in options if o.kind in ("replace", "update", "delete")]
+        if len(on_order) <= 1 and any(o.kind == "create" for o in options):
+            return suggestions, "any"
+        return suggestions, spec["selection"]
     # split (Epic, F.2a): one action per suggestion, and diazepam is never re-created. A cap
     # or dose change is an edit stated in the card text (``edits_in_text``); the pended order
     # is removed only by one "Remove" suggestion, listed first; an alternative is an addition

@@ -88,3 +88,23 @@ def test_unknown_age_cancel_says_what_is_safe_at_65(apps: dict[str, Flask]) -> N
     ]
     assert cancels and all("NSAID" not in s["label"] for s in cancels), cancels
     assert cancels[0]["isRecommended"] is True
+
+
+@pytest.mark.parametrize("profile", PROFILES)
+def test_critical_opioid_card_keeps_its_cancel_beside_naloxone(
+    profile: str, apps: dict[str, Flask]
+) -> None:
+    """Final review: with no alternatives card (an anxiety order), the critical opioid card is
+    the only one acting on the order; its recommended cancel (review round 1 M1) stays beside
+    the naloxone order, and both may be accepted."""
+    path = next(
+        p
+        for p in fixture_paths()
+        if p.stem == "opioid-elderly-anxiety-critical-cancel-and-naloxone"
+    )
+    cards = _cards(apps, path, profile)
+    (card,) = [c for c in cards if c["source"]["topic"]["code"] == "opioid-benzodiazepine"]
+    kinds = {a["type"]: s for s in card["suggestions"] for a in s["actions"]}
+    assert kinds["delete"]["isRecommended"] is True
+    assert "naloxone" in kinds["create"]["label"]
+    assert card["selectionBehavior"] == "any"
