@@ -35,6 +35,16 @@ STAGES = (
 )
 
 
+
+def _cpu_rows(warm: dict[str, Any]) -> list[tuple[str, Any, Any]]:
+    """(request, concurrency, CPU per call) of every warm point that measured it."""
+    return [
+        (name, conc, point["cpu_ms_per_request"])
+        for name, points in warm.items()
+        for conc, point in points.items()
+        if point.get("cpu_ms_per_request")
+    ]
+
 def ratio(service: float, floor: float) -> float | None:
     """service / floor; None when the floor figure is zero (nothing to compare with)."""
     if not floor:
@@ -170,12 +180,7 @@ def _one_floor_tables(warm: dict[str, Any]) -> list[str]:
             )
     lines.append("")
     lines.append("Latencies in ms; × = service / floor.")
-    cpu_rows = [
-        (name, conc, point["cpu_ms_per_request"])
-        for name, points in warm.items()
-        for conc, point in points.items()
-        if point.get("cpu_ms_per_request")
-    ]
+    cpu_rows = _cpu_rows(warm)
     if cpu_rows:
         lines += [
             "",
@@ -239,12 +244,7 @@ def _two_floor_tables(warm: dict[str, Any]) -> list[str]:
                 )
             ]
             lines.append(f"| {name} | {conc} | " + " | ".join(cells) + " |")
-    cpu_rows = [
-        (name, conc, point["cpu_ms_per_request"])
-        for name, points in warm.items()
-        for conc, point in points.items()
-        if point.get("cpu_ms_per_request")
-    ]
+    cpu_rows = _cpu_rows(warm)
     if cpu_rows:
         lines += [
             "",
