@@ -60,6 +60,15 @@ def test_a_missing_server_skips_or_in_ci_fails_saying_why(monkeypatch, ci, outco
     gate.require(None)  # nothing missing: nothing happens
 
 
+def test_retaking_the_readme_screenshots_fails_without_a_browser(monkeypatch) -> None:
+    """The README's retake command (CDS_SCREENSHOTS=docs) must not skip silently and leave
+    the old pictures in place."""
+    monkeypatch.setenv("CI", "false")
+    monkeypatch.setenv("CDS_SCREENSHOTS", "docs")
+    with pytest.raises(pytest.fail.Exception, match="CDS_SCREENSHOTS=docs needs it"):
+        gate.require("Debian's chromium is not installed")
+
+
 def test_in_ci_every_real_server_test_fails_instead_of_skipping() -> None:
     """One test behind each gate, run without the servers in CI: none may skip."""
     output = _run_without_servers("yes")

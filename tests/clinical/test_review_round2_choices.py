@@ -258,6 +258,35 @@ def test_every_pointer_names_a_card_of_the_answer(
             assert len(hosts) == 1 and hosts[0].get("suggestions"), (path.stem, quoted)
 
 
+
+def test_the_per_fixture_checks_above_meet_their_cases(apps: dict[str, Flask]) -> None:
+    """The per-fixture tests above pass vacuously on a fixture without their case; this
+    guards that, over all fixtures, each case they check actually occurs (issue 20: a test
+    that cannot meet its case cannot fail)."""
+    seen: dict[str, int] = dict.fromkeys(
+        ["epic addition", "epic as-needed addition", "epic naloxone", "up to count",
+         "fixed count", "pointer standard", "pointer epic"], 0
+    )
+    for path in PATHS:
+        for profile in PROFILES:
+            cards = answer(apps, path.stem, profile)
+            for card in cards:
+                seen[f"pointer {profile}"] += len(_POINTER.findall(card["detail"]))
+                for suggestion in card.get("suggestions") or []:
+                    for res in created(suggestion):
+                        as_needed = any(
+                            d.get("asNeededBoolean") for d in res["dosageInstruction"]
+                        )
+                        count = re.search(r"\((up to )?\d+ tablets\)", suggestion["label"])
+                        if count:
+                            seen["up to count" if count.group(1) else "fixed count"] += 1
+                        if profile == "epic":
+                            seen["epic addition"] += 1
+                            seen["epic as-needed addition"] += as_needed
+                            seen["epic naloxone"] += "naloxone" in drug_of(res)
+    assert all(seen.values()), seen
+
+
 # -- N7: with myasthenia gravis, sleep apnea, COPD or an opioid, every relaxant offered says so -
 
 _CAUTIONS = {

@@ -26,18 +26,24 @@ pytestmark = pytest.mark.slow
 SIGN = "/cds-services/diazepam-order-sign"
 
 
-def _drive(base_url: str, seconds: float) -> list[tuple[float, list[str]]]:
-    """Serial order-sign calls for ``seconds``: (answer time, card uuids) per call."""
+def _drive(
+    base_url: str, seconds: float, min_cards: int = 1
+) -> list[tuple[float, list[str]]]:
+    """Serial order-sign calls for ``seconds`` and until ``min_cards`` cards were answered
+    (a starved machine answers slowly; the count, not the clock, is what a test needs):
+    (answer time, card uuids) per call."""
     answered: list[tuple[float, list[str]]] = []
     session = requests.Session()
     stop = time.monotonic() + seconds
-    while time.monotonic() < stop:
+    issued = 0
+    while time.monotonic() < stop or issued < min_cards:
         body = copy.deepcopy(base_request("order-sign"))
         body["hookInstance"] = str(uuid.uuid4())
         response = session.post(base_url + SIGN, json=body, timeout=30)
         assert response.status_code == 200, response.text[:300]
         cards = [card["uuid"] for card in response.json()["cards"]]
         answered.append((time.monotonic(), cards))
+        issued += len(cards)
     assert answered and all(cards for _, cards in answered)
     return answered
 
@@ -60,8 +66,12 @@ def _env(queue: int, flush_ms: int) -> dict[str, str]:
 def test_sigkill_loses_only_the_cards_of_the_last_flush_window(tmp_path: Path):
     flush_ms = 300
     server = start_server(tmp_path, _env(1000, flush_ms), workers=1)
+    # a batch write on a busy 2-core machine: allow it a generous second
+    window_s = flush_ms / 1000 + 1.0
     try:
-        answered = _drive(server.base_url, 2.0)
+        answered = _drive(server.base_url, window_s + 1.5)
+        if answered[-1][0] - answered[0][0] <= window_s:  # starved: drive past the window
+            answered += _drive(server.base_url, window_s)
         killed_at = time.monotonic()
         server.kill(signal.SIGKILL)  # master and worker, no chance to flush
     finally:
@@ -69,11 +79,9 @@ def test_sigkill_loses_only_the_cards_of_the_last_flush_window(tmp_path: Path):
     recorded = _recorded(tmp_path)
     issued = {u for _, cards in answered for u in cards}
     lost = issued - recorded
-    # a batch write on a busy 2-core machine: allow it a generous second
-    window_s = flush_ms / 1000 + 1.0
     old = {u for at, cards in answered if killed_at - at > window_s for u in cards}
+    assert old, "no call was answered before the window: the test would prove nothing"
     assert old <= recorded, f"{len(old - recorded)} cards older than the window were lost"
-    assert len(lost) <= 1000
     # the window is real: the last call's cards were still queued when the worker died
     # (unless the writer happened to flush in the few ms between answer and kill)
     print(f"issued {len(issued)}, recorded {len(recorded)}, lost {len(lost)}")
@@ -86,7 +94,8 @@ def test_sigkill_loses_at_most_the_queue_bound(tmp_path: Path):
     bound = 12
     server = start_server(tmp_path, _env(bound, 10_000), workers=1)
     try:
-        answered = _drive(server.base_url, 1.5)
+        # enough calls to overflow the queue several times, however slow the machine
+        answered = _drive(server.base_url, 1.5, min_cards=3 * bound + 1)
         server.kill(signal.SIGKILL)
     finally:
         server.kill()
@@ -145,11 +154,12 @@ def test_dashboard_counters_go_with_the_batch_and_survive_a_graceful_stop(tmp_pa
     """Issue 15: the hook-call counters of every call (order-select's too, whose cards are
     written before the answer) wait in the worker's queue, summed, and are written with the
     batch; a graceful stop writes them, and they count exactly the calls answered."""
+    # the longest batch window the settings allow (10 s): eight local calls take well under
+    # a second, so the "nothing written yet" checks below run unconditionally
     server = start_server(tmp_path, _env(1000, 10_000), workers=1)
     answered: dict[str, list[int]] = {"diazepam-order-select": [], "diazepam-order-sign": []}
     try:
         session = requests.Session()
-        started = time.monotonic()
         # order-sign first: after an order-select of the same draft fire once withholds them
         for hook in ["order-sign"] * 6 + ["order-select"] * 2:
             body = copy.deepcopy(base_request(hook))
@@ -158,13 +168,12 @@ def test_dashboard_counters_go_with_the_batch_and_survive_a_graceful_stop(tmp_pa
                                     timeout=30)
             assert response.status_code == 200, response.text[:300]
             answered[f"diazepam-{hook}"].append(len(response.json()["cards"]))
-        if time.monotonic() - started < 8:  # well inside the 10 s batch window
-            # nothing counted per call: the counters wait in the queue with the cards
-            assert all(calls == 0 for calls, _, _ in _counted(tmp_path).values())
-            # while order-select's cards are already there (write-through)
-            assert _counted(tmp_path)["diazepam-order-select"][2] == sum(
-                answered["diazepam-order-select"]
-            )
+        # nothing counted per call: the counters wait in the queue with the cards
+        assert all(calls == 0 for calls, _, _ in _counted(tmp_path).values())
+        # while order-select's cards are already there (write-through)
+        assert _counted(tmp_path)["diazepam-order-select"][2] == sum(
+            answered["diazepam-order-select"]
+        )
         server.kill(signal.SIGTERM)  # gunicorn's graceful stop: the worker exits normally
     finally:
         server.kill()
