@@ -249,7 +249,7 @@ def test_taper_step_in_solution_is_spelled_out(apps: dict[str, Flask], profile: 
     assert line in taper["detail"].replace("**", "")
     if profile == "epic":
         edit = taper["detail"].split("\n\n")[0]
-        assert edit.startswith("**Edit the order:**")
+        assert edit.startswith("**Edit the order to the first taper step:**")
         assert "for 14 days, 51 mL, no refills" in edit
 
 
