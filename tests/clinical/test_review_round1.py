@@ -112,7 +112,7 @@ def test_myasthenia_methocarbamol_and_neurology(apps: dict[str, Flask], profile:
     fixture, cards = answer(apps, "rw-41-myasthenia-back-spasm-45", profile)
     (card,) = decision_cards(cards, diazepam_ids(fixture))
     assert "pyridostigmine" in card["detail"]
-    assert "check with neurology before any muscle relaxant" in card["detail"]
+    assert "check with neurology first" in card["detail"]
 
 
 # -- L7: a replacement never runs longer than the prescriber's shorter course --------------
