@@ -8,6 +8,7 @@ start-up with a message naming the file. Rendering is string formatting and dict
 from __future__ import annotations
 
 import json
+import re
 import string
 import uuid
 from dataclasses import dataclass, field
@@ -231,9 +232,12 @@ def render(
     if split and several:
         # several pended orders (review round 1 H1): Epic applies any number of the
         # suggestions, so the card says how to keep one
-        head.append(f"**{rule['duplicate_note_epic']}**" + (f" {edits}" if edits else ""))
+        head += _edit_lines(edits, rule["edit_heads"], rule["duplicate_note_epic"]) or [
+            f"**{rule['duplicate_note_epic']}**"
+        ]
     elif edits:
-        head.append(("**Or edit the order:** " if head else "**Edit the order:** ") + edits)
+        heads = rule["edit_heads"]
+        head += _edit_lines(edits, heads, heads["or"] if head else heads["first"])
     said = " ".join(head).replace("**", "").lower()
     # Epic does not apply a created order's details: each "Add X" is typed out in full (N4)
     typed = typed_orders(finding.options, profile, policy)
@@ -328,15 +332,18 @@ def _said(note: str, said: str) -> bool:
     return bool(said) and len(first) > 20 and first in said
 
 
-def _edits(options: list[Any], order: DiazepamOrder | None, profile: str, policy: Policy) -> str:
-    """In a profile without updates (Epic), the rewrites of the pended order as one edit
-    instruction, each with its dose and amount (review round 1 M4), the course and 'no
-    refills' said once when they are the same (F.2a: 'Edit the order: 7 days, 21 tablets,
-    no refills'): 'to 7 days, no refills: 2 mg twice a day (14 tablets), or the dose as
-    written (21 tablets).' An option that spells its own edit (the taper step) keeps it."""
+def _edits(
+    options: list[Any], order: DiazepamOrder | None, profile: str, policy: Policy
+) -> list[str]:
+    """In a profile without updates (Epic), the rewrites of the pended order as edit
+    instructions, each with its dose and amount (review round 1 M4). Rewrites that differ
+    only in the dose are one edit, the course and 'no refills' said once (F.2a: 'Edit the
+    order: 7 days, 21 tablets, no refills'): 'to 7 days, no refills: 2 mg twice a day (14
+    tablets), or the dose as written (21 tablets).' Any other rewrite is an edit of its own
+    (one choice a line); an option that spells its own edit (the taper step) keeps it."""
     rewrites = [o for o in options if o.kind == "update"]
     if not edits_in_text(rewrites, profile, policy):
-        return ""
+        return []
     written = dose_words(order).strip() if order is not None else ""
     spelled = [None if o.edit_text else _edit_words(o.resource, written) for o in rewrites]
     parts = [s for s in spelled if s is not None]
@@ -345,17 +352,47 @@ def _edits(options: list[Any], order: DiazepamOrder | None, profile: str, policy
         if len(courses) == 1 and all(none for _, _, _, none in parts):
             (course,) = courses
             lead = f"to {course}, no refills: " if course else "no refills: "
-            return lead + ", or ".join(f"{dose}{qty}" for dose, _, qty, _ in parts) + "."
+            return [lead + ", or ".join(f"{dose}{qty}" for dose, _, qty, _ in parts) + "."]
     texts = []
     for option, words in zip(rewrites, spelled, strict=True):
         if words is None:
-            texts.append((option.edit_text or option.label).rstrip(". "))  # joined below
+            texts.append((option.edit_text or option.label).rstrip(". ") + ".")
             continue
         dose, course, qty, none = words
         texts.append(
-            dose + (f" for {course}" if course else "") + qty + (", no refills" if none else "")
+            dose
+            + (f" for {course}" if course else "")
+            + qty
+            + (", no refills" if none else "")
+            + "."
         )
-    return "; or ".join(texts) + "."
+    return texts
+
+
+_NAMED_EDIT = re.compile(r"^([A-Z][a-z]+(?: [a-z]+)* step): (.+)$", re.S)
+_KEEP_ONLY = "Keep only "
+
+
+def _edit_lines(edits: list[str], heads: dict[str, str], first: str) -> list[str]:
+    """Each edit a paragraph of its own, one choice a line (F.2a, pharmacist review: "one
+    line per drug"), under a bold head: the first under ``first`` ("Edit the order:", "Or
+    edit the order:" below the switch line, "To keep one instead, ...:"); a named step
+    ("First taper step: ...") says its name in the head ("Edit the order to the first taper
+    step:", "Or the tablet step:"); a further order kept says "Or keep only:"."""
+    lines = []
+    for i, edit in enumerate(edits):
+        named = _NAMED_EDIT.match(edit)
+        if named and first in (heads["first"], heads["or"]):
+            name, text = named.group(1).lower(), named.group(2)
+            key = "named_first" if i == 0 and first == heads["first"] else "named_or"
+            lines.append(f"**{heads[key].format(name=name)}** {text}")
+        elif i == 0:
+            lines.append(f"**{first}** {edit}")
+        elif edit.startswith(_KEEP_ONLY):
+            lines.append(f"**{heads['keep_or']}** {edit[len(_KEEP_ONLY) :]}")
+        else:
+            lines.append(f"**{heads['or']}** {edit}")
+    return lines
 
 
 def _edit_words(resource: dict[str, Any] | None, written: str) -> tuple[str, str, str, bool] | None:

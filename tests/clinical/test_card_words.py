@@ -12,24 +12,26 @@ What is checked, on every card's ``summary`` and **whole** ``detail``:
 - **Evidence in links, not in the text.** No detail carries a "Source:" line; every card has
   links, every link is one of ``cards/links.json`` (no URL is made up), and a muscle
   relaxant's label is linked only by a card that names that drug (F.0-7).
-- **Detail length, the whole detail** (second review N5). A word is a whitespace-separated
-  token holding a letter or digit ("1." and "5" are words; Markdown markers are not). Two caps:
+- **Detail length** (F.2a "at most about 50 words"; pharmacist review: "about 50 words plus
+  one line per drug"). A word is a whitespace-separated token holding a letter or digit ("1."
+  and "5" are words; Markdown markers are not). The detail is split into paragraphs:
 
-  - ``WORD_CAP`` = 60 for every card that holds no choice on its pended order (it explains):
-    F.2a's "at most about 50 words", plus a caution line.
-  - ``DECISION_CAP`` = 95 in ``standard`` and 110 in ``epic`` for the one card per order
-    that holds the choices (suggestions on the order, or in Epic its edits as text). Beyond
-    its own about 50 words it must write out what no label can hold: the first choice's
-    order in words (tizanidine's bedtime regimen, a titration plan, the taper step in oral
-    solution and, beside it, the tablet step or why none fits: review round 1 M4/M7, N6,
-    N12) and, in Epic, the "To switch" and "Edit the order"
-    lines (Epic applies no update, F.2a). Those are the action itself, so they are not cut
-    to fit 60; the typical older-adult order's cards stay within 60 in both profiles.
+  - a **choice line** (``CHOICE``) opens with a bold head naming one order choice and states
+    that order: a drug's typed order ("**Tizanidine 2 mg tablets:** ...", "**Naloxone 4 mg
+    nasal spray:** ..."), a diazepam step ("**Diazepam oral solution 1 mg/mL ...:** ..."), a
+    drug's titration plan ("**Tizanidine:** start 2 mg ...") or an Epic edit of the order
+    ("**Edit the order ...:**", "**Or edit the order:**", "**Or the tablet step:**", "**To keep
+    one instead ...:**"). Each is capped on its own at ``TYPED_CAP`` = 40 words and holds ONE
+    choice: at most one drug named beside diazepam, no second choice joined by "; or".
+  - everything else is the **reading text**, "To switch: select both Remove diazepam and one
+    alternative." included: at most ``WORD_CAP`` = 60 words on every card, in both profiles,
+    the card that decides included (F.2a's about 50 words, plus a caution line).
 
-  The median and maximum, over every card and per profile and kind, are printed in the
-  pytest terminal summary (``summary_line`` user properties, collected by
-  ``tests/conftest.py``); the median must stay at most ``MEDIAN_CAP`` = 40. A failing card is
-  named: fixture, profile, topic, word count and its opening words.
+  The median and maximum of the whole detail and of the reading text, over every card and per
+  profile and kind, are printed in the pytest terminal summary (``summary_line`` user
+  properties, collected by ``tests/conftest.py``); the median of the whole detail must stay at
+  most ``MEDIAN_CAP`` = 40. A failing card is named: fixture, profile, topic, word count and its
+  opening words.
 - **The action first.** The detail opens with the action: an Epic action line ("To switch",
   "Edit the order") or an imperative verb from ``ACTION_VERBS``.
 - **No older-adult words for a younger patient** (N12): no card for a patient under 65 says
@@ -59,7 +61,6 @@ CARDS = REPO_DIR / "cards"
 PATHS = fixture_paths()
 AGES = {path.stem: load(path)["patient_age"] for path in PATHS}
 WORD_CAP = 60
-DECISION_CAP = {"standard": 95, "epic": 110}
 MEDIAN_CAP = 40
 PROSE_CAP = 45
 TYPICAL = "f13-typical-68-spasm-at-most-3-cards"  # a typical older-adult acute-spasm order
@@ -126,7 +127,7 @@ ACTION_VERBS = frozenset(
 # Epic's action lines (F.2a): the choices written as what to select and what to edit
 EPIC_ACTION_LINES = (
     "**To switch:",
-    "**Edit the order:**",
+    "**Edit the order",  # "Edit the order:", "Edit the order to the first taper step:"
     "**Or edit the order:**",
     "**To keep one instead",
 )
@@ -164,41 +165,35 @@ def decides(card: dict[str, Any]) -> bool:
     return any(p.startswith(EPIC_ACTION_LINES) for p in paragraphs(card["detail"]))
 
 
-# Epic with several pended diazepam orders: the card also types out, in full, how to keep
-# each one instead (dose, days, tablets, refills: N4, N9)
-SEVERAL_ORDERS_EPIC_CAP = 125
-
-
-def cap_for(card: dict[str, Any], profile: str) -> int:
-    if profile == "epic" and "**To keep one instead" in card["detail"]:
-        return SEVERAL_ORDERS_EPIC_CAP
-    return DECISION_CAP[profile] if decides(card) else WORD_CAP
-
-
-# Epic applies no created order's details, so each added order is typed out in full on the
-# card that offers it (second review N4): "**Tizanidine 2 mg tablets:** 2 mg by mouth ...; up
-# to 21 tablets, no refills." Such a paragraph is the order itself, like a suggestion's label:
-# it is capped on its own (TYPED_CAP words each) and the card's reading text without it keeps
-# DECISION_CAP. The whole detail, typed orders included, is still printed in the summary.
-TYPED_ORDER = re.compile(
-    r"^\*\*(?:Baclofen|Tizanidine|Cyclobenzaprine|Methocarbamol|Naloxone)\b[^*]*:\*\* "
-    r".*\bno refills\.$",
+# A choice line: a bold head naming one order choice (a drug, a diazepam step, an edit of the
+# order), then that order with a dose, volume, duration or count. Like a suggestion's label, it
+# is capped on its own; the rest of the detail is the reading text.
+CHOICE = re.compile(
+    r"^\*\*(?:Or )?(?:(?:Baclofen|Tizanidine|Cyclobenzaprine|Methocarbamol|Naloxone|Diazepam)\b"
+    r"|(?:[Ee]dit the order|(?:the )?[Tt]ablet step|To keep one instead|[Kk]eep only)\b)"
+    r"[^*]*:\*\* .*\b\d+(?:\.\d+)? (?:mg|mL|days?|tablets?|twin pack)\b",
     re.S,
 )
 TYPED_CAP = 40
+_DRUGS = re.compile(r"(?i)\b(?:baclofen|tizanidine|cyclobenzaprine|methocarbamol|naloxone)\b")
 
 
-def typed_orders(card: dict[str, Any], profile: str) -> list[str]:
-    """The typed-order paragraphs of an Epic card (none in a profile that applies orders)."""
-    if profile != "epic":
-        return []
-    return [p for p in paragraphs(card["detail"]) if TYPED_ORDER.match(p)]
+def choice_lines(card: dict[str, Any]) -> list[str]:
+    """The choice lines of a card's detail (both profiles)."""
+    return [p for p in paragraphs(card["detail"]) if CHOICE.match(p)]
 
 
-def reading_words(card: dict[str, Any], profile: str) -> int:
-    """The words of the detail a prescriber reads to decide: all but the typed orders."""
-    typed = typed_orders(card, profile)
-    return sum(words(p) for p in paragraphs(card["detail"]) if p not in typed)
+def choices_in(line: str) -> int:
+    """How many choices a choice line holds: the drugs it names (diazepam aside, at least
+    one: an edit of the diazepam order), plus one per further choice joined by "; or"."""
+    drugs = len({m.group(0).lower() for m in _DRUGS.finditer(line)})
+    return max(drugs, 1) + len(re.findall(r";\s+or\b", line))
+
+
+def reading_words(card: dict[str, Any]) -> int:
+    """The words of the detail a prescriber reads to decide: all but the choice lines."""
+    choices = choice_lines(card)
+    return sum(words(p) for p in paragraphs(card["detail"]) if p not in choices)
 
 
 def opens_with_action(detail: str) -> bool:
@@ -271,12 +266,14 @@ def test_card_words(path: Path, profile: str, answers: dict[tuple[str, str], lis
             drug = link["label"].split()[0].lower()
             if drug in RELAXANTS and drug not in said.lower():
                 problems.append(f"{topic}: cites the {drug} label but never names {drug}")
-        count, cap = reading_words(card, profile), cap_for(card, profile)
-        if count > cap:
-            problems.append(f"{topic} detail: {count} words > {cap}: {detail[:80]!r}…")
-        for typed in typed_orders(card, profile):
-            if words(typed) > TYPED_CAP:
-                problems.append(f"{topic} typed order: {words(typed)} words: {typed[:60]!r}")
+        count = reading_words(card)
+        if count > WORD_CAP:
+            problems.append(f"{topic} reading text: {count} words > {WORD_CAP}: {detail[:80]!r}…")
+        for line in choice_lines(card):
+            if words(line) > TYPED_CAP:
+                problems.append(f"{topic} choice line: {words(line)} words: {line[:60]!r}")
+            if choices_in(line) > 1:
+                problems.append(f"{topic} choice line holds {choices_in(line)}: {line[:60]!r}")
         if not opens_with_action(detail):
             problems.append(f"{topic} detail does not open with an action: {detail[:60]!r}")
     assert not problems, "\n".join(problems)
@@ -285,25 +282,28 @@ def test_card_words(path: Path, profile: str, answers: dict[tuple[str, str], lis
 def test_detail_word_counts_are_reported(
     answers: dict[tuple[str, str], list[Any]], record_property: Any
 ) -> None:
-    """Median and maximum of the whole detail over every card of every fixture in both
-    profiles, and per profile and kind (the card that decides, the cards that explain)."""
+    """Median and maximum of the whole detail and of the reading text (without the choice
+    lines) over every card of every fixture in both profiles, and per profile and kind (the
+    card that decides, the cards that explain); and the longest choice line."""
     groups: dict[str, list[int]] = {"all": []}
+    reading: dict[str, list[int]] = {"all": []}
+    longest = (0, "")
     for (profile, _), cards in answers.items():
         for card in cards:
-            count = words(card["detail"])
             kind = "decision cards" if decides(card) else "explaining cards"
             for key in ("all", profile, f"{profile}, {kind}"):
-                groups.setdefault(key, []).append(count)
-            if typed_orders(card, profile):
-                groups.setdefault("epic cards with typed orders, without them", []).append(
-                    reading_words(card, profile)
-                )
+                groups.setdefault(key, []).append(words(card["detail"]))
+                reading.setdefault(key, []).append(reading_words(card))
+            for line in choice_lines(card):
+                longest = max(longest, (words(line), line[:50]))
     assert groups["all"]
     lines = [
-        f"card detail words (whole detail), {name}: median {statistics.median(counts):g}, "
+        f"card detail words ({what}), {name}: median {statistics.median(counts):g}, "
         f"max {max(counts)} over {len(counts)} cards"
-        for name, counts in groups.items()
+        for what, group in (("whole detail", groups), ("reading text", reading))
+        for name, counts in group.items()
     ]
+    lines.append(f"longest choice line: {longest[0]} words ({longest[1]!r}...)")
     for line in lines:
         print(line)
         record_property("summary_line", line)
@@ -314,10 +314,10 @@ def test_typical_older_adult_cards_are_about_50_words(
     answers: dict[tuple[str, str], list[Any]],
 ) -> None:
     """A typical older-adult acute-spasm order: every card within WORD_CAP, in both profiles
-    (its decision card too: baclofen's order fits its label, nothing is written out)."""
+    (its decision card too)."""
     for profile in PROFILES:
         for card in answers[(profile, TYPICAL)]:
-            assert reading_words(card, profile) <= WORD_CAP, (profile, _topic(card), card["detail"])
+            assert reading_words(card) <= WORD_CAP, (profile, _topic(card), card["detail"])
 
 
 @pytest.mark.parametrize("path", [p for p in PATHS if (AGES[p.stem] or 99) < 65], ids=str)
@@ -468,3 +468,37 @@ def test_word_count_and_kind_definitions() -> None:
     assert OLDER_WORDS.search("seldom more than 30 to 40 mg a day at 65 and older")
     assert OLDER_WORDS.search("(older adults seldom more than 30 to 40 mg a day)")
     assert not OLDER_WORDS.search("Age 45: cyclobenzaprine 5 mg for 7 days")
+
+
+def test_choice_line_definition() -> None:
+    """A choice line is a bold head naming one order choice, then that order; "To switch",
+    cautions, "Also" and a drug's caution without an order are the reading text."""
+    lines = {
+        "**Tizanidine 2 mg tablets:** 2 mg by mouth 3 times a day for 7 days; 21 tablets, "
+        "no refills.": 1,
+        "**Naloxone 4 mg nasal spray:** 1 spray in one nostril; 1 twin pack (2 devices), "
+        "no refills.": 1,
+        "**Tizanidine:** start 2 mg up to 3 times a day; 36 mg a day maximum.": 1,
+        "**Edit the order to the first taper step:** diazepam oral solution 1 mg/mL: 4.5 mg "
+        "= 4.5 mL twice a day for 14 days, 126 mL, no refills.": 1,
+        "**Or the tablet step:** diazepam 4 mg (2 tablets of 2 mg) twice a day for 14 days "
+        "(56 tablets), no refills.": 1,
+        "**Or edit the order:** to 7 days, no refills: 2 mg twice a day (14 tablets), or the "
+        "dose as written (21 tablets).": 1,
+        "**Edit the order:** First taper step: diazepam 4.5 mg twice a day for 14 days; or "
+        "Tablet step: diazepam 4 mg twice a day for 14 days.": 2,
+    }
+    for line, choices in lines.items():
+        card = {"detail": line}
+        assert choice_lines(card) == [line], line
+        assert choices_in(line) == choices, line
+        assert reading_words(card) == 0
+    for line in (
+        "**To switch: select both Remove diazepam and one alternative.**",
+        "**Caution with any muscle relaxant:** with oxycodone, an opioid (more sedation).",
+        "**Methocarbamol:** may reduce the effect of pyridostigmine (label).",
+        "**Also:** Dose above the older-adult start (2 to 2.5 mg once or twice a day).",
+        "**Off-label for acute spasm:** tizanidine.",
+    ):
+        assert choice_lines({"detail": line}) == [], line
+        assert reading_words({"detail": line}) == words(line)

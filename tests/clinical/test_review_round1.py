@@ -112,7 +112,7 @@ def test_myasthenia_methocarbamol_and_neurology(apps: dict[str, Flask], profile:
     fixture, cards = answer(apps, "rw-41-myasthenia-back-spasm-45", profile)
     (card,) = decision_cards(cards, diazepam_ids(fixture))
     assert "pyridostigmine" in card["detail"]
-    assert "check with neurology before any muscle relaxant" in card["detail"]
+    assert "check with neurology first" in card["detail"]
 
 
 # -- L7: a replacement never runs longer than the prescriber's shorter course --------------
@@ -249,7 +249,7 @@ def test_taper_step_in_solution_is_spelled_out(apps: dict[str, Flask], profile: 
     assert line in taper["detail"].replace("**", "")
     if profile == "epic":
         edit = taper["detail"].split("\n\n")[0]
-        assert edit.startswith("**Edit the order:**")
+        assert edit.startswith("**Edit the order to the first taper step:**")
         assert "for 14 days, 51 mL, no refills" in edit
 
 

@@ -460,10 +460,11 @@ def test_keep_only_says_above_the_start_before_its_quantity(apps: dict[str, Flas
     [card] = [
         c for c in answer(apps, "rw-20-two-diazepam-drafts-72", "epic") if "edit it" in c["detail"]
     ]
-    edit = card["detail"].split("\n\n")[1]
+    # one choice a line (pharmacist review): each order kept has its own edit line
+    edits = [p for p in card["detail"].split("\n\n") if p.startswith("**Or keep only:**")]
     assert (
-        f"Keep only diazepam 5 mg 3 times a day ({ABOVE_START_LABEL}), 7 days "
-        "(21 tablets), no refills" in edit
+        f"**Or keep only:** diazepam 5 mg 3 times a day ({ABOVE_START_LABEL}), 7 days "
+        "(21 tablets), no refills." in edits
     )
 
 

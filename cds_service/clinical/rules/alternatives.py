@@ -371,9 +371,12 @@ def muscle_relaxant_alternative(
     older = is_older(record, policy)
     for rank, drug in enumerate(kept):
         regimen = alt["regimens"][scenario][drug]
-        if regimen.get("plan") and regimen.get("plan_older") and older:
-            # N12 (second review): older-adult words never reach a younger patient
-            regimen = {**regimen, "plan": f"{regimen['plan']}; {regimen['plan_older']}"}
+        card_plan = regimen.get("plan")  # the plan line of the card: one choice, short
+        older_plan = regimen.get("plan_older") if card_plan and older else None
+        if older_plan:
+            # N12 (second review): older-adult words never reach a younger patient. The
+            # order's note holds all of it; the card says them beside the drug
+            regimen = {**regimen, "plan": f"{regimen['plan']}; {older_plan}"}
         product = policy.products[regimen["code"]]
         resource = alternative_request(order, regimen, product, supply)
         qty = resource["dispenseRequest"].get("quantity")
@@ -419,7 +422,7 @@ def muscle_relaxant_alternative(
             if regimen.get("plan") and rank == 0:
                 # the first choice's titration in words (N12); the others' travel in their
                 # orders' notes
-                plan_note = f"**{drug.capitalize()}:** {regimen['plan']}."
+                plan_note = f"**{drug.capitalize()}:** {card_plan}."
                 notes.append(plan_note)
                 plan_notes.append(plan_note)
             options.append(
@@ -452,6 +455,8 @@ def muscle_relaxant_alternative(
         # suggestion to carry it (F.0-3: a rescue or injection order is never replaced)
         # "renal function unknown" is said once, in the card's "Not known" line
         notes = [t for t in assessed[drug].demoted if "unknown" not in t] + assessed[drug].cautions
+        if older_plan and removable and rank == 0:  # beside its plan line (F.2a, N12)
+            notes.append(older_plan)
         inside = (["off-label"] if off_label else []) + notes
         labelled = assessed[drug].label_notes
         own = [n for n in notes if f"**{drug.capitalize()}:** {n}." not in labelled]

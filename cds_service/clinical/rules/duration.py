@@ -94,6 +94,11 @@ def duration_limit(order: DiazepamOrder, record: PatientRecord, policy: Policy) 
                 "ideal": fmt(rule["ideal_days"]),
                 "max": fmt(rule["max_days"]),
                 "source": _SOURCE_WORDS.get(order.days_source or "", "the order"),
+                "from_source": ""
+                if order.days_source == "expectedSupplyDuration"
+                else rule["source_note"].format(
+                    source=_SOURCE_WORDS.get(order.days_source or "", "the order")
+                ),
                 "use": "acute muscle spasm use"
                 if indication(order, record, policy).kind == "acute_spasm"
                 else "use without a recorded indication",
