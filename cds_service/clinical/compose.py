@@ -224,9 +224,10 @@ def _one_cancel(host: Finding) -> None:
     host.options = [o for o in host.options if o.kind != "delete" or o is kept or o.removes]
 
 
-def _typed_keep(option: Option) -> str:
-    """A keep's label as typed in full: its quantity and 'no refills' restored."""
-    text = option.label
+def _typed_keep(option: Option, text: str | None = None) -> str:
+    """A keep's label (or ``text``) as typed in full: its quantity and 'no refills'
+    restored."""
+    text = option.label if text is None else text
     dispense = (option.resource or {}).get("dispenseRequest") or {}
     as_needed = any(
         d.get("asNeededBoolean") for d in (option.resource or {}).get("dosageInstruction") or []
@@ -583,17 +584,16 @@ def one_decision_for_orders(entries: list[tuple[Any, Any, list[Finding]]], polic
                 f", {fmt(days['value'])} days" if days else "",
                 f" ({amount(qty['value'], qty.get('unit'))})" if qty.get("value") else "",
             )
-            label = fitted(lead, *tails)
-            keep_others.append(
-                Option(
-                    kind="update",
-                    label=label,
-                    edit_text=lead + "".join(tails),
-                    description=capped.description,
-                    resource=capped.resource,
-                    removes=rest,
-                )
+            keep = Option(
+                kind="update",
+                label=fitted(lead, *tails),
+                description=capped.description,
+                resource=capped.resource,
+                removes=rest,
             )
+            # typed by hand in Epic: the refills too, as the host's own keep says them
+            keep.edit_text = _typed_keep(keep, lead + "".join(tails))
+            keep_others.append(keep)
         else:
             keep_others.append(
                 Option(

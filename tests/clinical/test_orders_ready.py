@@ -481,6 +481,10 @@ def test_spasticity_orders_are_the_start_dose_with_a_plan_for_review(
         # N12: the titration said plainly; each step is a new order after review
         assert note["text"].startswith(f"Start {fmt(regimen['mg'])} mg")
         assert "a new order each step" in note["text"]
+    # knowledge A (tizanidine hepatotoxicity, review round 3 L5): liver tests at baseline and
+    # 1 month after reaching the maximum dose, not 1 month after the start
+    plan = policy["alternatives"]["regimens"]["spasticity"]["tizanidine"]["plan"]
+    assert "liver tests: start, 1 month after top dose" in plan
 
 
 def test_every_label_form_fits_and_keeps_the_regimen(policy: Policy) -> None:

@@ -159,6 +159,21 @@ def test_every_epic_addition_states_the_whole_order(path: Path, apps: dict[str, 
                     assert "as needed" in sig and f"up to {quantity} " in sig, sig
 
 
+
+def test_every_epic_keep_only_line_says_no_refills(apps: dict[str, Flask]) -> None:
+    """Epic applies no update: keeping one of several pended orders is typed by hand from its
+    "Or keep only:" line, and that keep is the capped course with no refills, so the line
+    says so (the second order's line lacked it: words review, rw-20)."""
+    lines = 0
+    for path in PATHS:
+        for card in answer(apps, path.stem, "epic"):
+            for paragraph in card["detail"].split("\n\n"):
+                if paragraph.startswith("**Or keep only:**") and re.search(r"\d+ days", paragraph):
+                    lines += 1
+                    assert paragraph.endswith(", no refills."), (path.stem, paragraph)
+    assert lines >= 2, lines  # the case occurs (the two-orders fixtures)
+
+
 @pytest.mark.parametrize("profile", PROFILES)
 def test_naloxone_label_says_one_spray_a_dose(apps: dict[str, Flask], profile: str) -> None:
     """N4: "(2 sprays)" was read as the dose; the label says 1 spray a dose and what is
