@@ -17,7 +17,7 @@ from typing import Any
 
 from jsonschema import Draft202012Validator
 
-from cds_service.clinical.models import DiazepamOrder, Finding
+from cds_service.clinical.models import DRAFT_KINDS, SUMMARY_MAX, DiazepamOrder, Finding
 from cds_service.clinical.policy import Policy
 from cds_service.clinical.rules.common import amount
 from cds_service.clinical.suggestions import (
@@ -45,7 +45,6 @@ TOPICS = (
     "cns-depressant-combination",
     "diazepam-interaction",
 )
-SUMMARY_MAX = 139
 
 
 class TemplateError(ConfigError):
@@ -309,9 +308,6 @@ def render(
     # (compose.fold_actionless pops it: never sent, never stored)
     card["_line"] = " ".join((variant.get("line") or summary).format_map(facts).split())
     return card
-
-
-DRAFT_KINDS = ("replace", "update", "delete")  # actions on the pended diazepam order
 
 
 def _conditions(finding: Finding, policy: Policy) -> frozenset[str]:

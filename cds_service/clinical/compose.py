@@ -15,7 +15,13 @@ import re
 from collections.abc import Sequence
 from typing import Any
 
-from cds_service.clinical.models import Finding, Option, PatientRecord
+from cds_service.clinical.models import (
+    DRAFT_KINDS,
+    SUMMARY_MAX,
+    Finding,
+    Option,
+    PatientRecord,
+)
 from cds_service.clinical.policy import Policy
 from cds_service.clinical.rules.common import (
     ABOVE_START_LABEL,
@@ -90,9 +96,6 @@ def compose_order(findings: list[Finding], policy: Policy) -> list[Finding]:
     return one_decision(findings, policy)
 
 
-_DRAFT_KINDS = ("replace", "update", "delete")  # actions on the pended diazepam order
-
-
 def one_decision(findings: list[Finding], policy: Policy) -> list[Finding]:
     """F.2a: every action on the pended diazepam order sits on ONE card, as choices that
     exclude each other (replace with X | keep, shorter | lower dose | cancel), so two accepted
@@ -100,7 +103,7 @@ def one_decision(findings: list[Finding], policy: Policy) -> list[Finding]:
     actions that do not touch the order (a naloxone order) stay where they are. At most one
     choice is recommended: the first recommended in that order."""
     rule = policy["compose"]
-    holders = [f for f in findings if any(o.kind in _DRAFT_KINDS for o in f.options)]
+    holders = [f for f in findings if any(o.kind in DRAFT_KINDS for o in f.options)]
     if not holders:
         return findings
     rank = {topic: i for i, topic in enumerate(rule["decision_owner"])}
@@ -112,7 +115,7 @@ def one_decision(findings: list[Finding], policy: Policy) -> list[Finding]:
     host = min(
         holders,
         key=lambda f: (
-            any(o.kind not in _DRAFT_KINDS for o in f.options),
+            any(o.kind not in DRAFT_KINDS for o in f.options),
             severity.get(f.indicator, 99),
             rank.get(f.topic, len(rank)),
         ),
@@ -121,8 +124,8 @@ def one_decision(findings: list[Finding], policy: Policy) -> list[Finding]:
     for finding in holders:
         if finding is host:
             continue
-        moved = [o for o in finding.options if o.kind in _DRAFT_KINDS]
-        finding.options = [o for o in finding.options if o.kind not in _DRAFT_KINDS]
+        moved = [o for o in finding.options if o.kind in DRAFT_KINDS]
+        finding.options = [o for o in finding.options if o.kind not in DRAFT_KINDS]
         host.options.extend(moved)
         carried = [n for o in moved for n in o.notes]
         for note in carried:
@@ -140,7 +143,7 @@ def one_decision(findings: list[Finding], policy: Policy) -> list[Finding]:
     _one_cancel(host)
     # a critical card that also offers naloxone keeps its recommended cancel (review round 1
     # M1): the two do not conflict, so suggestions.shape_suggestions lets both be accepted
-    others = [o for o in host.options if o.kind not in _DRAFT_KINDS]
+    others = [o for o in host.options if o.kind not in DRAFT_KINDS]
     # a cancel recommended by a critical card (absolute contraindication, opioid with a
     # high-risk patient) is the decision: listed first, the only recommended choice, no
     # muscle relaxant pre-selected beside it (review round 1 M1, M2)
@@ -150,7 +153,7 @@ def one_decision(findings: list[Finding], policy: Policy) -> list[Finding]:
         if cancel_first
         else {"replace": 0, "update": 1, "delete": 2}
     )
-    draft = sorted((o for o in host.options if o.kind in _DRAFT_KINDS), key=lambda o: order[o.kind])
+    draft = sorted((o for o in host.options if o.kind in DRAFT_KINDS), key=lambda o: order[o.kind])
     host.options = draft + others
     if cancel_first and host.topic == "muscle-relaxant-alternative" and host.facts.get("top"):
         # the card's own summary ("X suggested instead of diazepam") would contradict the
@@ -457,14 +460,14 @@ def _dose_in_summary(host: dict[str, Any], card: dict[str, Any]) -> bool:
     if cancel in host["summary"]:
         # the recommended choice is to cancel (N3): the order it cancels says its dose
         summary = host["summary"].replace(cancel, f"cancel diazepam {dose}", 1)
-        if len(summary) > 139:
+        if len(summary) > SUMMARY_MAX:
             summary = summary.replace("; if a muscle relaxant is still needed, ", "; or ", 1)
     else:
         marker = "instead of diazepam"
         if marker not in host["summary"]:
             return False
         summary = f"{host['summary'].split(marker)[0]}{marker} {dose}"
-    if len(summary) > 139:
+    if len(summary) > SUMMARY_MAX:
         return False
     host["summary"] = summary
     return True
@@ -550,7 +553,7 @@ def one_decision_for_orders(entries: list[tuple[Any, Any, list[Finding]]], polic
         (i, f)
         for i, (_, _, findings) in enumerate(entries)
         for f in findings
-        if any(o.kind in _DRAFT_KINDS for o in f.options)
+        if any(o.kind in DRAFT_KINDS for o in f.options)
     ]
     if not holders:
         return False
@@ -611,7 +614,7 @@ def one_decision_for_orders(entries: list[tuple[Any, Any, list[Finding]]], polic
         for finding in findings_b:
             if finding.topic in _DECISION_TOPICS:
                 continue
-            finding.options = [o for o in finding.options if o.kind not in _DRAFT_KINDS]
+            finding.options = [o for o in finding.options if o.kind not in DRAFT_KINDS]
             kept.append(finding)
         findings_b[:] = kept
     # the host's own choices, now for the whole set
@@ -693,9 +696,9 @@ def one_decision_for_orders(entries: list[tuple[Any, Any, list[Finding]]], polic
     total_text = f" ({fmt(total)} mg a day)" if total is not None else ""
     count = _count_word(len(entries)).capitalize()
     summary = f"{count} diazepam orders pended: {parts}{total_text}. Keep at most one."
-    if len(summary) > 139:
+    if len(summary) > SUMMARY_MAX:
         summary = f"{count} diazepam orders: {parts}{total_text}. Keep at most one."
-    if len(summary) > 139:  # the courses are in the statement below
+    if len(summary) > SUMMARY_MAX:  # the courses are in the statement below
         summary = f"{count} diazepam orders pended{total_text}. Keep at most one."
     statement = rule["duplicate_note"].format(against=against)
     if parts not in summary:

@@ -10,6 +10,11 @@ from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
 
+# the option kinds that act on the pended diazepam order itself (F.2a: they sit on one card)
+DRAFT_KINDS = ("replace", "update", "delete")
+# CDS Hooks 2.0: a card summary is "<140 characters"
+SUMMARY_MAX = 139
+
 
 @dataclass(frozen=True)
 class Coding:
