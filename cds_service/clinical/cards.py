@@ -19,7 +19,7 @@ from jsonschema import Draft202012Validator
 
 from cds_service.clinical.models import DRAFT_KINDS, SUMMARY_MAX, DiazepamOrder, Finding
 from cds_service.clinical.policy import Policy
-from cds_service.clinical.rules.common import amount
+from cds_service.clinical.rules.common import supplied
 from cds_service.clinical.suggestions import (
     dose_words,
     edits_in_text,
@@ -404,5 +404,8 @@ def _edit_words(resource: dict[str, Any] | None, written: str) -> tuple[str, str
     dose = dose.rstrip(", ")
     if written and dose == written:
         dose = "the dose as written"
-    amount_text = f" ({amount(qty['value'], qty.get('unit'))})" if qty.get("value") else ""
+    # an as-needed course says the most it allows, "up to 21 tablets", as its label does
+    # (review round 2 N13; the keep lines say it so too)
+    count = supplied(qty, any(d.get("asNeededBoolean") for d in dosages))
+    amount_text = f" ({count})" if count else ""
     return dose, course, amount_text, dispense.get("numberOfRepeatsAllowed") == 0

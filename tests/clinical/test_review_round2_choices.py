@@ -22,7 +22,14 @@ from cds_service.clinical.suggestions import (
     regimen_labels,
     regimen_lines,
 )
-from tests.scenario_cards import fixture_answer, fixture_paths, load, profile_apps
+from tests.scenario_cards import (
+    FIXTURES_DIR,
+    fixture_answer,
+    fixture_paths,
+    load,
+    profile_apps,
+    redate,
+)
 
 SCENARIOS = Path(__file__).resolve().parents[2] / "fixtures" / "scenarios"
 PROFILES = ("standard", "epic")
@@ -230,6 +237,27 @@ def test_quantity_words_match_the_schedule(
                 count = re.search(r"\((up to )?\d+ tablets\)", suggestion["label"])
                 if count:
                     assert bool(count.group(1)) == as_needed, suggestion["label"]
+
+
+
+def test_an_as_needed_order_edited_in_epic_says_up_to(apps: dict[str, Flask]) -> None:
+    """N13 in the Epic edit line too: an as-needed diazepam order capped to 7 days is typed
+    as "(up to 21 tablets)", not a fixed count that reads as a schedule."""
+    request = redate(load(FIXTURES_DIR / "young-adult-back-spasm-30d.json")["request"])
+    for entry in request["context"]["draftOrders"]["entry"]:
+        if "diazepam" in entry["resource"]["id"]:
+            entry["resource"]["dosageInstruction"][0]["asNeededBoolean"] = True
+    response = apps["epic"].test_client().post("/cds-services/diazepam-order-sign", json=request)
+    lines = [
+        p
+        for card in response.get_json()["cards"]
+        for p in card["detail"].split("\n\n")
+        if p.startswith("**Or edit the order:**")
+    ]
+    assert lines == [
+        "**Or edit the order:** to 7 days, no refills: 5 mg 3 times a day as needed "
+        "(up to 21 tablets)."
+    ]
 
 
 # -- third reviewer: the pointer to the decision card names it as the prescriber sees it ------
