@@ -381,7 +381,9 @@ def _fold_host(
     )
     if acting:
         return acting[0]
-    if _topic(card) in rule.get("fold_to_any_card", []) and mates:
+    anywhere = rule.get("fold_to_any_card", [])
+    variant = (card.get("_audit") or {}).get("variant")
+    if mates and (_topic(card) in anywhere or f"{_topic(card)}/{variant}" in anywhere):
         return mates[0]
     return None
 
