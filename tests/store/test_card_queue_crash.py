@@ -65,7 +65,9 @@ def _env(queue: int, flush_ms: int) -> dict[str, str]:
 
 def test_sigkill_loses_only_the_cards_of_the_last_flush_window(tmp_path: Path):
     flush_ms = 300
-    server = start_server(tmp_path, _env(1000, flush_ms), workers=1)
+    # a bound the drive never half fills, so only the flush interval writes the batches
+    # (a half-full queue is written at once: with 1000, a 10 s interval still passed)
+    server = start_server(tmp_path, _env(1_000_000, flush_ms), workers=1)
     # a batch write on a busy 2-core machine: allow it a generous second
     window_s = flush_ms / 1000 + 1.0
     try:
