@@ -593,6 +593,7 @@ def one_decision_for_orders(entries: list[tuple[Any, Any, list[Finding]]], polic
                 description=capped.description,
                 resource=capped.resource,
                 removes=rest,
+                product=capped.product,
             )
             # typed by hand in Epic: the refills too, as the host's own keep says them
             keep.edit_text = _typed_keep(keep, lead + "".join(tails))
