@@ -35,6 +35,9 @@ PROFILES = ("standard", "epic")
 PRODUCTS = json.loads(
     (REPO_DIR / "cds_service/data/valuesets/diazepam-products.json").read_text(encoding="utf-8")
 )["codes"]
+CONDITIONS = json.loads(
+    (REPO_DIR / "cds_service/data/valuesets/conditions.json").read_text(encoding="utf-8")
+)["groups"]
 # Epic's edit lines of the pended order (cards.render): every bold head that edits it
 EDIT_HEADS = re.compile(
     r"^\*\*(?:Edit the order|Or edit the order|Or the [a-z ]+step|To keep one instead|"
@@ -225,3 +228,40 @@ def test_remove_label_of_a_5_mg_tablet(apps: dict[str, Flask]) -> None:
     _, cards = answer(apps, "rw-34-order-select-typical-72", "epic")
     labels = [s["label"] for c in cards for s in c.get("suggestions") or []]
     assert "Remove the pended diazepam order (diazepam 5 mg tablet)" in labels
+
+
+def test_condition_titles_inside_a_sentence_are_lower_case(apps: dict[str, Flask]) -> None:
+    """'contraindicated in Myasthenia gravis' -> 'contraindicated in myasthenia gravis';
+    initialisms keep their capitals."""
+    from cds_service.clinical.rules.common import in_sentence
+
+    assert in_sentence("Myasthenia gravis") == "myasthenia gravis"
+    assert in_sentence("COPD") == "COPD"
+    assert in_sentence("AV block, arrhythmia or conduction disturbance").startswith("AV block")
+    _, cards = answer(apps, "rw-41-myasthenia-back-spasm-45", "epic")
+    details = " ".join(c["detail"] for c in cards)
+    assert "contraindicated in myasthenia gravis" in details
+
+
+@pytest.mark.parametrize("profile", PROFILES)
+def test_no_capitalised_condition_title_after_words(apps: dict[str, Flask], profile: str) -> None:
+    """Over every fixture: a contraindication or COPD caution never writes a condition title
+    capitalised after other words ('contraindicated in Myasthenia gravis', 'COPD and
+    Chronic lung disease')."""
+    titles = [g["title"] for g in CONDITIONS.values() if not g["title"][:2].isupper()]
+    after_words = re.compile(
+        r"(?:\b(?:in|and|lists)|[;(]|caution for diazepam [a-z ]+:|Caution,) ("
+        + "|".join(re.escape(t) for t in titles)
+        + r")\b"
+    )
+    for path in fixture_paths():
+        for card in answer(apps, path.stem, profile)[1]:
+            if card["source"]["topic"]["code"] not in (
+                "diazepam-contraindication",
+                "duration-limit",
+                "dose-limit",
+                "taper-required",
+            ):
+                continue
+            found = after_words.search(card["detail"])
+            assert found is None, (path.stem, found.group(0))
