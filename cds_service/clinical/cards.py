@@ -227,7 +227,7 @@ def render(
             if several
             else "**To switch: select both Remove diazepam and one alternative.**"
         )
-    edits = _edits(finding.options, None if several else order, profile, policy)
+    edits = _edits(finding.options, order, profile, policy, several)
     if split and several:
         # several pended orders (review round 1 H1): Epic applies any number of the
         # suggestions, so the card says how to keep one
@@ -329,21 +329,32 @@ def _said(note: str, said: str) -> bool:
 
 
 def _edits(
-    options: list[Any], order: DiazepamOrder | None, profile: str, policy: Policy
+    options: list[Any],
+    order: DiazepamOrder,
+    profile: str,
+    policy: Policy,
+    several: bool = False,
 ) -> list[str]:
     """In a profile without updates (Epic), the rewrites of the pended order as edit
     instructions, each with its dose and amount (review round 1 M4). Rewrites that differ
     only in the dose are one edit, the course and 'no refills' said once (F.2a: 'Edit the
     order: 7 days, 21 tablets, no refills'): 'to 7 days, no refills: 2 mg twice a day (14
     tablets), or the dose as written (21 tablets).' Any other rewrite is an edit of its own
-    (one choice a line); an option that spells its own edit (the taper step) keeps it."""
+    (one choice a line); an option that spells its own edit (the taper step) keeps it.
+
+    A rewrite to another product (review round 3: the 2 mg tablet for a 5 mg tablet order)
+    is a line of its own that names the new product first: 'change to diazepam
+    2 mg tablets: 2 mg twice a day for 7 days (14 tablets), no refills.' With several pended
+    orders (``several``), a rewrite of this card's order says which order to keep: 'keep
+    diazepam 5 mg 3 times a day, change it to diazepam 2 mg tablets: ...'."""
     rewrites = [o for o in options if o.kind == "update"]
     if not edits_in_text(rewrites, profile, policy):
         return []
-    written = dose_words(order).strip() if order is not None else ""
+    rule = policy["compose"]
+    written = "" if several else dose_words(order).strip()
     spelled = [None if o.edit_text else _edit_words(o.resource, written) for o in rewrites]
     parts = [s for s in spelled if s is not None]
-    if len(parts) == len(rewrites):
+    if len(parts) == len(rewrites) and not several and not any(o.product for o in rewrites):
         courses = {course for _, course, _, _ in parts}
         if len(courses) == 1 and all(none for _, _, _, none in parts):
             (course,) = courses
@@ -355,13 +366,23 @@ def _edits(
             texts.append((option.edit_text or option.label).rstrip(". ") + ".")
             continue
         dose, course, qty, none = words
-        texts.append(
+        text = (
             dose
             + (f" for {course}" if course else "")
             + qty
             + (", no refills" if none else "")
             + "."
         )
+        if several:
+            change = rule["keep_product_change"] if option.product else rule["keep_edit"]
+            text = (
+                str(rule["keep_which"]).format(order=f"diazepam{dose_words(order)}")
+                + str(change).format(product=option.product)
+                + text
+            )
+        elif option.product:
+            text = str(rule["product_change"]).format(product=option.product) + text
+        texts.append(text)
     return texts
 
 

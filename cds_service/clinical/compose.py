@@ -29,6 +29,7 @@ from cds_service.clinical.rules.common import (
     chronic_diazepam,
     emergency_order,
     fmt,
+    in_sentence,
     supplied,
     times_a_day,
 )
@@ -315,7 +316,7 @@ def copd_caution(findings: list[Finding], record: PatientRecord, policy: Policy)
     host = next((f for f in findings if f.topic in rule["topics"]), None)
     if host is None:
         return findings
-    names = " and ".join(policy.group_titles.get(g, g) for g in groups)
+    names = " and ".join(in_sentence(policy.group_titles.get(g, g)) for g in groups)
     host.notes.append(rule["note"].format(names=names))
     host.audit["copd_caution"] = groups
     opioid = any("opioid" in m.classes for m in [*record.medications, *record.draft_medications])
@@ -595,6 +596,7 @@ def one_decision_for_orders(entries: list[tuple[Any, Any, list[Finding]]], polic
                 description=capped.description,
                 resource=capped.resource,
                 removes=rest,
+                product=capped.product,
             )
             # typed by hand in Epic: the refills too, as the host's own keep says them
             keep.edit_text = _typed_keep(keep, lead + "".join(tails))

@@ -139,6 +139,9 @@ class Option:
     # the whole change in words where a profile edits by hand (Epic): the label is capped at
     # 80 characters, an edit instruction must not lose the days, amount or refills (M4)
     edit_text: str | None = None
+    # the product a rewrite orders when it is not the pended order's own strength and form
+    # ("diazepam 2 mg tablets"): an edit typed by hand names it first (review round 3)
+    product: str | None = None
     # the pended diazepam orders this option removes, as (reference, words), when it is not
     # just the card's own order (several pended orders, review round 1 H1)
     removes: list[tuple[str, str]] | None = None

@@ -702,10 +702,11 @@ def _new_id() -> str:
     return str(uuid.uuid4())
 
 
-def _action_delete(order: DiazepamOrder) -> dict[str, Any]:
+def _action_delete(order: DiazepamOrder, policy: Policy) -> dict[str, Any]:
+    words = product_words(order, policy) or "diazepam"
     return {
         "type": "delete",
-        "description": f"Remove the pended diazepam order ({order.display or 'diazepam'})",
+        "description": f"Remove the pended diazepam order ({words})",
         "resourceId": order.ref,
     }
 
@@ -739,7 +740,7 @@ def shape_suggestions(
             )
             if opt.kind == "replace":
                 actions = [
-                    *(deletes if deletes is not None else [_action_delete(order)]),
+                    *(deletes if deletes is not None else [_action_delete(order, policy)]),
                     {"type": "create", "description": opt.description, "resource": opt.resource},
                 ]
             elif opt.kind == "update" and spec["updates"]:
@@ -748,7 +749,7 @@ def shape_suggestions(
                     *(deletes or []),
                 ]
             elif opt.kind == "delete":
-                actions = deletes if deletes is not None else [_action_delete(order)]
+                actions = deletes if deletes is not None else [_action_delete(order, policy)]
                 role = ROLE_REMOVE
             elif opt.kind == "create" and opt.resource is not None:
                 actions = [
@@ -795,8 +796,8 @@ def shape_suggestions(
     elif removes:
         suggestions.append(
             _suggestion(
-                remove_label(order),
-                [_action_delete(order)],
+                remove_label(order, policy),
+                [_action_delete(order, policy)],
                 cancel,
                 ROLE_REMOVE,
                 {"kind": "remove", "drug": "diazepam"},
@@ -826,11 +827,67 @@ def shape_suggestions(
     return suggestions, spec["selection"] if suggestions else None
 
 
-def remove_label(order: DiazepamOrder) -> str:
-    """'Remove the pended diazepam order (diazepam 5 MG Oral Tablet)', the product left out
+def remove_label(order: DiazepamOrder, policy: Policy | None = None) -> str:
+    """'Remove the pended diazepam order (diazepam 5 mg tablet)', the product in the words a
+    prescriber writes (review round 3: not RxNorm's 'diazepam 5 MG Oral Tablet'), left out
     when it would take the label past ``LABEL_MAX``."""
-    label = f"Remove the pended diazepam order ({order.display or 'diazepam'})"
+    words = product_words(order, policy) if policy is not None else display_words(order.display)
+    label = f"Remove the pended diazepam order ({words or 'diazepam'})"
     return label if len(label) <= LABEL_MAX else "Remove the pended diazepam order"
+
+
+# RxNorm writes units and dose forms in capitals ("diazepam 5 MG Oral Tablet"); a card writes
+# them as a prescriber does ("diazepam 5 mg oral tablet"). A bracketed brand keeps its words
+_RXNORM_UNITS = {"MG/ML": "mg/mL", "MG": "mg", "ML": "mL", "MCG": "mcg", "HR": "hr"}
+_UNIT = re.compile(r"\b(?:MG/ML|MG|ML|MCG|HR)\b")
+_TITLE_WORD = re.compile(r"\b[A-Z][a-z]+\b")
+_BRACKETED = re.compile(r"(\[[^\]]*\])")
+
+
+def display_words(display: str | None) -> str | None:
+    """A product's display with RxNorm's capitals lowered: units ('MG' -> 'mg', 'MG/ML' ->
+    'mg/mL') and dose-form words ('Oral Tablet' -> 'oral tablet'); a bracketed brand
+    ('[Valium]') keeps its capital."""
+    if not display:
+        return None
+    parts = _BRACKETED.split(" ".join(display.split()))
+    out = []
+    for part in parts:
+        part = _UNIT.sub(lambda m: _RXNORM_UNITS[m.group(0)], part)
+        if not part.startswith("["):
+            part = _TITLE_WORD.sub(lambda m: m.group(0).lower(), part)
+        out.append(part)
+    return "".join(out)
+
+
+def product_words(item: Any, policy: Policy, plural: bool = False) -> str | None:
+    """A diazepam product as a prescriber names it, from its strength and form (an order or
+    a value-set product: ``unit``, ``mg_per_unit``, ``mg_per_ml``, ``display``): 'diazepam 2
+    mg tablets', 'diazepam oral solution 1 mg/mL' (``compose.product_words``); any other
+    product its display with RxNorm's capitals lowered."""
+    words = policy["compose"]["product_words"]
+    display = getattr(item, "display", None)
+    if getattr(item, "unit", None) == "tablet" and getattr(item, "mg_per_unit", None):
+        return str(words["tablets" if plural else "tablet"]).format(mg=fmt(item.mg_per_unit))
+    solution = "oral solution" in (display or "").lower()
+    if getattr(item, "unit", None) == "mL" and getattr(item, "mg_per_ml", None) and solution:
+        return str(words["oral_solution"]).format(mg_per_ml=fmt(item.mg_per_ml))
+    return display_words(display)
+
+
+def changed_product(order: DiazepamOrder, code: str | None, policy: Policy) -> str | None:
+    """The words of the product a rewrite of ``order`` orders ('diazepam 2 mg tablets') when
+    it is not the pended order's own strength and form (Epic types the product change by
+    hand: review round 3); None when it is the same product or not a known one."""
+    new = policy.valuesets.diazepam_products.get(code) if policy.valuesets and code else None
+    if new is None:
+        return None
+    same = (new.unit, new.mg_per_unit, new.mg_per_ml) == (
+        order.unit,
+        order.mg_per_unit,
+        order.mg_per_ml,
+    )
+    return None if same else product_words(new, policy, plural=True)
 
 
 def _addition_label(label: str) -> str:

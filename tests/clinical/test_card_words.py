@@ -479,12 +479,16 @@ def test_choice_line_definition() -> None:
         "**Naloxone 4 mg nasal spray:** 1 spray in one nostril; 1 twin pack (2 devices), "
         "no refills.": 1,
         "**Tizanidine:** start 2 mg up to 3 times a day; 36 mg a day maximum.": 1,
-        "**Edit the order to the first taper step:** diazepam oral solution 1 mg/mL: 4.5 mg "
-        "= 4.5 mL twice a day for 14 days, 126 mL, no refills.": 1,
-        "**Or the tablet step:** diazepam 4 mg (2 tablets of 2 mg) twice a day for 14 days "
-        "(56 tablets), no refills.": 1,
-        "**Or edit the order:** to 7 days, no refills: 2 mg twice a day (14 tablets), or the "
-        "dose as written (21 tablets).": 1,
+        "**Edit the order to the first taper step:** change to diazepam oral solution 1 "
+        "mg/mL: 4.5 mg = 4.5 mL twice a day for 14 days, 126 mL, no refills.": 1,
+        "**Or the tablet step:** change to diazepam 2 mg tablets: 4 mg (2 tablets) twice a day "
+        "for 14 days (56 tablets), no refills.": 1,
+        "**Or edit the order:** change to diazepam 2 mg tablets: 2 mg twice a day for 7 days "
+        "(14 tablets), no refills.": 1,
+        "**Or edit the order:** to 7 days, no refills: the dose as written (21 tablets).": 1,
+        "**To keep one instead, remove the others and edit it:** keep diazepam 5 mg 3 times a "
+        "day, change it to diazepam 2 mg tablets: 2 mg twice a day for 7 days (14 tablets), "
+        "no refills.": 1,
         "**Edit the order:** First taper step: diazepam 4.5 mg twice a day for 14 days; or "
         "Tablet step: diazepam 4 mg twice a day for 14 days.": 2,
     }

@@ -168,6 +168,13 @@ def active_classes(record: PatientRecord, include_drafts: bool) -> dict[str, set
 ABOVE_START_LABEL = "above usual start from age 65"
 
 
+def in_sentence(title: str) -> str:
+    """A condition title after other words of a sentence: 'Myasthenia gravis' ->
+    'myasthenia gravis' ("contraindicated in myasthenia gravis"), but an initialism keeps its
+    capitals ('COPD', 'AV block', 'REM sleep behaviour disorder')."""
+    return title if title[:2].isupper() else title[:1].lower() + title[1:]
+
+
 def fmt(value: float | None) -> str:
     """Numbers as a clinician writes them: 5, 2.5, 7."""
     if value is None:

@@ -17,6 +17,7 @@ from cds_service.clinical.rules.common import (
     chronic_diazepam,
     effective_route,
     emergency_order,
+    in_sentence,
     indication,
     new_finding,
 )
@@ -46,13 +47,15 @@ def diazepam_contraindication(
         "rescue": rule["rescue_caution_groups"],
     }[kind]
     found = [g for g in hard_groups if record.has(g)]
-    reasons = [titles.get(g, g) for g in found]
+    reasons = [in_sentence(titles.get(g, g)) for g in found]
     if {"diazepam", "benzodiazepine"} & record.allergies:
         reasons.append("recorded diazepam/benzodiazepine allergy")
     min_months = policy["age"]["min_age_months"]
     if kind == "oral" and record.age_months is not None and record.age_months < min_months:
         reasons.append(f"age {record.age_months} months (under {min_months} months)")
-    cautions = [titles.get(g, g) for g in caution_groups if record.has(g) and g not in found]
+    cautions = [
+        in_sentence(titles.get(g, g)) for g in caution_groups if record.has(g) and g not in found
+    ]
     min_years = policy["age"]["rescue_min_age_years"]
     if kind == "rescue" and record.age_years is not None and record.age_years < min_years:
         cautions.append(f"age under {min_years} years (rescue product not established)")

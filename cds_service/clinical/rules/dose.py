@@ -17,7 +17,12 @@ from cds_service.clinical.rules.common import (
     supplied,
     times_a_day,
 )
-from cds_service.clinical.suggestions import fitted, frequency_words, rewrite_order
+from cds_service.clinical.suggestions import (
+    changed_product,
+    fitted,
+    frequency_words,
+    rewrite_order,
+)
 
 
 def dose_limit(order: DiazepamOrder, record: PatientRecord, policy: Policy) -> list[Finding]:
@@ -132,6 +137,7 @@ def dose_limit(order: DiazepamOrder, record: PatientRecord, policy: Policy) -> l
                     resource=resource,
                     recommended=True,
                     code=rule["geriatric_suggested_code"],
+                    product=changed_product(order, rule["geriatric_suggested_code"], policy),
                 )
             )
     return [

@@ -25,7 +25,13 @@ from cds_service.clinical.rules.common import (
     supplied,
     times_a_day,
 )
-from cds_service.clinical.suggestions import LABEL_MAX, fitted, frequency_words, rewrite_order
+from cds_service.clinical.suggestions import (
+    LABEL_MAX,
+    changed_product,
+    fitted,
+    frequency_words,
+    rewrite_order,
+)
 
 
 def _tablet_for(mg: float, policy: Policy) -> tuple[str, str, float] | None:
@@ -157,6 +163,9 @@ def taper_required(order: DiazepamOrder, record: PatientRecord, policy: Policy) 
                 "days": fmt(rule["step_days"]),
                 "qty": qty_words,
             }
+            # Epic types the step by hand: a step in another product says so first (review
+            # round 3: most EHRs need the product re-selected)
+            changed = changed_product(order, product[0], policy)
             form = rule["solution_label"].format(**words) if liquid else ""
             solution_line = rule["solution_note"].format(**words) if liquid else None
             if solution_line:
@@ -173,13 +182,17 @@ def taper_required(order: DiazepamOrder, record: PatientRecord, policy: Policy) 
                     description=f"Lower the daily dose by {fmt(cut)} % for "
                     f"{fmt(rule['step_days'])} days (first taper step)",
                     resource=resource,
-                    edit_text="First taper step: d"
-                    + solution_line.replace("**", "").split(". No tablet")[0][1:]
+                    edit_text="First taper step: " + _step_words(solution_line, changed, policy)
                     if solution_line
-                    else f"First taper step: diazepam {fmt(new_mg)} mg "
-                    f"{frequency_words(doses, order.prn)} for {fmt(rule['step_days'])} days "
-                    f"({qty_words}), no refills",
+                    else "First taper step: "
+                    + _step_words(
+                        f"diazepam: {fmt(new_mg)} mg {frequency_words(doses, order.prn)} for "
+                        f"{fmt(rule['step_days'])} days ({qty_words}), no refills",
+                        changed,
+                        policy,
+                    ),
                     recommended=not legit,
+                    product=changed,
                 )
             )
     liquid_step = bool(options) and product is not None and product[0] not in rule["tablet_codes"]
@@ -214,6 +227,20 @@ def taper_required(order: DiazepamOrder, record: PatientRecord, policy: Policy) 
     ]
 
 
+def _step_words(line: str, changed: str | None, policy: Policy) -> str:
+    """A step as typed by hand from '**Diazepam oral solution 1 mg/mL (not the 5 mg/mL
+    concentrate):** 4.5 mg = 4.5 mL ...' (or 'diazepam: 4 mg ...'): the product and its
+    warning, then the dose; 'change to ...: ' first when the step orders another
+    product than the pended one (``compose.product_change``), else the dose alone after
+    'diazepam'."""
+    product, _, rest = line.replace("**", "").split(". No tablet")[0].partition(": ")
+    product = product[:1].lower() + product[1:]
+    if changed is not None:
+        named = changed if product == "diazepam" else product
+        return str(policy["compose"]["product_change"]).format(product=named) + rest
+    return f"{product} {rest}" if product == "diazepam" else f"{product}: {rest}"
+
+
 def _dose_of(resource: dict[str, Any]) -> float | None:
     try:
         return float(resource["dosageInstruction"][0]["doseAndRate"][0]["doseQuantity"]["value"])
@@ -242,11 +269,14 @@ def _tablet_option(
     )
     if resource is None:
         return None
+    changed = changed_product(order, product[0], policy)
     cut = round(100 * (1 - mg * doses / mg_day), 1)
     qty = (resource.get("dispenseRequest") or {}).get("quantity") or {}
     qty_words = supplied(qty, order.prn) or "?"
     count = round(mg / product[2])
-    tablets = f"{count} tablet{'s' if count != 1 else ''} of {fmt(product[2])} mg"
+    tablets = f"{count} tablet{'s' if count != 1 else ''}"
+    if changed is None:  # a product change names the strength before the dose
+        tablets += f" of {fmt(product[2])} mg"
     bigger = cut > rule["default_max_step_pct"] + 1e-9
     how = frequency_words(doses, order.prn)
     words = {
@@ -266,8 +296,14 @@ def _tablet_option(
         description=f"Lower the daily dose by {fmt(cut)} % for {fmt(rule['step_days'])} days "
         f"with {fmt(product[2])} mg tablets (tablet taper step)",
         resource=resource,
-        edit_text=f"Tablet step: diazepam {fmt(mg)} mg ({tablets}) {how} for "
-        f"{fmt(rule['step_days'])} days ({qty_words}), no refills; {size}",
+        edit_text="Tablet step: "
+        + _step_words(
+            f"diazepam: {fmt(mg)} mg ({tablets}) {how} for {fmt(rule['step_days'])} days "
+            f"({qty_words}), no refills; {size}",
+            changed,
+            policy,
+        ),
         recommended=False,
         code=product[0],
+        product=changed,
     )

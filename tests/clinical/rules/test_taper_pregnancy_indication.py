@@ -100,7 +100,27 @@ def test_a_tablet_step_beside_the_solution_step(order, policy, vs):
     assert coding["code"] == "197590"  # diazepam 2 MG Oral Tablet: whole tablets
     dispense = tablets.resource["dispenseRequest"]
     assert dispense["quantity"]["value"] == 56 and dispense["expectedSupplyDuration"]["value"] == 14
-    assert "2 tablets of 2 mg" in tablets.edit_text and "no refills" in tablets.edit_text
+    assert "change to diazepam 2 mg tablets: 4 mg (2 tablets)" in tablets.edit_text
+    assert "no refills" in tablets.edit_text
+
+
+def test_a_step_names_a_product_change_only_when_there_is_one(order, policy, vs):
+    """Review round 3: Epic types the step by hand. On a 5 mg tablet order of 20 mg twice a
+    day the solution step changes the product and says so; the tablet step (15 mg, 3 tablets
+    of 5 mg) is the pended product and is a plain edit."""
+    long = patient(74, meds=[med(vs, "diazepam", start=date(2025, 1, 1))])
+    [f] = taper_required(order(mg=20, times=2, code="197591", reason="F41.9"), long, policy)
+    solution, tablets = f.options
+    assert solution.product == "diazepam oral solution 1 mg/mL"
+    assert solution.edit_text.startswith(
+        "First taper step: change to diazepam oral solution 1 mg/mL (not the 5 mg/mL "
+        "concentrate): 18 mg = 18 mL twice a day for 14 days"
+    )
+    assert tablets.resource["medicationCodeableConcept"]["coding"][0]["code"] == "197591"
+    assert tablets.product is None
+    assert tablets.edit_text.startswith(
+        "Tablet step: diazepam 15 mg (3 tablets of 5 mg) twice a day for 14 days"
+    )
 
 
 def test_no_tablet_step_fits_2_mg_twice_a_day_and_the_card_says_so(order, policy, vs):
