@@ -25,7 +25,6 @@ from cds_service.clinical.models import (
 from cds_service.clinical.policy import Policy
 from cds_service.clinical.rules.common import (
     ABOVE_START_LABEL,
-    amount,
     chronic_diazepam,
     emergency_order,
     fmt,
@@ -586,9 +585,13 @@ def one_decision_for_orders(entries: list[tuple[Any, Any, list[Finding]]], polic
         if capped is not None and capped.resource is not None:
             qty = (capped.resource.get("dispenseRequest") or {}).get("quantity") or {}
             days = (capped.resource.get("dispenseRequest") or {}).get("expectedSupplyDuration")
+            as_needed = any(
+                d.get("asNeededBoolean") for d in capped.resource.get("dosageInstruction") or []
+            )
+            count = supplied(qty, as_needed)  # "up to 7 tablets" for an as-needed course
             tails = (
                 f", {fmt(days['value'])} days" if days else "",
-                f" ({amount(qty['value'], qty.get('unit'))})" if qty.get("value") else "",
+                f" ({count})" if count else "",
             )
             keep = Option(
                 kind="update",

@@ -260,6 +260,28 @@ def test_an_as_needed_order_edited_in_epic_says_up_to(apps: dict[str, Flask]) ->
     ]
 
 
+
+def test_an_as_needed_second_order_kept_in_epic_says_its_count_once(
+    apps: dict[str, Flask],
+) -> None:
+    """A kept as-needed order's line says "(up to 7 tablets)" once: it read "7 days (7
+    tablets) (up to 7 tablets)" (round 4 words review)."""
+    request = redate(load(FIXTURES_DIR / "rw-20-two-diazepam-drafts-72.json")["request"])
+    for entry in request["context"]["draftOrders"]["entry"]:
+        if "diazepam" in entry["resource"]["id"]:
+            entry["resource"]["dosageInstruction"][0]["asNeededBoolean"] = True
+    response = apps["epic"].test_client().post("/cds-services/diazepam-order-sign", json=request)
+    lines = [
+        p
+        for card in response.get_json()["cards"]
+        for p in card["detail"].split("\n\n")
+        if p.startswith("**Or keep only:**")
+    ]
+    assert len(lines) == 2
+    for line in lines:
+        assert len(re.findall(r"\d+ tablets\)", line)) == 1 and "(up to " in line, line
+
+
 # -- third reviewer: the pointer to the decision card names it as the prescriber sees it ------
 
 _POINTER = re.compile(
