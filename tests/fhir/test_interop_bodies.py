@@ -575,15 +575,21 @@ def test_a_hung_medication_read_ends_at_the_deadline(make_app):
     body = _crd("crd-test-kit-order-sign-medication-reference-no-prefetch-r4")
     for draft in _drafts(body):
         draft["medicationReference"].pop("display")
-    app = make_app(fhir_allowlist=("127.0.0.1",), fhir_allow_loopback=True, deadline_ms=400)
-    with fault_server(lambda seen: Action(kind="hang")) as server:
+    deadline_ms = 400
+    app = make_app(
+        fhir_allowlist=("127.0.0.1",), fhir_allow_loopback=True, deadline_ms=deadline_ms
+    )
+    with fault_server(lambda seen: Action(kind="hang")) as server:  # hangs 30 s
         sent = copy.deepcopy(body)
         sent["fhirServer"] = server.base_url
         started = time.perf_counter()
         response = app.test_client().post(_service(body), json=sent)
         elapsed = time.perf_counter() - started
     assert response.status_code == 200 and response.get_json() == {"cards": []}
-    assert elapsed < 1.0, elapsed
+    # the deadline, not the 30 s hang, ended the read: an answer within 10 deadlines (as in
+    # tests/fhir/test_faults.py; "under 1 s" failed once at 1.27 s on a loaded 2-core
+    # machine, issue 20 item 4); how close to the deadline is a latency figure for the bench
+    assert elapsed < 10 * deadline_ms / 1000, elapsed
     assert any("/Medication/med-medref" in seen.path for seen in server.seen)
 
 
