@@ -5,18 +5,24 @@ info in hospice or end-of-life care (R20; CDC Rec 11's CDS applicability exclude
 expectancy, end-of-life therapies and terminal conditions, knowledge E.1): no cancel, no
 naloxone, no CDC source (the diazepam label's boxed warning instead, knowledge A.4), no
 override reasons (F.2a: info cards carry none).
+
+p03, p16, p17 (cyclobenzaprine with fluvoxamine or tramadol, tizanidine with amiodarone): a
+soft caution beside an offered drug states its risk, not a bare "(on X)" tag. p18 (hepatic
+failure): methocarbamol stays offered (no exclusion in knowledge B.4/F.3), its caution worded
+as a risk.
 """
 
 from __future__ import annotations
 
 import copy
+import re
 from pathlib import Path
 from typing import Any
 
 import pytest
 from flask import Flask
 
-from tests.scenario_cards import FIXTURES_DIR, load, profile_apps
+from tests.scenario_cards import FIXTURES_DIR, fixture_paths, load, profile_apps
 
 PROFILES = ("standard", "epic")
 
@@ -95,3 +101,71 @@ def test_outside_hospice_the_opioid_card_is_unchanged(apps: dict[str, Flask]) ->
     assert card["indicator"] == "critical"
     assert "CDC" in card["source"]["label"]
     assert any("naloxone" in s["label"] for s in card["suggestions"])
+
+
+# --- cautions beside an offered drug say the risk (p03, p16, p17, p18) ---------------------
+
+RELAXANTS = ("baclofen", "tizanidine", "cyclobenzaprine", "methocarbamol")
+# "**cyclobenzaprine** (…; …)" in a card's list, "Cyclobenzaprine: …; …." in a folded line
+_BESIDE = re.compile(r"\*\*(baclofen|tizanidine|cyclobenzaprine|methocarbamol)\*\* \(([^)]*)\)")
+_FOLDED = re.compile(r"\b(Baclofen|Tizanidine|Cyclobenzaprine|Methocarbamol): ([^.*]*)\.")
+_BARE = re.compile(r"^(?:on [\w ,/-]+|severe hepatic insufficiency|[\w ]*liver disease[\w ()]*)$")
+
+
+def _cautions_beside(cards: list[dict[str, Any]]) -> list[tuple[str, str]]:
+    """(drug, caution) for every caution written beside an offered drug."""
+    found = []
+    for card in cards:
+        for rx in (_BESIDE, _FOLDED):
+            for m in rx.finditer(card["detail"]):
+                found += [(m.group(1).lower(), c.strip()) for c in m.group(2).split(";")]
+    return found
+
+
+@pytest.mark.parametrize("profile", PROFILES)
+@pytest.mark.parametrize("path", fixture_paths(), ids=lambda p: p.stem)
+def test_no_bare_tag_beside_an_offered_drug(
+    path: Path, profile: str, apps: dict[str, Flask]
+) -> None:
+    """'(on tramadol)' or 'Methocarbamol: severe hepatic insufficiency.' does not say why it
+    matters: each soft caution beside a drug states its risk in a few words."""
+    fixture = load(path)
+    cards = _post_to(apps, profile, fixture)
+    bare = [(d, c) for d, c in _cautions_beside(cards) if _BARE.match(c)]
+    assert not bare, bare
+
+
+def _post_to(apps: dict[str, Flask], profile: str, fixture: dict[str, Any]) -> list[Any]:
+    client = apps[profile].test_client()
+    answer = client.post(f"/cds-services/{fixture['service']}", json=fixture["request"])
+    assert answer.status_code == 200
+    return answer.get_json()["cards"]
+
+
+@pytest.mark.parametrize("profile", PROFILES)
+@pytest.mark.parametrize(
+    ("name", "drug", "words"),
+    [
+        ("r4-p03-fluvoxamine-cyclobenzaprine-45", "cyclobenzaprine", ("serotonin syndrome",)),
+        ("r4-p16b-tramadol-draft-cyclobenzaprine-41", "cyclobenzaprine", ("serotonin syndrome",)),
+        ("r4-p17-amiodarone-tizanidine-95", "tizanidine", ("hypotension", "bradycardia")),
+        ("r4-p18-hepatic-failure-methocarbamol-29", "methocarbamol", ("lower doses",)),
+    ],
+)
+def test_reviewer_patients_read_the_risk_beside_the_drug(
+    name: str, drug: str, words: tuple[str, ...], profile: str, apps: dict[str, Flask]
+) -> None:
+    cards = _post_to(apps, profile, _fixture(name))
+    said = " ".join(c for d, c in _cautions_beside(cards) if d == drug)
+    assert all(w in said for w in words), (drug, said)
+
+
+def test_methocarbamol_stays_offered_in_hepatic_failure(apps: dict[str, Flask]) -> None:
+    """Knowledge B.4/F.3 exclude methocarbamol only at 65 and older: in severe hepatic
+    impairment it is offered (never recommended over the cancel), with its caution."""
+    cards = _post_to(apps, "standard", _fixture("r4-p18-hepatic-failure-methocarbamol-29"))
+    suggestions = [s for c in cards for s in c.get("suggestions") or []]
+    offered = [s for s in suggestions if "methocarbamol" in s["label"]]
+    assert offered and not any(s.get("isRecommended") for s in offered)
+    text = " ".join(c["detail"] for c in cards)
+    assert "lower doses in liver disease, watch sedation" in text, text

@@ -140,16 +140,20 @@ def assess(
         a.excluded.append("not indicated for acute musculoskeletal spasm under 65")
     if ex.get("age65") and older:
         a.excluded.append(f"AGS Beers 2023: avoid at age {record.age_years}")
-    # soft findings
+    # soft findings, each with its risk in a few words where the policy has one (review
+    # round 4: "on fluvoxamine" beside a drug did not say why it mattered)
+    risks = soft.get("risks", {})
     notes: list[tuple[str, str]] = []
     for cls, effect in soft.get("classes", {}).items():
         drugs = _class_drugs(record, cls)
         if drugs:
-            notes.append((effect, f"on {', '.join(drugs)}"))
+            risk = risks.get(cls, "on {drugs}")
+            notes.append((effect, risk.format(drugs=", ".join(drugs))))
     for group, effect in soft.get("groups", {}).items():
         if record.has(group):
             own = soft.get("texts", {}).get(group)
-            notes.append((effect, own or _lower(titles.get(group, group))))
+            title = _lower(titles.get(group, group))
+            notes.append((effect, own or risks.get(group, "{title}").format(title=title)))
             if own:
                 a.label_notes.append(f"**{drug.capitalize()}:** {own}.")
     if soft.get("age65") and older:
@@ -157,7 +161,8 @@ def assess(
         notes.append((soft["age65"], text.format(age=record.age_years)))
     kidney = _kidney(record, policy)
     if soft.get("crcl_low") and kidney is not None and kidney < renal["tizanidine_caution_crcl"]:
-        notes.append((soft["crcl_low"], f"CrCl about {fmt(kidney)} mL/min"))
+        risk = risks.get("crcl_low", "CrCl about {crcl} mL/min")
+        notes.append((soft["crcl_low"], risk.format(crcl=fmt(kidney))))
     if soft.get("egfr_unknown_age65") and egfr is None and (older or record.age_years is None):
         notes.append((soft["egfr_unknown_age65"], "renal function unknown"))
     for effect, text in notes:
@@ -554,11 +559,12 @@ def _nsaid_reasons(record: PatientRecord, policy: Policy) -> list[str]:
     rule = policy["alternatives"]["nsaid"]
     titles = policy.group_titles
     reasons = []
-    kidney = record.crcl.value if record.crcl is not None else None
-    if kidney is None and record.egfr is not None:
-        kidney = record.egfr.value
-    if kidney is not None and kidney < rule["egfr_below"]:
-        reasons.append(f"kidney function about {fmt(kidney)} mL/min")
+    # named as measured, in the summary's words ("eGFR 28"): shorter than "kidney function
+    # about 28 mL/min", so a drug's caution has room beside it (review round 4)
+    if record.crcl is not None and record.crcl.value < rule["egfr_below"]:
+        reasons.append(f"CrCl about {fmt(record.crcl.value)} mL/min")
+    elif record.crcl is None and record.egfr is not None and record.egfr.value < rule["egfr_below"]:
+        reasons.append(f"eGFR {fmt(record.egfr.value)}")
     reasons += [titles.get(g, g).lower() for g in rule["groups"] if record.has(g)]
     for cls in rule["classes"]:
         drugs = _class_drugs(record, cls)
