@@ -9,7 +9,8 @@ override reasons (F.2a: info cards carry none).
 p03, p16, p17 (cyclobenzaprine with fluvoxamine or tramadol, tizanidine with amiodarone): a
 soft caution beside an offered drug states its risk, not a bare "(on X)" tag. p18 (hepatic
 failure): methocarbamol stays offered (no exclusion in knowledge B.4/F.3), its caution worded
-as a risk.
+as a risk. p09 (pregnant, MS spasticity): every offered relaxant carries a pregnancy caution
+and none is recommended.
 """
 
 from __future__ import annotations
@@ -169,3 +170,35 @@ def test_methocarbamol_stays_offered_in_hepatic_failure(apps: dict[str, Flask]) 
     assert offered and not any(s.get("isRecommended") for s in offered)
     text = " ".join(c["detail"] for c in cards)
     assert "lower doses in liver disease, watch sedation" in text, text
+
+
+# --- pregnancy: a caution on every offered relaxant, none recommended (p09) ----------------
+
+PREGNANT = (
+    "r4-p09-pregnant-ms-spasticity-39",
+    "r3-p11-pregnancy",
+    "rv-11-pregnant-back-spasm-28",
+    "rw-10-pregnant-low-back-pain-30",
+)
+
+
+@pytest.mark.parametrize("profile", PROFILES)
+@pytest.mark.parametrize("name", PREGNANT)
+def test_pregnancy_caution_on_every_offered_relaxant_and_none_recommended(
+    name: str, profile: str, apps: dict[str, Flask]
+) -> None:
+    cards = _post_to(apps, profile, _fixture(name))
+    offering = [
+        c
+        for c in cards
+        if any(d in s["label"] for s in c.get("suggestions") or [] for d in RELAXANTS)
+    ]
+    assert offering
+    for card in offering:
+        drugs = {d for s in card["suggestions"] for d in RELAXANTS if d in s["label"]}
+        assert "pregnancy: limited safety data, weigh the risk" in card["detail"]
+        if "baclofen" in drugs:
+            assert "pregnancy: neonatal withdrawal reported" in card["detail"]
+        for suggestion in card["suggestions"]:
+            if any(d in suggestion["label"] for d in RELAXANTS):
+                assert not suggestion.get("isRecommended"), suggestion["label"]

@@ -374,6 +374,7 @@ def muscle_relaxant_alternative(
     plan_notes: list[str] = []
     cautioned: list[str] = []  # per drug, for the sentence this card becomes when folded
     older = is_older(record, policy)
+    pregnant = record.has("pregnancy")
     for rank, drug in enumerate(kept):
         regimen = alt["regimens"][scenario][drug]
         card_plan = regimen.get("plan")  # the plan line of the card: one choice, short
@@ -442,7 +443,9 @@ def muscle_relaxant_alternative(
                     recommended=rank == 0
                     and not no_reason
                     and (not current or alt["recommend_when_on_relaxant"])
-                    and not (cancel is not None and scenario == "acute_old"),
+                    and not (cancel is not None and scenario == "acute_old")
+                    # no source supports any of them in pregnancy (review round 4 p09)
+                    and not (pregnant and not alt["recommend_in_pregnancy"]),
                     code=product.code,
                     drug=product.ingredient,
                     notes=notes,
