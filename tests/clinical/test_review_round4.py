@@ -10,7 +10,8 @@ p03, p16, p17 (cyclobenzaprine with fluvoxamine or tramadol, tizanidine with ami
 soft caution beside an offered drug states its risk, not a bare "(on X)" tag. p18 (hepatic
 failure): methocarbamol stays offered (no exclusion in knowledge B.4/F.3), its caution worded
 as a risk. p09 (pregnant, MS spasticity): every offered relaxant carries a pregnancy caution
-and none is recommended.
+and none is recommended. ms-spasticity: tizanidine as the second choice says its liver tests
+beside the drug (standard) or in its typed order line (Epic).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from typing import Any
 import pytest
 from flask import Flask
 
+from tests.clinical.test_card_words import TYPED_CAP, choice_lines, words
 from tests.scenario_cards import FIXTURES_DIR, fixture_paths, load, profile_apps
 
 PROFILES = ("standard", "epic")
@@ -202,3 +204,32 @@ def test_pregnancy_caution_on_every_offered_relaxant_and_none_recommended(
         for suggestion in card["suggestions"]:
             if any(d in suggestion["label"] for d in RELAXANTS):
                 assert not suggestion.get("isRecommended"), suggestion["label"]
+
+
+# --- tizanidine liver tests where the prescriber reads them (ms-spasticity) ----------------
+
+LIVER = "liver tests: start, 1 month after top dose"
+
+
+@pytest.mark.parametrize("name", ["ms-spasticity", "r4-p09-pregnant-ms-spasticity-39"])
+def test_second_choice_tizanidine_says_its_liver_tests(name: str, apps: dict[str, Flask]) -> None:
+    """Tizanidine for spasticity, not the first choice: its plan is only in the created
+    order's note, which Epic does not apply. Standard: beside the drug in the card text.
+    Epic: in its typed order line (a choice line of at most 40 words), said once."""
+    fixture = _fixture(name)
+    (card,) = [
+        c
+        for c in _post_to(apps, "standard", fixture)
+        if c["source"]["topic"]["code"] == "muscle-relaxant-alternative"
+    ]
+    beside = [c for d, c in _cautions_beside([card]) if d == "tizanidine"]
+    assert LIVER in beside, card["detail"]
+    (card,) = [
+        c
+        for c in _post_to(apps, "epic", fixture)
+        if c["source"]["topic"]["code"] == "muscle-relaxant-alternative"
+    ]
+    typed = [p for p in choice_lines(card) if p.startswith("**Tizanidine 2 mg tablets:**")]
+    assert len(typed) == 1 and typed[0].endswith(f"; {LIVER}."), typed
+    assert words(typed[0]) <= TYPED_CAP
+    assert card["detail"].count(LIVER) == 1, card["detail"]

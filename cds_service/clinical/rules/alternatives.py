@@ -170,6 +170,14 @@ def assess(
     return a
 
 
+def _monitored(sig: str | None, regimen: dict[str, Any]) -> str | None:
+    """The order as typed (Epic) with the monitoring its plan asks for, which the order's
+    note holds but Epic does not apply (review round 4: tizanidine liver tests)."""
+    if not sig or not regimen.get("monitor"):
+        return sig
+    return f"{sig.rstrip('.')}; {regimen['monitor']}."
+
+
 def general_cautions(record: PatientRecord, policy: Policy) -> str | None:
     """F.2a: muscle relaxants sedate and weaken too. With myasthenia gravis, sleep apnea,
     COPD or an opioid, every alternative offered carries this line (policy
@@ -365,7 +373,8 @@ def muscle_relaxant_alternative(
         # round 1 L7): a 5-day order becomes a 5-day replacement, not 7
         supply = int(course)
     options = []
-    lines = []
+    lines: list[str] = []
+    lines_typed: list[str] = []  # the same where an added order is typed out (Epic)
     # R12: with no indication at all nothing is recommended, and each label says what for
     no_reason = unsure_indication(order, record, policy)
     prefix = "If for muscle spasm: " if no_reason else ""
@@ -373,6 +382,7 @@ def muscle_relaxant_alternative(
     caution = general_cautions(record, policy)
     plan_notes: list[str] = []
     cautioned: list[str] = []  # per drug, for the sentence this card becomes when folded
+    cautioned_typed: list[str] = []
     older = is_older(record, policy)
     pregnant = record.has("pregnancy")
     for rank, drug in enumerate(kept):
@@ -453,9 +463,12 @@ def muscle_relaxant_alternative(
                     # typed (N4); a regimen's own card_text already says all of it
                     # (the first choice's is a line of the card already; the others' is
                     # their typed line, the shortest complete form)
-                    sig=(None if rank == 0 else spelled)
-                    if spelled
-                    else typed_order(resource, product, drug, qty_text),
+                    sig=_monitored(
+                        (None if rank == 0 else spelled)
+                        if spelled
+                        else typed_order(resource, product, drug, qty_text),
+                        regimen if rank else {},
+                    ),
                 )
             )
         # the card lists the drug with what the prescriber must know about it here; the
@@ -465,17 +478,23 @@ def muscle_relaxant_alternative(
         notes = [t for t in assessed[drug].demoted if "unknown" not in t] + assessed[drug].cautions
         if older_plan and removable and rank == 0:  # beside its plan line (F.2a, N12)
             notes.append(older_plan)
-        inside = (["off-label"] if off_label else []) + notes
+        # the first choice's plan line says what to monitor; a later choice's plan is only in
+        # its order's note, which Epic does not apply: said beside the drug, and in Epic in
+        # its typed order line instead (review round 4: tizanidine liver tests)
+        monitor = [regimen["monitor"]] if regimen.get("monitor") and removable and rank else []
         labelled = assessed[drug].label_notes
         own = [n for n in notes if f"**{drug.capitalize()}:** {n}." not in labelled]
-        if own:  # a caution in the drug's own label words travels with its option already
-            cautioned.append(f"{drug.capitalize()}: {'; '.join(own)}.")
         course = cores[0].lstrip(", ")
         amount_text = f" ({qty_text})" if qty_text else ""
         regimen_text = "" if removable else f" {course}{amount_text}"
-        note = f" ({'; '.join(inside)})" if inside else ""
         plan = f": {regimen['plan']}" if regimen.get("plan") and not removable else ""
-        lines.append(f"**{drug}**{regimen_text}{note}{plan}")
+        for said, extra in ((lines, monitor), (lines_typed, [])):
+            inside = (["off-label"] if off_label else []) + notes + extra
+            note = f" ({'; '.join(inside)})" if inside else ""
+            said.append(f"**{drug}**{regimen_text}{note}{plan}")
+        for said, extra in ((cautioned, monitor), (cautioned_typed, [])):
+            if own + extra:  # a caution in the drug's own label words travels with its option
+                said.append(f"{drug.capitalize()}: {'; '.join(own + extra)}.")
     after = []
     if current:  # the same for every drug listed: said once
         after.append(
@@ -523,6 +542,10 @@ def muscle_relaxant_alternative(
                 "for_what": "for acute muscle spasm"
                 if indication(order, record, policy).kind == "acute_spasm"
                 else "(no indication recorded)",
+            },
+            typed_facts={
+                "options_line": ", then ".join(lines_typed),
+                "cautions_line": "".join(f" {c}" for c in cautioned_typed),
             },
             audit=audit,
             options=options,
