@@ -36,6 +36,7 @@ ALTERNATIVE_SCD = {
     "1292": ("430902", "baclofen 5 MG Oral Tablet"),
     "57258": ("313412", "tizanidine 2 MG Oral Tablet"),
     "21949": ("828320", "cyclobenzaprine hydrochloride 5 MG Oral Tablet"),
+    "6845": ("197943", "methocarbamol 500 MG Oral Tablet"),
 }
 
 

@@ -214,9 +214,10 @@ def render(
     missing: frozenset[str] = frozenset(),
 ) -> dict[str, Any]:
     variant = template.variant(finding.variant)
-    facts = _Blank({k: v for k, v in finding.facts.items() if v is not None})
-    summary = _summary(finding.summary_override or variant["summary"].format_map(facts))
     split = not policy["profiles"].get(profile, policy["profiles"]["standard"])["updates"]
+    said_facts = {**finding.facts, **(finding.typed_facts if split else {})}
+    facts = _Blank({k: v for k, v in said_facts.items() if v is not None})
+    summary = _summary(finding.summary_override or variant["summary"].format_map(facts))
     several = len({ref for o in finding.options for ref, _ in o.removes or []}) > 1
     replaces = any(o.kind == "replace" for o in finding.options)
     rule = policy["compose"]

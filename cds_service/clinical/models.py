@@ -163,6 +163,9 @@ class Finding:
     order_ref: str
     variant: str = "default"
     facts: dict[str, Any] = field(default_factory=dict)
+    # facts said otherwise where an added order is typed out in full (Epic, N4): what its
+    # typed line already says is not said again beside the drug (review round 4)
+    typed_facts: dict[str, Any] = field(default_factory=dict)
     audit: dict[str, Any] = field(default_factory=dict)
     options: list[Option] = field(default_factory=list)
     unknowns: list[str] = field(default_factory=list)

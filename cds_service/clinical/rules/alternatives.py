@@ -140,16 +140,20 @@ def assess(
         a.excluded.append("not indicated for acute musculoskeletal spasm under 65")
     if ex.get("age65") and older:
         a.excluded.append(f"AGS Beers 2023: avoid at age {record.age_years}")
-    # soft findings
+    # soft findings, each with its risk in a few words where the policy has one (review
+    # round 4: "on fluvoxamine" beside a drug did not say why it mattered)
+    risks = soft.get("risks", {})
     notes: list[tuple[str, str]] = []
     for cls, effect in soft.get("classes", {}).items():
         drugs = _class_drugs(record, cls)
         if drugs:
-            notes.append((effect, f"on {', '.join(drugs)}"))
+            risk = risks.get(cls, "on {drugs}")
+            notes.append((effect, risk.format(drugs=", ".join(drugs))))
     for group, effect in soft.get("groups", {}).items():
         if record.has(group):
             own = soft.get("texts", {}).get(group)
-            notes.append((effect, own or _lower(titles.get(group, group))))
+            title = _lower(titles.get(group, group))
+            notes.append((effect, own or risks.get(group, "{title}").format(title=title)))
             if own:
                 a.label_notes.append(f"**{drug.capitalize()}:** {own}.")
     if soft.get("age65") and older:
@@ -157,12 +161,21 @@ def assess(
         notes.append((soft["age65"], text.format(age=record.age_years)))
     kidney = _kidney(record, policy)
     if soft.get("crcl_low") and kidney is not None and kidney < renal["tizanidine_caution_crcl"]:
-        notes.append((soft["crcl_low"], f"CrCl about {fmt(kidney)} mL/min"))
+        risk = risks.get("crcl_low", "CrCl about {crcl} mL/min")
+        notes.append((soft["crcl_low"], risk.format(crcl=fmt(kidney))))
     if soft.get("egfr_unknown_age65") and egfr is None and (older or record.age_years is None):
         notes.append((soft["egfr_unknown_age65"], "renal function unknown"))
     for effect, text in notes:
         (a.demoted if effect == "demote" else a.cautions).append(text)
     return a
+
+
+def _monitored(sig: str | None, regimen: dict[str, Any]) -> str | None:
+    """The order as typed (Epic) with the monitoring its plan asks for, which the order's
+    note holds but Epic does not apply (review round 4: tizanidine liver tests)."""
+    if not sig or not regimen.get("monitor"):
+        return sig
+    return f"{sig.rstrip('.')}; {regimen['monitor']}."
 
 
 def general_cautions(record: PatientRecord, policy: Policy) -> str | None:
@@ -360,7 +373,8 @@ def muscle_relaxant_alternative(
         # round 1 L7): a 5-day order becomes a 5-day replacement, not 7
         supply = int(course)
     options = []
-    lines = []
+    lines: list[str] = []
+    lines_typed: list[str] = []  # the same where an added order is typed out (Epic)
     # R12: with no indication at all nothing is recommended, and each label says what for
     no_reason = unsure_indication(order, record, policy)
     prefix = "If for muscle spasm: " if no_reason else ""
@@ -368,7 +382,9 @@ def muscle_relaxant_alternative(
     caution = general_cautions(record, policy)
     plan_notes: list[str] = []
     cautioned: list[str] = []  # per drug, for the sentence this card becomes when folded
+    cautioned_typed: list[str] = []
     older = is_older(record, policy)
+    pregnant = record.has("pregnancy")
     for rank, drug in enumerate(kept):
         regimen = alt["regimens"][scenario][drug]
         card_plan = regimen.get("plan")  # the plan line of the card: one choice, short
@@ -437,7 +453,9 @@ def muscle_relaxant_alternative(
                     recommended=rank == 0
                     and not no_reason
                     and (not current or alt["recommend_when_on_relaxant"])
-                    and not (cancel is not None and scenario == "acute_old"),
+                    and not (cancel is not None and scenario == "acute_old")
+                    # no source supports any of them in pregnancy (review round 4 p09)
+                    and not (pregnant and not alt["recommend_in_pregnancy"]),
                     code=product.code,
                     drug=product.ingredient,
                     notes=notes,
@@ -445,9 +463,12 @@ def muscle_relaxant_alternative(
                     # typed (N4); a regimen's own card_text already says all of it
                     # (the first choice's is a line of the card already; the others' is
                     # their typed line, the shortest complete form)
-                    sig=(None if rank == 0 else spelled)
-                    if spelled
-                    else typed_order(resource, product, drug, qty_text),
+                    sig=_monitored(
+                        (None if rank == 0 else spelled)
+                        if spelled
+                        else typed_order(resource, product, drug, qty_text),
+                        regimen if rank else {},
+                    ),
                 )
             )
         # the card lists the drug with what the prescriber must know about it here; the
@@ -457,17 +478,23 @@ def muscle_relaxant_alternative(
         notes = [t for t in assessed[drug].demoted if "unknown" not in t] + assessed[drug].cautions
         if older_plan and removable and rank == 0:  # beside its plan line (F.2a, N12)
             notes.append(older_plan)
-        inside = (["off-label"] if off_label else []) + notes
+        # the first choice's plan line says what to monitor; a later choice's plan is only in
+        # its order's note, which Epic does not apply: said beside the drug, and in Epic in
+        # its typed order line instead (review round 4: tizanidine liver tests)
+        monitor = [regimen["monitor"]] if regimen.get("monitor") and removable and rank else []
         labelled = assessed[drug].label_notes
         own = [n for n in notes if f"**{drug.capitalize()}:** {n}." not in labelled]
-        if own:  # a caution in the drug's own label words travels with its option already
-            cautioned.append(f"{drug.capitalize()}: {'; '.join(own)}.")
         course = cores[0].lstrip(", ")
         amount_text = f" ({qty_text})" if qty_text else ""
         regimen_text = "" if removable else f" {course}{amount_text}"
-        note = f" ({'; '.join(inside)})" if inside else ""
         plan = f": {regimen['plan']}" if regimen.get("plan") and not removable else ""
-        lines.append(f"**{drug}**{regimen_text}{note}{plan}")
+        for said, extra in ((lines, monitor), (lines_typed, [])):
+            inside = (["off-label"] if off_label else []) + notes + extra
+            note = f" ({'; '.join(inside)})" if inside else ""
+            said.append(f"**{drug}**{regimen_text}{note}{plan}")
+        for said, extra in ((cautioned, monitor), (cautioned_typed, [])):
+            if own + extra:  # a caution in the drug's own label words travels with its option
+                said.append(f"{drug.capitalize()}: {'; '.join(own + extra)}.")
     after = []
     if current:  # the same for every drug listed: said once
         after.append(
@@ -516,6 +543,10 @@ def muscle_relaxant_alternative(
                 if indication(order, record, policy).kind == "acute_spasm"
                 else "(no indication recorded)",
             },
+            typed_facts={
+                "options_line": ", then ".join(lines_typed),
+                "cautions_line": "".join(f" {c}" for c in cautioned_typed),
+            },
             audit=audit,
             options=options,
             unknowns=unknowns,
@@ -554,11 +585,12 @@ def _nsaid_reasons(record: PatientRecord, policy: Policy) -> list[str]:
     rule = policy["alternatives"]["nsaid"]
     titles = policy.group_titles
     reasons = []
-    kidney = record.crcl.value if record.crcl is not None else None
-    if kidney is None and record.egfr is not None:
-        kidney = record.egfr.value
-    if kidney is not None and kidney < rule["egfr_below"]:
-        reasons.append(f"kidney function about {fmt(kidney)} mL/min")
+    # named as measured, in the summary's words ("eGFR 28"): shorter than "kidney function
+    # about 28 mL/min", so a drug's caution has room beside it (review round 4)
+    if record.crcl is not None and record.crcl.value < rule["egfr_below"]:
+        reasons.append(f"CrCl about {fmt(record.crcl.value)} mL/min")
+    elif record.crcl is None and record.egfr is not None and record.egfr.value < rule["egfr_below"]:
+        reasons.append(f"eGFR {fmt(record.egfr.value)}")
     reasons += [titles.get(g, g).lower() for g in rule["groups"] if record.has(g)]
     for cls in rule["classes"]:
         drugs = _class_drugs(record, cls)

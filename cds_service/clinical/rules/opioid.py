@@ -12,6 +12,7 @@ from cds_service.clinical.rules.common import (
     chronic_diazepam,
     emergency_order,
     fmt,
+    hospice,
     is_older,
     new_finding,
 )
@@ -41,6 +42,21 @@ def opioid_benzodiazepine(
                 )
             ]
         return []
+    if hospice(record):
+        # R20 and CDC Rec 11's applicability (no limited life expectancy, end-of-life care or
+        # terminal condition): comfort goals first. The boxed warning still holds, so the card
+        # stays, at most info, with no cancel, no naloxone and no CDC source (review round 4 p14)
+        return [
+            new_finding(
+                "opioid-benzodiazepine",
+                rule["hospice_indicator"],
+                order,
+                record,
+                variant="hospice",
+                facts={"opioids": ", ".join(opioids)},
+                audit={"opioids": opioids, "escalated": False, "hospice": True},
+            )
+        ]
     reasons = []
     if rule["escalate_if_age65"] and is_older(record, policy):
         reasons.append(f"age {record.age_years}")
