@@ -263,8 +263,12 @@ def cancel_option(
         kind="delete",
         label=template.format(instead=instead),
         description=f"Cancel the pended diazepam order {order.ref}: {instead}",
-        recommended=bool(rule["recommend_age65"])
-        and scenario == "acute_old"
+        recommended=(
+            (bool(rule["recommend_age65"]) and scenario == "acute_old")
+            # no relaxant is recommended in pregnancy and diazepam carries neonatal risks
+            # (R14): the drug-free choice is, rather than "keep diazepam" (round 4 review)
+            or (bool(rule["recommend_in_pregnancy"]) and record.has("pregnancy"))
+        )
         and kind in rule["recommend_kinds"]
         and not (hospice(record) and not rule["recommend_in_hospice"]),
         instead=instead,

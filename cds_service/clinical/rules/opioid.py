@@ -13,6 +13,7 @@ from cds_service.clinical.rules.common import (
     emergency_order,
     fmt,
     hospice,
+    in_sentence,
     is_older,
     new_finding,
 )
@@ -60,7 +61,9 @@ def opioid_benzodiazepine(
     reasons = []
     if rule["escalate_if_age65"] and is_older(record, policy):
         reasons.append(f"age {record.age_years}")
-    reasons += [policy.group_titles[g] for g in rule["escalate_groups"] if record.has(g)]
+    reasons += [
+        in_sentence(policy.group_titles[g]) for g in rule["escalate_groups"] if record.has(g)
+    ]
     indicator = rule["escalated_indicator"] if reasons else rule["indicator"]
     options = []
     # boxed warning, CDC 2022 Rec 11: avoid the combination. In a high-risk patient
