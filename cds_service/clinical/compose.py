@@ -693,13 +693,9 @@ def one_decision_for_orders(entries: list[tuple[Any, Any, list[Finding]]], polic
             f"{fmt(dose['max_mg_per_day'])} mg a day"
         )
     elif total is not None and policy.is_older(record_a.age_years):
-        start = dose["geriatric_max_mg_per_dose"]
-        usual = (
-            f"2 to {fmt(start)} mg once or twice a day"
-            if start == 2.5
-            else f"up to {fmt(start)} mg twice a day"
-        )
-        against = f": together {fmt(total)} mg a day, {ABOVE_START} ({usual})"
+        # the usual start itself is the "change to one order" choice beside it (words review,
+        # round 4: the several-orders card passed 60 words saying it twice)
+        against = f": together {fmt(total)} mg a day, {ABOVE_START}"
     total_text = f" ({fmt(total)} mg a day)" if total is not None else ""
     count = _count_word(len(entries)).capitalize()
     summary = f"{count} diazepam orders pended: {parts}{total_text}. Keep at most one."
