@@ -166,7 +166,6 @@ def test_every_epic_addition_states_the_whole_order(path: Path, apps: dict[str, 
                     assert "as needed" in sig and f"up to {quantity} " in sig, sig
 
 
-
 def test_every_epic_keep_only_line_says_no_refills(apps: dict[str, Flask]) -> None:
     """Epic applies no update: keeping one of several pended orders is typed by hand from its
     "Or keep only:" line, and that keep is the capped course with no refills, so the line
@@ -239,26 +238,30 @@ def test_quantity_words_match_the_schedule(
                     assert bool(count.group(1)) == as_needed, suggestion["label"]
 
 
-
-def test_an_as_needed_order_edited_in_epic_says_up_to(apps: dict[str, Flask]) -> None:
-    """N13 in the Epic edit line too: an as-needed diazepam order capped to 7 days is typed
-    as "(up to 21 tablets)", not a fixed count that reads as a schedule."""
-    request = redate(load(FIXTURES_DIR / "young-adult-back-spasm-30d.json")["request"])
+def _epic_lines_as_needed(apps: dict[str, Flask], name: str, head: str) -> list[str]:
+    """The Epic detail paragraphs opening with ``head`` when fixture ``name``'s diazepam
+    orders are made as needed."""
+    request = redate(load(FIXTURES_DIR / f"{name}.json")["request"])
     for entry in request["context"]["draftOrders"]["entry"]:
         if "diazepam" in entry["resource"]["id"]:
             entry["resource"]["dosageInstruction"][0]["asNeededBoolean"] = True
     response = apps["epic"].test_client().post("/cds-services/diazepam-order-sign", json=request)
-    lines = [
+    return [
         p
         for card in response.get_json()["cards"]
         for p in card["detail"].split("\n\n")
-        if p.startswith("**Or edit the order:**")
+        if p.startswith(head)
     ]
+
+
+def test_an_as_needed_order_edited_in_epic_says_up_to(apps: dict[str, Flask]) -> None:
+    """N13 in the Epic edit line too: an as-needed diazepam order capped to 7 days is typed
+    as "(up to 21 tablets)", not a fixed count that reads as a schedule."""
+    lines = _epic_lines_as_needed(apps, "young-adult-back-spasm-30d", "**Or edit the order:**")
     assert lines == [
         "**Or edit the order:** to 7 days, no refills: 5 mg 3 times a day as needed "
         "(up to 21 tablets)."
     ]
-
 
 
 def test_an_as_needed_second_order_kept_in_epic_says_its_count_once(
@@ -266,17 +269,7 @@ def test_an_as_needed_second_order_kept_in_epic_says_its_count_once(
 ) -> None:
     """A kept as-needed order's line says "(up to 7 tablets)" once: it read "7 days (7
     tablets) (up to 7 tablets)" (round 4 words review)."""
-    request = redate(load(FIXTURES_DIR / "rw-20-two-diazepam-drafts-72.json")["request"])
-    for entry in request["context"]["draftOrders"]["entry"]:
-        if "diazepam" in entry["resource"]["id"]:
-            entry["resource"]["dosageInstruction"][0]["asNeededBoolean"] = True
-    response = apps["epic"].test_client().post("/cds-services/diazepam-order-sign", json=request)
-    lines = [
-        p
-        for card in response.get_json()["cards"]
-        for p in card["detail"].split("\n\n")
-        if p.startswith("**Or keep only:**")
-    ]
+    lines = _epic_lines_as_needed(apps, "rw-20-two-diazepam-drafts-72", "**Or keep only:**")
     assert len(lines) == 2
     for line in lines:
         assert len(re.findall(r"\d+ tablets\)", line)) == 1 and "(up to " in line, line
@@ -323,14 +316,21 @@ def test_every_pointer_names_a_card_of_the_answer(
             assert len(hosts) == 1 and hosts[0].get("suggestions"), (path.stem, quoted)
 
 
-
 def test_the_per_fixture_checks_above_meet_their_cases(apps: dict[str, Flask]) -> None:
     """The per-fixture tests above pass vacuously on a fixture without their case; this
     guards that, over all fixtures, each case they check actually occurs (issue 20: a test
     that cannot meet its case cannot fail)."""
     seen: dict[str, int] = dict.fromkeys(
-        ["epic addition", "epic as-needed addition", "epic naloxone", "up to count",
-         "fixed count", "pointer standard", "pointer epic"], 0
+        [
+            "epic addition",
+            "epic as-needed addition",
+            "epic naloxone",
+            "up to count",
+            "fixed count",
+            "pointer standard",
+            "pointer epic",
+        ],
+        0,
     )
     for path in PATHS:
         for profile in PROFILES:
@@ -339,9 +339,7 @@ def test_the_per_fixture_checks_above_meet_their_cases(apps: dict[str, Flask]) -
                 seen[f"pointer {profile}"] += len(_POINTER.findall(card["detail"]))
                 for suggestion in card.get("suggestions") or []:
                     for res in created(suggestion):
-                        as_needed = any(
-                            d.get("asNeededBoolean") for d in res["dosageInstruction"]
-                        )
+                        as_needed = any(d.get("asNeededBoolean") for d in res["dosageInstruction"])
                         count = re.search(r"\((up to )?\d+ tablets\)", suggestion["label"])
                         if count:
                             seen["up to count" if count.group(1) else "fixed count"] += 1
