@@ -232,12 +232,12 @@ def render(
     if split and several:
         # several pended orders (review round 1 H1): Epic applies any number of the
         # suggestions, so the card says how to keep one
-        head += _edit_lines(edits, rule["edit_heads"], rule["duplicate_note_epic"]) or [
+        head += _edit_lines(edits, _heads(rule), rule["duplicate_note_epic"]) or [
             f"**{rule['duplicate_note_epic']}**"
         ]
     elif edits:
         heads = rule["edit_heads"]
-        head += _edit_lines(edits, heads, heads["or"] if head else heads["first"])
+        head += _edit_lines(edits, _heads(rule), heads["or"] if head else heads["first"])
     said = " ".join(head).replace("**", "").lower()
     # Epic does not apply a created order's details: each "Add X" is typed out in full (N4)
     typed = typed_orders(finding.options, profile, policy)
@@ -391,6 +391,12 @@ _NAMED_EDIT = re.compile(r"^([A-Z][a-z]+(?: [a-z]+)* step): (.+)$", re.S)
 _KEEP_ONLY = "Keep only "
 
 
+def _heads(rule: dict[str, Any]) -> dict[str, str]:
+    """The edit heads, with the words that open a change of product (``product_change``)."""
+    prefix = str(rule["product_change"]).partition("{product}")[0]
+    return {**rule["edit_heads"], "product_change_prefix": prefix}
+
+
 def _edit_lines(edits: list[str], heads: dict[str, str], first: str) -> list[str]:
     """Each edit a paragraph of its own, one choice a line (F.2a, pharmacist review: "one
     line per drug"), under a bold head: the first under ``first`` ("Edit the order:", "Or
@@ -400,8 +406,21 @@ def _edit_lines(edits: list[str], heads: dict[str, str], first: str) -> list[str
     lines = []
     for i, edit in enumerate(edits):
         named = _NAMED_EDIT.match(edit)
-        if named and first in (heads["first"], heads["or"]):
-            name, text = named.group(1).lower(), named.group(2)
+        single = first in (heads["first"], heads["or"])
+        text = named.group(2) if named else edit
+        if single and text.startswith(heads["product_change_prefix"]):
+            # another product is a new order, not an edit (review round 5 M-1: Epic cannot
+            # edit a tablet order into the solution; the tablets stop once it is entered)
+            text = text[len(heads["product_change_prefix"]) :]
+            lead = "new_" if i == 0 and first == heads["first"] else "new_or_"
+            head = (
+                heads[lead + "named"].format(name=named.group(1).lower())
+                if named
+                else heads[lead + "plain"]
+            )
+            lines.append(f"**{head}** {text}")
+        elif named and single:
+            name = named.group(1).lower()
             key = "named_first" if i == 0 and first == heads["first"] else "named_or"
             lines.append(f"**{heads[key].format(name=name)}** {text}")
         elif i == 0:

@@ -130,6 +130,7 @@ EPIC_ACTION_LINES = (
     "**Edit the order",  # "Edit the order:", "Edit the order to the first taper step:"
     "**Or edit the order:**",
     "**To keep one instead",
+    "**New order",  # another product is a new order, not an edit (review round 5 M-1)
 )
 _SOURCE_LINE = re.compile(r"(?m)^\**Sources?:")
 FOLDABLE = (
@@ -170,7 +171,8 @@ def decides(card: dict[str, Any]) -> bool:
 # is capped on its own; the rest of the detail is the reading text.
 CHOICE = re.compile(
     r"^\*\*(?:Or )?(?:(?:Baclofen|Tizanidine|Cyclobenzaprine|Methocarbamol|Naloxone|Diazepam)\b"
-    r"|(?:[Ee]dit the order|(?:the )?[Tt]ablet step|To keep one instead|[Kk]eep only)\b)"
+    r"|(?:[Ee]dit the order|(?:the )?[Tt]ablet step|To keep one instead|[Kk]eep only"
+    r"|[Nn]ew order)\b)"
     r"[^*]*:\*\* .*\b\d+(?:\.\d+)? (?:mg|mL|days?|tablets?|twin pack)\b",
     re.S,
 )

@@ -197,7 +197,7 @@ def test_epic_profile_shapes(epic, sandbox_request):
     assert decision["detail"].startswith("**To switch: select both Remove diazepam")
     # F.2a: the edits as text, each with its dose and amount; the 2 mg start is another
     # product than the pended one, so it is a line of its own naming it (review round 3)
-    change = "**Or edit the order:** change to diazepam 2 mg tablets: 2 mg twice a day"
+    change = "**Or new order, then remove the pended one:** diazepam 2 mg tablets: 2 mg twice a day"
     assert change + " for 7 days (14 tablets), no refills." in decision["detail"]
     keep = "**Or edit the order:** the dose as written for 7 days (7 tablets), no refills."
     assert keep in decision["detail"]

@@ -161,8 +161,8 @@ def test_dose_change_first_and_keep_states_the_dose(apps: dict[str, Flask], name
     # names it (review round 3), the dose as written another
     lines = card["detail"].split("\n\n")
     change = (
-        "**Or edit the order:** change to diazepam 2 mg tablets: 2 mg twice a day for 7 days "
-        "(14 tablets), no refills."
+        "**Or new order, then remove the pended one:** diazepam 2 mg tablets: 2 mg twice a "
+        "day for 7 days (14 tablets), no refills."
     )
     keep = "**Or edit the order:** the dose as written for 7 days (21 tablets), no refills."
     assert lines.index(change) < lines.index(keep)
@@ -256,7 +256,7 @@ def test_taper_step_in_solution_is_spelled_out(apps: dict[str, Flask], profile: 
     assert line in taper["detail"].replace("**", "")
     if profile == "epic":
         edit = taper["detail"].split("\n\n")[0]
-        assert edit.startswith("**Edit the order to the first taper step:**")
+        assert edit.startswith("**New order, first taper step, then remove the pended one:**")
         assert "for 14 days, 51 mL, no refills" in edit
 
 

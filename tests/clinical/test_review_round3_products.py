@@ -41,7 +41,7 @@ CONDITIONS = json.loads(
 # Epic's edit lines of the pended order (cards.render): every bold head that edits it
 EDIT_HEADS = re.compile(
     r"^\*\*(?:Edit the order|Or edit the order|Or the [a-z ]+step|To keep one instead|"
-    r"Or keep only)[^*]*:\*\* "
+    r"Or keep only|New order|Or new order)[^*]*:\*\* "
 )
 RXNORM_CAPS = re.compile(
     r"\b(?:MG|ML|MCG)\b|\b(?:Oral|Tablet|Solution|Suspension|Injectable|Rectal|Nasal|Spray|"
@@ -111,7 +111,13 @@ def _edit_lines(cards: list[dict[str, Any]]) -> list[str]:
 def _said_changes(lines: list[str]) -> Counter:
     said: Counter = Counter()
     for line in lines:
-        found = re.search(r"\bchange (?:it )?to (diazepam [^:(]*?)(?: \(not [^)]*\))?: ", line)
+        # "keep ..., change it to <product>: " or, for one order, a new order of <product>
+        # (review round 5 M-1: "New order, ..., then remove the pended one:** <product>: ")
+        found = re.search(
+            r"(?:\bchange it to |then remove the pended one:\*\* )(diazepam [^:(]*?)"
+            r"(?: \(not [^)]*\))?: ",
+            line,
+        )
         if found:
             said[found.group(1)] += 1
     return said
@@ -137,15 +143,18 @@ def test_the_fixtures_exercise_every_kind_of_product_change(apps: dict[str, Flas
         line for path in fixture_paths() for line in _edit_lines(answer(apps, path.stem, "epic")[1])
     ]
     assert any(
-        line.startswith("**Or edit the order:** change to diazepam 2 mg tablets: ")
+        line.startswith("**Or new order, then remove the pended one:** diazepam 2 mg tablets: ")
         for line in lines
     )
     assert any(
-        "step:** change to diazepam oral solution 1 mg/mL (not the 5 mg/mL" in line
+        "step, then remove the pended one:** diazepam oral solution 1 mg/mL (not the 5 mg/mL"
+        in line
         for line in lines
     )
     assert any(
-        line.startswith("**Or the tablet step:** change to diazepam 2 mg tablets: ")
+        line.startswith(
+            "**Or new order, tablet step, then remove the pended one:** diazepam 2 mg tablets: "
+        )
         for line in lines
     )
     assert any(
@@ -159,8 +168,8 @@ def test_older_adult_start_on_a_5_mg_tablet_order(apps: dict[str, Flask]) -> Non
     _, cards = answer(apps, "rw-34-order-select-typical-72", "epic")
     lines = _edit_lines(cards)
     assert lines[:2] == [
-        "**Or edit the order:** change to diazepam 2 mg tablets: 2 mg twice a day for 7 days "
-        "(14 tablets), no refills.",
+        "**Or new order, then remove the pended one:** diazepam 2 mg tablets: 2 mg twice a "
+        "day for 7 days (14 tablets), no refills.",
         "**Or edit the order:** the dose as written for 7 days (21 tablets), no refills.",
     ]
 
@@ -183,15 +192,15 @@ def test_several_orders_keep_line_says_which_order_and_the_product(
     [
         (
             "rw-25-long-term-falls-hip-fracture-78",
-            "**Edit the order to the first taper step:** change to diazepam oral solution 1 "
-            "mg/mL (not the 5 mg/mL concentrate): 4.5 mg = 4.5 mL 3 times a day for 14 days, "
-            "189 mL, no refills; give an oral syringe.",
+            "**New order, first taper step, then remove the pended one:** diazepam oral "
+            "solution 1 mg/mL (not the 5 mg/mL concentrate): 4.5 mg = 4.5 mL 3 times a day "
+            "for 14 days, 189 mL, no refills; give an oral syringe.",
         ),
         (
             "rw-02-long-term-anxiety-2mg-bid-74",
-            "**Edit the order to the first taper step:** change to diazepam oral solution 1 "
-            "mg/mL (not the 5 mg/mL concentrate): 1.8 mg = 1.8 mL twice a day for 14 days, "
-            "51 mL, no refills; give an oral syringe.",
+            "**New order, first taper step, then remove the pended one:** diazepam oral "
+            "solution 1 mg/mL (not the 5 mg/mL concentrate): 1.8 mg = 1.8 mL twice a day "
+            "for 14 days, 51 mL, no refills; give an oral syringe.",
         ),
     ],
 )
