@@ -152,7 +152,6 @@ def _post_to(apps: dict[str, Flask], profile: str, fixture: dict[str, Any]) -> l
         ("r4-p03-fluvoxamine-cyclobenzaprine-45", "cyclobenzaprine", ("serotonin syndrome",)),
         ("r4-p16b-tramadol-draft-cyclobenzaprine-41", "cyclobenzaprine", ("serotonin syndrome",)),
         ("r4-p17-amiodarone-tizanidine-95", "tizanidine", ("hypotension", "bradycardia")),
-        ("r4-p18-hepatic-failure-methocarbamol-29", "methocarbamol", ("lower doses",)),
     ],
 )
 def test_reviewer_patients_read_the_risk_beside_the_drug(
@@ -163,15 +162,24 @@ def test_reviewer_patients_read_the_risk_beside_the_drug(
     assert all(w in said for w in words), (drug, said)
 
 
-def test_methocarbamol_stays_offered_in_hepatic_failure(apps: dict[str, Flask]) -> None:
-    """Knowledge B.4/F.3 exclude methocarbamol only at 65 and older: in severe hepatic
-    impairment it is offered (never recommended over the cancel), with its caution."""
-    cards = _post_to(apps, "standard", _fixture("r4-p18-hepatic-failure-methocarbamol-29"))
-    suggestions = [s for c in cards for s in c.get("suggestions") or []]
-    offered = [s for s in suggestions if "methocarbamol" in s["label"]]
-    assert offered and not any(s.get("isRecommended") for s in offered)
+@pytest.mark.parametrize("profile", PROFILES)
+@pytest.mark.parametrize(
+    "name",
+    ["r4-p18-hepatic-failure-methocarbamol-29", "r3-p08-hepatic-failure", "r3-p07-cirrhosis"],
+)
+def test_methocarbamol_is_not_offered_with_hepatic_impairment(
+    name: str, profile: str, apps: dict[str, Flask]
+) -> None:
+    """Review round 5 M-2: one click ordered methocarbamol at 6 g a day beside a card saying
+    "lower doses in liver disease" (label: clearance about 70 % lower in cirrhosis, no
+    labelled dose). With hepatic impairment, severe or not, it is not offered; the card names
+    it among the drugs that do not suit, and the drug-free cancel remains."""
+    cards = _post_to(apps, profile, _fixture(name))
+    labels = [s["label"] for c in cards for s in c.get("suggestions") or []]
+    assert not any("methocarbamol" in label.lower() for label in labels), labels
+    assert any(label.startswith(("Cancel", "Remove")) for label in labels), labels
     text = " ".join(c["detail"] for c in cards)
-    assert "lower doses in liver disease, watch sedation" in text, text
+    assert "methocarbamol" in text and "hepatic" in text, text
 
 
 # --- pregnancy: a caution on every offered relaxant, none recommended (p09) ----------------
