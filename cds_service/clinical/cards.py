@@ -22,7 +22,6 @@ from cds_service.clinical.policy import Policy
 from cds_service.clinical.rules.common import supplied
 from cds_service.clinical.suggestions import (
     dose_words,
-    edits_in_text,
     shape_suggestions,
     typed_orders,
 )
@@ -228,16 +227,16 @@ def render(
             if several
             else "**To switch: select both Remove diazepam and one alternative.**"
         )
-    edits = _edits(finding.options, order, profile, policy, several)
+    edits = _edits(finding.options, order, policy, several) if split else []
+    heads = rule["edit_heads"]
     if split and several:
         # several pended orders (review round 1 H1): Epic applies any number of the
         # suggestions, so the card says how to keep one
-        head += _edit_lines(edits, _heads(rule), rule["duplicate_note_epic"]) or [
+        head += _edit_lines(edits, heads, rule["duplicate_note_epic"]) or [
             f"**{rule['duplicate_note_epic']}**"
         ]
     elif edits:
-        heads = rule["edit_heads"]
-        head += _edit_lines(edits, _heads(rule), heads["or"] if head else heads["first"])
+        head += _edit_lines(edits, heads, heads["or"] if head else heads["first"])
     said = " ".join(head).replace("**", "").lower()
     # Epic does not apply a created order's details: each "Add X" is typed out in full (N4)
     typed = typed_orders(finding.options, profile, policy)
@@ -330,12 +329,8 @@ def _said(note: str, said: str) -> bool:
 
 
 def _edits(
-    options: list[Any],
-    order: DiazepamOrder,
-    profile: str,
-    policy: Policy,
-    several: bool = False,
-) -> list[str]:
+    options: list[Any], order: DiazepamOrder, policy: Policy, several: bool = False
+) -> list[tuple[str, bool]]:
     """In a profile without updates (Epic), the rewrites of the pended order as edit
     instructions, each with its dose and amount (review round 1 M4). Rewrites that differ
     only in the dose are one edit, the course and 'no refills' said once (F.2a: 'Edit the
@@ -344,12 +339,13 @@ def _edits(
     (one choice a line); an option that spells its own edit (the taper step) keeps it.
 
     A rewrite to another product (review round 3: the 2 mg tablet for a 5 mg tablet order)
-    is a line of its own that names the new product first: 'change to diazepam
-    2 mg tablets: 2 mg twice a day for 7 days (14 tablets), no refills.' With several pended
-    orders (``several``), a rewrite of this card's order says which order to keep: 'keep
-    diazepam 5 mg 3 times a day, change it to diazepam 2 mg tablets: ...'."""
+    is a line of its own that names the new product first, 'diazepam 2 mg tablets: 2 mg
+    twice a day for 7 days (14 tablets), no refills.', flagged as a new order (each edit is
+    (text, new order?)). With several pended orders (``several``), a rewrite of this card's
+    order says which order to keep: 'keep diazepam 5 mg 3 times a day, change it to
+    diazepam 2 mg tablets: ...'."""
     rewrites = [o for o in options if o.kind == "update"]
-    if not edits_in_text(rewrites, profile, policy):
+    if not rewrites:
         return []
     rule = policy["compose"]
     written = "" if several else dose_words(order).strip()
@@ -360,11 +356,13 @@ def _edits(
         if len(courses) == 1 and all(none for _, _, _, none in parts):
             (course,) = courses
             lead = f"to {course}, no refills: " if course else "no refills: "
-            return [lead + ", or ".join(f"{dose}{qty}" for dose, _, qty, _ in parts) + "."]
-    texts = []
+            edit = lead + ", or ".join(f"{dose}{qty}" for dose, _, qty, _ in parts) + "."
+            return [(edit, False)]
+    texts: list[tuple[str, bool]] = []
     for option, words in zip(rewrites, spelled, strict=True):
+        new_order = bool(option.product) and not several
         if words is None:
-            texts.append((option.edit_text or option.label).rstrip(". ") + ".")
+            texts.append(((option.edit_text or option.label).rstrip(". ") + ".", new_order))
             continue
         dose, course, qty, none = words
         text = (
@@ -382,8 +380,8 @@ def _edits(
                 + text
             )
         elif option.product:
-            text = str(rule["product_change"]).format(product=option.product) + text
-        texts.append(text)
+            text = f"{option.product}: {text}"
+        texts.append((text, new_order))
     return texts
 
 
@@ -391,44 +389,38 @@ _NAMED_EDIT = re.compile(r"^([A-Z][a-z]+(?: [a-z]+)* step): (.+)$", re.S)
 _KEEP_ONLY = "Keep only "
 
 
-def _heads(rule: dict[str, Any]) -> dict[str, str]:
-    """The edit heads, with the words that open a change of product (``product_change``)."""
-    prefix = str(rule["product_change"]).partition("{product}")[0]
-    return {**rule["edit_heads"], "product_change_prefix": prefix}
-
-
-def _edit_lines(edits: list[str], heads: dict[str, str], first: str) -> list[str]:
+def _edit_lines(edits: list[tuple[str, bool]], heads: dict[str, str], first: str) -> list[str]:
     """Each edit a paragraph of its own, one choice a line (F.2a, pharmacist review: "one
     line per drug"), under a bold head: the first under ``first`` ("Edit the order:", "Or
     edit the order:" below the switch line, "To keep one instead, ...:"); a named step
     ("First taper step: ...") says its name in the head ("Edit the order to the first taper
-    step:", "Or the tablet step:"); a further order kept says "Or keep only:"."""
+    step:", "Or the tablet step:"); a further order kept says "Or keep only:". An edit to
+    another product is a new order, not an edit (review round 5 M-1: Epic cannot edit a
+    tablet order into the solution; the pended order goes once the new one is entered):
+    "New order, first taper step, then remove the pended one:"."""
     lines = []
-    for i, edit in enumerate(edits):
-        named = _NAMED_EDIT.match(edit)
-        single = first in (heads["first"], heads["or"])
+    single = first in (heads["first"], heads["or"])
+    for i, (edit, new_order) in enumerate(edits):
+        named = _NAMED_EDIT.match(edit) if single else None
         text = named.group(2) if named else edit
-        if single and text.startswith(heads["product_change_prefix"]):
-            # another product is a new order, not an edit (review round 5 M-1: Epic cannot
-            # edit a tablet order into the solution; the tablets stop once it is entered)
-            text = text[len(heads["product_change_prefix"]) :]
-            lead = "new_" if i == 0 and first == heads["first"] else "new_or_"
+        opening = i == 0 and first == heads["first"]
+        if new_order:
+            lead = "new_" if opening else "new_or_"
             head = (
                 heads[lead + "named"].format(name=named.group(1).lower())
                 if named
                 else heads[lead + "plain"]
             )
-            lines.append(f"**{head}** {text}")
-        elif named and single:
-            name = named.group(1).lower()
-            key = "named_first" if i == 0 and first == heads["first"] else "named_or"
-            lines.append(f"**{heads[key].format(name=name)}** {text}")
+        elif named:
+            key = "named_first" if opening else "named_or"
+            head = heads[key].format(name=named.group(1).lower())
         elif i == 0:
-            lines.append(f"**{first}** {edit}")
+            head = first
         elif edit.startswith(_KEEP_ONLY):
-            lines.append(f"**{heads['keep_or']}** {edit[len(_KEEP_ONLY) :]}")
+            head, text = heads["keep_or"], edit[len(_KEEP_ONLY) :]
         else:
-            lines.append(f"**{heads['or']}** {edit}")
+            head = heads["or"]
+        lines.append(f"**{head}** {text}")
     return lines
 
 

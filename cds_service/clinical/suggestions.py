@@ -769,7 +769,7 @@ def shape_suggestions(
             return suggestions, "any"
         return suggestions, spec["selection"]
     # split (Epic, F.2a): one action per suggestion, and diazepam is never re-created. A cap
-    # or dose change is an edit stated in the card text (``edits_in_text``); the pended order
+    # or dose change is an edit stated in the card text (``cards._edits``); the pended order
     # is removed only by one "Remove" suggestion, listed first; an alternative is an addition
     # labelled as such, never recommended (ticking it alone must not read as a switch).
     removes = any(opt.kind in ("replace", "delete") for opt in options)
@@ -899,24 +899,6 @@ def _addition_label(label: str) -> str:
     if label.lower().startswith("replace with "):
         label = ("add " if prefix else "Add ") + label[len("replace with ") :]
     return f"{prefix}{label}{ADD_SUFFIX}"
-
-
-def edits_in_text(options: list[Option], profile: str, policy: Policy) -> list[str]:
-    """In a profile without updates (Epic), the rewrites of the pended order as edits to make
-    by hand: 'Keep diazepam, 7 days (21 tablets), no refills'."""
-    spec = policy["profiles"].get(profile) or policy["profiles"]["standard"]
-    if spec["updates"]:
-        return []
-    return [_edit_words(opt) for opt in options if opt.kind == "update"]
-
-
-def _edit_words(opt: Option) -> str:
-    """An edit typed by hand says the refills too (N4): the label may have had no room."""
-    text = opt.edit_text or opt.label
-    dispense = (opt.resource or {}).get("dispenseRequest") or {}
-    if dispense.get("numberOfRepeatsAllowed") == 0 and "refill" not in text:
-        text += ", no refills"
-    return text
 
 
 def _spelled(resource: Mapping[str, Any]) -> str:

@@ -182,14 +182,13 @@ def taper_required(order: DiazepamOrder, record: PatientRecord, policy: Policy) 
                     description=f"Lower the daily dose by {fmt(cut)} % for "
                     f"{fmt(rule['step_days'])} days (first taper step)",
                     resource=resource,
-                    edit_text="First taper step: " + _step_words(solution_line, changed, policy)
+                    edit_text="First taper step: " + _step_words(solution_line, changed)
                     if solution_line
                     else "First taper step: "
                     + _step_words(
                         f"diazepam: {fmt(new_mg)} mg {frequency_words(doses, order.prn)} for "
                         f"{fmt(rule['step_days'])} days ({qty_words}), no refills",
                         changed,
-                        policy,
                     ),
                     recommended=not legit,
                     product=changed,
@@ -227,17 +226,16 @@ def taper_required(order: DiazepamOrder, record: PatientRecord, policy: Policy) 
     ]
 
 
-def _step_words(line: str, changed: str | None, policy: Policy) -> str:
+def _step_words(line: str, changed: str | None) -> str:
     """A step as typed by hand from '**Diazepam oral solution 1 mg/mL (not the 5 mg/mL
     concentrate):** 4.5 mg = 4.5 mL ...' (or 'diazepam: 4 mg ...'): the product and its
-    warning, then the dose; 'change to ...: ' first when the step orders another
-    product than the pended one (``compose.product_change``), else the dose alone after
-    'diazepam'."""
+    warning, then the dose; the new product named first when the step orders another
+    product than the pended one (its option's ``product``: a new order in Epic, cards.py),
+    else the dose alone after 'diazepam'."""
     product, _, rest = line.replace("**", "").split(". No tablet")[0].partition(": ")
     product = product[:1].lower() + product[1:]
     if changed is not None:
-        named = changed if product == "diazepam" else product
-        return str(policy["compose"]["product_change"]).format(product=named) + rest
+        return f"{changed if product == 'diazepam' else product}: {rest}"
     return f"{product} {rest}" if product == "diazepam" else f"{product}: {rest}"
 
 
@@ -301,7 +299,6 @@ def _tablet_option(
             f"diazepam: {fmt(mg)} mg ({tablets}) {how} for {fmt(rule['step_days'])} days "
             f"({qty_words}), no refills; {size}",
             changed,
-            policy,
         ),
         recommended=False,
         code=product[0],

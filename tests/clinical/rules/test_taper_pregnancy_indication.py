@@ -100,7 +100,9 @@ def test_a_tablet_step_beside_the_solution_step(order, policy, vs):
     assert coding["code"] == "197590"  # diazepam 2 MG Oral Tablet: whole tablets
     dispense = tablets.resource["dispenseRequest"]
     assert dispense["quantity"]["value"] == 56 and dispense["expectedSupplyDuration"]["value"] == 14
-    assert "change to diazepam 2 mg tablets: 4 mg (2 tablets)" in tablets.edit_text
+    # another product than the pended 5 mg tablet: named first, and a new order in Epic
+    assert tablets.product == "diazepam 2 mg tablets"
+    assert "Tablet step: diazepam 2 mg tablets: 4 mg (2 tablets)" in tablets.edit_text
     assert "no refills" in tablets.edit_text
 
 
@@ -113,7 +115,7 @@ def test_a_step_names_a_product_change_only_when_there_is_one(order, policy, vs)
     solution, tablets = f.options
     assert solution.product == "diazepam oral solution 1 mg/mL"
     assert solution.edit_text.startswith(
-        "First taper step: change to diazepam oral solution 1 mg/mL (not the 5 mg/mL "
+        "First taper step: diazepam oral solution 1 mg/mL (not the 5 mg/mL "
         "concentrate): 18 mg = 18 mL twice a day for 14 days"
     )
     assert tablets.resource["medicationCodeableConcept"]["coding"][0]["code"] == "197591"
