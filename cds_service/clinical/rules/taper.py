@@ -137,24 +137,15 @@ def taper_required(order: DiazepamOrder, record: PatientRecord, policy: Policy) 
     product = _product(new_mg, policy) if new_mg else None
     if new_mg is not None and product is not None and doses:
         liquid = product[0] not in rule["tablet_codes"]
-        resource = rewrite_order(
-            order,
-            days=rule["step_days"],
-            mg_per_dose=new_mg,
-            doses_per_day=doses,
-            product=product,
-            product_unit="mL" if liquid else "tablet",
-        )
-        if resource is not None:
-            cut = round(100 * (1 - new_mg * doses / mg_day), 1)  # type: ignore[operator]
+        step = _rewritten_step(order, new_mg, doses, product, liquid, policy)
+        if step is not None:
+            resource, cut, qty, qty_words, changed = step
             facts.update(
                 new_mg=fmt(new_mg), times=fmt(doses), how_often=times_a_day(doses), cut=fmt(cut)
             )
             audit.update(taper_mg_per_dose=new_mg, taper_cut_pct=cut)
-            qty = (resource.get("dispenseRequest") or {}).get("quantity") or {}
             # a switch to the oral solution is said in the label and the card (second review:
             # a silent change of form invites dispensing and measuring errors)
-            qty_words = supplied(qty, order.prn) or "?"
             words = {
                 "ml": fmt(new_mg / product[2]),
                 "strength": f"{fmt(product[2])} mg/mL",
@@ -163,9 +154,6 @@ def taper_required(order: DiazepamOrder, record: PatientRecord, policy: Policy) 
                 "days": fmt(rule["step_days"]),
                 "qty": qty_words,
             }
-            # Epic types the step by hand: a step in another product says so first (review
-            # round 3: most EHRs need the product re-selected)
-            changed = changed_product(order, product[0], policy)
             form = rule["solution_label"].format(**words) if liquid else ""
             solution_line = rule["solution_note"].format(**words) if liquid else None
             if solution_line:
@@ -246,6 +234,35 @@ def _dose_of(resource: dict[str, Any]) -> float | None:
         return None
 
 
+def _rewritten_step(
+    order: DiazepamOrder,
+    mg: float,
+    doses: float,
+    product: tuple[str, str, float],
+    liquid: bool,
+    policy: Policy,
+) -> tuple[dict[str, Any], float, dict[str, Any], str, str | None] | None:
+    """The pended order rewritten to ``mg`` a dose of ``product`` for ``taper.step_days``
+    days: (resource, % cut of the daily dose, quantity, quantity in words, the new product's
+    words when it is another product than the pended one, else None: Epic types the step by
+    hand and most EHRs need the product re-selected, review round 3). None when the order
+    cannot be rewritten."""
+    resource = rewrite_order(
+        order,
+        days=policy["taper"]["step_days"],
+        mg_per_dose=mg,
+        doses_per_day=doses,
+        product=product,
+        product_unit="mL" if liquid else "tablet",
+    )
+    if resource is None or not order.mg_per_day:
+        return None
+    cut = round(100 * (1 - mg * doses / order.mg_per_day), 1)
+    qty = (resource.get("dispenseRequest") or {}).get("quantity") or {}
+    qty_words = supplied(qty, order.prn) or "?"
+    return resource, cut, qty, qty_words, changed_product(order, product[0], policy)
+
+
 def _tablet_option(
     order: DiazepamOrder, mg_day: float, doses: float, legit: bool, policy: Policy
 ) -> Option | None:
@@ -257,20 +274,10 @@ def _tablet_option(
     product = _tablet_for(mg, policy) if mg is not None else None
     if mg is None or product is None:
         return None
-    resource = rewrite_order(
-        order,
-        days=rule["step_days"],
-        mg_per_dose=mg,
-        doses_per_day=doses,
-        product=product,
-        product_unit="tablet",
-    )
-    if resource is None:
+    step = _rewritten_step(order, mg, doses, product, False, policy)
+    if step is None:
         return None
-    changed = changed_product(order, product[0], policy)
-    cut = round(100 * (1 - mg * doses / mg_day), 1)
-    qty = (resource.get("dispenseRequest") or {}).get("quantity") or {}
-    qty_words = supplied(qty, order.prn) or "?"
+    resource, cut, _, qty_words, changed = step
     count = round(mg / product[2])
     tablets = f"{count} tablet{'s' if count != 1 else ''}"
     if changed is None:  # a product change names the strength before the dose
