@@ -827,12 +827,11 @@ def shape_suggestions(
     return suggestions, spec["selection"] if suggestions else None
 
 
-def remove_label(order: DiazepamOrder, policy: Policy | None = None) -> str:
+def remove_label(order: DiazepamOrder, policy: Policy) -> str:
     """'Remove the pended diazepam order (diazepam 5 mg tablet)', the product in the words a
     prescriber writes (review round 3: not RxNorm's 'diazepam 5 MG Oral Tablet'), left out
     when it would take the label past ``LABEL_MAX``."""
-    words = product_words(order, policy) if policy is not None else display_words(order.display)
-    label = f"Remove the pended diazepam order ({words or 'diazepam'})"
+    label = f"Remove the pended diazepam order ({product_words(order, policy) or 'diazepam'})"
     return label if len(label) <= LABEL_MAX else "Remove the pended diazepam order"
 
 
