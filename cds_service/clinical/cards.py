@@ -217,7 +217,10 @@ def render(
     said_facts = {**finding.facts, **(finding.typed_facts if split else {})}
     facts = _Blank({k: v for k, v in said_facts.items() if v is not None})
     summary = _summary(finding.summary_override or variant["summary"].format_map(facts))
-    several = len({ref for o in finding.options for ref, _ in o.removes or []}) > 1
+    several = (
+        len({ref for o in finding.options for ref, _ in o.removes or []}) > 1
+        or len(finding.audit.get("duplicate_orders") or []) > 1
+    )
     replaces = any(o.kind == "replace" for o in finding.options)
     rule = policy["compose"]
     head: list[str] = []  # the profile's action lines (Epic): what to select, what to edit
@@ -232,9 +235,11 @@ def render(
     if split and several:
         # several pended orders (review round 1 H1): Epic applies any number of the
         # suggestions, so the card says how to keep one
-        head += _edit_lines(edits, heads, rule["duplicate_note_epic"]) or [
-            f"**{rule['duplicate_note_epic']}**"
-        ]
+        # an order kept as it is (a Remove of each other order) is a line too; a long-term
+        # user keeps one order (review round 6 H-1), said in the statement below
+        lines = _edit_lines(edits, heads, rule["duplicate_note_epic"])
+        lines += _keep_one_lines(finding.options, heads, first=not lines)
+        head += lines or [f"**{rule['duplicate_note_epic']}**"]
     elif edits:
         head += _edit_lines(edits, heads, heads["or"] if head else heads["first"])
     said = " ".join(head).replace("**", "").lower()
@@ -244,7 +249,11 @@ def render(
     unknowns = list(dict.fromkeys([*finding.unknowns, *general_unknowns]))
     tail = ["**Not known:** " + "; ".join(unknowns) + "."] if unknowns else []
     own_edit = edits and any(o.kind == "update" for o in finding.options)
-    body = (variant.get("detail_edited") if own_edit else None) or variant["detail"]
+    body = (
+        (variant.get("detail_several") if finding.audit.get("keep_one") else None)
+        or (variant.get("detail_edited") if own_edit else None)
+        or variant["detail"]
+    )
     body = body.format_map(facts)
     lead = finding.lead_notes
     if split and several:
@@ -360,7 +369,7 @@ def _edits(
             return [(edit, False)]
     texts: list[tuple[str, bool]] = []
     for option, words in zip(rewrites, spelled, strict=True):
-        new_order = bool(option.product) and not several
+        new_order = bool(option.product)
         if words is None:
             texts.append(((option.edit_text or option.label).rstrip(". ") + ".", new_order))
             continue
@@ -372,8 +381,11 @@ def _edits(
             + (", no refills" if none else "")
             + "."
         )
-        if several:
-            change = rule["keep_product_change"] if option.product else rule["keep_edit"]
+        if several and option.product:
+            # review round 6 M-2: another product is a new order, not an edit of the one kept
+            text = f"{option.product}: {text}"
+        elif several:
+            change = rule["keep_edit"]
             text = (
                 str(rule["keep_which"]).format(order=f"diazepam{dose_words(order)}")
                 + str(change).format(product=option.product)
@@ -404,7 +416,12 @@ def _edit_lines(edits: list[tuple[str, bool]], heads: dict[str, str], first: str
         named = _NAMED_EDIT.match(edit) if single else None
         text = named.group(2) if named else edit
         opening = i == 0 and first == heads["first"]
-        if new_order:
+        if new_order and not single:  # several pended orders: each one goes (M-2)
+            named = _NAMED_EDIT.match(edit)
+            text = named.group(2) if named else edit
+            key = ("new_all" if i == 0 else "new_all_or") + ("_named" if named else "")
+            head = heads[key].format(name=named.group(1).lower() if named else "")
+        elif new_order:
             lead = "new_" if opening else "new_or_"
             head = (
                 heads[lead + "named"].format(name=named.group(1).lower())
@@ -416,12 +433,26 @@ def _edit_lines(edits: list[tuple[str, bool]], heads: dict[str, str], first: str
             head = heads[key].format(name=named.group(1).lower())
         elif i == 0:
             head = first
+            if not single and edit.startswith(_KEEP_ONLY):  # the head says "to keep one"
+                text = edit[len(_KEEP_ONLY) :]
         elif edit.startswith(_KEEP_ONLY):
             head, text = heads["keep_or"], edit[len(_KEEP_ONLY) :]
         else:
             head = heads["or"]
         lines.append(f"**{head}** {text}")
     return lines
+
+
+def _keep_one_lines(options: list[Any], heads: dict[str, str], first: bool) -> list[str]:
+    """A long-term user's "keep only one" choices as Epic types them (review round 6 H-1):
+    Epic shows one Remove per order, so each line says which order stays and which to
+    remove: 'Keep only: diazepam 4.5 mg twice a day (taper step, 10 % lower): remove
+    diazepam 5 mg twice a day.' (``first``: the opening choice; else each is an 'Or')."""
+    keeps = [o for o in options if o.kind == "delete" and o.removes and o.edit_text]
+    return [
+        f"**{heads['keep_one'] if i == 0 and first else heads['keep_or']}** {o.edit_text}"
+        for i, o in enumerate(keeps)
+    ]
 
 
 def _edit_words(resource: dict[str, Any] | None, written: str) -> tuple[str, str, str, bool] | None:

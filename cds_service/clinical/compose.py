@@ -29,10 +29,11 @@ from cds_service.clinical.rules.common import (
     emergency_order,
     fmt,
     in_sentence,
+    running_dose,
     supplied,
     times_a_day,
 )
-from cds_service.clinical.suggestions import LABEL_MAX, dose_words, fitted
+from cds_service.clinical.suggestions import LABEL_MAX, dose_words, fitted, rewrite_order
 
 
 def _updates(finding: Finding) -> list[Any]:
@@ -542,15 +543,16 @@ def one_decision_for_orders(entries: list[tuple[Any, Any, list[Finding]]], polic
     cancel all; the other orders' alternatives, duration and dose cards go (their findings
     are in that statement), and 'diazepam with diazepam' is no CNS-combination card.
 
-    Returns False (nothing changed) where one decision for the set would break a safety
-    invariant: a long-term user (F.0-1: taper, never removal) or seizure/emergency therapy
-    (F.0-3: never removed)."""
+    A long-term user gets the taper form of it (``_one_taper_decision``: keep one, never
+    none). Returns False (nothing changed) for seizure/emergency therapy (F.0-3: never
+    removed)."""
     rule = policy["compose"]
     if len(entries) < 2:
         return False
-    for order, record, _ in entries:
-        if emergency_order(order, record, policy) or chronic_diazepam(order, record, policy):
-            return False
+    if any(emergency_order(order, record, policy) for order, record, _ in entries):
+        return False
+    if any(chronic_diazepam(order, record, policy) for order, record, _ in entries):
+        return _one_taper_decision(entries, policy)
     holders = [
         (i, f)
         for i, (_, _, findings) in enumerate(entries)
@@ -613,6 +615,10 @@ def one_decision_for_orders(entries: list[tuple[Any, Any, list[Finding]]], polic
                     ),
                     description=f"Remove the other pended orders: keep {words[order_b.ref]}",
                     removes=rest,
+                    # typed in Epic, where each Remove is a suggestion of its own
+                    edit_text=f"{lead[len('Keep only ') :]}: remove "
+                    + " and ".join(w for _, w in rest)
+                    + ".",
                 )
             )
         # the other orders' own decisions are this card's now; their safety cards stay,
@@ -657,35 +663,48 @@ def one_decision_for_orders(entries: list[tuple[Any, Any, list[Finding]]], polic
                 which = "both" if len(entries) == 2 else f"all {_count_word(len(entries))}"
                 said = rule["cancel_all_label_instead"].format(n=which, instead=option.instead)
                 option.label = said if len(said) <= LABEL_MAX else option.label
+    # review round 6 M-2: a change to the product another pended order already is (the
+    # older-adult 2 mg start, pended beside the 5 mg order) keeps that order: the same dose
+    # is keeping it as it is (the change goes; keeping it inherits its recommendation), another
+    # dose is an edit of that order, which Epic can type, not a new order
+    for option in [o for o in host.options if o.kind == "update" and o.code]:
+        found = _sibling(option, [o for o, _, _ in others])
+        if found is None:
+            continue
+        sibling, mg, times, within = found
+        if within:
+            host.options.remove(option)
+            for keep in keep_others:
+                if option.recommended and keep.removes and sibling.ref not in dict(keep.removes):
+                    keep.recommended = True
+            continue
+        dispense = (option.resource or {}).get("dispenseRequest") or {}
+        days = (dispense.get("expectedSupplyDuration") or {}).get("value")
+        resource = rewrite_order(sibling, days=days, mg_per_dose=mg, doses_per_day=times)
+        if resource is None:
+            continue
+        option.resource = resource
+        option.product = None
+        option.removes = [(r, w) for r, w in everyone if r != sibling.ref]
+        qty = (resource.get("dispenseRequest") or {}).get("quantity") or {}
+        option.edit_text = _typed_keep(
+            option,
+            rule["keep_which"].format(order=words[sibling.ref])
+            + rule["keep_edit"]
+            + f"{fmt(mg)} mg {times_a_day(times)}"
+            + (f" for {fmt(days)} days" if days else ""),
+        )
     updates_end = max(
         (i + 1 for i, o in enumerate(host.options) if o.kind in ("replace", "update")), default=0
     )
     host.options[updates_end:updates_end] = keep_others
-    # no "diazepam adds to the CNS depression of diazepam": duplicate therapy is said here
-    for _, _, findings in entries:
-        for finding in list(findings):
-            if finding.topic != "cns-depressant-combination":
-                continue
-            drugs = [d for d in finding.audit.get("cns_depressants", []) if "another" not in d]
-            if not drugs:
-                findings.remove(finding)
-            else:
-                finding.facts["drugs"] = ", ".join(drugs)
-                finding.audit["cns_depressants"] = drugs
+    _drop_same_drug(entries)
     # the statement: each order, the total a day, against the label
     dose = policy["dose"]
     per_day = [o.mg_per_day for o, _, _ in entries]
     total = sum(per_day) if all(v is not None for v in per_day) else None
     # N9 (second review): each order with its course, the total, and plain words
-    parts = " and ".join(
-        (
-            f"{fmt(o.mg_per_dose)} mg {times_a_day(o.doses_per_day)}"
-            if o.mg_per_dose is not None and o.doses_per_day
-            else words[o.ref].removeprefix("diazepam ")
-        )
-        + (f" for {fmt(o.days_supply)} days" if o.days_supply else "")
-        for o, _, _ in entries
-    )
+    parts = _courses(entries, words)
     against = ""
     if total is not None and total > dose["max_mg_per_day"]:
         against = (
@@ -720,6 +739,175 @@ def one_decision_for_orders(entries: list[tuple[Any, Any, list[Finding]]], polic
         if finding.topic == "duration-limit":
             finding.facts["what"] = words[order_a.ref].capitalize()
     return True
+
+
+def _drop_same_drug(entries: list[tuple[Any, Any, list[Finding]]]) -> None:
+    """No "diazepam adds to the CNS depression of diazepam": duplicate therapy is said on the
+    decision card; a combination card naming other drugs stays, without diazepam."""
+    for _, _, findings in entries:
+        for finding in list(findings):
+            if finding.topic != "cns-depressant-combination":
+                continue
+            drugs = [d for d in finding.audit.get("cns_depressants", []) if "another" not in d]
+            if not drugs:
+                findings.remove(finding)
+            else:
+                finding.facts["drugs"] = ", ".join(drugs)
+                finding.audit["cns_depressants"] = drugs
+
+
+def _courses(entries: list[tuple[Any, Any, list[Finding]]], words: dict[str, str]) -> str:
+    """'5 mg twice a day for 30 days and 4.5 mg twice a day for 14 days' (N9: each order
+    with its course, in plain words)."""
+    return " and ".join(
+        (
+            f"{fmt(o.mg_per_dose)} mg {times_a_day(o.doses_per_day)}"
+            if o.mg_per_dose is not None and o.doses_per_day
+            else words[o.ref].removeprefix("diazepam ")
+        )
+        + (f" for {fmt(o.days_supply)} days" if o.days_supply else "")
+        for o, _, _ in entries
+    )
+
+
+def _one_taper_decision(entries: list[tuple[Any, Any, list[Finding]]], policy: Policy) -> bool:
+    """Several pended diazepam orders for a long-term user (review round 6 H-1: a taper-step
+    order entered before the running dose's renewal was removed gave 19 mg a day against a
+    9 mg step, two taper cards and a "diazepam with diazepam" warning). ONE card whose every
+    choice keeps exactly one order (F.0-1: never none, never a replacement): "keep only X;
+    remove the other". The order that is a taper step of the running dose (at most
+    ``taper.max_step_pct`` % below it) is recommended, the closest to ``taper.step_pct``;
+    with none, the first taper step of one order is offered beside the keeps (it removes the
+    others). The other orders' taper cards and the same-drug combination card go."""
+    rule, taper = policy["compose"], policy["taper"]
+    tapers = [(i, f) for i, e in enumerate(entries) for f in e[2] if f.topic == "taper-required"]
+    if not tapers:
+        return False  # a stated withdrawal or tetanus course: the safety pathway decides
+    words = {e[0].ref: _order_words(e[0]) for e in entries}
+    now = running_dose(entries[0][1])
+    taken = (now.mg_per_dose or 0) * (now.doses_per_day or 0) if now else None
+    roles: dict[str, str] = {}
+    lowers: dict[str, float] = {}
+    for order, _, _ in entries:
+        if not taken or not order.mg_per_day:
+            continue
+        lower = round(100 * (1 - order.mg_per_day / taken), 1)
+        lowers[order.ref] = lower
+        role = (
+            "too_big"
+            if lower > taper["max_step_pct"] + 1e-9
+            else "step"
+            if lower > 1e-9
+            else "above"
+            if lower < -1e-9
+            else "same"
+        )
+        roles[order.ref] = rule["taper_roles"][role].format(lower=fmt(abs(lower)))
+    steps = [r for r, v in lowers.items() if 1e-9 < v <= taper["max_step_pct"] + 1e-9]
+    best = min(steps, key=lambda r: abs(lowers[r] - taper["step_pct"])) if steps else None
+    # the first order's card, as for a new start (one_decision_for_orders): the patient-level
+    # cards name that order too, so fire once repeats this card with a critical one
+    host_i, host = tapers[0]
+    host_ref = entries[host_i][0].ref
+    carried = []
+    if best is not None:  # a step is pended: this order's own step and its lines go
+        lines = {n for o in _updates(host) for n in o.notes}
+        host.notes = [n for n in host.notes if n not in lines]
+    else:  # no step pended: the first step of this order, the others removed
+        for option in _updates(host):
+            option.removes = [(r, w) for r, w in words.items() if r != host_ref]
+            carried.append(option)
+    keeps = []
+    too_big = []
+    for order, _, _ in entries:
+        rest = [(r, w) for r, w in words.items() if r != order.ref]
+        role = f" ({roles[order.ref]})" if order.ref in roles else ""
+        if lowers.get(order.ref, 0) > taper["max_step_pct"] + 1e-9:
+            # F.0-1: keeping it is a cut of more than 25 % in one step; not a choice
+            too_big.append((words[order.ref], lowers[order.ref]))
+            continue
+        keeps.append(
+            Option(
+                kind="delete",
+                label=fitted(f"Keep only {words[order.ref]}{role}", rule["taper_keep_tail"]),
+                description=f"Keep {words[order.ref]}; remove the other pended diazepam orders",
+                removes=rest,
+                recommended=order.ref == best,
+                # typed in Epic, where each Remove is a suggestion of its own
+                edit_text=f"{words[order.ref]}{role}: remove "
+                + " and ".join(w for _, w in rest)
+                + ".",
+            )
+        )
+    keeps.sort(key=lambda k: not k.recommended)
+    host.options = carried + keeps + [o for o in host.options if o.kind not in DRAFT_KINDS]
+    for _, _, findings in entries:
+        for finding in list(findings):
+            if finding is host:
+                continue
+            if finding.topic == "taper-required":
+                findings.remove(finding)  # one taper card for the set
+                continue
+            finding.options = [o for o in finding.options if o.kind not in DRAFT_KINDS]
+    _drop_same_drug(entries)
+    per_day = [o.mg_per_day for o, _, _ in entries]
+    total = sum(per_day) if all(v is not None for v in per_day) else None  # type: ignore[misc]
+    parts = _courses(entries, words)
+    total_text = f" ({fmt(total)} mg a day)" if total is not None else ""
+    count = _count_word(len(entries)).capitalize()
+    summary = (
+        f"{count} diazepam orders pended: {parts}{total_text}. Keep one; do not stop abruptly."
+    )
+    if len(summary) > SUMMARY_MAX:
+        summary = f"{count} diazepam orders pended{total_text}. Keep one; do not stop abruptly."
+    against = (
+        f": together {fmt(total)} mg a day against {fmt(taken)} mg a day taken"
+        if total is not None and taken
+        else ""
+    )
+    statement = rule["taper_duplicate_note"].format(against=against)
+    if best is not None:
+        statement += " " + rule["taper_keep_step"].format(lower=fmt(lowers[best]))
+    for said, lower in too_big:
+        statement += " " + rule["taper_too_big_note"].format(
+            order=said[:1].upper() + said[1:], lower=fmt(lower)
+        )
+    if parts not in summary:
+        statement += f" Pended: {parts}."
+    host.summary_override = summary
+    host.lead_notes.insert(0, statement)
+    if host.indicator == "info":
+        host.indicator = "warning"
+    host.audit["duplicate_orders"] = [o.ref for o, _, _ in entries]
+    host.audit["total_mg_per_day"] = total
+    host.audit["keep_one"] = True  # a long-term user: never remove every order (F.0-1)
+    return True
+
+
+def _sibling(option: Option, orders: list[Any]) -> tuple[Any, float, float, bool] | None:
+    """The pended order of the product ``option`` changes this one to (not as needed), with
+    the rewrite's dose and doses a day, and whether that order is already within them (the
+    same dose or less, as often or less: keeping it as it is); else None."""
+    resource = option.resource or {}
+    try:
+        dosage = resource["dosageInstruction"][0]
+        mg = float(dosage["doseAndRate"][0]["doseQuantity"]["value"])
+        repeat = dosage["timing"]["repeat"]
+        per_day = float(repeat["frequency"]) / float(repeat.get("period") or 1)
+        if repeat.get("periodUnit", "d") != "d":
+            return None
+    except (KeyError, IndexError, TypeError, ValueError, ZeroDivisionError):
+        return None
+    for order in orders:
+        if order.code == option.code and not order.prn:
+            within = (
+                order.mg_per_dose is not None
+                and order.doses_per_day is not None
+                and order.mg_per_dose <= mg + 1e-9
+                and order.doses_per_day <= per_day + 1e-9
+            )
+            return order, mg, per_day, within
+    return None
 
 
 def _count_word(n: int) -> str:

@@ -70,6 +70,10 @@ class MedicationUse:
     start: date | None = None
     end: date | None = None
     display: str | None = None
+    # a running diazepam prescription's oral dose (read like a pended order's): what a long-term
+    # user takes now, so a pended order can be told apart as a taper step (review round 6 M-3)
+    mg_per_dose: float | None = None
+    doses_per_day: float | None = None
 
 
 @dataclass(frozen=True)

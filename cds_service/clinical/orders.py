@@ -99,9 +99,11 @@ class LazyReferenceIndex(Mapping[str, Mapping[str, Any]]):
 class OrderReader:
     """Reads diazepam orders with the project's value sets (built once per worker)."""
 
-    def __init__(self, valuesets: ValueSets) -> None:
+    def __init__(self, valuesets: ValueSets, validate: bool = True) -> None:
         self.vs = valuesets
         self._model: Any = None
+        if not validate:  # reads doses only (a running prescription): no FHIR model needed
+            return
         try:
             from fhir.resources.R4B.medicationrequest import MedicationRequest
 

@@ -8,13 +8,13 @@ could not be obtained is named in ``unknown`` so cards can say what was not know
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date, timedelta
 from typing import Any
 
 from cds_service.clinical import dosing
 from cds_service.clinical.models import DiazepamOrder, LabValue, MedicationUse, PatientRecord
-from cds_service.clinical.orders import LazyReferenceIndex
+from cds_service.clinical.orders import LazyReferenceIndex, OrderReader
 from cds_service.clinical.policy import Policy
 from cds_service.clinical.valuesets import LOINC, ValueSets
 from cds_service.fhir.prefetch import PatientData
@@ -111,6 +111,23 @@ def medication_use(
     )
 
 
+def _with_dose(
+    use: MedicationUse,
+    resource: Mapping[str, Any],
+    reader: OrderReader,
+    refs: Mapping[str, Mapping[str, Any]],
+) -> MedicationUse:
+    """A diazepam prescription with its oral dose, read as a pended order is read: a
+    long-term user's taper is measured from what they take (review round 6 M-3). A
+    MedicationStatement, a non-oral product or an unreadable dose leaves it unknown."""
+    order = reader.read(resource, refs)
+    if order is None or order.route not in ("oral", "unknown") or not order.mg_per_day:
+        return use
+    if order.prn:  # an as-needed supply says how much may be taken, not how much is
+        return use
+    return replace(use, mg_per_dose=order.mg_per_dose, doses_per_day=order.doses_per_day)
+
+
 def _lab(resource: Mapping[str, Any], vs: ValueSets) -> LabValue | None:
     code = None
     for coding in (resource.get("code") or {}).get("coding") or []:
@@ -175,10 +192,14 @@ def prepare_record(
     refs = LazyReferenceIndex(lambda: [*all_resources, *drafts])
 
     medications = []
+    reader: OrderReader | None = None
     for res in data.of("medications"):
         if res.get("resourceType") not in ORDER_TYPES + ("MedicationStatement",):
             continue
         use = medication_use(res, vs, refs)
+        if use is not None and "diazepam" in use.ingredients:
+            reader = reader or OrderReader(vs, validate=False)
+            use = _with_dose(use, res, reader, refs)
         if use is not None:
             medications.append(use)
     # The request's other draft orders are always classified, like active medications: every

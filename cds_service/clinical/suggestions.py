@@ -775,11 +775,22 @@ def shape_suggestions(
     removes = any(opt.kind in ("replace", "delete") for opt in options)
     # recommended only when a critical card makes cancelling the decision (review round 1
     # M1/M2); an alternative is never recommended here (F.2a)
-    cancel = any(opt.kind == "delete" and opt.recommended for opt in options)
     several: dict[str, str] = {}
+    if any(o.kind == "update" and o.product and o.removes for o in options):
+        # another product is a new order that replaces every pended order, this one too
+        # (review round 6 M-2): it gets its Remove, listed first
+        several[order.ref] = f"diazepam{dose_words(order)}"
     for opt in options:
         for ref, words in opt.removes or []:
             several.setdefault(ref, words)
+    # ... a cancel of every pended order, not a recommended "keep only one" (review round 6
+    # H-1: pre-selecting each Remove would stop a long-term user's diazepam abruptly)
+    cancel = any(
+        opt.kind == "delete"
+        and opt.recommended
+        and (opt.removes is None or {ref for ref, _ in opt.removes} == set(several))
+        for opt in options
+    )
     if len(several) > 1:
         # several pended orders (review round 1 H1): one Remove per order, the card says
         # which to keep

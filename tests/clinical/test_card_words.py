@@ -131,6 +131,7 @@ EPIC_ACTION_LINES = (
     "**Or edit the order:**",
     "**To keep one instead",
     "**New order",  # another product is a new order, not an edit (review round 5 M-1)
+    "**Keep only:**",  # a long-term user keeps one of several orders (review round 6 H-1)
 )
 _SOURCE_LINE = re.compile(r"(?m)^\**Sources?:")
 FOLDABLE = (

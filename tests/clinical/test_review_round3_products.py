@@ -111,10 +111,12 @@ def _edit_lines(cards: list[dict[str, Any]]) -> list[str]:
 def _said_changes(lines: list[str]) -> Counter:
     said: Counter = Counter()
     for line in lines:
-        # "keep ..., change it to <product>: " or, for one order, a new order of <product>
-        # (review round 5 M-1: "New order, ..., then remove the pended one:** <product>: ")
+        # a new order of <product> (review round 5 M-1: "New order, ..., then remove the
+        # pended one:** <product>: "; round 6 M-2, several orders: "... then remove every
+        # pended diazepam order:** <product>: ")
         found = re.search(
-            r"(?:\bchange it to |then remove the pended one:\*\* )(diazepam [^:(]*?)"
+            r"(?:then remove (?:the pended one|every pended diazepam order):\*\* )"
+            r"(diazepam [^:(]*?)"
             r"(?: \(not [^)]*\))?: ",
             line,
         )
@@ -158,7 +160,8 @@ def test_the_fixtures_exercise_every_kind_of_product_change(apps: dict[str, Flas
         for line in lines
     )
     assert any(
-        line.startswith("**To keep one instead") and "change it to" in line for line in lines
+        line.startswith("**New order instead, then remove every pended diazepam order:** ")
+        for line in lines
     )
 
 
@@ -177,14 +180,25 @@ def test_older_adult_start_on_a_5_mg_tablet_order(apps: dict[str, Flask]) -> Non
 def test_several_orders_keep_line_says_which_order_and_the_product(
     apps: dict[str, Flask],
 ) -> None:
-    """rw-20 (5 mg 3 times a day and 10 mg once a day pended): the keep-and-edit line says
-    which order to keep and that its product changes."""
+    """rw-20 (5 mg 3 times a day and 10 mg once a day pended): the older-adult start is
+    another product, so it is a new order that replaces both pended orders (review round 6
+    M-2: "keep diazepam 5 mg ..., change it to diazepam 2 mg tablets" asked for an edit Epic
+    cannot make), and each Remove is a suggestion."""
     _, cards = answer(apps, "rw-20-two-diazepam-drafts-72", "epic")
+    lines = _edit_lines(cards)
     assert (
-        "**To keep one instead, remove the others and edit it:** keep diazepam 5 mg 3 times a "
-        "day, change it to diazepam 2 mg tablets: 2 mg twice a day for 7 days (14 tablets), "
-        "no refills." in _edit_lines(cards)
+        "**New order instead, then remove every pended diazepam order:** diazepam 2 mg "
+        "tablets: 2 mg twice a day for 7 days (14 tablets), no refills." in lines
     )
+    assert not any("change it to" in line for line in lines)
+    [card] = [c for c in cards if any(line in c["detail"] for line in lines)]
+    removed = {
+        a["resourceId"]
+        for s in card["suggestions"]
+        for a in s["actions"]
+        if a["type"] == "delete"
+    }
+    assert len(removed) == 2
 
 
 @pytest.mark.parametrize(

@@ -127,6 +127,19 @@ def chronic_diazepam(
     return min(running, key=lambda med: med.start or date.max) if running else None
 
 
+def running_dose(record: PatientRecord) -> MedicationUse | None:
+    """The running diazepam prescription a taper is measured from (review round 6 M-3): the
+    one whose daily dose is known, or several with the same daily dose (a renewal beside
+    the old one); None when none is known or they differ (which one is taken is unclear)."""
+    known = [
+        med
+        for med in record.medications
+        if "diazepam" in med.ingredients and med.mg_per_dose and med.doses_per_day
+    ]
+    doses = {round((m.mg_per_dose or 0) * (m.doses_per_day or 0), 3) for m in known}
+    return known[0] if len(doses) == 1 else None
+
+
 def age_band(record: PatientRecord, policy: Policy) -> str:
     """infant (< 6 months) | child (< 18 years) | adult | older | unknown (F.1 age_band)."""
     if record.age_years is None:

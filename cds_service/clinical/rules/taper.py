@@ -10,6 +10,7 @@ or the card says none fits.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from cds_service.clinical.models import DiazepamOrder, Finding, Option, PatientRecord
@@ -22,6 +23,7 @@ from cds_service.clinical.rules.common import (
     indication,
     new_finding,
     pathway,
+    running_dose,
     supplied,
     times_a_day,
 )
@@ -45,9 +47,10 @@ def _tablet_for(mg: float, policy: Policy) -> tuple[str, str, float] | None:
         if product is None:
             continue
         units = mg / product[2]
-        if abs(units * parts - round(units * parts)) < 1e-9 and units <= rule[
-            "max_tablets_per_dose"
-        ]:
+        if (
+            abs(units * parts - round(units * parts)) < 1e-9
+            and units <= rule["max_tablets_per_dose"]
+        ):
             return product
     return None
 
@@ -91,10 +94,14 @@ def taper_step(mg_day: float, doses: float, policy: Policy) -> float | None:
     ]
     if tablets:
         return min(tablets, key=lambda v: abs(cut(v) - aim))
-    measured = round(per_dose * (1 - aim / 100), 1)
-    if measured > 0 and low - 1e-9 <= cut(measured) <= high + 1e-9:
-        return measured
-    return None
+    # 0.1 mL of the solution: the measures either side of the aim (4.05 mg is 4.0 or 4.1)
+    aimed = per_dose * (1 - aim / 100)
+    measured = [
+        v
+        for v in sorted({math.floor(aimed * 10) / 10, math.ceil(aimed * 10) / 10})
+        if v > 0 and low - 1e-9 <= cut(v) <= high + 1e-9
+    ]
+    return min(measured, key=lambda v: abs(cut(v) - aim)) if measured else None
 
 
 def _product(mg: float, policy: Policy) -> tuple[str, str, float] | None:
@@ -133,11 +140,38 @@ def taper_required(order: DiazepamOrder, record: PatientRecord, policy: Policy) 
     variant = "legit" if legit else "default"
     mg_day, doses = order.mg_per_day, order.doses_per_day
     notes: list[str] = []
+    now = running_dose(record)
+    taken = (now.mg_per_dose or 0) * (now.doses_per_day or 0) if now else None
+    if taken and mg_day and mg_day < taken - 1e-9:
+        # review round 6 M-3: the pended order already lowers what the patient takes
+        lower = round(100 * (1 - mg_day / taken), 1)
+        facts.update(taken=fmt(taken), lower=fmt(lower))
+        audit.update(taken_mg_per_day=taken, pended_cut_pct=lower)
+        if lower <= rule["max_step_pct"] + 1e-9:
+            # a taper step (at most 25 %): said, no further step offered on top of it
+            if lower > rule["default_max_step_pct"] + 1e-9:
+                notes.append(rule["step_bigger_note"].format(lower=fmt(lower)))
+            return [
+                new_finding(
+                    "taper-required",
+                    rule["step_indicator"],
+                    order,
+                    record,
+                    variant="step",
+                    facts=facts,
+                    audit=audit,
+                    notes=notes,
+                )
+            ]
+        # more than 25 % in one step (F.0-1): the step is offered from the dose taken
+        variant, legit = "too_big", False
+    if taken and (not mg_day or abs(mg_day - taken) > 1e-9) and now and now.doses_per_day:
+        mg_day, doses = taken, now.doses_per_day  # a step lowers what the patient takes
     new_mg = taper_step(mg_day, doses, policy) if mg_day and doses else None
     product = _product(new_mg, policy) if new_mg else None
-    if new_mg is not None and product is not None and doses:
+    if new_mg is not None and product is not None and doses and mg_day:
         liquid = product[0] not in rule["tablet_codes"]
-        step = _rewritten_step(order, new_mg, doses, product, liquid, policy)
+        step = _rewritten_step(order, new_mg, doses, mg_day, product, liquid, policy)
         if step is not None:
             resource, cut, qty, qty_words, changed = step
             facts.update(
@@ -182,6 +216,7 @@ def taper_required(order: DiazepamOrder, record: PatientRecord, policy: Policy) 
                     product=changed,
                 )
             )
+    too_big = variant == "too_big"
     liquid_step = bool(options) and product is not None and product[0] not in rule["tablet_codes"]
     if mg_day and doses and (liquid_step or not options):
         # N6: the 5-10 % step needs the oral solution; a step the tablets can make, up to
@@ -189,7 +224,12 @@ def taper_required(order: DiazepamOrder, record: PatientRecord, policy: Policy) 
         option = _tablet_option(order, mg_day, doses, legit, policy)
         if option is not None:
             options.append(option)
-            audit["tablet_step_mg_per_dose"] = _dose_of(option.resource or {})
+            tablet_mg = _dose_of(option.resource or {})
+            audit["tablet_step_mg_per_dose"] = tablet_mg
+            if tablet_mg is not None:
+                # the summary names the step offered when the tablets make the only one
+                # (review round 6: it printed "first taper step ? % lower")
+                facts.setdefault("cut", fmt(round(100 * (1 - tablet_mg * doses / mg_day), 1)))
         else:
             notes.append(
                 rule["no_tablet_step_note"].format(
@@ -198,11 +238,18 @@ def taper_required(order: DiazepamOrder, record: PatientRecord, policy: Policy) 
             )
     if not options:
         variant += "_solution"
+    indicator = rule["legit_indicator"] if legit else rule["indicator"]
+    if too_big:
+        indicator = rule["too_big_indicator"]
     finding_notes = notes
+    for option in options[:1]:
+        # the step's own lines (the solution's measure, no tablet step): they go where the
+        # step goes (compose._one_taper_decision drops them with it)
+        option.notes = list(notes)
     return [
         new_finding(
             "taper-required",
-            rule["legit_indicator"] if legit else rule["indicator"],
+            indicator,
             order,
             record,
             variant=variant,
@@ -238,15 +285,16 @@ def _rewritten_step(
     order: DiazepamOrder,
     mg: float,
     doses: float,
+    base_mg_day: float,
     product: tuple[str, str, float],
     liquid: bool,
     policy: Policy,
 ) -> tuple[dict[str, Any], float, dict[str, Any], str, str | None] | None:
     """The pended order rewritten to ``mg`` a dose of ``product`` for ``taper.step_days``
-    days: (resource, % cut of the daily dose, quantity, quantity in words, the new product's
-    words when it is another product than the pended one, else None: Epic types the step by
-    hand and most EHRs need the product re-selected, review round 3). None when the order
-    cannot be rewritten."""
+    days: (resource, % cut of ``base_mg_day`` (what the patient takes), quantity, quantity
+    in words, the new product's words when it is another product than the pended one, else
+    None: Epic types the step by hand and most EHRs need the product re-selected, review
+    round 3). None when the order cannot be rewritten."""
     resource = rewrite_order(
         order,
         days=policy["taper"]["step_days"],
@@ -255,9 +303,9 @@ def _rewritten_step(
         product=product,
         product_unit="mL" if liquid else "tablet",
     )
-    if resource is None or not order.mg_per_day:
+    if resource is None or not base_mg_day:
         return None
-    cut = round(100 * (1 - mg * doses / order.mg_per_day), 1)
+    cut = round(100 * (1 - mg * doses / base_mg_day), 1)
     qty = (resource.get("dispenseRequest") or {}).get("quantity") or {}
     qty_words = supplied(qty, order.prn) or "?"
     return resource, cut, qty, qty_words, changed_product(order, product[0], policy)
@@ -274,7 +322,7 @@ def _tablet_option(
     product = _tablet_for(mg, policy) if mg is not None else None
     if mg is None or product is None:
         return None
-    step = _rewritten_step(order, mg, doses, product, False, policy)
+    step = _rewritten_step(order, mg, doses, mg_day, product, False, policy)
     if step is None:
         return None
     resource, cut, _, qty_words, changed = step
