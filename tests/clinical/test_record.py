@@ -112,6 +112,36 @@ def test_medications_classified_by_code_and_text(env):
     assert [m.ingredients for m in record.recently_stopped] == [frozenset({"phenelzine"})]
 
 
+def test_running_diazepam_dose_is_read_from_the_prescription(env):
+    """Review round 6 M-3: a long-term user's taper is measured from what they take, so the
+    running diazepam prescription carries its dose; an as-needed supply or a
+    MedicationStatement carries none (how much is taken is not known from them)."""
+    twice = {
+        "timing": {"repeat": {"frequency": 2, "period": 1, "periodUnit": "d"}},
+        "doseAndRate": [{"doseQuantity": {"value": 5, "unit": "mg", "code": "mg"}}],
+    }
+
+    def running(dosage, kind="MedicationRequest"):
+        med = {
+            "resourceType": kind,
+            "id": "run",
+            "status": "active",
+            "subject": {"reference": "Patient/p"},
+            "medicationCodeableConcept": {"coding": [{"system": RX, "code": "197591"}]},
+        }
+        if kind == "MedicationRequest":
+            med.update(intent="order", authoredOn="2025-03-02", dosageInstruction=[dosage])
+        else:
+            med.update(effectivePeriod={"start": "2025-03-02"}, dosage=[dosage])
+        [use] = build(env, medications=bundle(med)).medications
+        return use
+
+    use = running(twice)
+    assert (use.mg_per_dose, use.doses_per_day) == (5, 2)
+    assert running({**twice, "asNeededBoolean": True}).mg_per_dose is None
+    assert running(twice, "MedicationStatement").mg_per_dose is None
+
+
 def test_conditions_by_snomed_and_icd_prefix_and_refuted_ignored(env):
     conds = bundle(
         {

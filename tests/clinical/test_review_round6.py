@@ -19,11 +19,6 @@ from typing import Any
 import pytest
 from flask import Flask
 
-from cds_service.clinical.orders import OrderReader
-from cds_service.clinical.policy import load_policy
-from cds_service.clinical.record import build_record
-from cds_service.clinical.valuesets import load_valuesets
-from cds_service.fhir.prefetch import read_prefetch
 from tests.scenario_cards import fixture_answer, profile_apps
 
 RENEWAL = "MedicationRequest/r6-c04-diazepam-1"  # 5 mg tablets twice a day, 30 days
@@ -107,70 +102,6 @@ def test_a_cut_over_25_pct_is_warned_and_stepped_from_the_dose_taken(
         assert _daily_mg(steps[0]["actions"][0]["resource"]) == 9
     else:
         assert "4.5 mg = 4.5 mL twice a day for 14 days" in card["detail"]
-
-
-def test_the_running_dose_is_read_from_the_prescription() -> None:
-    """The record carries the running diazepam prescription's dose; an as-needed supply or a
-    MedicationStatement carries none (how much is taken is not known from them)."""
-    vs = load_valuesets()
-    policy = load_policy(valuesets=vs)
-    order = OrderReader(vs).read(
-        {
-            "resourceType": "MedicationRequest",
-            "id": "dz",
-            "status": "draft",
-            "intent": "order",
-            "subject": {"reference": "Patient/p"},
-            "authoredOn": "2026-12-07",
-            "medicationCodeableConcept": {
-                "coding": [
-                    {"system": "http://www.nlm.nih.gov/research/umls/rxnorm", "code": "197591"}
-                ]
-            },
-        }
-    )
-    assert order is not None
-
-    def running(dosage: dict[str, Any], kind: str = "MedicationRequest") -> Any:
-        med: dict[str, Any] = {
-            "resourceType": kind,
-            "id": "run",
-            "status": "active",
-            "subject": {"reference": "Patient/p"},
-            "medicationCodeableConcept": {
-                "coding": [
-                    {"system": "http://www.nlm.nih.gov/research/umls/rxnorm", "code": "197591"}
-                ]
-            },
-        }
-        if kind == "MedicationRequest":
-            med.update(intent="order", authoredOn="2026-03-02", dosageInstruction=[dosage])
-        else:
-            med.update(effectivePeriod={"start": "2026-03-02"}, dosage=[dosage])
-        data = read_prefetch(
-            {
-                "patient": {"resourceType": "Patient", "id": "p", "birthDate": "1956-04-04"},
-                "medications": {
-                    "resourceType": "Bundle",
-                    "type": "searchset",
-                    "entry": [{"resource": med}],
-                },
-            }
-        )
-        record = build_record(data, vs, policy, order)
-        [use] = record.medications
-        return use
-
-    twice = {
-        "timing": {"repeat": {"frequency": 2, "period": 1, "periodUnit": "d"}},
-        "doseAndRate": [{"doseQuantity": {"value": 5, "unit": "mg", "code": "mg"}}],
-    }
-    use = running(twice)
-    assert (use.mg_per_dose, use.doses_per_day) == (5, 2)
-    as_needed = running({**twice, "asNeededBoolean": True})
-    assert as_needed.mg_per_dose is None
-    statement = running(twice, "MedicationStatement")
-    assert statement.mg_per_dose is None
 
 
 # -- H-1: two pended orders for a long-term user -------------------------------------------------
