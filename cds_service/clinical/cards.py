@@ -198,8 +198,18 @@ def override_reason_concepts(templates: dict[str, Template]) -> dict[str, str]:
     return {code: display for code, (display, _) in concepts.items()}
 
 
+# "(cirrhosis or chronic liver disease (hepatic impairment))": a condition's own title in
+# parentheses inside the card's (review round 5, Low); said "(..., hepatic impairment)"
+_NESTED = re.compile(r"\(([^()]*?)\s*\(([^()]*)\)\)")
+
+
+def _flat(text: str) -> str:
+    """One level of parentheses: an inner one closing with the outer becomes a comma."""
+    return _NESTED.sub(r"(\1, \2)", text)
+
+
 def _summary(text: str) -> str:
-    text = " ".join(text.split())
+    text = _flat(" ".join(text.split()))
     return text if len(text) <= SUMMARY_MAX else text[: SUMMARY_MAX - 1].rstrip() + "…"
 
 
@@ -260,7 +270,7 @@ def render(
         # the "keep one" line above says what the statement's opening says
         keep = rule["duplicate_note"].partition("{against}")[0] + ": "
         lead = [n[len(keep) :].capitalize() if n.startswith(keep) else n for n in lead]
-    detail = "\n\n".join([*head, *lead, body, *notes, *tail])
+    detail = _flat("\n\n".join([*head, *lead, body, *notes, *tail]))
     suggestions, behaviour = shape_suggestions(finding.options, order, profile, policy)
     roles = {s["uuid"]: s.pop("_role") for s in suggestions if "_role" in s}
     card: dict[str, Any] = {

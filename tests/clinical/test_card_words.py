@@ -509,3 +509,18 @@ def test_choice_line_definition() -> None:
     ):
         assert choice_lines({"detail": line}) == [], line
         assert reading_words({"detail": line}) == words(line)
+
+
+def test_no_parentheses_close_twice(answers: dict[tuple[str, str], list[Any]]) -> None:
+    """Review round 5 (Low): "(cirrhosis or chronic liver disease (hepatic impairment))", a
+    condition's own title in parentheses inside the card's, reads badly; it is said with a
+    comma. Over every fixture in both profiles, summaries and details."""
+    nested = re.compile(r"\([^()]*\([^()]*\)\)")
+    found = [
+        f"{profile}/{name}: {hit.group(0)[:80]}"
+        for (profile, name), cards in answers.items()
+        for card in cards
+        for hit in [nested.search(card["summary"] + "\n" + card.get("detail", ""))]
+        if hit
+    ]
+    assert not found, found[:5]

@@ -294,7 +294,7 @@ def _rewritten_step(
     days: (resource, % cut of ``base_mg_day`` (what the patient takes), quantity, quantity
     in words, the new product's words when it is another product than the pended one, else
     None: Epic types the step by hand and most EHRs need the product re-selected, review
-    round 3). None when the order cannot be rewritten."""
+    round 3). None when the order cannot be rewritten or its amount not worked out."""
     resource = rewrite_order(
         order,
         days=policy["taper"]["step_days"],
@@ -307,7 +307,9 @@ def _rewritten_step(
         return None
     cut = round(100 * (1 - mg * doses / base_mg_day), 1)
     qty = (resource.get("dispenseRequest") or {}).get("quantity") or {}
-    qty_words = supplied(qty, order.prn) or "?"
+    qty_words = supplied(qty, order.prn)
+    if not qty_words:  # F.2a orders ready to sign: a step with no amount is not offered
+        return None
     return resource, cut, qty, qty_words, changed_product(order, product[0], policy)
 
 
