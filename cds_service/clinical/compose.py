@@ -829,7 +829,10 @@ def _one_taper_decision(entries: list[tuple[Any, Any, list[Finding]]], policy: P
         keeps.append(
             Option(
                 kind="delete",
-                label=fitted(f"Keep only {words[order.ref]}{role}", rule["taper_keep_tail"]),
+                label=fitted(
+                    f"Keep only {words[order.ref]}{role}",
+                    rule["taper_keep_tail"] + ("s" if len(rest) > 1 else ""),
+                ),
                 description=f"Keep {words[order.ref]}; remove the other pended diazepam orders",
                 removes=rest,
                 recommended=order.ref == best,

@@ -215,3 +215,12 @@ def test_a_pended_2_mg_order_is_kept_not_re_made(apps: dict[str, Flask], profile
         assert (
             "**Or keep only:** diazepam 2 mg twice a day, 7 days (14 tablets), no refills." in text
         )
+
+
+def test_a_raised_dose_is_said_and_stepped_from_the_dose_taken(apps: dict[str, Flask]) -> None:
+    """15 mg a day pended against 10 mg taken: the card says the order raises the dose, and
+    the step is 10 % below the 10 mg taken, not 10 % below the 15 mg pended."""
+    [card] = _taper(_cards(apps, "r6-long-term-dose-raised-70", "standard"))
+    assert "raises the daily dose from the 10 mg taken to 15 mg" in card["detail"]
+    [top] = [s for s in card["suggestions"] if s.get("isRecommended")]
+    assert _daily_mg(top["actions"][0]["resource"]) == 9

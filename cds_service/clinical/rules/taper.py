@@ -165,6 +165,10 @@ def taper_required(order: DiazepamOrder, record: PatientRecord, policy: Policy) 
             ]
         # more than 25 % in one step (F.0-1): the step is offered from the dose taken
         variant, legit = "too_big", False
+    if taken and mg_day and mg_day > taken + 1e-9:
+        # the order raises the dose: said, and the step below is from the dose taken
+        notes.append(rule["above_note"].format(taken=fmt(taken), pended=fmt(mg_day)))
+        audit["taken_mg_per_day"] = taken
     if taken and (not mg_day or abs(mg_day - taken) > 1e-9) and now and now.doses_per_day:
         mg_day, doses = taken, now.doses_per_day  # a step lowers what the patient takes
     new_mg = taper_step(mg_day, doses, policy) if mg_day and doses else None
