@@ -247,9 +247,17 @@ def render(
         # suggestions, so the card says how to keep one
         # an order kept as it is (a Remove of each other order) is a line too; a long-term
         # user keeps one order (review round 6 H-1), said in the statement below
-        lines = _edit_lines(edits, heads, rule["duplicate_note_epic"])
-        lines += _keep_one_lines(finding.options, heads, first=not lines)
-        head += lines or [f"**{rule['duplicate_note_epic']}**"]
+        keeps_first = finding.options and finding.options[0].kind == "delete"
+        if finding.audit.get("keep_one") and keeps_first:
+            # the keeps first (a stated long-term use or hospice: the dose taken, round 7 F11)
+            lines = _keep_one_lines(finding.options, heads, first=True)
+            lines += _edit_lines(edits, heads, rule["duplicate_note_epic"], leading=not lines)
+        else:
+            lines = _edit_lines(edits, heads, rule["duplicate_note_epic"])
+            lines += _keep_one_lines(finding.options, heads, first=not lines)
+        if not lines and not finding.audit.get("keep_one"):  # keep_one: its own lines
+            lines = [f"**{rule['duplicate_note_epic']}**"]
+        head += lines
     elif edits:
         head += _edit_lines(edits, heads, heads["or"] if head else heads["first"])
     said = " ".join(head).replace("**", "").lower()
@@ -271,7 +279,9 @@ def render(
         keep = rule["duplicate_note"].partition("{against}")[0] + ": "
         lead = [n[len(keep) :].capitalize() if n.startswith(keep) else n for n in lead]
     detail = _flat("\n\n".join([*head, *lead, body, *notes, *tail]))
-    suggestions, behaviour = shape_suggestions(finding.options, order, profile, policy)
+    suggestions, behaviour = shape_suggestions(
+        finding.options, order, profile, policy, keeper=finding.audit.get("keeper")
+    )
     roles = {s["uuid"]: s.pop("_role") for s in suggestions if "_role" in s}
     card: dict[str, Any] = {
         "uuid": str(uuid.uuid4()),
@@ -411,7 +421,9 @@ _NAMED_EDIT = re.compile(r"^([A-Z][a-z]+(?: [a-z]+)* step): (.+)$", re.S)
 _KEEP_ONLY = "Keep only "
 
 
-def _edit_lines(edits: list[tuple[str, bool]], heads: dict[str, str], first: str) -> list[str]:
+def _edit_lines(
+    edits: list[tuple[str, bool]], heads: dict[str, str], first: str, leading: bool = True
+) -> list[str]:
     """Each edit a paragraph of its own, one choice a line (F.2a, pharmacist review: "one
     line per drug"), under a bold head: the first under ``first`` ("Edit the order:", "Or
     edit the order:" below the switch line, "To keep one instead, ...:"); a named step
@@ -419,7 +431,8 @@ def _edit_lines(edits: list[tuple[str, bool]], heads: dict[str, str], first: str
     step:", "Or the tablet step:"); a further order kept says "Or keep only:". An edit to
     another product is a new order, not an edit (review round 5 M-1: Epic cannot edit a
     tablet order into the solution; the pended order goes once the new one is entered):
-    "New order, first taper step, then remove the pended one:"."""
+    "New order, first taper step, then remove the pended one:". ``leading``: False when
+    lines stand above these (a long-term user's keeps), so the first says "Or"."""
     lines = []
     single = first in (heads["first"], heads["or"])
     for i, (edit, new_order) in enumerate(edits):
@@ -429,7 +442,7 @@ def _edit_lines(edits: list[tuple[str, bool]], heads: dict[str, str], first: str
         if new_order and not single:  # several pended orders: each one goes (M-2)
             named = _NAMED_EDIT.match(edit)
             text = named.group(2) if named else edit
-            key = ("new_all" if i == 0 else "new_all_or") + ("_named" if named else "")
+            key = ("new_all" if i == 0 and leading else "new_all_or") + ("_named" if named else "")
             head = heads[key].format(name=named.group(1).lower() if named else "")
         elif new_order:
             lead = "new_" if opening else "new_or_"
@@ -441,10 +454,10 @@ def _edit_lines(edits: list[tuple[str, bool]], heads: dict[str, str], first: str
         elif named:
             key = "named_first" if opening else "named_or"
             head = heads[key].format(name=named.group(1).lower())
+        elif i == 0 and not single and edit.startswith(_KEEP_ONLY):
+            head, text = heads["keep_one"], edit[len(_KEEP_ONLY) :]
         elif i == 0:
             head = first
-            if not single and edit.startswith(_KEEP_ONLY):  # the head says "to keep one"
-                text = edit[len(_KEEP_ONLY) :]
         elif edit.startswith(_KEEP_ONLY):
             head, text = heads["keep_or"], edit[len(_KEEP_ONLY) :]
         else:

@@ -26,6 +26,7 @@ from cds_service.clinical.policy import Policy
 from cds_service.clinical.rules.common import (
     ABOVE_START_LABEL,
     chronic_diazepam,
+    effective_route,
     emergency_order,
     fmt,
     in_sentence,
@@ -33,7 +34,13 @@ from cds_service.clinical.rules.common import (
     supplied,
     times_a_day,
 )
-from cds_service.clinical.suggestions import LABEL_MAX, dose_words, fitted, rewrite_order
+from cds_service.clinical.suggestions import (
+    LABEL_MAX,
+    dose_words,
+    fitted,
+    product_words,
+    rewrite_order,
+)
 
 
 def _updates(finding: Finding) -> list[Any]:
@@ -242,6 +249,19 @@ def _typed_keep(option: Option, text: str | None = None) -> str:
     if "refill" not in text:
         text += ", no refills" if not dispense.get("numberOfRepeatsAllowed") else ""
     return text
+
+
+_KEEP_COURSE = re.compile(r"^(Keep only .+?), (\d+(?:\.\d+)? days\b.*)$")
+
+
+def _keep_line(typed: str, removed: list[tuple[str, str]]) -> str:
+    """'Keep only diazepam 5 mg twice a day, 7 days (14 tablets), no refills' as Epic types
+    it: what to edit and what to remove (review round 7 F8: the line said neither, so the
+    14-day order could be signed beside the other one): 'Keep only diazepam 5 mg twice a
+    day: edit it to 7 days (14 tablets), no refills; remove diazepam 5 mg 3 times a day.'"""
+    found = _KEEP_COURSE.match(typed.rstrip(". "))
+    text = f"{found.group(1)}: edit it to {found.group(2)}" if found else typed.rstrip(". ")
+    return f"{text}; remove {' and '.join(words for _, words in removed)}."
 
 
 def summary_start(summary: str, limit: int = 70) -> str:
@@ -549,10 +569,16 @@ def one_decision_for_orders(entries: list[tuple[Any, Any, list[Finding]]], polic
     rule = policy["compose"]
     if len(entries) < 2:
         return False
+    if any(chronic_diazepam(order, record, policy) for order, record, _ in entries):
+        # a long-term user's daily orders are one keep-one decision on every pathway (review
+        # round 7 F1: a stated seizure skipped it); a rescue or injection order stays apart
+        oral = [e for e in entries if effective_route(e[0], policy) == "oral"]
+        if len(oral) < 2:
+            return False
+        stated = any(emergency_order(order, record, policy) for order, record, _ in oral)
+        return _one_taper_decision(oral, policy, text_only=stated)
     if any(emergency_order(order, record, policy) for order, record, _ in entries):
         return False
-    if any(chronic_diazepam(order, record, policy) for order, record, _ in entries):
-        return _one_taper_decision(entries, policy)
     holders = [
         (i, f)
         for i, (_, _, findings) in enumerate(entries)
@@ -604,7 +630,7 @@ def one_decision_for_orders(entries: list[tuple[Any, Any, list[Finding]]], polic
                 product=capped.product,
             )
             # typed by hand in Epic: the refills too, as the host's own keep says them
-            keep.edit_text = _typed_keep(keep, lead + "".join(tails))
+            keep.edit_text = _keep_line(_typed_keep(keep, lead + "".join(tails)), rest)
             keep_others.append(keep)
         else:
             keep_others.append(
@@ -641,7 +667,7 @@ def one_decision_for_orders(entries: list[tuple[Any, Any, list[Finding]]], polic
                 option.label = option.label.replace("Keep diazepam", "Keep only diazepam", 1)
                 # typed by hand in Epic: all of it, the tablet count and refills included,
                 # even when the label had to drop them to fit
-                option.edit_text = option.edit_text or _typed_keep(option)
+                option.edit_text = option.edit_text or _keep_line(_typed_keep(option), not_a)
                 # the quantity goes before the "above the usual start" phrase (review round
                 # 1 M5: a keep says the dose it keeps is above the start); the card says the rest
                 for cut in (re.compile(r" \(\d+ [a-zA-Z]+\)"), f" ({ABOVE_START_LABEL})"):
@@ -770,22 +796,33 @@ def _courses(entries: list[tuple[Any, Any, list[Finding]]], words: dict[str, str
     )
 
 
-def _one_taper_decision(entries: list[tuple[Any, Any, list[Finding]]], policy: Policy) -> bool:
+def _one_taper_decision(
+    entries: list[tuple[Any, Any, list[Finding]]], policy: Policy, text_only: bool = False
+) -> bool:
     """Several pended diazepam orders for a long-term user (review round 6 H-1: a taper-step
     order entered before the running dose's renewal was removed gave 19 mg a day against a
     9 mg step, two taper cards and a "diazepam with diazepam" warning). ONE card whose every
     choice keeps exactly one order (F.0-1: never none, never a replacement): "keep only X;
     remove the other". The order that is a taper step of the running dose (at most
-    ``taper.max_step_pct`` % below it) is recommended, the closest to ``taper.step_pct``;
-    with none, the first taper step of one order is offered beside the keeps (it removes the
-    others). The other orders' taper cards and the same-drug combination card go."""
+    ``taper.max_step_pct`` % below it) is recommended, the closest to ``taper.step_pct``,
+    unless the use is a stated long-term one or hospice (R13 scope: nothing recommended,
+    the dose taken listed first; round 7 F4); with no step pended, the first taper step of
+    one order is offered beside the keeps (it removes the others). An order more than 25 %
+    below the dose taken is no keep choice. The other orders' taper cards and the same-drug
+    combination card go.
+
+    The order kept when every Remove is ticked (Epic: one action per suggestion and any
+    number of them, round 7 F2) is the ``keeper``: the step, else the dose taken, else the
+    first order; it never gets a Remove of its own. ``text_only``: an order states a
+    seizure or withdrawal reason (F.0-3: no delete suggestion), so the choices are lines."""
     rule, taper = policy["compose"], policy["taper"]
     tapers = [(i, f) for i, e in enumerate(entries) for f in e[2] if f.topic == "taper-required"]
     if not tapers:
         return False  # a stated withdrawal or tetanus course: the safety pathway decides
-    words = {e[0].ref: _order_words(e[0]) for e in entries}
+    words = _distinct_words([e[0] for e in entries], policy)
     now = running_dose(entries[0][1])
     taken = (now.mg_per_dose or 0) * (now.doses_per_day or 0) if now else None
+    legit = any(f.audit.get("legit") for _, f in tapers)
     roles: dict[str, str] = {}
     lowers: dict[str, float] = {}
     for order, _, _ in entries:
@@ -805,17 +842,20 @@ def _one_taper_decision(entries: list[tuple[Any, Any, list[Finding]]], policy: P
         roles[order.ref] = rule["taper_roles"][role].format(lower=fmt(abs(lower)))
     steps = [r for r, v in lowers.items() if 1e-9 < v <= taper["max_step_pct"] + 1e-9]
     best = min(steps, key=lambda r: abs(lowers[r] - taper["step_pct"])) if steps else None
+    same = next((r for r, v in lowers.items() if abs(v) <= 1e-9), None)
     # the first order's card, as for a new start (one_decision_for_orders): the patient-level
     # cards name that order too, so fire once repeats this card with a critical one
     host_i, host = tapers[0]
     host_ref = entries[host_i][0].ref
+    keeper = (same or best or host_ref) if legit else (best or same or host_ref)
     carried = []
     if best is not None:  # a step is pended: this order's own step and its lines go
         lines = {n for o in _updates(host) for n in o.notes}
         host.notes = [n for n in host.notes if n not in lines]
-    else:  # no step pended: the first step of this order, the others removed
+    elif not text_only:  # no step pended: the first step of this order, the others removed
         for option in _updates(host):
             option.removes = [(r, w) for r, w in words.items() if r != host_ref]
+            option.label = fitted(option.label, rule["taper_keep_tail"])  # round 7 F10
             carried.append(option)
     keeps = []
     too_big = []
@@ -826,24 +866,28 @@ def _one_taper_decision(entries: list[tuple[Any, Any, list[Finding]]], policy: P
             # F.0-1: keeping it is a cut of more than 25 % in one step; not a choice
             too_big.append((words[order.ref], lowers[order.ref]))
             continue
+        tail = rule["taper_keep_tail"] + ("s" if len(rest) > 1 else "")
         keeps.append(
             Option(
                 kind="delete",
-                label=fitted(
-                    f"Keep only {words[order.ref]}{role}",
-                    rule["taper_keep_tail"] + ("s" if len(rest) > 1 else ""),
-                ),
+                label=fitted(f"Keep only {words[order.ref]}", role, tail),
                 description=f"Keep {words[order.ref]}; remove the other pended diazepam orders",
                 removes=rest,
-                recommended=order.ref == best,
+                recommended=order.ref == best and not legit,
                 # typed in Epic, where each Remove is a suggestion of its own
                 edit_text=f"{words[order.ref]}{role}: remove "
                 + " and ".join(w for _, w in rest)
                 + ".",
             )
         )
-    keeps.sort(key=lambda k: not k.recommended)
-    host.options = carried + keeps + [o for o in host.options if o.kind not in DRAFT_KINDS]
+    # the recommended keep first; for a stated long-term use or hospice the dose taken first
+    # and the step offered after the keeps (round 7 F4, F11)
+    keeps.sort(key=lambda k: (not k.recommended, bool(k.removes and keeper in dict(k.removes))))
+    draft = (keeps + carried) if legit else (carried + keeps)
+    if best is not None and not legit:
+        draft = keeps + carried
+    beside = [o for o in host.options if o.kind not in DRAFT_KINDS]  # e.g. a naloxone order
+    host.options = ([] if text_only else draft) + beside
     for _, _, findings in entries:
         for finding in list(findings):
             if finding is host:
@@ -858,33 +902,69 @@ def _one_taper_decision(entries: list[tuple[Any, Any, list[Finding]]], policy: P
     parts = _courses(entries, words)
     total_text = f" ({fmt(total)} mg a day)" if total is not None else ""
     count = _count_word(len(entries)).capitalize()
-    summary = (
-        f"{count} diazepam orders pended: {parts}{total_text}. Keep one; do not stop abruptly."
-    )
+    keep = "Keep one; do not stop abruptly."
+    summary = f"{count} diazepam orders pended: {parts}{total_text}. {keep}"
     if len(summary) > SUMMARY_MAX:
-        summary = f"{count} diazepam orders pended{total_text}. Keep one; do not stop abruptly."
-    against = (
-        f": together {fmt(total)} mg a day against {fmt(taken)} mg a day taken"
-        if total is not None and taken
-        else ""
+        summary = f"{count} diazepam orders: {parts}{total_text}. {keep}"
+    if len(summary) > SUMMARY_MAX:
+        summary = f"{count} diazepam orders pended{total_text}. {keep}"
+    against = f" against {fmt(taken)} mg a day taken" if taken else ""
+    statement = (
+        rule["taper_duplicate_note"].format(total=fmt(total), against=against)
+        if total is not None
+        else rule["taper_duplicate_note_unknown"]
     )
-    statement = rule["taper_duplicate_note"].format(against=against)
-    if best is not None:
+    if best is not None and not legit:
         statement += " " + rule["taper_keep_step"].format(lower=fmt(lowers[best]))
     for said, lower in too_big:
         statement += " " + rule["taper_too_big_note"].format(
             order=said[:1].upper() + said[1:], lower=fmt(lower)
         )
-    if parts not in summary:
-        statement += f" Pended: {parts}."
+    # each order is named by its keep choice or its 'not offered' line: no "Pended:" list
     host.summary_override = summary
     host.lead_notes.insert(0, statement)
+    if text_only:
+        # F.0-3: no delete suggestion on a stated seizure or withdrawal order; the same
+        # choices, as lines the prescriber acts on in the order list
+        host.lead_notes[1:1] = [
+            f"**{rule['edit_heads']['keep_one'] if i == 0 else rule['edit_heads']['keep_or']}**"
+            f" {k.edit_text}"
+            for i, k in enumerate(keeps)
+        ]
     if host.indicator == "info":
         host.indicator = "warning"
+    if legit and host.variant in ("default", "step", "too_big"):
+        host.variant = "legit"  # the plan is reassessed, not pushed (R13 scope)
     host.audit["duplicate_orders"] = [o.ref for o, _, _ in entries]
     host.audit["total_mg_per_day"] = total
     host.audit["keep_one"] = True  # a long-term user: never remove every order (F.0-1)
+    host.audit["keeper"] = keeper
     return True
+
+
+def _distinct_words(orders: list[Any], policy: Policy) -> dict[str, str]:
+    """Each order's words ('diazepam 5 mg twice a day'), told apart where two would read the
+    same (review round 7 F9: a tablet and a solution order of 5 mg twice a day): the product,
+    then the days, then 'first', 'second'."""
+    words = {o.ref: _order_words(o) for o in orders}
+
+    def clash() -> bool:
+        return len(set(words.values())) < len(words)
+
+    if clash():
+        for o in orders:
+            form = {"tablet": "tablets", "mL": "oral solution"}.get(o.unit or "")
+            form = form or (product_words(o, policy) or "").removeprefix("diazepam ")
+            if form:
+                words[o.ref] = f"{words[o.ref]}, {form}"
+    if clash():
+        for o in orders:
+            if o.days_supply:
+                words[o.ref] = f"{words[o.ref]}, {fmt(o.days_supply)} days"
+    if clash():
+        for i, o in enumerate(orders):
+            words[o.ref] = f"{words[o.ref]} (order {i + 1})"
+    return words
 
 
 def _sibling(option: Option, orders: list[Any]) -> tuple[Any, float, float, bool] | None:

@@ -74,6 +74,7 @@ class MedicationUse:
     # user takes now, so a pended order can be told apart as a taper step (review round 6 M-3)
     mg_per_dose: float | None = None
     doses_per_day: float | None = None
+    as_needed: bool = False  # its dose says the most that may be taken, not what is (round 7)
 
 
 @dataclass(frozen=True)

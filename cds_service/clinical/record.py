@@ -124,7 +124,7 @@ def _with_dose(
     if order is None or order.route not in ("oral", "unknown") or not order.mg_per_day:
         return use
     if order.prn:  # an as-needed supply says how much may be taken, not how much is
-        return use
+        return replace(use, as_needed=True)
     return replace(use, mg_per_dose=order.mg_per_dose, doses_per_day=order.doses_per_day)
 
 
@@ -210,6 +210,10 @@ def prepare_record(
         if not isinstance(res, Mapping) or res.get("resourceType") not in ORDER_TYPES:
             continue
         use = medication_use(res, vs, refs)
+        if use is not None and "diazepam" in use.ingredients:
+            # another pended diazepam order is said with its dose (a duplicate, round 7 F3)
+            reader = reader or OrderReader(vs, validate=False)
+            use = _with_dose(use, res, reader, refs)
         if use is not None:
             draft_uses.append(use)
 

@@ -720,9 +720,16 @@ def _action_delete_ref(ref: str, words: str) -> dict[str, Any]:
 
 
 def shape_suggestions(
-    options: list[Option], order: DiazepamOrder, profile: str, policy: Policy
+    options: list[Option],
+    order: DiazepamOrder,
+    profile: str,
+    policy: Policy,
+    keeper: str | None = None,
 ) -> tuple[list[dict[str, Any]], str | None]:
-    """Suggestions and selectionBehavior for one card in the given EHR profile."""
+    """Suggestions and selectionBehavior for one card in the given EHR profile. ``keeper``:
+    the pended order a profile without at-most-one (Epic) offers no Remove for, so that
+    ticking every Remove still leaves it (a long-term user's several orders, review round 7
+    F2: never an abrupt stop)."""
     if not options:
         return [], None
     spec = policy["profiles"].get(profile) or policy["profiles"]["standard"]
@@ -791,7 +798,10 @@ def shape_suggestions(
         and (opt.removes is None or {ref for ref, _ in opt.removes} == set(several))
         for opt in options
     )
-    if len(several) > 1:
+    if keeper is not None and keeper in several:
+        several.pop(keeper)
+        removes = False  # ... and never the own-order Remove below
+    if len(several) > 1 or (keeper is not None and several):
         # several pended orders (review round 1 H1): one Remove per order, the card says
         # which to keep
         for ref, words in several.items():

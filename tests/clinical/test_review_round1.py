@@ -216,7 +216,8 @@ def test_two_diazepam_drafts_are_one_decision(
         # round 6 M-2) enter a new order and remove every pended one
         assert (
             "To keep one instead, remove the others and edit it" in card["detail"]
-            or "New order instead, then remove every pended diazepam order" in card["detail"]
+            or "New order instead, then remove all pended orders" in card["detail"]
+            or "**Keep only:**" in card["detail"]  # keep one as it is, remove the others
         )
 
 

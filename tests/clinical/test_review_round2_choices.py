@@ -174,9 +174,11 @@ def test_every_epic_keep_only_line_says_no_refills(apps: dict[str, Flask]) -> No
     for path in PATHS:
         for card in answer(apps, path.stem, "epic"):
             for paragraph in card["detail"].split("\n\n"):
-                if paragraph.startswith("**Or keep only:**") and re.search(r"\d+ days", paragraph):
+                keep = paragraph.startswith(("**Or keep only:**", "**Keep only:**"))
+                if keep and re.search(r"\d+ days", paragraph):
                     lines += 1
-                    assert paragraph.endswith(", no refills."), (path.stem, paragraph)
+                    # what to edit, then what to remove (review round 7 F8)
+                    assert ", no refills; remove diazepam " in paragraph, (path.stem, paragraph)
     assert lines >= 2, lines  # the case occurs (the two-orders fixtures)
 
 
@@ -528,8 +530,8 @@ def test_keep_only_says_above_the_start_before_its_quantity(apps: dict[str, Flas
     # one choice a line (pharmacist review): each order kept has its own edit line
     edits = [p for p in card["detail"].split("\n\n") if p.startswith("**Or keep only:**")]
     assert (
-        f"**Or keep only:** diazepam 5 mg 3 times a day ({ABOVE_START_LABEL}), 7 days "
-        "(21 tablets), no refills." in edits
+        f"**Or keep only:** diazepam 5 mg 3 times a day ({ABOVE_START_LABEL}): edit it to 7 "
+        "days (21 tablets), no refills; remove diazepam 10 mg once a day." in edits
     )
 
 

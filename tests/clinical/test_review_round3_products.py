@@ -115,7 +115,7 @@ def _said_changes(lines: list[str]) -> Counter:
         # pended one:** <product>: "; round 6 M-2, several orders: "... then remove every
         # pended diazepam order:** <product>: ")
         found = re.search(
-            r"(?:then remove (?:the pended one|every pended diazepam order):\*\* )"
+            r"(?:then remove (?:the pended one|all pended orders):\*\* )"
             r"(diazepam [^:(]*?)"
             r"(?: \(not [^)]*\))?: ",
             line,
@@ -160,7 +160,7 @@ def test_the_fixtures_exercise_every_kind_of_product_change(apps: dict[str, Flas
         for line in lines
     )
     assert any(
-        line.startswith("**New order instead, then remove every pended diazepam order:** ")
+        line.startswith("**New order instead, then remove all pended orders:** ")
         for line in lines
     )
 
@@ -187,7 +187,7 @@ def test_several_orders_keep_line_says_which_order_and_the_product(
     _, cards = answer(apps, "rw-20-two-diazepam-drafts-72", "epic")
     lines = _edit_lines(cards)
     assert (
-        "**New order instead, then remove every pended diazepam order:** diazepam 2 mg "
+        "**New order instead, then remove all pended orders:** diazepam 2 mg "
         "tablets: 2 mg twice a day for 7 days (14 tablets), no refills." in lines
     )
     assert not any("change it to" in line for line in lines)

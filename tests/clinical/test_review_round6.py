@@ -125,18 +125,19 @@ def test_step_beside_renewal_is_one_keep_one_card(apps: dict[str, Flask]) -> Non
         assert not any(a["type"] in ("create",) for a in suggestion["actions"])
     [top] = [s for s in card["suggestions"] if s.get("isRecommended")]
     assert _deleted(top) == {RENEWAL}
-    assert "taper step, 10 % lower" in top["label"]
+    assert "10 % taper step" in top["label"]
 
 
 def test_step_beside_renewal_in_epic_preselects_no_remove(apps: dict[str, Flask]) -> None:
-    """Epic shows one Remove per order; pre-selecting both would stop diazepam abruptly. The
-    text says which Remove keeps which order."""
+    """Epic lets any number of suggestions be ticked (review round 7 F2): the step, the order
+    to keep, has no Remove, so ticking every Remove still leaves it; none is pre-selected.
+    The text says which order each choice keeps."""
     [card] = _taper(_cards(apps, "r6-long-term-step-beside-renewal-70", "epic"))
     removes = [s for s in card["suggestions"] if s["actions"][0]["type"] == "delete"]
-    assert {r["actions"][0]["resourceId"] for r in removes} == {RENEWAL, STEP}
+    assert {r["actions"][0]["resourceId"] for r in removes} == {RENEWAL}
     assert not any(s.get("isRecommended") for s in card["suggestions"])
     assert (
-        "**Keep only:** diazepam 4.5 mg twice a day (taper step, 10 % lower): remove diazepam "
+        "**Keep only:** diazepam 4.5 mg twice a day (10 % taper step): remove diazepam "
         "5 mg twice a day." in card["detail"]
     )
     assert "removing all stops diazepam abruptly" in card["detail"]
@@ -162,11 +163,12 @@ def test_an_order_cut_over_25_pct_is_not_a_keep_choice(
         assert _deleted(top) == {low}
     else:
         assert (
-            "**New order, first taper step, then remove every pended diazepam order:** diazepam "
+            "**New order, first taper step, then remove all pended orders:** diazepam "
             "oral solution 1 mg/mL" in card["detail"]
         )
+        # the renewal (the dose taken) is what every Remove ticked leaves (round 7 F2)
         removed = {s["actions"][0]["resourceId"] for s in card["suggestions"]}
-        assert removed == {renewal, low}
+        assert removed == {low}
         assert not any(s.get("isRecommended") for s in card["suggestions"])
 
 
@@ -179,7 +181,7 @@ def test_another_product_for_several_orders_is_a_new_order_in_epic(
     cards = _cards(apps, "r6-two-drafts-older-adult-start-new-order-70", "epic")
     text = _everything(cards)
     assert (
-        "**New order instead, then remove every pended diazepam order:** diazepam 2 mg tablets: "
+        "**New order instead, then remove all pended orders:** diazepam 2 mg tablets: "
         "2 mg twice a day for 7 days (14 tablets), no refills." in text
     )
     assert "change it to" not in text
@@ -213,7 +215,8 @@ def test_a_pended_2_mg_order_is_kept_not_re_made(apps: dict[str, Flask], profile
         assert _deleted(keep) == {"MedicationRequest/r6-c07-diazepam-1"}
     else:
         assert (
-            "**Or keep only:** diazepam 2 mg twice a day, 7 days (14 tablets), no refills." in text
+            "**Or keep only:** diazepam 2 mg twice a day: edit it to 7 days (14 tablets), no "
+            "refills; remove diazepam 5 mg twice a day." in text
         )
 
 
@@ -221,6 +224,6 @@ def test_a_raised_dose_is_said_and_stepped_from_the_dose_taken(apps: dict[str, F
     """15 mg a day pended against 10 mg taken: the card says the order raises the dose, and
     the step is 10 % below the 10 mg taken, not 10 % below the 15 mg pended."""
     [card] = _taper(_cards(apps, "r6-long-term-dose-raised-70", "standard"))
-    assert "raises the daily dose from the 10 mg taken to 15 mg" in card["detail"]
+    assert "raises the 10 mg a day taken to 15 mg: confirm the reason" in card["detail"]
     [top] = [s for s in card["suggestions"] if s.get("isRecommended")]
     assert _daily_mg(top["actions"][0]["resource"]) == 9

@@ -6,7 +6,13 @@ from __future__ import annotations
 from cds_service.clinical.models import DiazepamOrder, Finding, PatientRecord
 from cds_service.clinical.policy import Policy
 from cds_service.clinical.rules.beers import beers_cns_fires
-from cds_service.clinical.rules.common import drug_classes, new_finding
+from cds_service.clinical.rules.common import (
+    chronic_diazepam,
+    drug_classes,
+    fmt,
+    new_finding,
+    times_a_day,
+)
 
 
 def cns_depressant_combination(
@@ -24,6 +30,8 @@ def cns_depressant_combination(
         return []
     if beers_cns_fires(order, record, policy) and not any("another" in d for d in drugs):
         return []  # at 65+ the Beers three-or-more card names them: one card, not two
+    if drugs == ["diazepam (another pended order)"]:
+        return [_duplicate(order, record, policy, drugs)]
     return [
         new_finding(
             "cns-depressant-combination",
@@ -36,3 +44,36 @@ def cns_depressant_combination(
             audit={"cns_depressants": drugs},
         )
     ]
+
+
+def _duplicate(
+    order: DiazepamOrder, record: PatientRecord, policy: Policy, drugs: list[str]
+) -> Finding:
+    """Another pended diazepam order and nothing else (review round 7 F3: order-select on
+    one of two pended orders said "avoid the combination, or use the lowest doses"): a
+    duplicate to resolve, keep only one; for a long-term user, never none (F.0-1)."""
+    other = next(m for m in record.draft_medications if "diazepam" in m.ingredients)
+    said = (
+        f" ({fmt(other.mg_per_dose)} mg {times_a_day(other.doses_per_day)})"
+        if other.mg_per_dose and other.doses_per_day
+        else ""
+    )
+    both = (
+        order.mg_per_day + other.mg_per_dose * other.doses_per_day
+        if order.mg_per_day and other.mg_per_dose and other.doses_per_day
+        else None
+    )
+    long_term = chronic_diazepam(order, record, policy) is not None
+    return new_finding(
+        "cns-depressant-combination",
+        policy["cns_combination"]["indicator"],
+        order,
+        record,
+        variant="duplicate_long_term" if long_term else "duplicate",
+        facts={
+            "drugs": ", ".join(drugs),
+            "other": said,
+            "together": f" (together {fmt(both)} mg a day)" if both else "",
+        },
+        audit={"cns_depressants": drugs, "duplicate_order": True},
+    )

@@ -142,6 +142,25 @@ def taper_required(order: DiazepamOrder, record: PatientRecord, policy: Policy) 
     notes: list[str] = []
     now = running_dose(record)
     taken = (now.mg_per_dose or 0) * (now.doses_per_day or 0) if now else None
+    # review round 7 F6: an as-needed running prescription does not say what is taken
+    unsure = now is None and any(
+        "diazepam" in m.ingredients and m.as_needed for m in record.medications
+    )
+    if unsure:
+        # a step worked out from the most allowed is no step: the card says how to find the
+        # dose taken, and offers none (the percentages would mislead)
+        audit["taken_unknown_as_needed"] = True
+        return [
+            new_finding(
+                "taper-required",
+                rule["legit_indicator"] if legit else rule["indicator"],
+                order,
+                record,
+                variant="as_needed",
+                facts=facts,
+                audit=audit,
+            )
+        ]
     if taken and mg_day and mg_day < taken - 1e-9:
         # review round 6 M-3: the pended order already lowers what the patient takes
         lower = round(100 * (1 - mg_day / taken), 1)
