@@ -888,7 +888,8 @@ def _one_taper_decision(
         draft = keeps + carried
     beside = [o for o in host.options if o.kind not in DRAFT_KINDS]  # e.g. a naloxone order
     host.options = ([] if text_only else draft) + beside
-    for _, _, findings in entries:
+    said = {f.topic for f in entries[host_i][2]}
+    for i, (_, _, findings) in enumerate(entries):
         for finding in list(findings):
             if finding is host:
                 continue
@@ -896,6 +897,10 @@ def _one_taper_decision(
                 findings.remove(finding)  # one taper card for the set
                 continue
             finding.options = [o for o in finding.options if o.kind not in DRAFT_KINDS]
+            # the same note about another order of the set is said once (round 7 F11)
+            same = i != host_i and finding.topic in said and finding.indicator == "info"
+            if same and not finding.options:
+                findings.remove(finding)
     _drop_same_drug(entries)
     per_day = [o.mg_per_day for o, _, _ in entries]
     total = sum(per_day) if all(v is not None for v in per_day) else None  # type: ignore[misc]

@@ -195,3 +195,12 @@ def test_three_orders_say_remove_the_others(apps: dict[str, Flask]) -> None:
     cards = _cards(apps, "r7-l11b-back-pain-three-orders", "standard")
     keeps = [s["label"] for s in _suggestions(cards) if s["label"].startswith("Keep only")]
     assert keeps and all(k.endswith("; remove the others") for k in keeps), keeps
+
+
+@pytest.mark.parametrize("profile", ["standard", "epic"])
+def test_a_note_about_each_order_is_said_once(apps: dict[str, Flask], profile: str) -> None:
+    """F11 (hospice, anxiety, two orders): the anxiety note was a line of the keep-one card
+    and a card of its own for the other order; it is said once."""
+    cards = _cards(apps, "r7-l12-hospice-renewal-and-60-pct-cut", profile)
+    text = " ".join(c["summary"] + " " + c.get("detail", "") for c in cards)
+    assert text.count("do not treat anxiety") == 1, [c["summary"] for c in cards]
