@@ -6,7 +6,7 @@ PORT   ?= 8080
 # Exact versions (the lock): every install below is constrained by it.
 LOCK   := constraints.txt
 
-.PHONY: run test lint install bench clean fhir-server audit chromium
+.PHONY: run test lint install bench clean fhir-server audit chromium wrk
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -55,8 +55,15 @@ chromium:
 		apt-get update -qq && apt-get install -y -qq chromium >/dev/null; } || \
 		echo "make: chromium not installed (not root?); the browser test will skip"
 
+## wrk, the benchmark's load generator, whose token script has a test of its own: installed
+## when missing and we are root; otherwise that test skips saying why.
+wrk:
+	@command -v wrk >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && \
+		apt-get update -qq && apt-get install -y -qq wrk >/dev/null; } || \
+		echo "make: wrk not installed (not root?); the wrk script test will skip"
+
 ## Set up and run the whole test suite (lint included).
-test: $(VENV)/.installed-test $(FHIR_VENV)/.installed $(DSTU2_VENV)/.installed chromium
+test: $(VENV)/.installed-test $(FHIR_VENV)/.installed $(DSTU2_VENV)/.installed chromium wrk
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest -n 2 -q
 

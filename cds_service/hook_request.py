@@ -347,6 +347,22 @@ def drafts_in_scope(request: HookRequest) -> list[Mapping[str, Any]]:
     return [d for d in _selected(request) if _for_this_patient(d, request.patient_id)]
 
 
+def unselected_drafts(request: HookRequest) -> list[Mapping[str, Any]]:
+    """At order-select, this patient's pended orders that were not selected (the rest of the
+    order set); none at order-sign, where every draft is in scope."""
+    if request.hook != "order-select":
+        return []
+    chosen = set(request.selections or ())
+    return [
+        r
+        for r in request.draft_resources
+        if isinstance(r, Mapping)
+        and r.get("resourceType") in ORDER_TYPES
+        and f"{r.get('resourceType')}/{r.get('id')}" not in chosen
+        and _for_this_patient(r, request.patient_id)
+    ]
+
+
 def drafts_for_other_patients(request: HookRequest) -> list[str]:
     """Type/id of each draft in the selection whose subject is another patient."""
     return [

@@ -210,6 +210,7 @@ def _flat(text: str) -> str:
 
 def _summary(text: str) -> str:
     text = _flat(" ".join(text.split()))
+    text = text[:1].upper() + text[1:]  # a drug named first ("fluvoxamine …"), review round 8
     return text if len(text) <= SUMMARY_MAX else text[: SUMMARY_MAX - 1].rstrip() + "…"
 
 
@@ -255,9 +256,7 @@ def render(
         else:
             lines = _edit_lines(edits, heads, rule["duplicate_note_epic"])
             lines += _keep_one_lines(finding.options, heads, first=not lines)
-        if not lines and not finding.audit.get("keep_one"):  # keep_one: its own lines
-            lines = [f"**{rule['duplicate_note_epic']}**"]
-        head += lines
+        head += lines  # none: no order may be kept (an absolute contraindication)
     elif edits:
         head += _edit_lines(edits, heads, heads["or"] if head else heads["first"])
     said = " ".join(head).replace("**", "").lower()

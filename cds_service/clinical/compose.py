@@ -720,6 +720,31 @@ def one_decision_for_orders(entries: list[tuple[Any, Any, list[Finding]]], polic
             + f"{fmt(mg)} mg {times_a_day(times)}"
             + (f" for {fmt(days)} days" if days else ""),
         )
+    contraindicated = host.topic == "diazepam-contraindication"
+    if contraindicated:
+        # an absolute contraindication: keeping any diazepam order is no choice (review
+        # round 8 F5); the prescriber who must overrides the card with a reason
+        keep_others = []
+        host.options = [o for o in host.options if o.kind != "update"]
+    elif not any(o.kind == "update" and o.label.startswith("Keep only") for o in host.options):
+        # this order kept as it is (no capped rewrite: its course is short enough) is a
+        # choice too (review round 8 F6: the 2 mg twice a day order at 84 had none)
+        above = any(f.topic == "dose-limit" and f.variant == "geriatric" for f in findings_a)
+        lead = f"Keep only {words[order_a.ref]}" + (f" ({ABOVE_START_LABEL})" if above else "")
+        keep_others.insert(
+            0,
+            Option(
+                kind="delete",
+                label=fitted(
+                    lead, " (remove the other)" if len(not_a) == 1 else " (remove the others)"
+                ),
+                description=f"Remove the other pended orders: keep {words[order_a.ref]}",
+                removes=not_a,
+                edit_text=f"{lead[len('Keep only ') :]}: remove "
+                + " and ".join(w for _, w in not_a)
+                + ".",
+            ),
+        )
     updates_end = max(
         (i + 1 for i, o in enumerate(host.options) if o.kind in ("replace", "update")), default=0
     )
@@ -754,6 +779,10 @@ def one_decision_for_orders(entries: list[tuple[Any, Any, list[Finding]]], polic
     if host.topic in _DECISION_TOPICS:
         host.summary_override = summary
         host.lead_notes.insert(0, statement)
+    elif contraindicated:  # its summary stays; each order is cancelled (round 8 F5)
+        host.notes.insert(
+            0, rule["contraindicated_orders_note"].format(n=count, total=total_text)
+        )
     else:  # a contraindication hosts the decision: its summary stays, the set is said after
         host.notes.insert(0, f"**{summary}** {statement}")
     if total is not None and total > dose["max_mg_per_day"] or host.indicator == "info":
@@ -767,12 +796,15 @@ def one_decision_for_orders(entries: list[tuple[Any, Any, list[Finding]]], polic
     return True
 
 
-def _drop_same_drug(entries: list[tuple[Any, Any, list[Finding]]]) -> None:
+def _drop_same_drug(
+    entries: list[tuple[Any, Any, list[Finding]]], host: Finding | None = None
+) -> None:
     """No "diazepam adds to the CNS depression of diazepam": duplicate therapy is said on the
-    decision card; a combination card naming other drugs stays, without diazepam."""
+    decision card (``host``, which stays); a combination card naming other drugs stays,
+    without diazepam."""
     for _, _, findings in entries:
         for finding in list(findings):
-            if finding.topic != "cns-depressant-combination":
+            if finding.topic != "cns-depressant-combination" or finding is host:
                 continue
             drugs = [d for d in finding.audit.get("cns_depressants", []) if "another" not in d]
             if not drugs:
@@ -818,11 +850,23 @@ def _one_taper_decision(
     rule, taper = policy["compose"], policy["taper"]
     tapers = [(i, f) for i, e in enumerate(entries) for f in e[2] if f.topic == "taper-required"]
     if not tapers:
-        return False  # a stated withdrawal or tetanus course: the safety pathway decides
+        # a stated withdrawal or tetanus course has no taper card (R9, R10): the duplicate
+        # card of the first order decides, as lines (review round 8 F4: one card, not two)
+        tapers = [
+            (i, f)
+            for i, e in enumerate(entries)
+            for f in e[2]
+            if f.topic == "cns-depressant-combination" and f.audit.get("duplicate_order")
+        ][:1]
+        if not tapers:
+            return False
+        text_only = True
     words = _distinct_words([e[0] for e in entries], policy)
     now = running_dose(entries[0][1])
     taken = (now.mg_per_dose or 0) * (now.doses_per_day or 0) if now else None
-    legit = any(f.audit.get("legit") for _, f in tapers)
+    # a stated long-term use or hospice (R13 scope), or a withdrawal or tetanus course: no
+    # order is pushed
+    legit = any(f.audit.get("legit") or f.topic != "taper-required" for _, f in tapers)
     roles: dict[str, str] = {}
     lowers: dict[str, float] = {}
     for order, _, _ in entries:
@@ -857,8 +901,9 @@ def _one_taper_decision(
             option.removes = [(r, w) for r, w in words.items() if r != host_ref]
             option.label = fitted(option.label, rule["taper_keep_tail"])  # round 7 F10
             carried.append(option)
-    keeps = []
+    keeps: list[Option] = []
     too_big = []
+    by_ref = {entries[i][0].ref: f for i, f in tapers}
     for order, _, _ in entries:
         rest = [(r, w) for r, w in words.items() if r != order.ref]
         role = f" ({roles[order.ref]})" if order.ref in roles else ""
@@ -867,6 +912,30 @@ def _one_taper_decision(
             too_big.append((words[order.ref], lowers[order.ref]))
             continue
         tail = rule["taper_keep_tail"] + ("s" if len(rest) > 1 else "")
+        removed = " and ".join(w for _, w in rest)
+        # a step shorter than taper.step_days is kept extended (review round 8 F2)
+        extend = (
+            next((o for o in _updates(by_ref[order.ref])), None)
+            if (order.ref in by_ref and by_ref[order.ref].variant == "step_short")
+            else None
+        )
+        if extend is not None:
+            days = fmt(policy["taper"]["step_days"])
+            longer = (extend.edit_text or "").partition(": ")[2]
+            keeps.append(
+                Option(
+                    kind="update",
+                    label=fitted(f"Keep only {words[order.ref]}", f", {days} days", tail),
+                    description=f"Keep {words[order.ref]} for {days} days; remove the other "
+                    "pended diazepam orders",
+                    resource=extend.resource,
+                    removes=rest,
+                    recommended=order.ref == best and not legit,
+                    edit_text=f"Keep only {words[order.ref]}{role}: edit it to {longer}; "
+                    f"remove {removed}.",
+                )
+            )
+            continue
         keeps.append(
             Option(
                 kind="delete",
@@ -875,9 +944,7 @@ def _one_taper_decision(
                 removes=rest,
                 recommended=order.ref == best and not legit,
                 # typed in Epic, where each Remove is a suggestion of its own
-                edit_text=f"{words[order.ref]}{role}: remove "
-                + " and ".join(w for _, w in rest)
-                + ".",
+                edit_text=f"{words[order.ref]}{role}: remove {removed}.",
             )
         )
     # the recommended keep first; for a stated long-term use or hospice the dose taken first
@@ -893,15 +960,15 @@ def _one_taper_decision(
         for finding in list(findings):
             if finding is host:
                 continue
-            if finding.topic == "taper-required":
-                findings.remove(finding)  # one taper card for the set
+            if finding.topic == host.topic:
+                findings.remove(finding)  # one taper (or duplicate) card for the set
                 continue
             finding.options = [o for o in finding.options if o.kind not in DRAFT_KINDS]
             # the same note about another order of the set is said once (round 7 F11)
             same = i != host_i and finding.topic in said and finding.indicator == "info"
             if same and not finding.options:
                 findings.remove(finding)
-    _drop_same_drug(entries)
+    _drop_same_drug(entries, host)
     per_day = [o.mg_per_day for o, _, _ in entries]
     total = sum(per_day) if all(v is not None for v in per_day) else None  # type: ignore[misc]
     parts = _courses(entries, words)
@@ -968,7 +1035,7 @@ def _distinct_words(orders: list[Any], policy: Policy) -> dict[str, str]:
                 words[o.ref] = f"{words[o.ref]}, {fmt(o.days_supply)} days"
     if clash():
         for i, o in enumerate(orders):
-            words[o.ref] = f"{words[o.ref]} (order {i + 1})"
+            words[o.ref] = f"{words[o.ref]}, order {i + 1}"
     return words
 
 

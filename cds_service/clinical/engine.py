@@ -29,7 +29,7 @@ from cds_service.clinical.orders import OrderReader
 from cds_service.clinical.policy import Policy, load_policy
 from cds_service.clinical.record import prepare_record, record_for
 from cds_service.clinical.rules import RULES, Rule
-from cds_service.clinical.rules.common import indication
+from cds_service.clinical.rules.common import chronic_diazepam, effective_route, indication
 from cds_service.clinical.valuesets import VALUESET_DIR, ValueSets, load_valuesets
 from cds_service.config import ConfigError, Settings
 from cds_service.fhir.prefetch import PatientData
@@ -152,6 +152,7 @@ class Engine:
         # classify the patient's data and the drafts once; each order gets a cheap view
         base = prepare_record(data, self.valuesets, self.policy, request.draft_resources)
         records = [record_for(base, order, self.policy) for order in orders]
+        orders, records = self._with_pended_beside(request, list(orders), records, base)
         per_order = [
             (order, *self.findings(order, record))
             for order, record in zip(orders, records, strict=True)
@@ -196,6 +197,38 @@ class Engine:
         _add_requester(result, request.user_id)
         timings["render_ms"] = (time.perf_counter() - ruled) * 1000
         return result
+
+
+    def _with_pended_beside(
+        self,
+        request: HookRequest,
+        orders: list[DiazepamOrder],
+        records: list[PatientRecord],
+        base: Any,
+    ) -> tuple[list[DiazepamOrder], list[PatientRecord]]:
+        """A long-term user's oral orders selected beside other pended oral diazepam orders
+        (order-select): those join, so the set is one keep-one decision as at order-sign
+        (review round 8 F3: selecting the renewal beside a pended step offered a second step
+        on the renewal). Anyone else, or a rescue product, is advised on alone."""
+        if not orders or request.hook != "order-select":
+            return orders, records
+        oral = [
+            o
+            for o, r in zip(orders, records, strict=True)
+            if effective_route(o, self.policy) == "oral" and chronic_diazepam(o, r, self.policy)
+        ]
+        if not oral:
+            return orders, records
+        known = {o.ref for o in orders}
+        beside = [
+            o
+            for o in self.reader.pended_beside(request)
+            if o.ref not in known and effective_route(o, self.policy) == "oral"
+        ]
+        if not beside:
+            return orders, records
+        extra = beside[: max(int(self.policy["max_orders_per_request"]) - len(orders), 0)]
+        return orders + extra, records + [record_for(base, o, self.policy) for o in extra]
 
 
 _REQUESTER_TYPES = ("Practitioner", "PractitionerRole", "Organization", "Patient", "RelatedPerson")

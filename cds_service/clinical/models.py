@@ -75,6 +75,7 @@ class MedicationUse:
     mg_per_dose: float | None = None
     doses_per_day: float | None = None
     as_needed: bool = False  # its dose says the most that may be taken, not what is (round 7)
+    route: str | None = None  # a diazepam order's route: a rescue gel is no duplicate of tablets
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,7 @@ from cds_service.clinical import dosing
 from cds_service.clinical.models import Coding, DiazepamOrder
 from cds_service.clinical.valuesets import RXNORM, DiazepamProduct, ValueSets
 from cds_service.fhir.prefetch import prefetch_resources
-from cds_service.hook_request import HookRequest, drafts_in_scope
+from cds_service.hook_request import HookRequest, drafts_in_scope, unselected_drafts
 
 _STRENGTH_RE = re.compile(r"(\d+(?:\.\d+)?)\s*mg\s*(/\s*ml)?", re.IGNORECASE)
 
@@ -151,6 +151,20 @@ class OrderReader:
             if order is not None:
                 orders.append(order)
         return orders, skipped
+
+    def pended_beside(self, request: HookRequest) -> list[DiazepamOrder]:
+        """At order-select, the diazepam orders pended but not selected (read, not advised
+        on by themselves): a long-term user's several orders are one decision (review round 8
+        F3: selecting the renewal beside a pended step offered a second step)."""
+        refs = LazyReferenceIndex(
+            lambda: [
+                *request.draft_resources,
+                *prefetch_resources(request.prefetch),
+                *request.extra_resources,
+            ]
+        )
+        found = (self.read(r, refs, on=request.reference_date) for r in unselected_drafts(request))
+        return [order for order in found if order is not None]
 
     # -- one order -----------------------------------------------------------------------
     def read(

@@ -121,7 +121,10 @@ def _with_dose(
     long-term user's taper is measured from what they take (review round 6 M-3). A
     MedicationStatement, a non-oral product or an unreadable dose leaves it unknown."""
     order = reader.read(resource, refs)
-    if order is None or order.route not in ("oral", "unknown") or not order.mg_per_day:
+    if order is None:
+        return use
+    use = replace(use, route=order.route)
+    if order.route not in ("oral", "unknown") or not order.mg_per_day:
         return use
     if order.prn:  # an as-needed supply says how much may be taken, not how much is
         return replace(use, as_needed=True)

@@ -719,6 +719,15 @@ def _action_delete_ref(ref: str, words: str) -> dict[str, Any]:
     }
 
 
+def _remove_label(words: str) -> str:
+    """'Remove the pended order: diazepam 5 mg twice a day', shorter where that would be cut
+    mid-word (review round 8: '… 14 days (' lost '(order 2)')."""
+    for head in ("Remove the pended order: ", "Remove: "):
+        if len(head + words) <= LABEL_MAX:
+            return head + words
+    return ("Remove: " + words)[: LABEL_MAX - 1].rsplit(" ", 1)[0] + "…"
+
+
 def shape_suggestions(
     options: list[Option],
     order: DiazepamOrder,
@@ -807,7 +816,7 @@ def shape_suggestions(
         for ref, words in several.items():
             suggestions.append(
                 _suggestion(
-                    f"Remove the pended order: {words}"[:LABEL_MAX],
+                    _remove_label(words),
                     [_action_delete_ref(ref, words)],
                     cancel,
                     ROLE_REMOVE,

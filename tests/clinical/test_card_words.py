@@ -118,9 +118,9 @@ OLDER_WORDS = re.compile(
 ACTION_VERBS = frozenset(
     {
         "add", "ask", "avoid", "cancel", "change", "check", "choose", "confirm", "consider",
-        "correct", "decide", "document", "give", "keep", "limit", "lower", "monitor", "offer",
-        "plan", "prefer", "reassess", "reduce", "replace", "review", "start", "stop", "switch",
-        "taper", "treat", "use", "weigh",
+        "correct", "decide", "document", "extend", "give", "keep", "limit", "lower", "monitor",
+        "offer", "plan", "prefer", "reassess", "reduce", "remove", "replace", "review", "start",
+        "stop", "switch", "taper", "treat", "use", "weigh",
     }
 )  # fmt: skip
 

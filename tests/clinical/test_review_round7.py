@@ -127,14 +127,24 @@ def test_a_stated_seizure_gets_the_keep_one_card_as_lines(
 def test_order_select_on_one_of_two_says_keep_only_one(
     apps: dict[str, Flask], profile: str
 ) -> None:
-    """F3: the step selected, the renewal pended beside it."""
+    """F3, and review round 8 F3: the step selected, the renewal pended beside it, for a
+    long-term user: the set is the one keep-one card, as at order-sign (no "avoid the
+    combination", no second step offered on either order)."""
     cards = _cards(apps, "r7-l07b-select-step-beside-renewal", profile)
+    [card] = [c for c in cards if _topic(c) == "taper-required"]
+    assert "Two diazepam orders" in card["summary"] and "Keep one" in card["summary"]
+    assert not [c for c in cards if _topic(c) == "cns-depressant-combination"]
+    assert not any("First taper step" in s["label"] for s in _suggestions(cards))
+
+
+def test_order_select_on_one_of_two_new_start_says_keep_only_one(apps: dict[str, Flask]) -> None:
+    """A new start (not long-term) selected beside another pended diazepam order: the
+    duplicate card says keep only one, not "avoid the combination"."""
+    cards = _cards(apps, "r8-new-start-select-one-of-two", "standard")
     [card] = [c for c in cards if _topic(c) == "cns-depressant-combination"]
-    assert card["summary"] == (
-        "Another diazepam order is pended (10 mg 3 times a day): keep only one; do not stop "
-        "abruptly"
-    )
-    assert "never none" in card["detail"] and "Avoid the combination" not in card["detail"]
+    assert card["summary"].startswith("Another diazepam order is pended (")
+    assert card["summary"].endswith(": keep only one")
+    assert "Avoid the combination" not in card["detail"]
 
 
 @pytest.mark.parametrize("profile", ["standard", "epic"])

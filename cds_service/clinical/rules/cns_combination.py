@@ -3,12 +3,15 @@ benzodiazepine, barbiturate), at any age: additive CNS and respiratory depressio
 
 from __future__ import annotations
 
+from typing import Any
+
 from cds_service.clinical.models import DiazepamOrder, Finding, PatientRecord
 from cds_service.clinical.policy import Policy
 from cds_service.clinical.rules.beers import beers_cns_fires
 from cds_service.clinical.rules.common import (
     chronic_diazepam,
     drug_classes,
+    effective_route,
     fmt,
     new_finding,
     times_a_day,
@@ -23,8 +26,9 @@ def cns_depressant_combination(
     drugs = sorted(
         {d for cls in rule["classes"] for d in by_class.get(cls, set()) if d != "diazepam"}
     )
-    # another pended diazepam order in the same set doubles the benzodiazepine (a duplicate)
-    if any("diazepam" in m.ingredients for m in record.draft_medications):
+    # another pended diazepam order in the same set doubles the benzodiazepine (a duplicate);
+    # a rescue product beside the daily tablets is not one (review round 8 F1: F.0-3)
+    if _same_kind_drafts(order, record, policy):
         drugs = sorted({*drugs, "diazepam (another pended order)"})
     if not drugs:
         return []
@@ -52,7 +56,7 @@ def _duplicate(
     """Another pended diazepam order and nothing else (review round 7 F3: order-select on
     one of two pended orders said "avoid the combination, or use the lowest doses"): a
     duplicate to resolve, keep only one; for a long-term user, never none (F.0-1)."""
-    other = next(m for m in record.draft_medications if "diazepam" in m.ingredients)
+    other = _same_kind_drafts(order, record, policy)[0]
     said = (
         f" ({fmt(other.mg_per_dose)} mg {times_a_day(other.doses_per_day)})"
         if other.mg_per_dose and other.doses_per_day
@@ -77,3 +81,15 @@ def _duplicate(
         },
         audit={"cns_depressants": drugs, "duplicate_order": True},
     )
+
+
+def _same_kind_drafts(order: DiazepamOrder, record: PatientRecord, policy: Policy) -> list[Any]:
+    """The other pended diazepam orders of the same kind as this one: daily oral ones beside
+    an oral order (a route not known counts as oral, F.1), rescue or injection ones beside a
+    non-oral one."""
+    oral = effective_route(order, policy) == "oral"
+    return [
+        m
+        for m in record.draft_medications
+        if "diazepam" in m.ingredients and (m.route in (None, "oral", "unknown")) == oral
+    ]

@@ -161,6 +161,12 @@ def taper_required(order: DiazepamOrder, record: PatientRecord, policy: Policy) 
                 audit=audit,
             )
         ]
+    # round 8 F7: with no dose on the running prescription, the summary says the step is
+    # worked out from this order
+    unrecorded = now is None and any(
+        "diazepam" in m.ingredients and m.status == "active" for m in record.medications
+    )
+    facts["basis"] = "; dose taken not recorded" if unrecorded else ""
     if taken and mg_day and mg_day < taken - 1e-9:
         # review round 6 M-3: the pended order already lowers what the patient takes
         lower = round(100 * (1 - mg_day / taken), 1)
@@ -170,16 +176,22 @@ def taper_required(order: DiazepamOrder, record: PatientRecord, policy: Policy) 
             # a taper step (at most 25 %): said, no further step offered on top of it
             if lower > rule["default_max_step_pct"] + 1e-9:
                 notes.append(rule["step_bigger_note"].format(lower=fmt(lower)))
+            # R13: a step lasts 14 days or more; a long-term user whose step runs out after
+            # 5 days stops abruptly (review round 8 F2): the step, extended
+            extend = _extended_step(order, policy)
+            if extend is not None:
+                facts["days"] = fmt(order.days_supply)
             return [
                 new_finding(
                     "taper-required",
-                    rule["step_indicator"],
+                    rule["indicator"] if extend else rule["step_indicator"],
                     order,
                     record,
-                    variant="step",
+                    variant="step_short" if extend else "step",
                     facts=facts,
                     audit=audit,
                     notes=notes,
+                    options=[extend] if extend else [],
                 )
             ]
         # more than 25 % in one step (F.0-1): the step is offered from the dose taken
@@ -282,6 +294,29 @@ def taper_required(order: DiazepamOrder, record: PatientRecord, policy: Policy) 
             notes=finding_notes,
         )
     ]
+
+
+def _extended_step(order: DiazepamOrder, policy: Policy) -> Option | None:
+    """A pended taper step shorter than ``taper.step_days``, rewritten to that many days
+    (same dose and product, quantity recomputed, no refills); None when it is long enough
+    or cannot be rewritten."""
+    days = policy["taper"]["step_days"]
+    if not order.days_supply or order.days_supply >= days - 1e-9:
+        return None
+    resource = rewrite_order(order, days=days)
+    qty = ((resource or {}).get("dispenseRequest") or {}).get("quantity") or {}
+    amount = supplied(qty, order.prn)
+    if resource is None or not amount:
+        return None
+    return Option(
+        kind="update",
+        label=fitted(f"Extend this taper step to {fmt(days)} days", f" ({amount})", ", no refills"),
+        description=f"Extend the pended taper step to {fmt(days)} days (R13: a step lasts 2 "
+        "to 4 weeks)",
+        resource=resource,
+        recommended=True,
+        edit_text=f"Longer step: {fmt(days)} days ({amount}), no refills",
+    )
 
 
 def _step_words(line: str, changed: str | None) -> str:
