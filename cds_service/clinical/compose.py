@@ -633,20 +633,7 @@ def one_decision_for_orders(entries: list[tuple[Any, Any, list[Finding]]], polic
             keep.edit_text = _keep_line(_typed_keep(keep, lead + "".join(tails)), rest)
             keep_others.append(keep)
         else:
-            keep_others.append(
-                Option(
-                    kind="delete",
-                    label=fitted(
-                        lead, " (remove the other)" if len(rest) == 1 else " (remove the others)"
-                    ),
-                    description=f"Remove the other pended orders: keep {words[order_b.ref]}",
-                    removes=rest,
-                    # typed in Epic, where each Remove is a suggestion of its own
-                    edit_text=f"{lead[len('Keep only ') :]}: remove "
-                    + " and ".join(w for _, w in rest)
-                    + ".",
-                )
-            )
+            keep_others.append(_keep_as_is(lead, words[order_b.ref], rest))
         # the other orders' own decisions are this card's now; their safety cards stay,
         # without actions on their order
         kept = []
@@ -731,20 +718,7 @@ def one_decision_for_orders(entries: list[tuple[Any, Any, list[Finding]]], polic
         # choice too (review round 8 F6: the 2 mg twice a day order at 84 had none)
         above = any(f.topic == "dose-limit" and f.variant == "geriatric" for f in findings_a)
         lead = f"Keep only {words[order_a.ref]}" + (f" ({ABOVE_START_LABEL})" if above else "")
-        keep_others.insert(
-            0,
-            Option(
-                kind="delete",
-                label=fitted(
-                    lead, " (remove the other)" if len(not_a) == 1 else " (remove the others)"
-                ),
-                description=f"Remove the other pended orders: keep {words[order_a.ref]}",
-                removes=not_a,
-                edit_text=f"{lead[len('Keep only ') :]}: remove "
-                + " and ".join(w for _, w in not_a)
-                + ".",
-            ),
-        )
+        keep_others.insert(0, _keep_as_is(lead, words[order_a.ref], not_a))
     updates_end = max(
         (i + 1 for i, o in enumerate(host.options) if o.kind in ("replace", "update")), default=0
     )
@@ -1037,6 +1011,20 @@ def _distinct_words(orders: list[Any], policy: Policy) -> dict[str, str]:
         for i, o in enumerate(orders):
             words[o.ref] = f"{words[o.ref]}, order {i + 1}"
     return words
+
+
+def _keep_as_is(lead: str, kept: str, removed: list[tuple[str, str]]) -> Option:
+    """'Keep only diazepam 2 mg twice a day (remove the other)': the pended order kept as it
+    is, each other one removed; its Epic line says which to remove (one Remove each)."""
+    return Option(
+        kind="delete",
+        label=fitted(lead, " (remove the other)" if len(removed) == 1 else " (remove the others)"),
+        description=f"Remove the other pended orders: keep {kept}",
+        removes=removed,
+        edit_text=f"{lead[len('Keep only ') :]}: remove "
+        + " and ".join(w for _, w in removed)
+        + ".",
+    )
 
 
 def _sibling(option: Option, orders: list[Any]) -> tuple[Any, float, float, bool] | None:
