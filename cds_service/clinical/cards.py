@@ -22,6 +22,7 @@ from cds_service.clinical.policy import Policy
 from cds_service.clinical.rules.common import supplied
 from cds_service.clinical.suggestions import (
     dose_words,
+    product_words,
     shape_suggestions,
     typed_orders,
 )
@@ -258,7 +259,15 @@ def render(
             lines += _keep_one_lines(finding.options, heads, first=not lines)
         head += lines  # none: no order may be kept (an absolute contraindication)
     elif edits:
-        head += _edit_lines(edits, heads, heads["or"] if head else heads["first"])
+        lines = _edit_lines(edits, heads, heads["or"] if head else heads["first"])
+        if finding.audit.get("other_diazepam_pended") and any(
+            "the pended one" in line for line in lines
+        ):
+            # another diazepam order (a rescue product) is pended too: say which one goes
+            # (review round 9 #2: the rescue could be removed, F.0-3)
+            mine = product_words(order, policy) or "diazepam"
+            lines.append(rule["pended_one_note"].format(order=mine))
+        head += lines
     said = " ".join(head).replace("**", "").lower()
     # Epic does not apply a created order's details: each "Add X" is typed out in full (N4)
     typed = typed_orders(finding.options, profile, policy)

@@ -360,7 +360,12 @@ def note_context(findings: list[Finding], record: PatientRecord) -> list[Finding
     meds = [*record.medications, *record.draft_medications]
     opioid = any("opioid" in m.classes for m in meds)
     pregnant = record.has("pregnancy")
+    # another diazepam order pended (a rescue product beside the tablets): an Epic line says
+    # which pended order to remove (review round 9 #2)
+    beside = any("diazepam" in m.ingredients for m in record.draft_medications)
     for finding in findings:
+        if beside:
+            finding.audit["other_diazepam_pended"] = True
         if opioid:
             finding.audit["opioid"] = True
         if pregnant:
@@ -544,10 +549,12 @@ def _order_words(order: Any) -> str:
 
 
 def _replace_both(label: str, count: int) -> str:
-    """'Replace with baclofen …' -> 'Replace both with baclofen …', shortened to fit."""
+    """'Replace with baclofen …' -> 'Replace both with baclofen …', shortened to fit: the
+    quantity goes first, "(off-label)" only if nothing else fits (review round 9: F.0-7
+    says it beside the drug)."""
     verb = "Replace both with" if count == 2 else "Replace all with"
     out = label.replace("Replace with", verb, 1)
-    for cut in (" (off-label)", re.compile(r" \(\d+ [a-zA-Z]+\)$")):
+    for cut in (re.compile(r" \(\d+ [a-zA-Z]+\)$"), " (off-label)"):
         if len(out) <= LABEL_MAX:
             break
         out = cut.sub("", out) if isinstance(cut, re.Pattern) else out.replace(cut, "", 1)
@@ -754,9 +761,7 @@ def one_decision_for_orders(entries: list[tuple[Any, Any, list[Finding]]], polic
         host.summary_override = summary
         host.lead_notes.insert(0, statement)
     elif contraindicated:  # its summary stays; each order is cancelled (round 8 F5)
-        host.notes.insert(
-            0, rule["contraindicated_orders_note"].format(n=count, total=total_text)
-        )
+        host.notes.insert(0, rule["contraindicated_orders_note"].format(n=count, total=total_text))
     else:  # a contraindication hosts the decision: its summary stays, the set is said after
         host.notes.insert(0, f"**{summary}** {statement}")
     if total is not None and total > dose["max_mg_per_day"] or host.indicator == "info":
@@ -866,6 +871,10 @@ def _one_taper_decision(
     host_i, host = tapers[0]
     host_ref = entries[host_i][0].ref
     keeper = (same or best or host_ref) if legit else (best or same or host_ref)
+    if keeper == best and best in _short_steps(tapers, entries) and same is not None:
+        # the step must be extended by hand in Epic: the one-click Remove leaves the order at
+        # the dose taken instead, never a step that runs out in days (review round 9 #1)
+        keeper = same
     carried = []
     if best is not None:  # a step is pended: this order's own step and its lines go
         lines = {n for o in _updates(host) for n in o.notes}
@@ -899,7 +908,9 @@ def _one_taper_decision(
             keeps.append(
                 Option(
                     kind="update",
-                    label=fitted(f"Keep only {words[order.ref]}", f", {days} days", tail),
+                    label=fitted(
+                        f"Keep only {words[order.ref]}", f", extended to {days} days", tail
+                    ),
                     description=f"Keep {words[order.ref]} for {days} days; remove the other "
                     "pended diazepam orders",
                     resource=extend.resource,
@@ -974,7 +985,7 @@ def _one_taper_decision(
         # choices, as lines the prescriber acts on in the order list
         host.lead_notes[1:1] = [
             f"**{rule['edit_heads']['keep_one'] if i == 0 else rule['edit_heads']['keep_or']}**"
-            f" {k.edit_text}"
+            f" {(k.edit_text or '').removeprefix('Keep only ')}"
             for i, k in enumerate(keeps)
         ]
     if host.indicator == "info":
@@ -1011,6 +1022,11 @@ def _distinct_words(orders: list[Any], policy: Policy) -> dict[str, str]:
         for i, o in enumerate(orders):
             words[o.ref] = f"{words[o.ref]}, order {i + 1}"
     return words
+
+
+def _short_steps(tapers: list[tuple[int, Finding]], entries: list[Any]) -> set[str]:
+    """The pended orders whose taper card is a step too short to keep as it is."""
+    return {entries[i][0].ref for i, f in tapers if f.variant == "step_short"}
 
 
 def _keep_as_is(lead: str, kept: str, removed: list[tuple[str, str]]) -> Option:

@@ -166,7 +166,7 @@ def taper_required(order: DiazepamOrder, record: PatientRecord, policy: Policy) 
     unrecorded = now is None and any(
         "diazepam" in m.ingredients and m.status == "active" for m in record.medications
     )
-    facts["basis"] = "; dose taken not recorded" if unrecorded else ""
+    facts["basis"] = "; dose taken not recorded: confirm it" if unrecorded else ""
     if taken and mg_day and mg_day < taken - 1e-9:
         # review round 6 M-3: the pended order already lowers what the patient takes
         lower = round(100 * (1 - mg_day / taken), 1)
@@ -247,7 +247,9 @@ def taper_required(order: DiazepamOrder, record: PatientRecord, policy: Policy) 
                         f"{fmt(rule['step_days'])} days ({qty_words}), no refills",
                         changed,
                     ),
-                    recommended=not legit,
+                    # round 9: a step from a dose not known to be the one taken is offered,
+                    # not pre-selected
+                    recommended=not legit and not unrecorded,
                     product=changed,
                 )
             )

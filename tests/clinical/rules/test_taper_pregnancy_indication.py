@@ -1,3 +1,4 @@
+from dataclasses import replace
 from datetime import date
 
 import pytest
@@ -29,8 +30,15 @@ def test_taper_after_four_weeks_of_diazepam_only(order, policy, vs):
     assert taper_required(order(reason="M62.830"), other, policy) == []
 
 
+def _running(vs, mg: float, times: float, start: date):
+    """A running diazepam prescription whose dose is recorded (review round 9: with none the
+    step is offered, not recommended)."""
+    return replace(med(vs, "diazepam", start=start), mg_per_dose=mg, doses_per_day=times)
+
+
 def test_first_taper_step_is_within_25_percent_and_14_days(order, policy, vs):
-    long = patient(78, meds=[med(vs, "diazepam", start=date(2025, 6, 1))])
+    base = order(reason="M62.830")
+    long = patient(78, meds=[_running(vs, base.mg_per_dose, base.doses_per_day, date(2025, 6, 1))])
     [f] = taper_required(order(reason="M62.830"), long, policy)
     step, *others = f.options
     assert step.kind == "update" and step.recommended
@@ -86,7 +94,7 @@ def test_a_tablet_step_beside_the_solution_step(order, policy, vs):
     the 1 mg/mL solution (4.5 mg); whole tablets make 4 mg twice a day (two 2 mg tablets),
     20 % lower, within F.0-1's 25 %: offered beside it, not recommended, its label saying it
     is bigger than ASAM's usual 5 to 10 % start; 14 days, 56 tablets."""
-    long = patient(74, meds=[med(vs, "diazepam", start=date(2025, 1, 1))])
+    long = patient(74, meds=[_running(vs, 5, 2, date(2025, 1, 1))])
     [f] = taper_required(order(mg=5, times=2, reason="F41.9"), long, policy)
     solution, tablets = f.options
     assert solution.recommended and 5 <= _cut(solution, 10) <= 10
@@ -133,7 +141,7 @@ def test_no_tablet_step_fits_2_mg_twice_a_day_and_the_card_says_so(order, policy
     [solution] = f.options
     assert "solution" in solution.label
     assert any(
-        "No tablet step fits" in n and "no one strength makes a 25 % or smaller cut" in n
+        "No tablet step fits" in n and "not with 1 to 3 tablets of one strength" in n
         for n in f.notes
     )
 
@@ -151,3 +159,12 @@ def test_every_tablet_step_is_whole_tablets_within_25_percent(policy):
                 continue
             assert 5 <= 100 * (1 - step / mg) <= 25, (mg, doses, step)
             assert any(step % s == 0 and step / s <= 3 for s in strengths), (mg, doses, step)
+
+
+def test_with_no_recorded_dose_the_step_is_offered_not_recommended(order, policy, vs):
+    """Review rounds 8 (F7) and 9: a running prescription with no dose: the step is worked
+    out from the pended order, offered but not pre-selected, and the summary says so."""
+    long = patient(74, meds=[med(vs, "diazepam", start=date(2025, 1, 1))])
+    [f] = taper_required(order(mg=5, times=2, reason="F41.9"), long, policy)
+    assert f.options and not any(o.recommended for o in f.options)
+    assert f.facts["basis"] == "; dose taken not recorded: confirm it"

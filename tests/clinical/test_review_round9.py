@@ -1,0 +1,101 @@
+"""Review round 9 (APPROVED WITH CONDITIONS; fixtures r9-*): the conditions.
+
+#1: in Epic, the one-click Remove beside a short taper step removed the renewal, so a
+skipped hand edit left a long-term user 5 or 10 days of diazepam. #2: "then remove the
+pended one" did not say which order when a rescue product was pended too (F.0-3). #3:
+"Replace both with baclofen" dropped "(off-label)" (F.0-7). #8: "Keep only" said twice.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from flask import Flask
+
+from tests.scenario_cards import fixture_answer, fixture_paths, profile_apps
+
+PROFILES = ("standard", "epic")
+
+
+@pytest.fixture(scope="module")
+def apps(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Flask]:
+    return profile_apps(tmp_path_factory, "round9")
+
+
+def _cards(apps: dict[str, Flask], name: str, profile: str) -> list[dict[str, Any]]:
+    return fixture_answer(apps, name, profile)[1]
+
+
+def _suggestions(cards: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [s for c in cards for s in c.get("suggestions") or []]
+
+
+def _deleted(cards: list[dict[str, Any]]) -> set[str]:
+    return {
+        a["resourceId"] for s in _suggestions(cards) for a in s["actions"] if a["type"] == "delete"
+    }
+
+
+def test_epic_one_click_never_leaves_only_a_short_step(apps: dict[str, Flask]) -> None:
+    """#1: renewal (30 days) beside a 10-day step: every Remove ticked leaves the renewal;
+    the step, extended, is the hand-typed choice (and the recommended one in standard)."""
+    fixture, cards = fixture_answer(apps, "r9-gva-renewal-and-10-day-step", "epic")
+    drafts = {
+        f"MedicationRequest/{e['resource']['id']}": e["resource"]
+        for e in fixture["request"]["context"]["draftOrders"]["entry"]
+    }
+    left = set(drafts) - _deleted(cards)
+    assert len(left) == 1
+    [kept] = [drafts[ref] for ref in left]
+    assert kept["dispenseRequest"]["expectedSupplyDuration"]["value"] >= 14
+    standard = _cards(apps, "r9-gva-renewal-and-10-day-step", "standard")
+    [top] = [s for s in _suggestions(standard) if s.get("isRecommended")]
+    [update] = [a for a in top["actions"] if a["type"] == "update"]
+    assert update["resource"]["dispenseRequest"]["expectedSupplyDuration"]["value"] == 14
+    assert "extended to 14 days" in top["label"]
+
+
+@pytest.mark.parametrize("profile", PROFILES)
+@pytest.mark.parametrize(
+    "name",
+    ["r9-g04-epilepsy-nasal-spray-select-tablets", "r8-f03-epilepsy-rescue-gel-beside-tablets"],
+)
+def test_a_rescue_product_is_never_the_pended_one_removed(
+    apps: dict[str, Flask], profile: str, name: str
+) -> None:
+    fixture, cards = fixture_answer(apps, name, profile)
+    rescue = {
+        f"MedicationRequest/{e['resource']['id']}"
+        for e in fixture["request"]["context"]["draftOrders"]["entry"]
+        if "tablet" not in str(e["resource"].get("medicationCodeableConcept", {})).lower()
+    }
+    assert rescue and not rescue & _deleted(cards)
+    detail = " ".join(c.get("detail", "") for c in cards)
+    if profile == "epic" and "the pended one" in detail:
+        assert (
+            "The pended one is the diazepam 5 mg tablet order; the other diazepam order " in detail
+        )
+
+
+@pytest.mark.parametrize(
+    "name", ["r9-g07-new-start-2mg-daily-and-10mg", "r9-gve-glaucoma-two-new-orders"]
+)
+def test_baclofen_is_called_off_label_when_both_orders_are_replaced(
+    apps: dict[str, Flask], name: str
+) -> None:
+    labels = [s["label"] for s in _suggestions(_cards(apps, name, "standard"))]
+    both = [label for label in labels if label.startswith("Replace both with baclofen")]
+    assert both and all("(off-label)" in label for label in both), labels
+
+
+@pytest.mark.parametrize("profile", PROFILES)
+def test_keep_only_is_said_once_a_line(apps: dict[str, Flask], profile: str) -> None:
+    """#8 over every fixture: no line reads "Keep only: Keep only …"."""
+    bad = [
+        path.stem
+        for path in fixture_paths()
+        for card in _cards(apps, path.stem, profile)
+        if "keep only:** keep only" in card.get("detail", "").lower()
+    ]
+    assert not bad, bad
