@@ -34,6 +34,7 @@ from cds_service.clinical.rules.common import (
     supplied,
     times_a_day,
 )
+from cds_service.clinical.rules.taper import extended_step
 from cds_service.clinical.suggestions import (
     LABEL_MAX,
     dose_words,
@@ -261,7 +262,8 @@ def _keep_line(typed: str, removed: list[tuple[str, str]]) -> str:
     day: edit it to 7 days (14 tablets), no refills; remove diazepam 5 mg 3 times a day.'"""
     found = _KEEP_COURSE.match(typed.rstrip(". "))
     text = f"{found.group(1)}: edit it to {found.group(2)}" if found else typed.rstrip(". ")
-    return f"{text}; remove {' and '.join(words for _, words in removed)}."
+    others = removed[0][1] if len(removed) == 1 else f"the other {_count_word(len(removed))}"
+    return f"{text}; remove {others}."
 
 
 def summary_start(summary: str, limit: int = 70) -> str:
@@ -871,10 +873,16 @@ def _one_taper_decision(
     host_i, host = tapers[0]
     host_ref = entries[host_i][0].ref
     keeper = (same or best or host_ref) if legit else (best or same or host_ref)
-    if keeper == best and best in _short_steps(tapers, entries) and same is not None:
-        # the step must be extended by hand in Epic: the one-click Remove leaves the order at
-        # the dose taken instead, never a step that runs out in days (review round 9 #1)
-        keeper = same
+    # the order every Epic Remove leaves must not need a hand edit to last: one that runs out
+    # in days is no keeper while another can be kept as it is (review rounds 9 #1, 10 #1)
+    orders = {e[0].ref: e[0] for e in entries}
+    lasting = [
+        r
+        for r, o in orders.items()
+        if extended_step(o, policy) is None and lowers.get(r, 0) <= taper["max_step_pct"] + 1e-9
+    ]
+    if keeper not in lasting and lasting:
+        keeper = same if same in lasting else lasting[0]
     carried = []
     if best is not None:  # a step is pended: this order's own step and its lines go
         lines = {n for o in _updates(host) for n in o.notes}
@@ -886,7 +894,6 @@ def _one_taper_decision(
             carried.append(option)
     keeps: list[Option] = []
     too_big = []
-    by_ref = {entries[i][0].ref: f for i, f in tapers}
     for order, _, _ in entries:
         rest = [(r, w) for r, w in words.items() if r != order.ref]
         role = f" ({roles[order.ref]})" if order.ref in roles else ""
@@ -895,13 +902,11 @@ def _one_taper_decision(
             too_big.append((words[order.ref], lowers[order.ref]))
             continue
         tail = rule["taper_keep_tail"] + ("s" if len(rest) > 1 else "")
-        removed = " and ".join(w for _, w in rest)
-        # a step shorter than taper.step_days is kept extended (review round 8 F2)
-        extend = (
-            next((o for o in _updates(by_ref[order.ref])), None)
-            if (order.ref in by_ref and by_ref[order.ref].variant == "step_short")
-            else None
-        )
+        # one other order is named; two or more are "the other N" (Epic lists each Remove)
+        removed = rest[0][1] if len(rest) == 1 else f"the other {_count_word(len(rest))}"
+        # an order shorter than taper.step_days is kept extended (review round 8 F2; round
+        # 10: with no dose recorded, any order kept of the set, not only a known step)
+        extend = extended_step(order, policy)
         if extend is not None:
             days = fmt(policy["taper"]["step_days"])
             longer = (extend.edit_text or "").partition(": ")[2]
@@ -1024,11 +1029,6 @@ def _distinct_words(orders: list[Any], policy: Policy) -> dict[str, str]:
     return words
 
 
-def _short_steps(tapers: list[tuple[int, Finding]], entries: list[Any]) -> set[str]:
-    """The pended orders whose taper card is a step too short to keep as it is."""
-    return {entries[i][0].ref for i, f in tapers if f.variant == "step_short"}
-
-
 def _keep_as_is(lead: str, kept: str, removed: list[tuple[str, str]]) -> Option:
     """'Keep only diazepam 2 mg twice a day (remove the other)': the pended order kept as it
     is, each other one removed; its Epic line says which to remove (one Remove each)."""
@@ -1038,7 +1038,7 @@ def _keep_as_is(lead: str, kept: str, removed: list[tuple[str, str]]) -> Option:
         description=f"Remove the other pended orders: keep {kept}",
         removes=removed,
         edit_text=f"{lead[len('Keep only ') :]}: remove "
-        + " and ".join(w for _, w in removed)
+        + (removed[0][1] if len(removed) == 1 else f"the other {_count_word(len(removed))}")
         + ".",
     )
 

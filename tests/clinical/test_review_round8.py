@@ -132,7 +132,7 @@ def test_no_dose_on_the_running_prescription_is_said(apps: dict[str, Flask], pro
         for c in _cards(apps, "r8-f06-running-prescription-no-dose", profile)
         if c["source"]["topic"]["code"] == "taper-required"
     ]
-    assert card["summary"].endswith("; dose taken not recorded: confirm it")
+    assert card["summary"].endswith("; from this order: confirm the dose taken")
     # round 9: a step from a dose not known to be the one taken is not pre-selected
     assert not any(s.get("isRecommended") for s in card.get("suggestions") or [])
 

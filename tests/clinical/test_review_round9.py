@@ -99,3 +99,68 @@ def test_keep_only_is_said_once_a_line(apps: dict[str, Flask], profile: str) -> 
         if "keep only:** keep only" in card.get("detail", "").lower()
     ]
     assert not bad, bad
+
+
+@pytest.mark.parametrize("profile", PROFILES)
+@pytest.mark.parametrize(
+    "name",
+    [
+        "r10-h05-no-dose-renewal-and-5-day-order",
+        "r10-hvc-no-dose-78-falls-two-orders",
+        "r10-h04-three-orders-short-step",
+        "r10-h01-renewal-and-13-day-step",
+    ],
+)
+def test_no_choice_keeps_an_order_that_runs_out_in_days(
+    apps: dict[str, Flask], profile: str, name: str
+) -> None:
+    """Review round 10 #1 (High), over both profiles: a long-term user's order kept alone
+    lasts 14 days or more. In standard, each suggestion's result; in Epic, every Remove
+    ticked together."""
+    fixture, cards = fixture_answer(apps, name, profile)
+    drafts = {
+        f"MedicationRequest/{e['resource']['id']}": e["resource"]
+        for e in fixture["request"]["context"]["draftOrders"]["entry"]
+    }
+
+    def lasts(resource: dict[str, Any]) -> bool:
+        supply = (resource.get("dispenseRequest") or {}).get("expectedSupplyDuration") or {}
+        return float(supply.get("value") or 0) >= 14
+
+    if profile == "standard":
+        for s in _suggestions(cards):
+            gone = {a["resourceId"] for a in s["actions"] if a["type"] == "delete"}
+            updated = {
+                f"MedicationRequest/{a['resource']['id']}": a["resource"]
+                for a in s["actions"]
+                if a["type"] == "update"
+            }
+            left = {**{r: drafts[r] for r in set(drafts) - gone}, **updated}
+            if len(left) == 1:
+                [kept] = left.values()
+                assert lasts(kept), s["label"]
+    else:
+        left = set(drafts) - _deleted(cards)
+        assert left and all(lasts(drafts[r]) for r in left), left
+
+
+@pytest.mark.parametrize("profile", PROFILES)
+def test_a_short_order_with_no_dose_recorded_can_be_kept_for_14_days(
+    apps: dict[str, Flask], profile: str
+) -> None:
+    """Review round 10 #2: a 5-day order alone, no dose recorded: 'keep this dose, extended
+    to 14 days' beside the step; nothing pre-selected; the summary says the step is worked
+    out from this order."""
+    cards = _cards(apps, "r10-hvb-no-dose-5-day-order-alone", profile)
+    [card] = [c for c in cards if c["source"]["topic"]["code"] == "taper-required"]
+    assert card["summary"].endswith("; from this order: confirm the dose taken")
+    if profile == "standard":
+        assert any(
+            s["label"].startswith("Keep this dose, extended to 14 days")
+            for s in card["suggestions"]
+        )
+        assert not any(s.get("isRecommended") for s in card["suggestions"])
+    else:
+        assert (
+            "**Or edit the order:** 14 days (189 mL), no refills, the same dose." in card["detail"]
+        )

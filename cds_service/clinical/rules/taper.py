@@ -166,7 +166,7 @@ def taper_required(order: DiazepamOrder, record: PatientRecord, policy: Policy) 
     unrecorded = now is None and any(
         "diazepam" in m.ingredients and m.status == "active" for m in record.medications
     )
-    facts["basis"] = "; dose taken not recorded: confirm it" if unrecorded else ""
+    facts["basis"] = "; from this order: confirm the dose taken" if unrecorded else ""
     if taken and mg_day and mg_day < taken - 1e-9:
         # review round 6 M-3: the pended order already lowers what the patient takes
         lower = round(100 * (1 - mg_day / taken), 1)
@@ -178,7 +178,7 @@ def taper_required(order: DiazepamOrder, record: PatientRecord, policy: Policy) 
                 notes.append(rule["step_bigger_note"].format(lower=fmt(lower)))
             # R13: a step lasts 14 days or more; a long-term user whose step runs out after
             # 5 days stops abruptly (review round 8 F2): the step, extended
-            extend = _extended_step(order, policy)
+            extend = extended_step(order, policy)
             if extend is not None:
                 facts["days"] = fmt(order.days_supply)
             return [
@@ -273,6 +273,13 @@ def taper_required(order: DiazepamOrder, record: PatientRecord, policy: Policy) 
                     mg_day=fmt(mg_day), max_step=fmt(rule["max_step_pct"])
                 )
             )
+    if unrecorded and not too_big:
+        # the pended order may itself be a step: it may be kept as it is for 14 days or
+        # more, never run out in days (review round 10 #2)
+        extend = extended_step(order, policy, known_step=False)
+        if extend is not None:
+            extend.recommended = False
+            options.append(extend)
     if not options:
         variant += "_solution"
     indicator = rule["legit_indicator"] if legit else rule["indicator"]
@@ -298,10 +305,11 @@ def taper_required(order: DiazepamOrder, record: PatientRecord, policy: Policy) 
     ]
 
 
-def _extended_step(order: DiazepamOrder, policy: Policy) -> Option | None:
-    """A pended taper step shorter than ``taper.step_days``, rewritten to that many days
-    (same dose and product, quantity recomputed, no refills); None when it is long enough
-    or cannot be rewritten."""
+def extended_step(order: DiazepamOrder, policy: Policy, known_step: bool = True) -> Option | None:
+    """A long-term user's pended order shorter than ``taper.step_days`` (a taper step, or
+    the order kept of several), rewritten to that many days (same dose and product,
+    quantity recomputed, no refills): F.0-1, no supply under 14 days; None when it is long
+    enough or cannot be rewritten."""
     days = policy["taper"]["step_days"]
     if not order.days_supply or order.days_supply >= days - 1e-9:
         return None
@@ -310,6 +318,15 @@ def _extended_step(order: DiazepamOrder, policy: Policy) -> Option | None:
     amount = supplied(qty, order.prn)
     if resource is None or not amount:
         return None
+    if not known_step:  # the dose taken is not known: it may or may not be a step
+        return Option(
+            kind="update",
+            label=fitted(f"Keep this dose, extended to {fmt(days)} days", f" ({amount})"),
+            description=f"Keep the pended dose for {fmt(days)} days (F.0-1: no supply under "
+            f"{fmt(days)} days for a long-term user)",
+            resource=resource,
+            edit_text=f"{fmt(days)} days ({amount}), no refills, the same dose",
+        )
     return Option(
         kind="update",
         label=fitted(f"Extend this taper step to {fmt(days)} days", f" ({amount})", ", no refills"),

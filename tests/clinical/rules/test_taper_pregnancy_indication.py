@@ -167,4 +167,4 @@ def test_with_no_recorded_dose_the_step_is_offered_not_recommended(order, policy
     long = patient(74, meds=[med(vs, "diazepam", start=date(2025, 1, 1))])
     [f] = taper_required(order(mg=5, times=2, reason="F41.9"), long, policy)
     assert f.options and not any(o.recommended for o in f.options)
-    assert f.facts["basis"] == "; dose taken not recorded: confirm it"
+    assert f.facts["basis"] == "; from this order: confirm the dose taken"
