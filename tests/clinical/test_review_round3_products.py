@@ -160,8 +160,7 @@ def test_the_fixtures_exercise_every_kind_of_product_change(apps: dict[str, Flas
         for line in lines
     )
     assert any(
-        line.startswith("**New order instead, then remove all pended orders:** ")
-        for line in lines
+        line.startswith("**New order instead, then remove all pended orders:** ") for line in lines
     )
 
 
@@ -193,10 +192,7 @@ def test_several_orders_keep_line_says_which_order_and_the_product(
     assert not any("change it to" in line for line in lines)
     [card] = [c for c in cards if any(line in c["detail"] for line in lines)]
     removed = {
-        a["resourceId"]
-        for s in card["suggestions"]
-        for a in s["actions"]
-        if a["type"] == "delete"
+        a["resourceId"] for s in card["suggestions"] for a in s["actions"] if a["type"] == "delete"
     }
     assert len(removed) == 2
 

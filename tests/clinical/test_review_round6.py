@@ -19,7 +19,9 @@ from typing import Any
 import pytest
 from flask import Flask
 
-from tests.scenario_cards import fixture_answer, profile_apps
+from tests.clinical.review_cards import cards_of as _cards
+from tests.clinical.review_cards import topic as _topic
+from tests.scenario_cards import profile_apps
 
 RENEWAL = "MedicationRequest/r6-c04-diazepam-1"  # 5 mg tablets twice a day, 30 days
 STEP = "MedicationRequest/r6-c04-diazepam-2"  # oral solution 4.5 mg twice a day, 14 days
@@ -28,14 +30,6 @@ STEP = "MedicationRequest/r6-c04-diazepam-2"  # oral solution 4.5 mg twice a day
 @pytest.fixture(scope="module")
 def apps(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Flask]:
     return profile_apps(tmp_path_factory, "round6")
-
-
-def _cards(apps: dict[str, Flask], name: str, profile: str) -> list[dict[str, Any]]:
-    return fixture_answer(apps, name, profile)[1]
-
-
-def _topic(card: dict[str, Any]) -> str:
-    return str(card["source"]["topic"]["code"])
 
 
 def _taper(cards: list[dict[str, Any]]) -> list[dict[str, Any]]:

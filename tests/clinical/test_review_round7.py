@@ -17,24 +17,15 @@ from typing import Any
 import pytest
 from flask import Flask
 
+from tests.clinical.review_cards import cards_of as _cards
+from tests.clinical.review_cards import suggestions as _suggestions
+from tests.clinical.review_cards import topic as _topic
 from tests.scenario_cards import fixture_answer, fixture_paths, load, profile_apps
 
 
 @pytest.fixture(scope="module")
 def apps(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Flask]:
     return profile_apps(tmp_path_factory, "round7")
-
-
-def _cards(apps: dict[str, Flask], name: str, profile: str) -> list[dict[str, Any]]:
-    return fixture_answer(apps, name, profile)[1]
-
-
-def _topic(card: dict[str, Any]) -> str:
-    return str(card["source"]["topic"]["code"])
-
-
-def _suggestions(cards: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    return [s for c in cards for s in c.get("suggestions") or []]
 
 
 def _diazepam_drafts(fixture: dict[str, Any]) -> set[str]:

@@ -11,31 +11,19 @@ lower case.
 
 from __future__ import annotations
 
-from typing import Any
-
 import pytest
 from flask import Flask
 
-from tests.scenario_cards import fixture_answer, fixture_paths, profile_apps
-
-PROFILES = ("standard", "epic")
+from tests.clinical.review_cards import PROFILES
+from tests.clinical.review_cards import cards_of as _cards
+from tests.clinical.review_cards import suggestions as _suggestions
+from tests.clinical.review_cards import text as _text
+from tests.scenario_cards import fixture_paths, profile_apps
 
 
 @pytest.fixture(scope="module")
 def apps(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Flask]:
     return profile_apps(tmp_path_factory, "round8")
-
-
-def _cards(apps: dict[str, Flask], name: str, profile: str) -> list[dict[str, Any]]:
-    return fixture_answer(apps, name, profile)[1]
-
-
-def _text(cards: list[dict[str, Any]]) -> str:
-    return " ".join(c["summary"] + " " + c.get("detail", "") for c in cards)
-
-
-def _suggestions(cards: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    return [s for c in cards for s in c.get("suggestions") or []]
 
 
 @pytest.mark.parametrize("profile", PROFILES)

@@ -13,22 +13,15 @@ from typing import Any
 import pytest
 from flask import Flask
 
+from tests.clinical.review_cards import PROFILES
+from tests.clinical.review_cards import cards_of as _cards
+from tests.clinical.review_cards import suggestions as _suggestions
 from tests.scenario_cards import fixture_answer, fixture_paths, profile_apps
-
-PROFILES = ("standard", "epic")
 
 
 @pytest.fixture(scope="module")
 def apps(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Flask]:
     return profile_apps(tmp_path_factory, "round9")
-
-
-def _cards(apps: dict[str, Flask], name: str, profile: str) -> list[dict[str, Any]]:
-    return fixture_answer(apps, name, profile)[1]
-
-
-def _suggestions(cards: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    return [s for c in cards for s in c.get("suggestions") or []]
 
 
 def _deleted(cards: list[dict[str, Any]]) -> set[str]:
