@@ -34,7 +34,7 @@ from cds_service.clinical.rules.common import (
     supplied,
     times_a_day,
 )
-from cds_service.clinical.rules.taper import extended_step
+from cds_service.clinical.rules.taper import KEEP_DOSE, extended_step
 from cds_service.clinical.suggestions import (
     LABEL_MAX,
     dose_words,
@@ -883,12 +883,17 @@ def _one_taper_decision(
     ]
     if keeper not in lasting and lasting:
         keeper = same if same in lasting else lasting[0]
+    elif not lasting:
+        # every order runs out in days: no one-click Remove at all in Epic, where a tick
+        # without the typed extension would leave days of supply (review round 11)
+        keeper = "*"
     carried = []
     if best is not None:  # a step is pended: this order's own step and its lines go
         lines = {n for o in _updates(host) for n in o.notes}
         host.notes = [n for n in host.notes if n not in lines]
     elif not text_only:  # no step pended: the first step of this order, the others removed
-        for option in _updates(host):
+        # (its same-dose extension is no step: the keeps below extend what they keep)
+        for option in [o for o in _updates(host) if not o.label.startswith(KEEP_DOSE)]:
             option.removes = [(r, w) for r, w in words.items() if r != host_ref]
             option.label = fitted(option.label, rule["taper_keep_tail"])  # round 7 F10
             carried.append(option)

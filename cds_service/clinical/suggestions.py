@@ -807,7 +807,10 @@ def shape_suggestions(
         and (opt.removes is None or {ref for ref, _ in opt.removes} == set(several))
         for opt in options
     )
-    if keeper is not None and keeper in several:
+    if keeper == "*":  # no order may be removed with a tick (every one needs an edit)
+        several.clear()
+        removes = False
+    elif keeper is not None and keeper in several:
         several.pop(keeper)
         removes = False  # ... and never the own-order Remove below
     if len(several) > 1 or (keeper is not None and several):

@@ -146,7 +146,8 @@ def test_a_short_order_with_no_dose_recorded_can_be_kept_for_14_days(
     out from this order."""
     cards = _cards(apps, "r10-hvb-no-dose-5-day-order-alone", profile)
     [card] = [c for c in cards if c["source"]["topic"]["code"] == "taper-required"]
-    assert card["summary"].endswith("; from this order: confirm the dose taken")
+    # round 11: and that the order lasts only 5 days
+    assert card["summary"].endswith("; dose taken not recorded; order lasts 5 days")
     if profile == "standard":
         assert any(
             s["label"].startswith("Keep this dose, extended to 14 days")
@@ -157,3 +158,61 @@ def test_a_short_order_with_no_dose_recorded_can_be_kept_for_14_days(
         assert (
             "**Or edit the order:** 14 days (189 mL), no refills, the same dose." in card["detail"]
         )
+
+
+@pytest.mark.parametrize(
+    "name", ["r11-i01-two-short-orders-no-dose", "r11-ivb-two-short-orders-dose-recorded"]
+)
+def test_epic_offers_no_tick_when_every_order_runs_out_in_days(
+    apps: dict[str, Flask], name: str
+) -> None:
+    """Review round 11 (High): two short orders; any Epic Remove would leave the other one,
+    which runs out in days, unless its typed extension is made: no Remove is offered; the
+    lines say keep which one, extended to 14 days."""
+    cards = _cards(apps, name, "epic")
+    assert not _deleted(cards)
+    detail = " ".join(c.get("detail", "") for c in cards)
+    assert detail.count(": edit it to 14 days") >= 2
+
+
+@pytest.mark.parametrize("profile", PROFILES)
+def test_a_7_day_renewal_says_so_and_may_be_kept_for_14_days(
+    apps: dict[str, Flask], profile: str
+) -> None:
+    """Review round 11 (Medium): a same-dose renewal for 7 days, dose recorded."""
+    [card] = [
+        c
+        for c in _cards(apps, "r11-i02-7-day-renewal-same-dose", profile)
+        if c["source"]["topic"]["code"] == "taper-required"
+    ]
+    assert card["summary"].endswith("; this order lasts only 7 days")
+    if profile == "standard":
+        labels = [s["label"] for s in card["suggestions"]]
+        assert any(label.startswith("Keep this dose, extended to 14 days") for label in labels)
+    else:
+        assert (
+            "**Or edit the order:** 14 days (28 tablets), no refills, the same dose."
+            in card["detail"]
+        )
+
+
+@pytest.mark.parametrize("profile", PROFILES)
+def test_in_hospice_a_short_step_is_info_with_nothing_pushed(
+    apps: dict[str, Flask], profile: str
+) -> None:
+    """Review round 11 (Medium, R13 scope, R20): the control outside hospice is a warning
+    with the extension recommended."""
+    [card] = [
+        c
+        for c in _cards(apps, "r11-i03-hospice-short-step", profile)
+        if c["source"]["topic"]["code"] == "taper-required"
+    ]
+    assert card["indicator"] == "info"
+    assert not any(s.get("isRecommended") for s in card.get("suggestions") or [])
+    assert "Then lower" not in card["detail"]
+    [control] = [
+        c
+        for c in _cards(apps, "r11-iva-no-hospice-short-step-81", profile)
+        if c["source"]["topic"]["code"] == "taper-required"
+    ]
+    assert control["indicator"] == "warning"

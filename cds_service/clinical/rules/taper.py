@@ -166,7 +166,16 @@ def taper_required(order: DiazepamOrder, record: PatientRecord, policy: Policy) 
     unrecorded = now is None and any(
         "diazepam" in m.ingredients and m.status == "active" for m in record.medications
     )
-    facts["basis"] = "; from this order: confirm the dose taken" if unrecorded else ""
+    short = bool(order.days_supply and order.days_supply < rule["step_days"] - 1e-9)
+    facts["basis"] = (
+        f"; dose taken not recorded; order lasts {fmt(order.days_supply)} days"
+        if unrecorded and short
+        else "; from this order: confirm the dose taken"
+        if unrecorded
+        else f"; this order lasts only {fmt(order.days_supply)} days"
+        if short
+        else ""
+    )
     if taken and mg_day and mg_day < taken - 1e-9:
         # review round 6 M-3: the pended order already lowers what the patient takes
         lower = round(100 * (1 - mg_day / taken), 1)
@@ -179,15 +188,20 @@ def taper_required(order: DiazepamOrder, record: PatientRecord, policy: Policy) 
             # R13: a step lasts 14 days or more; a long-term user whose step runs out after
             # 5 days stops abruptly (review round 8 F2): the step, extended
             extend = extended_step(order, policy)
+            short = "step_short"
             if extend is not None:
                 facts["days"] = fmt(order.days_supply)
+                if legit:  # hospice or a stated long-term use: a supply fix, no taper push
+                    extend.recommended, short = False, "step_short_legit"
             return [
                 new_finding(
                     "taper-required",
-                    rule["indicator"] if extend else rule["step_indicator"],
+                    (rule["step_indicator"] if legit else rule["indicator"])
+                    if extend
+                    else rule["step_indicator"],
                     order,
                     record,
-                    variant="step_short" if extend else "step",
+                    variant=short if extend else "step",
                     facts=facts,
                     audit=audit,
                     notes=notes,
@@ -273,9 +287,10 @@ def taper_required(order: DiazepamOrder, record: PatientRecord, policy: Policy) 
                     mg_day=fmt(mg_day), max_step=fmt(rule["max_step_pct"])
                 )
             )
-    if unrecorded and not too_big:
-        # the pended order may itself be a step: it may be kept as it is for 14 days or
-        # more, never run out in days (review round 10 #2)
+    if not too_big:
+        # a pended order shorter than 14 days (with no dose recorded it may itself be a
+        # step) may be kept at its dose for 14 days: never run out in days (review rounds
+        # 10 #2, 11: a 7-day renewal dismissed with the card was signed for 7 days)
         extend = extended_step(order, policy, known_step=False)
         if extend is not None:
             extend.recommended = False
@@ -305,6 +320,9 @@ def taper_required(order: DiazepamOrder, record: PatientRecord, policy: Policy) 
     ]
 
 
+KEEP_DOSE = "Keep this dose, extended"  # the label of a same-dose extension (compose knows it)
+
+
 def extended_step(order: DiazepamOrder, policy: Policy, known_step: bool = True) -> Option | None:
     """A long-term user's pended order shorter than ``taper.step_days`` (a taper step, or
     the order kept of several), rewritten to that many days (same dose and product,
@@ -321,7 +339,7 @@ def extended_step(order: DiazepamOrder, policy: Policy, known_step: bool = True)
     if not known_step:  # the dose taken is not known: it may or may not be a step
         return Option(
             kind="update",
-            label=fitted(f"Keep this dose, extended to {fmt(days)} days", f" ({amount})"),
+            label=fitted(f"{KEEP_DOSE} to {fmt(days)} days", f" ({amount})"),
             description=f"Keep the pended dose for {fmt(days)} days (F.0-1: no supply under "
             f"{fmt(days)} days for a long-term user)",
             resource=resource,
