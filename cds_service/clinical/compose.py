@@ -983,6 +983,12 @@ def _one_taper_decision(
     )
     if best is not None and not legit:
         statement += " " + rule["taper_keep_step"].format(lower=fmt(lowers[best]))
+    if not taken and any(
+        "diazepam" in m.ingredients and m.status == "active" for m in entries[0][1].medications
+    ):
+        # no dose on the running prescription: which order is the step is not known (review
+        # rounds 10 and 11, condition 7)
+        statement += " " + rule["taper_dose_unknown_note"]
     for said, lower in too_big:
         statement += " " + rule["taper_too_big_note"].format(
             order=said[:1].upper() + said[1:], lower=fmt(lower)

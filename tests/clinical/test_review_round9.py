@@ -216,3 +216,16 @@ def test_in_hospice_a_short_step_is_info_with_nothing_pushed(
         if c["source"]["topic"]["code"] == "taper-required"
     ]
     assert control["indicator"] == "warning"
+
+
+@pytest.mark.parametrize("profile", PROFILES)
+def test_several_orders_with_no_dose_recorded_ask_to_confirm_it(
+    apps: dict[str, Flask], profile: str
+) -> None:
+    """Rounds 10 and 11, condition 7: the keep-one card says the dose taken is not recorded."""
+    [card] = [
+        c
+        for c in _cards(apps, "r10-h05-no-dose-renewal-and-5-day-order", profile)
+        if c["source"]["topic"]["code"] == "taper-required"
+    ]
+    assert "Dose taken not recorded: confirm it before choosing." in card["detail"]
