@@ -800,7 +800,7 @@ def _courses(entries: list[tuple[Any, Any, list[Finding]]], words: dict[str, str
     with its course, in plain words)."""
     return " and ".join(
         (
-            f"{fmt(o.mg_per_dose)} mg {times_a_day(o.doses_per_day)}"
+            dose_words(o).strip()  # an as-needed order says so (review round 11, Low)
             if o.mg_per_dose is not None and o.doses_per_day
             else words[o.ref].removeprefix("diazepam ")
         )
@@ -858,6 +858,8 @@ def _one_taper_decision(
         role = (
             "too_big"
             if lower > taper["max_step_pct"] + 1e-9
+            else "step_big"  # above ASAM's usual start: said (review round 12)
+            if lower > taper["default_max_step_pct"] + 1e-9
             else "step"
             if lower > 1e-9
             else "above"
@@ -866,6 +868,7 @@ def _one_taper_decision(
         )
         roles[order.ref] = rule["taper_roles"][role].format(lower=fmt(abs(lower)))
     steps = [r for r, v in lowers.items() if 1e-9 < v <= taper["max_step_pct"] + 1e-9]
+    # (a bigger step than ASAM's usual start is still a step, said so in its label)
     best = min(steps, key=lambda r: abs(lowers[r] - taper["step_pct"])) if steps else None
     same = next((r for r, v in lowers.items() if abs(v) <= 1e-9), None)
     # the first order's card, as for a new start (one_decision_for_orders): the patient-level
@@ -886,6 +889,10 @@ def _one_taper_decision(
     elif not lasting:
         # every order runs out in days: no one-click Remove at all in Epic, where a tick
         # without the typed extension would leave days of supply (review round 11)
+        keeper = "*"
+    if legit and keeper != same:
+        # hospice or a stated long-term use: the one tick may only leave the dose taken; a
+        # step is typed by hand, never one click (R13 scope, R20; review round 12)
         keeper = "*"
     carried = []
     if best is not None:  # a step is pended: this order's own step and its lines go
@@ -942,9 +949,21 @@ def _one_taper_decision(
                 edit_text=f"{words[order.ref]}{role}: remove {removed}.",
             )
         )
+
     # the recommended keep first; for a stated long-term use or hospice the dose taken first
     # and the step offered after the keeps (round 7 F4, F11)
-    keeps.sort(key=lambda k: (not k.recommended, bool(k.removes and keeper in dict(k.removes))))
+    def kept(option: Option) -> str:
+        return next(r for r in words if r not in dict(option.removes or []))
+
+    # the recommended keep first; for a stated long-term use or hospice, the dose taken
+    # first (R13 scope, R20: no taper push; review round 12); then the order Epic keeps
+    keeps.sort(
+        key=lambda k: (
+            not k.recommended,
+            not (legit and kept(k) == same),
+            bool(k.removes and keeper in dict(k.removes)),
+        )
+    )
     draft = (keeps + carried) if legit else (carried + keeps)
     if best is not None and not legit:
         draft = keeps + carried

@@ -229,3 +229,22 @@ def test_several_orders_with_no_dose_recorded_ask_to_confirm_it(
         if c["source"]["topic"]["code"] == "taper-required"
     ]
     assert "Dose taken not recorded: confirm it before choosing." in card["detail"]
+
+
+@pytest.mark.parametrize("profile", PROFILES)
+def test_in_hospice_the_dose_taken_comes_first_and_no_step_is_one_click(
+    apps: dict[str, Flask], profile: str
+) -> None:
+    """Review round 12 (condition): hospice, a 7-day renewal beside a 20 % step for 30 days.
+    The dose taken (extended to 14 days) is the first choice, the step says it is above
+    ASAM's usual start, and Epic offers no tick (one would leave the 20 % step, or 7 days)."""
+    cards = _cards(apps, "r12-j04-hospice-7-day-renewal-and-20-pct-step", profile)
+    [card] = [c for c in cards if c["source"]["topic"]["code"] == "taper-required"]
+    if profile == "standard":
+        first, second = card["suggestions"]
+        assert first["label"].startswith("Keep only diazepam 5 mg twice a day, extended to 14")
+        assert "above ASAM's 5 to 10 %" in second["label"]
+        assert not any(s.get("isRecommended") for s in card["suggestions"])
+    else:
+        assert not card.get("suggestions")
+        assert card["detail"].startswith("**Keep only:** diazepam 5 mg twice a day (dose taken")
