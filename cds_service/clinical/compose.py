@@ -17,6 +17,7 @@ from typing import Any
 
 from cds_service.clinical.models import (
     DRAFT_KINDS,
+    KEEP_ALL,
     SUMMARY_MAX,
     Finding,
     Option,
@@ -34,7 +35,7 @@ from cds_service.clinical.rules.common import (
     supplied,
     times_a_day,
 )
-from cds_service.clinical.rules.taper import KEEP_DOSE, extended_step
+from cds_service.clinical.rules.taper import extended_step
 from cds_service.clinical.suggestions import (
     LABEL_MAX,
     dose_words,
@@ -878,29 +879,30 @@ def _one_taper_decision(
     keeper = (same or best or host_ref) if legit else (best or same or host_ref)
     # the order every Epic Remove leaves must not need a hand edit to last: one that runs out
     # in days is no keeper while another can be kept as it is (review rounds 9 #1, 10 #1)
-    orders = {e[0].ref: e[0] for e in entries}
+    # each order's extension to taper.step_days, worked out once (None: it lasts)
+    extensions = {e[0].ref: extended_step(e[0], policy) for e in entries}
     lasting = [
         r
-        for r, o in orders.items()
-        if extended_step(o, policy) is None and lowers.get(r, 0) <= taper["max_step_pct"] + 1e-9
+        for r, extension in extensions.items()
+        if extension is None and lowers.get(r, 0) <= taper["max_step_pct"] + 1e-9
     ]
     if keeper not in lasting and lasting:
         keeper = same if same in lasting else lasting[0]
     elif not lasting:
         # every order runs out in days: no one-click Remove at all in Epic, where a tick
         # without the typed extension would leave days of supply (review round 11)
-        keeper = "*"
+        keeper = KEEP_ALL
     if legit and keeper != same:
         # hospice or a stated long-term use: the one tick may only leave the dose taken; a
         # step is typed by hand, never one click (R13 scope, R20; review round 12)
-        keeper = "*"
+        keeper = KEEP_ALL
     carried = []
     if best is not None:  # a step is pended: this order's own step and its lines go
         lines = {n for o in _updates(host) for n in o.notes}
         host.notes = [n for n in host.notes if n not in lines]
     elif not text_only:  # no step pended: the first step of this order, the others removed
         # (its same-dose extension is no step: the keeps below extend what they keep)
-        for option in [o for o in _updates(host) if not o.label.startswith(KEEP_DOSE)]:
+        for option in [o for o in _updates(host) if not o.extends]:
             option.removes = [(r, w) for r, w in words.items() if r != host_ref]
             option.label = fitted(option.label, rule["taper_keep_tail"])  # round 7 F10
             carried.append(option)
@@ -918,10 +920,11 @@ def _one_taper_decision(
         removed = rest[0][1] if len(rest) == 1 else f"the other {_count_word(len(rest))}"
         # an order shorter than taper.step_days is kept extended (review round 8 F2; round
         # 10: with no dose recorded, any order kept of the set, not only a known step)
-        extend = extended_step(order, policy)
+        extend = extensions[order.ref]
         if extend is not None:
             days = fmt(policy["taper"]["step_days"])
-            longer = (extend.edit_text or "").partition(": ")[2]
+            dispense = (extend.resource or {}).get("dispenseRequest") or {}
+            longer = f"{days} days ({supplied(dispense.get('quantity'), order.prn)}), no refills"
             keeps.append(
                 Option(
                     kind="update",

@@ -14,6 +14,9 @@ from typing import Any
 DRAFT_KINDS = ("replace", "update", "delete")
 # CDS Hooks 2.0: a card summary is "<140 characters"
 SUMMARY_MAX = 139
+# the several-orders card's ``keeper`` when no pended order may be removed with one tick
+# (every one needs a typed edit, or only the dose taken may be left): Epic gets no Remove
+KEEP_ALL = "*"
 
 
 @dataclass(frozen=True)
@@ -158,6 +161,9 @@ class Option:
     # days, quantity, refills) where the EHR does not apply a created order's details (Epic,
     # review round 2 N4): a line of the card that offers it
     sig: str | None = None
+    # a same-dose rewrite to a longer supply (F.0-1: no long-term user's supply under 14
+    # days), not a taper step: the several-orders card extends what it keeps instead
+    extends: bool = False
 
 
 @dataclass

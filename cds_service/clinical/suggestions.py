@@ -18,7 +18,7 @@ from datetime import timedelta
 from typing import Any
 
 from cds_service.clinical import dosing
-from cds_service.clinical.models import DiazepamOrder, Option
+from cds_service.clinical.models import KEEP_ALL, DiazepamOrder, Option
 from cds_service.clinical.policy import Policy
 from cds_service.clinical.valuesets import RXNORM, AlternativeProduct
 from cds_service.jsondata import copy_json
@@ -807,7 +807,7 @@ def shape_suggestions(
         and (opt.removes is None or {ref for ref, _ in opt.removes} == set(several))
         for opt in options
     )
-    if keeper == "*":  # no order may be removed with a tick (every one needs an edit)
+    if keeper == KEEP_ALL:  # no order may be removed with a tick
         several.clear()
         removes = False
     elif keeper is not None and keeper in several:

@@ -320,9 +320,6 @@ def taper_required(order: DiazepamOrder, record: PatientRecord, policy: Policy) 
     ]
 
 
-KEEP_DOSE = "Keep this dose, extended"  # the label of a same-dose extension (compose knows it)
-
-
 def extended_step(order: DiazepamOrder, policy: Policy, known_step: bool = True) -> Option | None:
     """A long-term user's pended order shorter than ``taper.step_days`` (a taper step, or
     the order kept of several), rewritten to that many days (same dose and product,
@@ -339,11 +336,12 @@ def extended_step(order: DiazepamOrder, policy: Policy, known_step: bool = True)
     if not known_step:  # the dose taken is not known: it may or may not be a step
         return Option(
             kind="update",
-            label=fitted(f"{KEEP_DOSE} to {fmt(days)} days", f" ({amount})"),
+            label=fitted(f"Keep this dose, extended to {fmt(days)} days", f" ({amount})"),
             description=f"Keep the pended dose for {fmt(days)} days (F.0-1: no supply under "
             f"{fmt(days)} days for a long-term user)",
             resource=resource,
             edit_text=f"{fmt(days)} days ({amount}), no refills, the same dose",
+            extends=True,
         )
     return Option(
         kind="update",
@@ -353,6 +351,7 @@ def extended_step(order: DiazepamOrder, policy: Policy, known_step: bool = True)
         resource=resource,
         recommended=True,
         edit_text=f"Longer step: {fmt(days)} days ({amount}), no refills",
+        extends=True,
     )
 
 
