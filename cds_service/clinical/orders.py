@@ -96,6 +96,18 @@ class LazyReferenceIndex(Mapping[str, Mapping[str, Any]]):
         return len(self._built())
 
 
+def _references(request: HookRequest) -> LazyReferenceIndex:
+    """What a draft's references may point to: the drafts, the prefetch and the resources the
+    service fetched; indexed only when a reference is looked up."""
+    return LazyReferenceIndex(
+        lambda: [
+            *request.draft_resources,
+            *prefetch_resources(request.prefetch),
+            *request.extra_resources,
+        ]
+    )
+
+
 class OrderReader:
     """Reads diazepam orders with the project's value sets (built once per worker)."""
 
@@ -134,13 +146,7 @@ class OrderReader:
         drafts = drafts_in_scope(request)
         if not drafts:
             return [], 0
-        refs = LazyReferenceIndex(
-            lambda: [
-                *request.draft_resources,
-                *prefetch_resources(request.prefetch),
-                *request.extra_resources,
-            ]
-        )
+        refs = _references(request)
         orders: list[DiazepamOrder] = []
         skipped = 0
         for resource in drafts:
@@ -156,13 +162,7 @@ class OrderReader:
         """At order-select, the diazepam orders pended but not selected (read, not advised
         on by themselves): a long-term user's several orders are one decision (review round 8
         F3: selecting the renewal beside a pended step offered a second step)."""
-        refs = LazyReferenceIndex(
-            lambda: [
-                *request.draft_resources,
-                *prefetch_resources(request.prefetch),
-                *request.extra_resources,
-            ]
-        )
+        refs = _references(request)
         found = (self.read(r, refs, on=request.reference_date) for r in unselected_drafts(request))
         return [order for order in found if order is not None]
 
