@@ -991,7 +991,7 @@ def _one_taper_decision(
     parts = _courses(entries, words)
     total_text = f" ({fmt(total)} mg a day)" if total is not None else ""
     count = _count_word(len(entries)).capitalize()
-    keep = "Keep one; do not stop abruptly."
+    keep = rule["taper_keep_summary"]
     summary = f"{count} diazepam orders pended: {parts}{total_text}. {keep}"
     if len(summary) > SUMMARY_MAX:
         summary = f"{count} diazepam orders: {parts}{total_text}. {keep}"
@@ -1048,7 +1048,7 @@ def _distinct_words(orders: list[Any], policy: Policy) -> dict[str, str]:
 
     if clash():
         for o in orders:
-            form = {"tablet": "tablets", "mL": "oral solution"}.get(o.unit or "")
+            form = policy["compose"]["order_forms"].get(o.unit or "")
             form = form or (product_words(o, policy) or "").removeprefix("diazepam ")
             if form:
                 words[o.ref] = f"{words[o.ref]}, {form}"

@@ -167,15 +167,9 @@ def taper_required(order: DiazepamOrder, record: PatientRecord, policy: Policy) 
         "diazepam" in m.ingredients and m.status == "active" for m in record.medications
     )
     short = bool(order.days_supply and order.days_supply < rule["step_days"] - 1e-9)
-    facts["basis"] = (
-        f"; dose taken not recorded; order lasts {fmt(order.days_supply)} days"
-        if unrecorded and short
-        else "; from this order: confirm the dose taken"
-        if unrecorded
-        else f"; this order lasts only {fmt(order.days_supply)} days"
-        if short
-        else ""
-    )
+    said = "unrecorded_short" if unrecorded and short else "unrecorded" if unrecorded else None
+    said = said or ("short" if short else None)
+    facts["basis"] = rule["basis_words"][said].format(days=fmt(order.days_supply)) if said else ""
     if taken and mg_day and mg_day < taken - 1e-9:
         # review round 6 M-3: the pended order already lowers what the patient takes
         lower = round(100 * (1 - mg_day / taken), 1)
