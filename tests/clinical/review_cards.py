@@ -29,3 +29,11 @@ def suggestions(cards: list[dict[str, Any]]) -> list[dict[str, Any]]:
 def text(cards: list[dict[str, Any]]) -> str:
     """Every summary and detail, one string."""
     return " ".join(c["summary"] + " " + c.get("detail", "") for c in cards)
+
+
+def drafts_by_ref(fixture: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """The fixture's pended orders by the reference a delete action names."""
+    return {
+        f"MedicationRequest/{e['resource']['id']}": e["resource"]
+        for e in fixture["request"]["context"]["draftOrders"].get("entry") or []
+    }

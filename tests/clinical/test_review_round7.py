@@ -18,6 +18,7 @@ import pytest
 from flask import Flask
 
 from tests.clinical.review_cards import cards_of as _cards
+from tests.clinical.review_cards import drafts_by_ref
 from tests.clinical.review_cards import suggestions as _suggestions
 from tests.clinical.review_cards import topic as _topic
 from tests.scenario_cards import fixture_answer, fixture_paths, load, profile_apps
@@ -29,12 +30,7 @@ def apps(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Flask]:
 
 
 def _diazepam_drafts(fixture: dict[str, Any]) -> set[str]:
-    entries = fixture["request"]["context"]["draftOrders"].get("entry") or []
-    return {
-        f"MedicationRequest/{e['resource']['id']}"
-        for e in entries
-        if "diazepam" in e["resource"]["id"]
-    }
+    return {ref for ref, resource in drafts_by_ref(fixture).items() if "diazepam" in resource["id"]}
 
 
 def _long_term(fixture: dict[str, Any]) -> bool:

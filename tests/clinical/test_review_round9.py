@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from flask import Flask
 
-from tests.clinical.review_cards import PROFILES
+from tests.clinical.review_cards import PROFILES, drafts_by_ref
 from tests.clinical.review_cards import cards_of as _cards
 from tests.clinical.review_cards import suggestions as _suggestions
 from tests.scenario_cards import fixture_answer, fixture_paths, profile_apps
@@ -34,10 +34,7 @@ def test_epic_one_click_never_leaves_only_a_short_step(apps: dict[str, Flask]) -
     """#1: renewal (30 days) beside a 10-day step: every Remove ticked leaves the renewal;
     the step, extended, is the hand-typed choice (and the recommended one in standard)."""
     fixture, cards = fixture_answer(apps, "r9-gva-renewal-and-10-day-step", "epic")
-    drafts = {
-        f"MedicationRequest/{e['resource']['id']}": e["resource"]
-        for e in fixture["request"]["context"]["draftOrders"]["entry"]
-    }
+    drafts = drafts_by_ref(fixture)
     left = set(drafts) - _deleted(cards)
     assert len(left) == 1
     [kept] = [drafts[ref] for ref in left]
@@ -111,10 +108,7 @@ def test_no_choice_keeps_an_order_that_runs_out_in_days(
     lasts 14 days or more. In standard, each suggestion's result; in Epic, every Remove
     ticked together."""
     fixture, cards = fixture_answer(apps, name, profile)
-    drafts = {
-        f"MedicationRequest/{e['resource']['id']}": e["resource"]
-        for e in fixture["request"]["context"]["draftOrders"]["entry"]
-    }
+    drafts = drafts_by_ref(fixture)
 
     def lasts(resource: dict[str, Any]) -> bool:
         supply = (resource.get("dispenseRequest") or {}).get("expectedSupplyDuration") or {}
