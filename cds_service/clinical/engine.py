@@ -27,7 +27,7 @@ from cds_service.clinical.compose import (
 from cds_service.clinical.models import DiazepamOrder, Finding, PatientRecord
 from cds_service.clinical.orders import OrderReader
 from cds_service.clinical.policy import Policy, load_policy
-from cds_service.clinical.record import prepare_record, record_for
+from cds_service.clinical.record import RecordBase, prepare_record, record_for
 from cds_service.clinical.rules import RULES, Rule
 from cds_service.clinical.rules.common import chronic_diazepam, effective_route, indication
 from cds_service.clinical.valuesets import VALUESET_DIR, ValueSets, load_valuesets
@@ -198,13 +198,12 @@ class Engine:
         timings["render_ms"] = (time.perf_counter() - ruled) * 1000
         return result
 
-
     def _with_pended_beside(
         self,
         request: HookRequest,
         orders: list[DiazepamOrder],
         records: list[PatientRecord],
-        base: Any,
+        base: RecordBase,
     ) -> tuple[list[DiazepamOrder], list[PatientRecord]]:
         """A long-term user's oral orders selected beside other pended oral diazepam orders
         (order-select): those join, so the set is one keep-one decision as at order-sign
